@@ -1,0 +1,70 @@
+"""Forward+backward time of the MulSupCon loss vs the paper-literal algorithm and the unavoidable work (CPU).
+
+Usage: ``PYTHONPATH=src python benchmarks/loss_speed.py [--reps 7] [--threads 2]``
+
+For each configuration (MoCo mode: K = batch keys + queue) it prints the median time of one forward+backward of
+* ours        : ``MulSupConLoss(positives="mulsupcon")`` (per-class key sums, no per-pair rows),
+* literal     : one row per (anchor, label) pair (benchmarks/_paper_literal.py),
+* unavoidable : normalise + (B, K) score matmul + log-softmax, forward and backward,
+and the ratios literal/ours and ours/unavoidable. It also checks that ours and literal give the same value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _paper_literal import make_inputs, median_time, paper_literal_loss, unavoidable_work  # noqa: E402
+
+from mulsupcon.losses import MulSupConLoss  # noqa: E402
+
+# (name, B, K, C, D, label density): yeast-like 4.2/14 labels, COCO-like 2.9/80 labels.
+CONFIGS = [
+    ("yeast-like", 64, 64 + 256, 14, 256, 0.30),
+    ("coco-like", 64, 64 + 2048, 80, 256, 2.9 / 80),
+    ("coco-like", 256, 256 + 8192, 80, 256, 2.9 / 80),
+]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=7, help="timed repetitions per cell (median reported)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.reps} reps, "
+          "forward+backward, float32, temperature 0.1")
+    header = (f"{'data':<11}{'B':>5}{'K':>7}{'C':>5}{'D':>5}{'pairs':>7} | {'ours ms':>9}{'literal ms':>11}"
+              f"{'unavoid ms':>11} | {'literal/ours':>12}{'ours/unavoid':>13}")
+    print(header)
+    print("-" * len(header))
+    loss_fn = MulSupConLoss(0.1, positives="mulsupcon")
+    for name, b, k, c, d, dens in CONFIGS:
+        q, y, keys, yk = make_inputs(b, k, c, d, dens)
+        ours_val = loss_fn(q, y, keys, yk).item()
+        lit_val = paper_literal_loss(q, y, keys, yk, 0.1).item()
+        if abs(ours_val - lit_val) > 1e-4 * max(1.0, abs(lit_val)):
+            raise SystemExit(f"value mismatch on {name}: ours {ours_val} vs literal {lit_val}")
+        grad_out = torch.randn(b, k)
+
+        def run(f):
+            def step():
+                q.grad = None
+                keys.grad = None
+                f()
+            return step
+
+        t_ours = median_time(run(lambda: loss_fn(q, y, keys, yk).backward()), args.reps)
+        t_lit = median_time(run(lambda: paper_literal_loss(q, y, keys, yk, 0.1).backward()), args.reps)
+        t_min = median_time(run(lambda: unavoidable_work(q, keys, grad_out)), args.reps)
+        pairs = int(y.sum())
+        print(f"{name:<11}{b:>5}{k:>7}{c:>5}{d:>5}{pairs:>7} | {t_ours * 1e3:>9.2f}{t_lit * 1e3:>11.2f}"
+              f"{t_min * 1e3:>11.2f} | {t_lit / t_ours:>11.2f}x{t_ours / t_min:>12.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from mulsupcon.cli import main
+
+raise SystemExit(main())

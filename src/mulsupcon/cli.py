@@ -1,0 +1,288 @@
+"""``mulsupcon`` command line. Thin: it parses, resolves a config, and calls the library.
+
+Every config key is a flag: ``--pretrain.lr 1e-3``, ``--dataset.name scene``, ``--model.hidden [128,128]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+EPILOG = (
+    "Any config key can be given as a flag: --SECTION.KEY VALUE (e.g. --pretrain.epochs 10 "
+    "--pretrain.positives any --classify.loss asl). `mulsupcon config show NAME` prints a config."
+)
+
+
+def _add_run_args(p: argparse.ArgumentParser, *, config_default: Optional[str]) -> None:
+    p.add_argument("--config", "-c", default=config_default, help="shipped config name or YAML path (default: %(default)s)")
+    p.add_argument("--dataset", help="dataset name (shortcut for --dataset.name)")
+    p.add_argument("--run-dir", help="run directory (default: runs/<dataset>-<kind>-<time>)")
+    p.add_argument("--seed", type=int, help="run seed (shortcut for --seed)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--quiet", "-q", action="store_true", help="plain log lines instead of progress bars")
+    p.add_argument("--nproc", type=int, default=None, help="launch N processes with torchrun on this machine")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mulsupcon",
+        description="Multi-label supervised contrastive learning (MulSupCon, AAAI 2024).",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("pretrain", help="contrastive pretraining (MoCo + label queue + MulSupCon loss)", epilog=EPILOG)
+    _add_run_args(p, config_default="yeast")
+
+    p = sub.add_parser("train", help="probe / finetune a pretrained backbone, or train from scratch", epilog=EPILOG)
+    _add_run_args(p, config_default=None)
+    p.add_argument("--mode", choices=["probe", "finetune", "scratch"], required=True)
+    p.add_argument("--from", dest="from_run", help="pretraining run directory (or backbone.pt) to start from")
+
+    p = sub.add_parser("evaluate", help="metrics of a finished classification run under each protocol")
+    p.add_argument("run", help="classification run directory")
+    p.add_argument("--protocol", choices=["paper", "validation", "fixed"], action="append",
+                   help="protocol(s) to report (default: all three)")
+    p.add_argument("--threshold", type=float, default=0.5, help="threshold of the fixed protocol")
+
+    p = sub.add_parser("demo", help="the main job: MulSupCon vs BCE on the embedded multidigits data (minutes)")
+    p.add_argument("--run-dir", default="runs/demo", help="where the demo's three runs go (default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="a much shorter schedule (smoke test)")
+    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("datasets", help="list, describe and download datasets")
+    dsub = p.add_subparsers(dest="datasets_command", metavar="ACTION")
+    d = dsub.add_parser("list", help="registered datasets and whether their files are present")
+    d.add_argument("--data-home", help="data home (default: $MULSUPCON_DATA or the user cache dir)")
+    d = dsub.add_parser("info", help="what a dataset is, its files, and a description of its splits")
+    d.add_argument("name")
+    d.add_argument("--data-home")
+    d = dsub.add_parser("download", help="download (and verify) a dataset's files into the data home")
+    d.add_argument("name")
+    d.add_argument("--data-home")
+    d.add_argument("--force", action="store_true", help="download again even if present and valid")
+
+    p = sub.add_parser("config", help="show shipped configs")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    csub.add_parser("list", help="names of the shipped configs")
+    c = csub.add_parser("show", help="print a resolved config as YAML")
+    c.add_argument("name", nargs="?", default=None)
+
+    p = sub.add_parser("plot", help="figures: class-embedding heatmap (Figure 3), training curves")
+    psub = p.add_subparsers(dest="plot_command", metavar="FIGURE")
+    h = psub.add_parser("heatmap", help="class-embedding heatmap of one or more runs, side by side")
+    h.add_argument("runs", nargs="+", help="run directories (pretraining or classification)")
+    h.add_argument("--out", default=None, help="PNG path (default: <first run>/heatmap.png)")
+    h.add_argument("--split", default="test", choices=["train", "val", "test"])
+    h = psub.add_parser("curves", help="loss, learning rate and validation metric per epoch")
+    h.add_argument("run")
+    h.add_argument("--out", default=None)
+
+    p = sub.add_parser("reproduce", help="re-run the paper's experiments that fit this machine")
+    p.add_argument("what", choices=["vectors"], help="vectors: Tables 2/3 on yeast, scene, delicious")
+    p.add_argument("--datasets", nargs="+", default=None)
+    p.add_argument("--seeds", type=int, default=None, help="seeds per dataset (default: 5; 3 for delicious)")
+    p.add_argument("--out", default="results/vectors.md")
+    p.add_argument("--runs-root", default="runs/reproduce")
+    p.add_argument("--scale", type=float, default=1.0, help="fraction of the pretraining schedule to run")
+    p.add_argument("--quiet", "-q", action="store_true")
+    return parser
+
+
+def _version() -> str:
+    from mulsupcon import __version__
+
+    return f"mulsupcon {__version__}"
+
+
+def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
+    """``["--pretrain.lr", "1e-3", "--dataset.name=scene"]`` -> ``{"pretrain.lr": 0.001, ...}``."""
+    from mulsupcon.config import parse_value
+
+    out: dict[str, Any] = {}
+    i = 0
+    extra = list(extra)
+    while i < len(extra):
+        tok = extra[i]
+        name = tok[2:].split("=", 1)[0]
+        if not tok.startswith("--") or ("." not in name and name not in ("device",)):
+            raise SystemExit(f"mulsupcon: unrecognised argument '{tok}' (config overrides look like --section.key value)")
+        key = tok[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        else:
+            if i + 1 >= len(extra):
+                raise SystemExit(f"mulsupcon: {tok} needs a value")
+            value = extra[i + 1]
+            i += 1
+        out[key] = parse_value(value)
+        i += 1
+    return out
+
+
+def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[dict] = None) -> dict:
+    from mulsupcon.config import load_config, set_dotted, validate_config
+
+    overrides = split_overrides(extra)
+    if args.dataset:
+        overrides["dataset.name"] = args.dataset
+    if getattr(args, "seed", None) is not None:
+        overrides["seed"] = args.seed
+    if base is not None:
+        import copy
+
+        cfg = copy.deepcopy(base)
+        for k, v in overrides.items():
+            set_dotted(cfg, k, v)
+        validate_config(cfg)
+        return cfg
+    return load_config(args.config, overrides)
+
+
+def _launch_torchrun(nproc: int, argv: Sequence[str]) -> int:
+    """Re-run this same command under torchrun with ``nproc`` processes on this machine."""
+    rest, skip = [], False
+    for i, tok in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if tok == "--nproc":
+            skip = True
+            continue
+        if tok.startswith("--nproc="):
+            continue
+        rest.append(tok)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "mulsupcon", *rest]
+    print("launching:", " ".join(cmd), file=sys.stderr)
+    return subprocess.call(cmd)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _dispatch(args, extra, argv, parser)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"mulsupcon {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; a run continues with --resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args, extra, argv, parser) -> int:
+    cmd = args.command
+    if cmd not in ("pretrain", "train") and extra:
+        parser.error(f"unrecognised arguments: {' '.join(extra)}")
+    if cmd in ("pretrain", "train") and args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_torchrun(args.nproc, argv)
+
+    if cmd == "pretrain":
+        from mulsupcon.train.pretrain import pretrain
+        from mulsupcon.train.runs import default_run_dir, read_run_config
+
+        base = read_run_config(args.run_dir) if args.resume and args.run_dir and (Path(args.run_dir) / "config.yaml").is_file() else None
+        cfg = _resolve(args, extra, base=base)
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir("pretrain", cfg)
+        pretrain(cfg, run_dir, resume=args.resume, quiet=args.quiet)
+        print(f"pretraining run: {run_dir}")
+        return 0
+
+    if cmd == "train":
+        from mulsupcon.train.classify import classify
+        from mulsupcon.train.runs import default_run_dir, read_run_config
+
+        if args.resume and args.run_dir and (Path(args.run_dir) / "config.yaml").is_file():
+            cfg = _resolve(args, extra, base=read_run_config(args.run_dir))
+        elif args.config is None and args.from_run and Path(args.from_run).is_dir():
+            # Start from the pretraining run's own config (dataset, model), then apply flags.
+            base = read_run_config(args.from_run)
+            cfg = _resolve(args, extra, base=base)
+        else:
+            cfg = _resolve(args, extra)
+        cfg["classify"]["mode"] = args.mode
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.mode, cfg)
+        results = classify(cfg, run_dir, from_run=args.from_run, resume=args.resume, quiet=args.quiet)
+        if results:
+            from mulsupcon.train.classify import metrics_markdown
+
+            print(metrics_markdown(results, title=f"{args.mode} on {cfg['dataset']['name']} (best epoch {results['best_epoch']})"))
+        print(f"run: {run_dir}")
+        return 0
+
+    if cmd == "evaluate":
+        from mulsupcon.evaluate import evaluate_run
+
+        print(evaluate_run(args.run, protocols=args.protocol, threshold=args.threshold))
+        return 0
+
+    if cmd == "demo":
+        from mulsupcon.demo import run_demo
+
+        run_demo(Path(args.run_dir), quick=args.quick, quiet=args.quiet, seed=args.seed)
+        return 0
+
+    if cmd == "datasets":
+        from mulsupcon.data import registry
+
+        home = getattr(args, "data_home", None)
+        if args.datasets_command == "list":
+            print(registry.format_dataset_list(data_home=home))
+        elif args.datasets_command == "info":
+            print(registry.dataset_info(args.name, data_home=home))
+        elif args.datasets_command == "download":
+            paths = registry.download(args.name, data_home=home, force=args.force)
+            for pth in paths:
+                print(pth)
+        else:
+            parser.parse_args(["datasets", "--help"])
+        return 0
+
+    if cmd == "config":
+        import yaml
+
+        from mulsupcon.config import available_configs, load_config
+
+        if args.config_command == "show":
+            print(yaml.safe_dump(load_config(args.name), sort_keys=False), end="")
+        else:
+            print("\n".join(available_configs()))
+        return 0
+
+    if cmd == "plot":
+        from mulsupcon import plots
+
+        if args.plot_command == "heatmap":
+            out = plots.heatmap_runs(args.runs, out=args.out, split=args.split)
+        elif args.plot_command == "curves":
+            out = plots.curves(args.run, out=args.out)
+        else:
+            parser.parse_args(["plot", "--help"])
+            return 2
+        print(out)
+        return 0
+
+    if cmd == "reproduce":
+        from mulsupcon.reproduce import reproduce_vectors
+
+        reproduce_vectors(datasets=args.datasets, seeds=args.seeds, out=Path(args.out), runs_root=Path(args.runs_root),
+                          scale=args.scale, quiet=args.quiet)
+        return 0
+    parser.error(f"unknown command {cmd}")
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

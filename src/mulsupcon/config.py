@@ -1,0 +1,239 @@
+"""Run configuration: defaults, the shipped YAML files, and ``--section.key value`` overrides.
+
+A config is a plain nested dict with the sections below. Every key can be overridden from the
+command line as ``--section.key value`` (values parsed as YAML, so ``--pretrain.lr 1e-3``,
+``--model.hidden [128,128]`` and ``--pretrain.chunk_size null`` all work). Unknown keys are an
+error that lists the valid ones, so a typo never silently runs the defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "device": "auto",  # auto | cpu | cuda | cuda:1 ...
+    "dataset": {
+        "name": "yeast",
+        "val_fraction": 0.2,  # carved from the official training split, seeded by split_seed
+        "split_seed": 0,
+        "standardize": True,  # vector data: fit on the training split only
+        "as_vectors": False,  # image datasets (multidigits): flatten to vectors for the MLP
+        "image_size": None,  # image datasets: size of the stored (cached) images; None = dataset's own
+        "cache_dir": None,  # image datasets read from files: where the preprocessed cache goes
+    },
+    "model": {
+        "backbone": "mlp",  # mlp | any torchvision model name (resnet50, resnet18, ...)
+        "hidden": [256, 512, 256],
+        "dropout": 0.2,
+        "small_input": False,  # ResNet 3x3 stem without max-pool, for tiny images
+        "head_hidden": 256,
+        "embed_dim": 256,
+        "head_dropout": 0.1,
+    },
+    "pretrain": {
+        "epochs": 150,
+        "steps_per_epoch": None,  # None = one pass over the training split per epoch
+        "batch_size": 32,
+        "optimizer": "adam",  # adam | sgd
+        "lr": 4.0e-4,
+        "weight_decay": 0.0,
+        "sgd_momentum": 0.9,
+        "scheduler": "cosine",  # cosine | cosine_restarts | constant
+        "eta_min": 0.0,
+        "restart_epochs": 50,  # cosine_restarts: T_0 in epochs
+        "restart_mult": 2,  # cosine_restarts: T_mult
+        "temperature": 0.1,
+        "positives": "mulsupcon",  # mulsupcon | all | any
+        "weighting": "label",  # label (Eq. 5) | sample (Eq. 6)
+        "momentum": 0.999,
+        "queue_size": 256,
+        "use_partial_queue": True,
+        "key_train_mode": True,
+        "mask_prob": 0.5,  # vector views: fraction of input elements zeroed
+        "chunk_size": None,  # loss computed over reference chunks of this size (bounded memory)
+        "checkpoint_every": 1,  # epochs between checkpoints
+        "amp": False,  # CUDA only: mixed precision for the encoders (loss stays float32)
+        "channels_last": False,  # CUDA only
+        "num_workers": 0,
+    },
+    "classify": {
+        "mode": "finetune",  # probe | finetune | scratch
+        "loss": "bce",  # bce | asl
+        "epochs": 30,
+        "steps_per_epoch": None,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "lr": 4.0e-4,  # linear layer (and the whole model in scratch mode)
+        "lr_backbone": 4.0e-5,  # finetune mode
+        "weight_decay": 0.0,
+        "plateau_factor": 0.1,
+        "plateau_patience": 2,
+        "plateau_cooldown": 1,
+        "plateau_threshold": 1.0e-3,
+        "early_stop_patience": 20,
+        "select_by": "val_loss",  # val_loss | val_mAP: which checkpoint is evaluated on test
+        "augment": "none",  # none | mask (vectors) | flip_crop | pretrain (images)
+        "asl_gamma_neg": 4.0,
+        "asl_gamma_pos": 0.0,
+        "asl_clip": 0.05,
+        "num_workers": 0,
+    },
+    "eval": {
+        "protocols": ["paper", "validation", "fixed"],
+        "threshold": 0.5,
+    },
+}
+
+
+def _config_dir() -> Path:
+    return Path(str(resources.files("mulsupcon") / "configs"))
+
+
+def available_configs() -> list[str]:
+    """Names of the YAML configs shipped with the package (``mulsupcon/configs/*.yaml``)."""
+    return sorted(p.stem for p in _config_dir().glob("*.yaml"))
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any], *, where: str = "config") -> dict[str, Any]:
+    """``base`` updated by ``update``; keys of ``update`` must exist in ``base`` (typo protection)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if key not in out:
+            raise ValueError(_unknown_key_message(f"{where}: unknown key '{key}'", key, out.keys()))
+        if isinstance(out[key], dict):
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{where}: '{key}' must be a section (mapping), got {value!r}")
+            out[key] = deep_merge(out[key], value, where=f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _unknown_key_message(msg: str, key: str, valid: Iterable[str]) -> str:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"{msg}.{hint} Valid keys: {', '.join(valid)}"
+
+
+def load_config(source: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, updated by a YAML file (a path or a shipped config name), then by overrides.
+
+    Args:
+        source: a path to a YAML file, the name of a shipped config (``"yeast"``), or ``None``.
+        overrides: ``{"pretrain.lr": 1e-3, ...}`` dotted keys (already parsed values).
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    if source is not None:
+        path = Path(source)
+        if not path.is_file():
+            named = _config_dir() / f"{source}.yaml"
+            if not named.is_file():
+                raise ValueError(
+                    f"config '{source}' is neither a file nor a shipped config; shipped: {', '.join(available_configs())}"
+                )
+            path = named
+        with open(path, encoding="utf-8") as fh:
+            try:
+                data = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as err:
+                raise ValueError(f"{path}: not valid YAML: {err}") from err
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: a config file must hold a mapping at the top level")
+        data = dict(data)
+        data.pop("description", None)
+        cfg = deep_merge(cfg, data, where=str(path))
+    for dotted, value in (overrides or {}).items():
+        set_dotted(cfg, dotted, value)
+    validate_config(cfg)
+    return cfg
+
+
+def set_dotted(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``cfg["a"]["b"] = value`` for ``dotted == "a.b"``; the key must already exist."""
+    parts = dotted.split(".")
+    node: Any = cfg
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            valid = node.keys() if isinstance(node, dict) else []
+            raise ValueError(_unknown_key_message(f"unknown config key '{dotted}'", part, valid))
+        if i == len(parts) - 1:
+            if isinstance(node[part], dict):
+                raise ValueError(f"'{dotted}' is a section; set one of its keys: {', '.join(node[part])}")
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line value as YAML (``1e-3`` -> float, ``null`` -> None, ``[1,2]`` -> list)."""
+    value = yaml.safe_load(text)
+    # YAML 1.1 reads "1e-3" as a string; accept it as the float a user means.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+_CHOICES = {
+    ("pretrain", "positives"): ("mulsupcon", "all", "any"),
+    ("pretrain", "weighting"): ("label", "sample"),
+    ("pretrain", "optimizer"): ("adam", "sgd"),
+    ("pretrain", "scheduler"): ("cosine", "cosine_restarts", "constant"),
+    ("classify", "mode"): ("probe", "finetune", "scratch"),
+    ("classify", "loss"): ("bce", "asl"),
+    ("classify", "optimizer"): ("adam", "sgd"),
+    ("classify", "select_by"): ("val_loss", "val_mAP"),
+    ("classify", "augment"): ("none", "mask", "flip_crop", "pretrain"),
+}
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Check enumerations and ranges; raise ``ValueError`` naming the key and allowed values."""
+    for (section, key), allowed in _CHOICES.items():
+        value = cfg[section][key]
+        if value not in allowed:
+            raise ValueError(f"{section}.{key} must be one of {', '.join(allowed)}; got {value!r}")
+    for section in ("pretrain", "classify"):
+        for key in ("epochs", "batch_size"):
+            v = cfg[section][key]
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{section}.{key} must be a positive integer, got {v!r}")
+        spe = cfg[section]["steps_per_epoch"]
+        if spe is not None and (not isinstance(spe, int) or spe <= 0):
+            raise ValueError(f"{section}.steps_per_epoch must be a positive integer or null, got {spe!r}")
+    if not float(cfg["pretrain"]["temperature"]) > 0:
+        raise ValueError(f"pretrain.temperature must be > 0, got {cfg['pretrain']['temperature']!r}")
+    if not 0.0 <= float(cfg["pretrain"]["mask_prob"]) < 1.0:
+        raise ValueError(f"pretrain.mask_prob must be in [0, 1), got {cfg['pretrain']['mask_prob']!r}")
+    vf = float(cfg["dataset"]["val_fraction"])
+    if not 0.0 <= vf < 1.0:
+        raise ValueError(f"dataset.val_fraction must be in [0, 1), got {vf!r}")
+
+
+def save_config(cfg: Mapping[str, Any], path: str | Path) -> None:
+    """Write ``cfg`` as YAML (atomically)."""
+    from mulsupcon.train.checkpoint import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(dict(cfg), sort_keys=False))
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (used to build the command-line flags)."""
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

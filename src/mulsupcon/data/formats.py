@@ -1,0 +1,263 @@
+"""Readers for multi-label data held in HDF5, NPZ and CSV files.
+
+All return a :class:`~mulsupcon.data.dataset.MultiLabelDataset` with (N, L) ``uint8`` labels
+whose values are checked to be 0/1:
+
+* :func:`read_hdf5`: the layout of the MulSupCon authors' files, datasets ``feature`` (N, F)
+  and ``target`` (N, L) for vector data, or ``Image`` (N, H, W, 3) ``uint8`` and ``target``
+  for images (stored as (N, 3, H, W), the layout of the rest of the library).
+* :func:`read_npz`: arrays ``features`` (or ``X``) and ``labels`` (or ``Y``), optionally
+  ``label_names`` and ``feature_names``.  4-D ``uint8`` features are kept as images.
+* :func:`read_csv`: a header row, then numeric rows; the label columns are named or are the
+  last ``n``.  ``.gz``/``.bz2``/``.xz`` files are decompressed transparently.
+
+Vector features are float32.  Non-finite features are allowed only in CSV/NPZ/HDF5 files
+that hold them explicitly (no missing-value syntax exists there), except that an empty CSV
+field is an error naming the line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mulsupcon.data.arff import DataFormatError, PathType, _default_name, read_bytes
+from mulsupcon.data.dataset import MultiLabelDataset
+
+__all__ = ["read_hdf5", "read_npz", "read_csv"]
+
+
+def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
+    """(N, L) labels as uint8 after checking they are 2-D and all 0/1."""
+    y = np.asarray(y)
+    if y.ndim == 1:
+        raise DataFormatError(f"{source}: {what} is 1-D with shape {y.shape}; expected an (N, L) multi-hot matrix")
+    if y.ndim != 2:
+        raise DataFormatError(f"{source}: {what} must be 2-D (N, L), got shape {y.shape}")
+    bad = ~np.isin(y, (0, 1))
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise DataFormatError(
+            f"{source}: {what} holds {y[r, c]!r} at row {r}, column {c}; label values must be 0 or 1"
+        )
+    return y.astype(np.uint8)
+
+
+def _vector_features(x: np.ndarray, source: str, what: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise DataFormatError(f"{source}: {what} must be 2-D (N, F), got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataFormatError(f"{source}: {what} has non-numeric dtype {x.dtype}")
+    return x.astype(np.float32)
+
+
+def _names(given: Sequence[str] | None, n: int, prefix: str, source: str, what: str) -> list[str]:
+    if given is None:
+        return [f"{prefix}{j}" for j in range(n)]
+    names = [x.decode() if isinstance(x, bytes) else str(x) for x in given]
+    if len(names) != n:
+        raise DataFormatError(f"{source}: {len(names)} {what} for {n} columns")
+    return names
+
+
+def read_hdf5(
+    path: PathType, *, name: str = "", label_names: Sequence[str] | None = None
+) -> MultiLabelDataset:
+    """Read an HDF5 file with datasets ``feature``/``target`` or ``Image``/``target``.
+
+    Args:
+        path: the ``.hdf5``/``.h5`` file.
+        name: dataset name (default: the file name without suffix).
+        label_names: L names for the target columns (default ``label0``, ``label1``, ...).
+
+    Returns:
+        MultiLabelDataset: features (N, F) float32, or (N, 3, H, W) uint8 for ``Image``
+        stored as (N, H, W, 3); labels (N, L) uint8.
+
+    Raises:
+        DataFormatError: missing datasets, wrong shapes or label values other than 0/1.
+    """
+    import h5py
+
+    path = Path(path)
+    source = str(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataFormatError(f"{source}: not a readable HDF5 file ({exc})") from exc
+    with f:
+        keys = sorted(f.keys())
+        if "target" not in f:
+            raise DataFormatError(f"{source}: no 'target' dataset (found {keys})")
+        y = _check_labels(f["target"][()], source, "'target'")
+        if "feature" in f:
+            x = _vector_features(f["feature"][()], source, "'feature'")
+        elif "Image" in f:
+            img = np.asarray(f["Image"][()])
+            if img.ndim != 4 or img.shape[-1] != 3 or img.dtype != np.uint8:
+                raise DataFormatError(
+                    f"{source}: 'Image' must be (N, H, W, 3) uint8, got shape {img.shape} dtype {img.dtype}"
+                )
+            x = np.ascontiguousarray(img.transpose(0, 3, 1, 2))  # (N, H, W, 3) -> (N, 3, H, W)
+        else:
+            raise DataFormatError(f"{source}: no 'feature' or 'Image' dataset (found {keys})")
+    is_image = x.ndim == 4
+    return MultiLabelDataset(
+        features=x,
+        labels=y,
+        label_names=_names(label_names, y.shape[1], "label", source, "label names"),
+        feature_names=[] if is_image else [f"f{j}" for j in range(x.shape[1])],
+        source=source,
+        name=name or _default_name(path),
+    )
+
+
+def read_npz(path: PathType, *, name: str = "") -> MultiLabelDataset:
+    """Read a ``.npz`` with ``features``/``X`` and ``labels``/``Y`` (+ optional names).
+
+    Optional keys ``label_names`` (L strings) and ``feature_names`` (F strings) are used when
+    present.  The file is opened without pickle support (object arrays are refused).
+
+    Returns:
+        MultiLabelDataset: features (N, F) float32, or (N, C, H, W) uint8 kept as images;
+        labels (N, L) uint8.
+
+    Raises:
+        DataFormatError: missing or ambiguous keys, wrong shapes, labels other than 0/1.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(f"{source}: not a readable .npz file ({exc})") from exc
+    with z:
+        keys = set(z.files)
+
+        def pick(options: tuple[str, str], what: str) -> np.ndarray:
+            found = [k for k in options if k in keys]
+            if not found:
+                raise DataFormatError(f"{source}: no {what} array (expected key {options[0]!r} or {options[1]!r}; found {sorted(keys)})")
+            if len(found) > 1:
+                raise DataFormatError(f"{source}: both {options[0]!r} and {options[1]!r} present; keep one")
+            return z[found[0]]
+
+        x = pick(("features", "X"), "features")
+        y = _check_labels(pick(("labels", "Y"), "labels"), source, "labels")
+        label_names = z["label_names"].tolist() if "label_names" in keys else None
+        feature_names = z["feature_names"].tolist() if "feature_names" in keys else None
+    if x.ndim == 4 and x.dtype == np.uint8:
+        feats, fnames = x, []
+    else:
+        feats = _vector_features(x, source, "features")
+        fnames = _names(feature_names, feats.shape[1], "f", source, "feature names")
+    return MultiLabelDataset(
+        features=feats,
+        labels=y,
+        label_names=_names(label_names, y.shape[1], "label", source, "label names"),
+        feature_names=fnames,
+        source=source,
+        name=name or _default_name(path),
+    )
+
+
+def read_csv(path: PathType, label_columns: Sequence[str] | int, *, name: str = "") -> MultiLabelDataset:
+    """Read a comma-separated file with a header row; every value must be numeric.
+
+    Args:
+        path: the CSV file (``.gz``/``.bz2``/``.xz`` compressed files work too).
+        label_columns: names of the label columns (any position; labels in this order) or an
+            int ``n``: the last ``n`` columns.
+        name: dataset name (default: the file name without suffixes).
+
+    Returns:
+        MultiLabelDataset: features (N, F) float32 (the non-label columns in file order),
+        labels (N, L) uint8.
+
+    Raises:
+        DataFormatError: no header, unknown/duplicate column names, ragged or empty fields,
+            non-numeric values, labels other than 0/1 (with line and column).
+    """
+    path = Path(path)
+    source = str(path)
+    text = read_bytes(path).decode("utf-8-sig")
+    lines = text.splitlines()
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is None:
+        raise DataFormatError(f"{source}: the file is empty")
+    header = [h.strip() for h in next(csv.reader([lines[first]]))]
+    n_col = len(header)
+    dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
+    if dup is not None:
+        raise DataFormatError(f"{source}:{first + 1}: column name {dup!r} appears twice in the header")
+    if isinstance(label_columns, (int, np.integer)) and not isinstance(label_columns, bool):
+        n = int(label_columns)
+        if not 1 <= n < n_col:
+            raise ValueError(f"{source}: label_columns={n} but the header has {n_col} columns (need 1..{n_col - 1})")
+        lab = list(range(n_col - n, n_col))
+    else:
+        if isinstance(label_columns, str):
+            raise TypeError(f"{source}: label_columns must be a list of names or an int, not {label_columns!r}")
+        wanted = list(label_columns)
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise DataFormatError(f"{source}: label column(s) {missing} not in the header {header[:10]}...")
+        if not wanted:
+            raise ValueError(f"{source}: label_columns is empty")
+        lab = [header.index(c) for c in wanted]
+    lab_set = set(lab)
+    feat = [j for j in range(n_col) if j not in lab_set]
+
+    body = lines[first + 1:]
+    keep = [i for i, ln in enumerate(body) if ln.strip()]
+    rows_text = [body[i] for i in keep]
+    # Bulk path: plain numeric fields; anything else falls back to a per-field parse that
+    # names the offending line and column.
+    data = None
+    if rows_text and '"' not in text:
+        counts = np.fromiter((r.count(",") + 1 for r in rows_text), dtype=np.int64, count=len(rows_text))
+        wrong = counts != n_col
+        if wrong.any():
+            k = int(np.argmax(wrong))
+            raise DataFormatError(
+                f"{source}:{first + 2 + keep[k]}: expected {n_col} fields (as in the header), found {counts[k]}"
+            )
+        try:
+            flat = np.fromstring(",".join(rows_text), dtype=np.float64, sep=",")
+            if flat.size == n_col * len(rows_text):
+                data = flat.reshape(len(rows_text), n_col)
+        except ValueError:
+            data = None
+    if data is None:
+        data = np.zeros((len(rows_text), n_col), dtype=np.float64)
+        for k, fields in enumerate(csv.reader(rows_text)):
+            where = f"{source}:{first + 2 + keep[k]}"
+            if len(fields) != n_col:
+                raise DataFormatError(f"{where}: expected {n_col} fields (as in the header), found {len(fields)}")
+            for j, v in enumerate(fields):
+                try:
+                    data[k, j] = float(v)
+                except ValueError:
+                    what = "empty field" if not v.strip() else f"non-numeric value {v.strip()!r}"
+                    raise DataFormatError(f"{where}: {what} in column {header[j]!r}") from None
+    y = data[:, lab]
+    bad = ~np.isin(y, (0, 1))
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise DataFormatError(
+            f"{source}:{first + 2 + keep[r]}: label column {header[lab[c]]!r} has value {y[r, c]:g}; "
+            "label values must be 0 or 1"
+        )
+    return MultiLabelDataset(
+        features=data[:, feat].astype(np.float32),
+        labels=y.astype(np.uint8),
+        label_names=[header[j] for j in lab],
+        feature_names=[header[j] for j in feat],
+        source=source,
+        name=name or _default_name(path),
+    )

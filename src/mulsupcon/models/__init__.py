@@ -1,0 +1,35 @@
+"""Encoders and heads; :func:`build_backbone` is the single place that turns a config into a model."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from torch import nn
+
+from .heads import MultiLabelClassifier, ProjectionHead
+from .image import TorchvisionBackbone
+from .vector import MLPBackbone
+
+__all__ = ["MLPBackbone", "ProjectionHead", "MultiLabelClassifier", "TorchvisionBackbone", "build_backbone"]
+
+
+def build_backbone(model_cfg: Mapping[str, Any], input_shape: Sequence[int]) -> nn.Module:
+    """Build the backbone named by ``model_cfg["backbone"]`` for inputs of ``input_shape``.
+
+    Args:
+        model_cfg: the ``model`` section of a run config. ``backbone: mlp`` uses ``hidden`` and
+            ``dropout``; any other value is a torchvision model name (``resnet50``...), using
+            ``small_input``.
+        input_shape: shape of one sample, ``(F,)`` for vectors or ``(C, H, W)`` for images.
+
+    Returns:
+        a module with an ``out_dim`` attribute.
+    """
+    name = str(model_cfg.get("backbone", "mlp"))
+    if name == "mlp":
+        if len(input_shape) != 1:
+            raise ValueError(f"backbone 'mlp' needs vector inputs, but samples have shape {tuple(input_shape)}")
+        return MLPBackbone(int(input_shape[0]), model_cfg.get("hidden", (256, 512, 256)), float(model_cfg.get("dropout", 0.2)))
+    if len(input_shape) != 3:
+        raise ValueError(f"image backbone '{name}' needs (C, H, W) inputs, got samples of shape {tuple(input_shape)}")
+    return TorchvisionBackbone(name, small_input=bool(model_cfg.get("small_input", False)), in_channels=int(input_shape[0]))

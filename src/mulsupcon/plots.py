@@ -1,0 +1,153 @@
+"""Figures: the class-embedding heatmap of the paper's Figure 3, and training curves.
+
+Heatmap: for each class c, the class embedding is the mean backbone embedding of the samples whose
+label set is exactly {c}; row i shows softmax_j(cos(e_i, e_j) / T) over all classes j. A sharper
+diagonal means classes are better separated. Classes with no single-label sample get an empty
+(grey) row and column, and the figure says how many samples each class embedding averages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+
+def class_similarity(embeddings: np.ndarray, labels: np.ndarray, temperature: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Row-softmax of cosine similarities between single-label class means.
+
+    Args:
+        embeddings: (N, D) sample embeddings.
+        labels: (N, C) multi-hot labels.
+        temperature: softmax temperature applied to cosine similarities.
+
+    Returns:
+        (C, C) matrix (rows of classes without single-label samples, and their columns, are NaN;
+        the softmax runs over the defined classes only), and (C,) counts of samples averaged.
+    """
+    emb = torch.as_tensor(np.asarray(embeddings), dtype=torch.float64)
+    lab = np.asarray(labels).astype(bool)
+    if emb.shape[0] != lab.shape[0]:
+        raise ValueError(f"{emb.shape[0]} embeddings but {lab.shape[0]} label rows")
+    single = lab.sum(1) == 1
+    C = lab.shape[1]
+    counts = np.array([(single & lab[:, c]).sum() for c in range(C)])
+    means = torch.zeros(C, emb.shape[1], dtype=torch.float64)
+    for c in range(C):
+        if counts[c]:
+            means[c] = emb[torch.from_numpy(single & lab[:, c])].mean(0)
+    defined = torch.from_numpy(counts > 0)
+    out = np.full((C, C), np.nan)
+    if defined.any():
+        m = torch.nn.functional.normalize(means[defined], dim=1)
+        sim = torch.softmax((m @ m.T) / temperature, dim=1).numpy()
+        idx = np.flatnonzero(counts > 0)
+        out[np.ix_(idx, idx)] = sim
+    return out, counts
+
+
+def run_embeddings(run: str | Path, split: str = "test") -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """Backbone embeddings (N, D) and labels (N, C) of a run's dataset split, label names, run kind."""
+    from mulsupcon.models import build_backbone
+    from mulsupcon.train.checkpoint import load_checkpoint
+    from mulsupcon.train.data import ImageViews, prepare_data
+    from mulsupcon.train.runs import read_run_config, run_kind
+
+    run = Path(run)
+    cfg = read_run_config(run)
+    kind = run_kind(run)
+    data = prepare_data(cfg["dataset"])
+    src = {"train": data.train, "val": data.val, "test": data.test}[split]
+    if src is None:
+        raise ValueError(f"{run}: the dataset has no '{split}' split")
+    path = run / ("backbone.pt" if kind == "pretrain" else "model.pt")
+    state = load_checkpoint(path)
+    model_cfg = state.get("model", None) if kind == "pretrain" else state["model_cfg"]
+    backbone = build_backbone(model_cfg or cfg["model"], data.input_shape)
+    backbone.load_state_dict(state["backbone"])
+    backbone.eval()
+    view = ImageViews(int(data.input_shape[-1]), "eval") if data.is_image else None
+    feats, labs = [], []
+    with torch.no_grad():
+        for idx in torch.arange(src.n).split(512):
+            x, y = src.batch(idx)
+            if view is not None:
+                x = view(x, None)
+            feats.append(backbone(x).float())
+            labs.append(y)
+    return torch.cat(feats).numpy(), torch.cat(labs).numpy(), data.label_names, kind
+
+
+def heatmap_runs(runs: Sequence[str | Path], out: Optional[str | Path] = None, split: str = "test",
+                 temperature: float = 0.1) -> Path:
+    """Write the Figure 3 heatmap of each run side by side to a PNG; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for run in runs:
+        emb, lab, names, kind = run_embeddings(run, split)
+        sim, counts = class_similarity(emb, lab, temperature)
+        panels.append((Path(run), kind, sim, counts, names))
+    out = Path(out) if out else Path(runs[0]) / "heatmap.png"
+    n = len(panels)
+    C = panels[0][2].shape[0]
+    size = max(3.5, 0.28 * C + 1.5)
+    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.8, size), squeeze=False)
+    vmax = max(float(np.nanmax(p[2])) if np.isfinite(p[2]).any() else 1.0 for p in panels)
+    for ax, (run, kind, sim, counts, names) in zip(axes[0], panels):
+        masked = np.ma.masked_invalid(sim)
+        cmap = plt.get_cmap("viridis").copy()
+        cmap.set_bad("#cccccc")
+        im = ax.imshow(masked, cmap=cmap, vmin=0.0, vmax=vmax)
+        ax.set_title(f"{run.name}\n({kind}; {int((counts > 0).sum())}/{C} classes, {split})", fontsize=9)
+        if C <= 40:
+            short = [s.replace("digit_", "") for s in names]
+            ax.set_xticks(range(C), short, rotation=90, fontsize=7)
+            ax.set_yticks(range(C), short, fontsize=7)
+        ax.set_xlabel("class j")
+        ax.set_ylabel("class i")
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label=f"softmax_j cos(e_i, e_j)/{temperature}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def curves(run: str | Path, out: Optional[str | Path] = None) -> Path:
+    """Loss, learning rate and (classification runs) validation mAP per epoch, as a PNG."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(run)
+    path = run / "history.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run} a mulsupcon run with at least one epoch?")
+    hist = json.loads(path.read_text())
+    ep = [h["epoch"] for h in hist]
+    keys = [k for k in ("loss", "train_loss", "val_loss") if k in hist[0]]
+    panels = [("loss", keys), ("learning rate", ["lr"])] + ([("validation mAP", ["val_mAP"])] if "val_mAP" in hist[0] else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (title, ks) in zip(axes[0], panels):
+        for k in ks:
+            ax.plot(ep, [h[k] for h in hist], label=k)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if title == "learning rate":
+            ax.set_yscale("log")
+        if len(ks) > 1:
+            ax.legend(fontsize=8)
+    fig.suptitle(run.name, fontsize=10)
+    out = Path(out) if out else run / "curves.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

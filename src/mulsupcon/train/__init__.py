@@ -1,0 +1,1 @@
+"""Training loops: contrastive pretraining (:mod:`.pretrain`) and classification (:mod:`.classify`)."""

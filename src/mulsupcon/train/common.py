@@ -1,0 +1,151 @@
+"""Pieces shared by the pretraining and classification loops: device, optimiser, schedule, logging."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+import torch
+
+from mulsupcon.train.checkpoint import atomic_write_json
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but CUDA is not available on this machine")
+    return dev
+
+
+def make_optimizer(groups: Iterable[dict], section: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """Adam or SGD over parameter groups (each group may carry its own ``lr``)."""
+    groups = [g for g in groups if g["params"]]
+    wd = float(section.get("weight_decay", 0.0))
+    if section["optimizer"] == "adam":
+        return torch.optim.Adam(groups, lr=float(section["lr"]), weight_decay=wd, **_fast_impl())
+    return torch.optim.SGD(
+        groups, lr=float(section["lr"]), momentum=float(section.get("sgd_momentum", 0.9)), weight_decay=wd, **_fast_impl()
+    )
+
+
+def scheduled_factor(section: Mapping[str, Any], epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Learning-rate multiplier at (epoch, step) for the pretraining schedules, a pure function.
+
+    ``cosine``: one half-cosine over the whole run, per step, down to ``eta_min / lr``.
+    ``cosine_restarts``: SGDR (Loshchilov & Hutter) with ``T_0 = restart_epochs`` epochs and
+    ``T_mult = restart_mult``, evaluated per epoch like the authors' code.
+    ``constant``: 1.
+    Being a pure function of the position (no scheduler object), a resumed run gets the same rates.
+    """
+    kind = section["scheduler"]
+    base = float(section["lr"])
+    floor = float(section.get("eta_min", 0.0)) / base if base > 0 else 0.0
+    if kind == "constant":
+        return 1.0
+    if kind == "cosine":
+        total = max(1, int(section["epochs"]) * steps_per_epoch)
+        t = min(epoch * steps_per_epoch + step, total)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t / total))
+    t0, mult = int(section["restart_epochs"]), int(section["restart_mult"])
+    e, length = epoch, t0
+    while e >= length:
+        e -= length
+        length *= mult
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * e / length))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Scale every group's ``initial_lr`` by ``factor``."""
+    for g in optimizer.param_groups:
+        g["lr"] = g.setdefault("initial_lr", g["lr"]) * factor
+
+
+class RunLog:
+    """Human log (``log.txt``) plus a progress display: a tqdm bar, or plain lines with ``quiet``."""
+
+    def __init__(self, run_dir: Path, *, quiet: bool = False, enabled: bool = True):
+        self.path = Path(run_dir) / "log.txt"
+        self.quiet = quiet
+        self.enabled = enabled
+        self._bar = None
+        self._t0 = time.time()
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(f"[{stamp}] {text}\n")
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        elif self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def bar(self, total: int, desc: str, initial: int = 0):
+        """A progress bar over ``total`` steps (a no-op object when quiet or disabled)."""
+        if self.quiet or not self.enabled:
+            return _NullBar()
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=True)
+        return self._bar
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class _NullBar:
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix(self, *args, **kwargs) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    """Per-epoch history (loss, lr, validation metrics) as JSON, atomically."""
+    atomic_write_json(Path(run_dir) / "history.json", history)
+
+
+def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def format_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def maybe(value: Optional[Any], default: Any) -> Any:
+    return default if value is None else value
+
+
+def _fast_impl() -> dict:
+    """Fused optimiser kernels (one kernel for all parameters) where this torch build has them.
+
+    On small models the per-tensor Python/dispatch overhead of the optimiser step dominates; the
+    fused implementation removes most of it. Falls back to ``foreach`` otherwise.
+    """
+    return {"fused": True} if _FUSED_OK else {"foreach": True}
+
+
+def _probe_fused() -> bool:
+    try:
+        p = torch.nn.Parameter(torch.zeros(2))
+        p.grad = torch.zeros(2)
+        torch.optim.Adam([p], fused=True).step()
+        torch.optim.SGD([p], lr=0.1, momentum=0.9, fused=True).step()
+        return True
+    except (RuntimeError, TypeError, ValueError):
+        return False
+
+
+_FUSED_OK = _probe_fused()

@@ -1,0 +1,215 @@
+"""From a config's ``dataset`` section to in-memory tensors, batches and augmented views.
+
+Vector data stays in memory as one tensor (or one CSR matrix, densified per batch) and batches are
+drawn by index: no per-item Python objects, no file reopened per item. The order of batches in an
+epoch and the augmentation noise are pure functions of ``(seed, epoch)`` so that a resumed run
+replays exactly what the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from mulsupcon.data.dataset import MultiLabelDataset, Splits
+
+
+class TensorSource:
+    """Features and labels of one split, served as float batches by row index.
+
+    Args:
+        ds: the split.
+        mean, std: (F,) standardisation fitted on the training split (vectors only), or None.
+
+    ``batch(idx)`` returns ``x`` float32 ((B, F) for vectors; (B, C, H, W) uint8 for images, which
+    the view maker converts) and ``y`` (B, L) uint8.
+    """
+
+    def __init__(self, ds: MultiLabelDataset, mean: Optional[np.ndarray] = None, std: Optional[np.ndarray] = None):
+        self.n = ds.n_samples
+        self.is_image = ds.is_image
+        self.labels = torch.from_numpy(np.ascontiguousarray(ds.labels))
+        self._csr: Optional[sp.csr_matrix] = None
+        self._mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        self._std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
+        if ds.is_sparse:
+            self._csr = ds.features.tocsr().astype(np.float32)
+            self.features = None
+            self.sample_shape: tuple[int, ...] = (ds.features.shape[1],)
+        elif ds.is_image:
+            self.features = torch.from_numpy(np.ascontiguousarray(ds.features))
+            self.sample_shape = tuple(ds.features.shape[1:])
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(ds.features, dtype=np.float32))
+            if self._mean is not None:  # dense: standardise once, not per batch
+                x = (x - self._mean) / self._std
+            self.features = x
+            self.sample_shape = (x.shape[1],)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``idx`` (B,) -> (x, y)."""
+        if self._csr is not None:
+            x = torch.from_numpy(self._csr[idx.numpy()].toarray())
+            if self._mean is not None:
+                x = (x - self._mean) / self._std
+        else:
+            x = self.features[idx]
+        return x, self.labels[idx]
+
+
+def epoch_order(n: int, batch_size: int, steps: Optional[int], seed: int, epoch: int, *, drop_last: bool = True) -> list[torch.Tensor]:
+    """The batches (lists of row indices) of one epoch, a pure function of ``(seed, epoch)``.
+
+    With ``steps=None`` an epoch is one pass over a fresh permutation (the last short batch dropped
+    when ``drop_last`` and there is at least one full batch). With ``steps`` set, an epoch is that
+    many batches drawn from successive permutations (the authors' "epoch" of 1000 iterations).
+    """
+    g = torch.Generator().manual_seed(_mix(seed, epoch, 0x5EED))
+    if n <= 0:
+        raise ValueError("cannot draw batches from an empty split")
+    bs = min(batch_size, n)
+    if steps is None:
+        perm = torch.randperm(n, generator=g)
+        cut = (n // bs) * bs if drop_last else n
+        return list(perm[:cut].split(bs))
+    need = steps * bs
+    chunks, have = [], 0
+    while have < need:
+        chunks.append(torch.randperm(n, generator=g))
+        have += n
+    stream = torch.cat(chunks)[:need]
+    return list(stream.split(bs))
+
+
+def _mix(*parts: int) -> int:
+    """Combine integers into one 63-bit seed (stable across processes and Python versions)."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h ^= (int(p) + 0x9E3779B97F4A7C15 + ((h << 6) & 0xFFFFFFFFFFFFFFFF) + (h >> 2)) & 0xFFFFFFFFFFFFFFFF
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def epoch_seed(seed: int, epoch: int, salt: int = 0) -> int:
+    """A per-epoch seed derived from the run seed (public so loops and tests agree)."""
+    return _mix(seed, epoch, salt)
+
+
+# ----------------------------------------------------------------------------- views
+class VectorMasking:
+    """The paper's vector augmentation: each input element kept with probability ``1 - p``.
+
+    ``__call__(x (B, F), generator) -> (B, F)`` with masked elements set to 0 (after
+    standardisation, so 0 is the training mean).
+    """
+
+    def __init__(self, p: float = 0.5):
+        self.p = float(p)
+
+    def __call__(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        if self.p <= 0:
+            return x
+        keep = torch.rand(x.shape, generator=generator, device=x.device) >= self.p
+        return x * keep
+
+
+class ImageViews:
+    """Image augmentation for uint8 batches (B, C, H, W) -> float (B, C, S, S), via ``image_views``."""
+
+    def __init__(self, size: int, kind: str = "pretrain", in_channels: int = 3):
+        from mulsupcon.data import image_views as iv
+
+        self.size = size
+        if kind == "pretrain":
+            self.transform = iv.pretrain_transform(size)
+        elif kind == "flip_crop":
+            self.transform = iv.pretrain_transform(size, jitter_p=0.0, grey_p=0.0, scale=(0.5, 1.0))
+        elif kind == "eval":
+            self.transform = iv.eval_transform(size, resize=size)
+        else:
+            raise ValueError(f"unknown image view kind '{kind}'")
+        self._augment = iv.augment_batch
+
+    def __call__(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return self._augment(x, self.transform)
+
+
+@dataclass
+class PreparedData:
+    """Everything a training loop needs from the data side."""
+
+    train: TensorSource
+    val: Optional[TensorSource]
+    test: TensorSource
+    label_names: list[str]
+    input_shape: tuple[int, ...]
+    is_image: bool
+    split_info: dict = field(default_factory=dict)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.label_names)
+
+
+def load_dataset_splits(ds_cfg: Mapping[str, Any]) -> Splits:
+    """Load the splits named by a config's ``dataset`` section (through the data registry)."""
+    from mulsupcon.data import load_splits
+
+    return load_splits(
+        ds_cfg["name"],
+        val_fraction=float(ds_cfg.get("val_fraction", 0.2)),
+        seed=int(ds_cfg.get("split_seed", 0)),
+    )
+
+
+def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> PreparedData:
+    """Splits -> standardised in-memory sources (standardiser fitted on the training split only)."""
+    if splits is None:
+        splits = load_dataset_splits(ds_cfg)
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    if ds_cfg.get("as_vectors") and splits.train.is_image:
+        from mulsupcon.data.multidigits import to_vectors
+
+        parts = {k: (to_vectors(v) if v is not None else None) for k, v in parts.items()}
+    train = parts["train"]
+    mean = std = None
+    if ds_cfg.get("standardize", True) and not train.is_image:
+        mean, std = fit_mean_std(train)
+    sources = {k: (TensorSource(v, mean, std) if v is not None else None) for k, v in parts.items()}
+    return PreparedData(
+        train=sources["train"],
+        val=sources["val"],
+        test=sources["test"],
+        label_names=list(train.label_names),
+        input_shape=sources["train"].sample_shape,
+        is_image=train.is_image,
+        split_info=dict(splits.info),
+    )
+
+
+def fit_mean_std(train: MultiLabelDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of the training split (zero-variance -> std 1)."""
+    from mulsupcon.data import fit_standardizer
+
+    # with_mean=True even for sparse inputs: batches are densified anyway, and a masked (zeroed)
+    # element then means "the training mean", as in the paper's dense pipeline.
+    st = fit_standardizer(train.features, with_mean=True)
+    return np.asarray(st.mean_, dtype=np.float32), np.asarray(st.scale_, dtype=np.float32)
+
+
+def iterate_batches(
+    source: TensorSource, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """All rows of ``source`` in batches (in order unless ``shuffle``), the last one short."""
+    if shuffle:
+        order = epoch_order(source.n, batch_size, None, seed, epoch, drop_last=False)
+    else:
+        order = list(torch.arange(source.n).split(batch_size))
+    for idx in order:
+        yield source.batch(idx)
+
+
+ViewFn = Callable[[torch.Tensor, Optional[torch.Generator]], torch.Tensor]

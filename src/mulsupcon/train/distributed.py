@@ -1,0 +1,141 @@
+"""Multi-process training on ``torch.distributed`` (launched by ``torchrun`` or ``--nproc``).
+
+The contract: a run on W processes with per-process batch B computes exactly what one process
+with the combined batch of W*B computes (up to float summation order):
+
+* each process takes its contiguous shard ``[rank*B, (rank+1)*B)`` of the global batch;
+* keys AND label rows are all-gathered (rank order) so the references and the queue are global;
+* the loss is normalised by the GLOBAL number of contributing (anchor, label) pairs / anchors, and
+  scaled by W so that DistributedDataParallel's gradient averaging yields the global gradient;
+* only rank 0 writes files.
+
+Outside torchrun (no ``WORLD_SIZE`` in the environment) :func:`context` returns a disabled
+context whose methods are identities, so the training loops have one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass
+class DistContext:
+    """Who this process is and the collective operations the loops need."""
+
+    enabled: bool = False
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    sync_bn: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, t: torch.Tensor) -> torch.Tensor:
+        """This process's contiguous slice of a global batch (B_global must divide evenly)."""
+        if not self.enabled:
+            return t
+        n = t.shape[0]
+        if n % self.world_size:
+            raise ValueError(
+                f"global batch of {n} rows cannot be split evenly over {self.world_size} processes; "
+                f"choose a batch size divisible by {self.world_size}"
+            )
+        per = n // self.world_size
+        return t[self.rank * per : (self.rank + 1) * per]
+
+    @torch.no_grad()
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """Concatenate ``t`` from every process in rank order (no gradient)."""
+        if not self.enabled:
+            return t
+        parts = [torch.empty_like(t) for _ in range(self.world_size)]
+        dist.all_gather(parts, t.contiguous())
+        return torch.cat(parts)
+
+    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            t = t.clone()
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def mean_scalar(self, x: float) -> float:
+        if not self.enabled:
+            return x
+        t = torch.tensor([x], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t.item()) / self.world_size
+
+    def wrap_ddp(self, module: nn.Module) -> nn.Module:
+        if not self.enabled:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+_CONTEXT: Optional[DistContext] = None
+
+
+def context(sync_bn: bool = False) -> DistContext:
+    """The process's distributed context, initialising the process group once under torchrun."""
+    global _CONTEXT
+    if _CONTEXT is not None:
+        return _CONTEXT
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        _CONTEXT = DistContext()
+        return _CONTEXT
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and os.environ.get("MULSUPCON_DIST_BACKEND", "") != "gloo"
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    sync = sync_bn or os.environ.get("MULSUPCON_SYNC_BN", "0") == "1"
+    _CONTEXT = DistContext(True, rank, world, local_rank, device, sync)
+    return _CONTEXT
+
+
+def reset_context() -> None:
+    """Forget the cached context (tests that initialise process groups themselves)."""
+    global _CONTEXT
+    _CONTEXT = None
+
+
+class GlobalNormalizedLoss(nn.Module):
+    """Wrap a loss so that per-process losses add up to the single-process loss of the global batch.
+
+    The wrapped loss must offer ``sum_and_count(query, labels, keys, key_labels)`` returning the
+    un-normalised total and the number of contributing terms of this process. The returned value is
+    ``W * total / global_count``: DDP averages gradients over W processes, which gives exactly the
+    gradient of ``sum_r total_r / global_count``.
+    """
+
+    def __init__(self, loss: nn.Module, ctx: DistContext):
+        super().__init__()
+        self.loss = loss
+        self.ctx = ctx
+
+    def forward(self, query, labels, keys=None, key_labels=None) -> torch.Tensor:
+        total, count = self.loss.sum_and_count(query, labels, keys, key_labels)
+        global_count = self.ctx.all_sum(count.detach().to(torch.float64))
+        return total * (self.ctx.world_size / global_count.clamp_min(1).to(total.dtype))
+
+
+LaunchFn = Callable[..., None]

@@ -1,0 +1,221 @@
+"""Contrastive pretraining: MoCo with a label queue and the MulSupCon loss, top to bottom.
+
+Run directory written here::
+
+    config.yaml        the resolved config (what ran, every default filled in)
+    split.json         how the data was split (dataset, seed, row indices)
+    checkpoints/last.pt  model (with queue), optimiser, epoch, RNG states, history; atomic
+    backbone.pt        the query backbone after the last epoch (what probing/finetuning load)
+    history.json       per-epoch loss and learning rate
+    log.txt            human-readable log
+
+Determinism: the batch order and augmentation noise of epoch ``e`` depend only on ``(seed, e)``
+and the global RNG is re-seeded from ``(seed, e)`` at every epoch start, so resuming from the
+checkpoint written at the end of epoch ``e-1`` replays epoch ``e`` exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+from torch import nn
+
+from mulsupcon.losses import MulSupConLoss
+from mulsupcon.models import ProjectionHead, build_backbone
+from mulsupcon.moco import MoCo
+from mulsupcon.train import distributed as dist_utils
+from mulsupcon.train.checkpoint import atomic_torch_save, load_checkpoint, rng_state, seed_everything
+from mulsupcon.train.common import (
+    RunLog,
+    format_seconds,
+    make_optimizer,
+    resolve_device,
+    scheduled_factor,
+    set_lr,
+    write_history,
+)
+from mulsupcon.train.data import ImageViews, PreparedData, VectorMasking, epoch_order, epoch_seed, prepare_data
+from mulsupcon.train.runs import prepare_run_dir
+
+
+def build_moco(cfg: Mapping[str, Any], input_shape: tuple[int, ...], n_labels: int) -> MoCo:
+    """Backbone + projection head wrapped as query/key encoders with a label queue."""
+    m, p = cfg["model"], cfg["pretrain"]
+    backbone = build_backbone(m, input_shape)
+    head = ProjectionHead(backbone.out_dim, int(m["head_hidden"]), int(m["embed_dim"]), float(m["head_dropout"]))
+    return MoCo(
+        nn.Sequential(backbone, head),
+        n_labels=n_labels,
+        embed_dim=int(m["embed_dim"]),
+        queue_size=int(p["queue_size"]),
+        momentum=float(p["momentum"]),
+        key_train_mode=bool(p["key_train_mode"]),
+        use_partial_queue=bool(p["use_partial_queue"]),
+    )
+
+
+def make_views(cfg: Mapping[str, Any], data: PreparedData):
+    """The augmentation that makes the two views: 50% masking for vectors, crops/jitter for images."""
+    if data.is_image:
+        return ImageViews(int(data.input_shape[-1]), "pretrain", in_channels=int(data.input_shape[0]))
+    return VectorMasking(float(cfg["pretrain"]["mask_prob"]))
+
+
+def pretrain(
+    cfg: Mapping[str, Any],
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    data: Optional[PreparedData] = None,
+    stop_after_epochs: Optional[int] = None,
+) -> Path:
+    """Run (or resume) contrastive pretraining; returns the run directory.
+
+    Args:
+        cfg: a resolved config (see :mod:`mulsupcon.config`).
+        run_dir: where everything is written; must not hold another run unless ``resume``.
+        resume: continue from ``checkpoints/last.pt``.
+        quiet: plain log lines instead of progress bars.
+        data: already-prepared data (the estimator passes arrays this way).
+        stop_after_epochs: stop (cleanly, with a checkpoint) after this many epochs of this call;
+            used by tests and benchmarks to cut a run short.
+    """
+    ctx = dist_utils.context()
+    run_dir = Path(run_dir)
+    device = ctx.device if ctx.enabled else resolve_device(cfg["device"])
+    seed = int(cfg["seed"])
+    p = cfg["pretrain"]
+    if data is None:
+        data = prepare_data(cfg["dataset"])
+    run_dir = prepare_run_dir(run_dir, cfg, data.split_info, kind="pretrain", resume=resume, is_main=ctx.is_main)
+    log = RunLog(run_dir, quiet=quiet, enabled=ctx.is_main)
+
+    seed_everything(seed)
+    moco = build_moco(cfg, data.input_shape, data.n_labels).to(device)
+    if ctx.enabled and ctx.sync_bn:
+        moco.query_encoder = nn.SyncBatchNorm.convert_sync_batchnorm(moco.query_encoder)
+    query_module = ctx.wrap_ddp(moco.query_encoder)
+    optimizer = make_optimizer([{"params": [q for q in moco.query_encoder.parameters() if q.requires_grad]}], p)
+    loss_fn = MulSupConLoss(
+        temperature=float(p["temperature"]),
+        positives=str(p["positives"]),
+        weighting=str(p["weighting"]),
+        chunk_size=p.get("chunk_size"),
+    )
+    if ctx.enabled:
+        loss_fn = dist_utils.GlobalNormalizedLoss(loss_fn, ctx)
+    views = make_views(cfg, data)
+    use_amp = bool(p.get("amp")) and device.type == "cuda"
+    channels_last = bool(p.get("channels_last")) and device.type == "cuda" and data.is_image
+    if channels_last:
+        moco = moco.to(memory_format=torch.channels_last)
+
+    epochs = int(p["epochs"])
+    global_bs = int(p["batch_size"])
+    steps = p["steps_per_epoch"]
+    steps_per_epoch = int(steps) if steps is not None else max(1, data.train.n // min(global_bs, data.train.n))
+    start_epoch, history = 0, []
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    if resume and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        moco.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = int(state["epoch"]), list(state["history"])
+        log.line(f"resumed from {ckpt_path} at epoch {start_epoch}/{epochs}")
+    elif resume:
+        log.line("no checkpoint yet: starting from the beginning")
+    if start_epoch == 0:
+        log.line(
+            f"pretraining on {cfg['dataset']['name']}: {data.train.n} samples, {data.n_labels} labels, "
+            f"input {tuple(data.input_shape)}, {epochs} epochs x {steps_per_epoch} steps, batch {global_bs}, "
+            f"positives={p['positives']} weighting={p['weighting']} queue={p['queue_size']} device={device}"
+            + (f", {ctx.world_size} processes" if ctx.enabled else "")
+        )
+
+    t_start = time.time()
+    bar = log.bar(epochs * steps_per_epoch, "pretrain", initial=start_epoch * steps_per_epoch)
+    epochs_this_call = 0
+    for epoch in range(start_epoch, epochs):
+        moco.train()
+        # Everything random in this epoch derives from (seed, epoch): exact replay on resume.
+        torch.manual_seed(epoch_seed(seed, epoch, 1))
+        aug_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 2))
+        batches = epoch_order(data.train.n, global_bs, steps_per_epoch if steps is not None else None, seed, epoch)
+        loss_sum, loss_count = torch.zeros((), dtype=torch.float64), 0
+        for step, idx in enumerate(batches):
+            factor = scheduled_factor(p, epoch, step, steps_per_epoch)
+            set_lr(optimizer, factor)
+            x, y = data.train.batch(idx)
+            if ctx.enabled and data.is_image:
+                # Images: each process augments only its own shard (noise depends on the process
+                # count; augmenting the global batch everywhere would multiply the work).
+                x, y = ctx.shard(x), ctx.shard(y)
+                v1, v2 = views(x, aug_gen), views(x, aug_gen)
+            else:
+                # Vectors: both views of the GLOBAL batch are drawn on every process (cheap), so
+                # a multi-process run sees exactly the noise of a single-process run.
+                v1, v2 = views(x, aug_gen), views(x, aug_gen)
+                if ctx.enabled:
+                    v1, v2, y = ctx.shard(v1), ctx.shard(v2), ctx.shard(y)
+            v1, v2, y = v1.to(device, non_blocking=True), v2.to(device, non_blocking=True), y.to(device)
+            if channels_last:
+                v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, enabled=use_amp):
+                loss = moco_step(moco, query_module, v1, v2, y, loss_fn, ctx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach().double().cpu()
+            loss_count += 1
+            if step % 25 == 0 or step == len(batches) - 1:
+                bar.set_postfix(loss=f"{loss_sum.item() / loss_count:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            bar.update(1)
+        mean_loss = float(loss_sum) / max(1, loss_count)
+        if ctx.enabled:
+            mean_loss = ctx.mean_scalar(mean_loss)
+        history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]})
+        epochs_this_call += 1
+        last = epoch + 1 == epochs
+        stopping = stop_after_epochs is not None and epochs_this_call >= stop_after_epochs
+        if ctx.is_main and (last or stopping or (epoch + 1) % int(p["checkpoint_every"]) == 0):
+            atomic_torch_save(
+                ckpt_path,
+                {
+                    "model": moco.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "rng": rng_state(),
+                    "config": dict(cfg),
+                },
+            )
+            write_history(run_dir, history)
+        log.line(f"epoch {epoch + 1}/{epochs} loss {mean_loss:.4f} lr {optimizer.param_groups[0]['lr']:.3e}")
+        if stopping and not last:
+            break
+    log.close_bar()
+    if ctx.is_main and len(history) == epochs:
+        atomic_torch_save(
+            run_dir / "backbone.pt",
+            {
+                "backbone": moco.backbone_state(),
+                "model": dict(cfg["model"]),
+                "input_shape": list(data.input_shape),
+                "label_names": data.label_names,
+                "dataset": cfg["dataset"]["name"],
+            },
+        )
+        log.line(f"pretraining done in {format_seconds(time.time() - t_start)}; backbone saved to {run_dir / 'backbone.pt'}")
+    ctx.barrier()
+    return run_dir
+
+
+def moco_step(moco: MoCo, query_module: nn.Module, v1, v2, y, loss_fn, ctx) -> torch.Tensor:
+    """One MoCo step; the query goes through ``query_module`` (the DDP wrapper when distributed)."""
+    if not ctx.enabled:
+        return moco(v1, v2, y, loss_fn)
+    return moco(v1, v2, y, loss_fn, gather=ctx.gather, query_forward=query_module)
