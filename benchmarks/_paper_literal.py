@@ -41,7 +41,8 @@ def paper_literal_loss(query: torch.Tensor, labels: torch.Tensor, keys: torch.Te
 def unavoidable_work(query: torch.Tensor, keys: torch.Tensor, grad_out: torch.Tensor,
                      temperature: float = 0.1) -> None:
     """Normalise, (B, K) score matmul, log-softmax, and their backward with a fixed upstream gradient (B, K)."""
-    s = F.normalize(query, dim=1) @ F.normalize(keys, dim=1).T / temperature
+    # Scale the (B, D) queries rather than the (B, K) scores: the cheapest order, as in MulSupConLoss.
+    s = (F.normalize(query, dim=1) * (1.0 / temperature)) @ F.normalize(keys, dim=1).T
     F.log_softmax(s, dim=1).backward(grad_out)
 
 

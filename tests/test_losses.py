@@ -419,6 +419,19 @@ def test_forward_errors() -> None:
     inf_k[5, 0] = float("inf")
     with pytest.raises(ValueError, match=r"keys contains a non-finite value \(inf\) at row 5, column 0"):
         fn(q, y, inf_k, yk)
+    # A NaN in the row of an anchor that does not count (no labels) must still be reported.
+    for rule in RULES:
+        for chunk in (None, 2):
+            nan_unlabelled = q.clone()
+            nan_unlabelled[0, 0] = float("nan")
+            y0 = y.clone()
+            y0[0] = 0
+            with pytest.raises(ValueError, match=r"query contains a non-finite value \(nan\) at row 0, column 0"):
+                MulSupConLoss(positives=rule, chunk_size=chunk)(nan_unlabelled, y0, k, yk)
+            with pytest.raises(ValueError, match=r"keys contains a non-finite value \(-inf\) at row 3, column 1"):
+                bad_k = k.clone()
+                bad_k[3, 1] = float("-inf")
+                MulSupConLoss(positives=rule, chunk_size=chunk, normalize=False)(q, y, bad_k, torch.zeros(6, 2))
     with pytest.raises(ValueError, match=r"query must be 2-D"):
         fn(torch.randn(4), y)
     with pytest.raises(ValueError, match=r"query must be a floating-point tensor"):

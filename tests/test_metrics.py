@@ -377,3 +377,34 @@ def test_speed_large_paper_protocol() -> None:
     elapsed = time.perf_counter() - t0
     assert elapsed < 15.0, f"evaluate took {elapsed:.1f} s"
     assert 0.0 < r["mAP"] < 0.1  # random scores: AP about the prevalence
+
+
+def test_real_yeast_logistic_regression_protocols() -> None:
+    """On the authors' yeast split, with a quick linear model: protocols ordered and sklearn agreement."""
+    h5py = pytest.importorskip("h5py")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from conftest import require_dataset_folder
+
+    folder = require_dataset_folder("yeast")
+
+    def load(part: str) -> tuple[np.ndarray, np.ndarray]:
+        with h5py.File(folder / f"yeast_official_{part}.hdf5", "r") as f:
+            return f["feature"][:], f["target"][:]
+
+    (xtr, ytr), (xva, yva), (xte, yte) = load("train"), load("val"), load("test")
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-12
+    clf = OneVsRestClassifier(LogisticRegression(max_iter=500, C=0.1)).fit((xtr - mu) / sd, ytr)
+    pv, pt = clf.predict_proba((xva - mu) / sd), clf.predict_proba((xte - mu) / sd)
+    fixed = evaluate(pt, yte)
+    val = evaluate(pt, yte, protocol="validation", val_scores=pv, val_targets=yva)
+    paper = evaluate(pt, yte, protocol="paper")
+    assert fixed["mAP_classes"] == 14
+    assert fixed["mAP"] == pytest.approx(average_precision_score(yte, pt, average="macro"), abs=1e-12)
+    for m in THRESHOLDED_METRICS:
+        assert paper[m] >= val[m] - 1e-12 and paper[m] >= fixed[m] - 1e-12
+    pred = pt >= val["thresholds"]["micro_f1"]
+    assert val["micro_f1"] == pytest.approx(f1_score(yte, pred, average="micro"), abs=1e-12)
+    # sanity of the scale: a linear model on yeast is around the published BCE numbers
+    assert 0.6 < paper["example_f1"] < 0.7 and 0.75 < paper["hamming_accuracy"] < 0.82

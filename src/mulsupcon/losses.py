@@ -83,17 +83,19 @@ def _first_bad_index(mask: Tensor) -> tuple[int, ...]:
     return tuple(int(v) for v in idx)
 
 
-def _check_embeddings(name: str, x: Tensor) -> None:
-    """Raise ValueError unless ``x`` is a finite 2-D floating tensor."""
+def _check_embeddings(name: str, x: Tensor, finite: bool = True) -> None:
+    """Raise ValueError unless ``x`` is a 2-D floating tensor (and finite, when ``finite``)."""
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(f"{name} must be 2-D (rows, dim), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
-        r, c = _first_bad_index(~finite)
+    if not finite:
+        return
+    ok = torch.isfinite(x)
+    if not bool(ok.all()):
+        r, c = _first_bad_index(~ok)
         raise ValueError(f"{name} contains a non-finite value ({float(x[r, c])}) at row {r}, column {c}")
 
 
@@ -146,15 +148,15 @@ def _self_block(scores: Tensor, start: int) -> Tensor:
 class _ChunkedScores(torch.autograd.Function):
     """Per-anchor ``logsumexp_a s_ia`` and (for ALL/ANY) ``sum_{a in P_i} s_ia``, computed block by block.
 
-    Inputs: q (B, D) and k (K, D) already normalised, y (B, C), yk (K, C) float labels, tau, chunk, in_batch
-    (exclude a == i), rule (None, "all" or "any"). Outputs: lse (B,), pos_sum (B,), n_pos (B,) (the last two are
+    Inputs: q (B, D) already normalised and divided by the temperature, k (K, D) normalised, y (B, C) and
+    yk (K, C) float labels, chunk, in_batch (exclude a == i), rule (None, "all" or "any"). Outputs: lse (B,), pos_sum (B,), n_pos (B,) (the last two are
     zeros for rule None). Only q, k, labels and lse are saved; block scores are recomputed in backward, so the
     peak extra memory is O(B * chunk).
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, q: Tensor, k: Tensor, y: Tensor, yk: Tensor, tau: float, chunk: int, in_batch: bool, rule: str | None
+        ctx, q: Tensor, k: Tensor, y: Tensor, yk: Tensor, chunk: int, in_batch: bool, rule: str | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         b, kk = q.shape[0], k.shape[0]
         block_lse = []
@@ -162,7 +164,7 @@ class _ChunkedScores(torch.autograd.Function):
         n_pos = q.new_zeros(b)
         y_count = y.sum(1)
         for start in range(0, kk, chunk):
-            s = (q @ k[start : start + chunk].T) / tau
+            s = q @ k[start : start + chunk].T
             if in_batch:
                 s = _self_block(s, start)
             block_lse.append(torch.logsumexp(s, dim=1))
@@ -174,7 +176,7 @@ class _ChunkedScores(torch.autograd.Function):
                 n_pos += m.sum(1).to(s.dtype)
         lse = torch.logsumexp(torch.stack(block_lse, dim=1), dim=1)
         ctx.save_for_backward(q, k, y, yk, lse)
-        ctx.tau, ctx.chunk, ctx.in_batch, ctx.rule = tau, chunk, in_batch, rule
+        ctx.chunk, ctx.in_batch, ctx.rule = chunk, in_batch, rule
         ctx.mark_non_differentiable(n_pos)
         return lse, pos_sum, n_pos
 
@@ -182,13 +184,13 @@ class _ChunkedScores(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_lse: Tensor, g_pos: Tensor, _g_n: Tensor):  # type: ignore[override]
         q, k, y, yk, lse = ctx.saved_tensors
-        tau, chunk, in_batch, rule = ctx.tau, ctx.chunk, ctx.in_batch, ctx.rule
+        chunk, in_batch, rule = ctx.chunk, ctx.in_batch, ctx.rule
         grad_q = torch.zeros_like(q)
         grad_k = torch.zeros_like(k)
         y_count = y.sum(1)
         for start in range(0, k.shape[0], chunk):
             kc = k[start : start + chunk]
-            s = (q @ kc.T) / tau
+            s = q @ kc.T
             if in_batch:
                 s = _self_block(s, start)
             # d lse_i / d s_ia = softmax_ia; the excluded self entry has exp(-inf) = 0.
@@ -198,10 +200,9 @@ class _ChunkedScores(torch.autograd.Function):
                 if in_batch:
                     m = s.isfinite() & m
                 g = g + m.to(g.dtype) * g_pos[:, None]
-            g = g / tau
             grad_q += g @ kc
             grad_k[start : start + chunk] = g.T @ q
-        return grad_q, grad_k, None, None, None, None, None, None
+        return grad_q, grad_k, None, None, None, None, None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -264,7 +265,8 @@ class MulSupConLoss(nn.Module):
 
     @staticmethod
     def _validate(query: Tensor, labels: Tensor, keys: Tensor | None, key_labels: Tensor | None) -> None:
-        _check_embeddings("query", query)
+        """Shape, dtype and label checks (cheap). Finiteness is checked on the result, see ``forward``."""
+        _check_embeddings("query", query, finite=False)
         _check_labels("labels", labels)
         if labels.shape[0] != query.shape[0]:
             raise ValueError(
@@ -276,7 +278,7 @@ class MulSupConLoss(nn.Module):
             raise ValueError(f"{given} was given without {missing}; pass both or neither")
         if keys is None or key_labels is None:
             return
-        _check_embeddings("keys", keys)
+        _check_embeddings("keys", keys, finite=False)
         _check_labels("key_labels", key_labels)
         if keys.shape[1] != query.shape[1]:
             raise ValueError(
@@ -329,20 +331,35 @@ class MulSupConLoss(nn.Module):
         b, n_ref = q.shape[0], k.shape[0]
         # No reference at all (K = 0, or a single anchor in in-batch mode): nothing can contribute.
         if b == 0 or n_ref - (1 if in_batch else 0) <= 0:
-            return self._zero(q, k)
+            zero = self._zero(q, k)
+            if not bool(torch.isfinite(zero)):
+                _check_embeddings("query", query)
+                if keys is not None:
+                    _check_embeddings("keys", keys)
+            return zero
 
         if self.positives == "mulsupcon":
-            return self._mulsupcon(q, k, y, yk, in_batch)
-        return self._all_any(q, k, y, yk, in_batch)
+            loss = self._mulsupcon(q, k, y, yk, in_batch)
+        else:
+            loss = self._all_any(q, k, y, yk, in_batch)
+        # A NaN or inf in query or keys always reaches the loss (every row and column enters with a weight,
+        # possibly 0, and 0 * nan = nan), so scanning the inputs is only needed to explain a bad result. This
+        # avoids a full pass over the (K, D) keys on every call.
+        if not bool(torch.isfinite(loss)):
+            _check_embeddings("query", query)
+            if keys is not None:
+                _check_embeddings("keys", keys)
+        return loss
 
     @staticmethod
     def _zero(q: Tensor, k: Tensor) -> Tensor:
         """An exact zero connected to the inputs' graph (so backward works and gives zero gradients)."""
         return q.sum() * 0.0 + k.sum() * 0.0
 
-    def _lse(self, q: Tensor, k: Tensor, in_batch: bool) -> Tensor:
-        """``logsumexp_a s_ia`` over the references (B,), excluding a == i in in-batch mode (direct path)."""
-        s = (q @ k.T) / self.temperature
+    @staticmethod
+    def _lse(qs: Tensor, k: Tensor, in_batch: bool) -> Tensor:
+        """``logsumexp_a s_ia`` (B,) from qs = q / tau (B, D) and k (K, D), excluding a == i in in-batch mode."""
+        s = qs @ k.T
         if in_batch:
             s = _self_block(s, 0)
         return torch.logsumexp(s, dim=1)
@@ -363,25 +380,27 @@ class MulSupConLoss(nn.Module):
             n_anchor = (per_anchor > 0).sum()
             w = valid_f / per_anchor.clamp_min(1.0) / n_anchor  # Eq. 6, averaged over contributing anchors
 
+        # Dividing the (B, D) queries by tau costs far less than dividing (B, K) scores (and their gradient).
+        qs = q * (1.0 / tau)
         if self.chunk_size is None:
-            lse = self._lse(q, k, in_batch)
+            lse = self._lse(qs, k, in_batch)
         else:
-            lse, _, _ = _ChunkedScores.apply(q, k, y, yk, tau, self.chunk_size, in_batch, None)
+            lse, _, _ = _ChunkedScores.apply(qs, k, y, yk, self.chunk_size, in_batch, None)
 
         # Positive part through per-class sums (Eq. 7): sum_{p in P_j} s_ip = q_i . S_j / tau.
         class_sum = yk.T @ k  # (C, D)
-        pos_sum = (q @ class_sum.T) / tau  # (B, C)
+        pos_sum = qs @ class_sum.T  # (B, C)
         if in_batch:
             # The anchor's own entry (its label set contains every j it is counted for) is not a positive.
-            pos_sum = pos_sum - (q * q).sum(1, keepdim=True) / tau
+            pos_sum = pos_sum - (qs * q).sum(1, keepdim=True)
         coef = w / n_pos.clamp_min(1.0)  # (B, C) weight of the mean over P_j
         return (w.sum(1) * lse).sum() - (coef * pos_sum).sum()
 
     def _all_any(self, q: Tensor, k: Tensor, y: Tensor, yk: Tensor, in_batch: bool) -> Tensor:
-        tau = self.temperature
         rule = self.positives
+        qs = q * (1.0 / self.temperature)
         if self.chunk_size is None:
-            s = (q @ k.T) / tau
+            s = qs @ k.T
             if in_batch:
                 s = _self_block(s, 0)
             lse = torch.logsumexp(s, dim=1)
@@ -391,12 +410,14 @@ class MulSupConLoss(nn.Module):
             pos_sum = torch.where(m, s, torch.zeros((), dtype=s.dtype, device=s.device)).sum(1)
             n_pos = m.sum(1).to(q.dtype)
         else:
-            lse, pos_sum, n_pos = _ChunkedScores.apply(q, k, y, yk, tau, self.chunk_size, in_batch, rule)
+            lse, pos_sum, n_pos = _ChunkedScores.apply(qs, k, y, yk, self.chunk_size, in_batch, rule)
         counted = n_pos > 0
         if not bool(counted.any()):
             return self._zero(q, k)
         per_anchor = lse - pos_sum / n_pos.clamp_min(1.0)  # -mean over positives of log p
-        return torch.where(counted, per_anchor, torch.zeros_like(per_anchor)).sum() / counted.sum()
+        # Multiply (not torch.where) so that a NaN in an uncounted anchor's row still shows in the result.
+        weight = counted.to(per_anchor.dtype) / counted.sum()
+        return (per_anchor * weight).sum()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -121,7 +121,9 @@ def metrics_table(
     return _markdown(header, _cells(rows, metrics, digits), title, [False] + [True] * len(metrics))
 
 
-def aggregate(runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] | None = None, ddof: int = 0) -> dict[str, tuple[float, float]]:
+def aggregate(
+    runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] | None = None, ddof: int = 0
+) -> dict[str, tuple[float, float]]:
     """Mean and standard deviation of each metric over runs (e.g. seeds).
 
     Args:

@@ -404,7 +404,7 @@ def _parse_fast(
         joined = _missing_to_nan(joined)
         try:
             flat = np.fromstring(joined, dtype=np.float64, sep=" ") if joined else np.zeros(0)
-        except ValueError:
+        except (ValueError, DeprecationWarning):  # old numpy warns instead of raising
             return None
         if flat.size != 2 * counts.sum():
             return None
@@ -432,7 +432,7 @@ def _parse_fast(
     joined = _missing_to_nan(b" ".join(lines).replace(b",", b" "))
     try:
         flat = np.fromstring(joined, dtype=np.float64, sep=" ") if joined else np.zeros(0)
-    except ValueError:
+    except (ValueError, DeprecationWarning):  # old numpy warns (maybe as error) instead of raising
         return None
     if flat.size != n_attr * len(lines):
         return None  # empty fields or old numpy stopping early: let the slow path explain
@@ -782,6 +782,22 @@ def _column_values(
     return np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_v)
 
 
+def _raise_first_missing(parsed: _Parsed, attrs: list[ArffAttribute], feat_idx: list[int], source: str) -> None:
+    """Raise for the first (by line, then column) missing feature value, if any."""
+    if parsed.is_sparse:
+        is_feat = np.zeros(len(attrs), dtype=bool)
+        is_feat[feat_idx] = True
+        hit = np.flatnonzero(is_feat[parsed.cols] & np.isnan(parsed.codes))
+        if hit.size:
+            e = hit[np.lexsort((parsed.cols[hit], parsed.rows[hit]))[0]]
+            _missing_feature(parsed, int(parsed.rows[e]), attrs[int(parsed.cols[e])], "error", source)
+    elif feat_idx:
+        nan = np.isnan(parsed.dense[:, feat_idx])
+        if nan.any():
+            r, k = np.argwhere(nan)[0]  # row-major: the earliest line
+            _missing_feature(parsed, int(r), attrs[feat_idx[k]], "error", source)
+
+
 def _dense_features(
     parsed: _Parsed, attrs: list[ArffAttribute], feat_idx: list[int], start: np.ndarray,
     n_feat: int, missing: str, source: str,
@@ -921,6 +937,8 @@ def read_arff(
         shown = ", ".join(repr(d) for d in dropped[:10]) + (" ..." if len(dropped) > 10 else "")
         warnings.warn(f"{source}: dropping {len(dropped)} string/date attribute(s): {shown}", stacklevel=2)
     y = _label_matrix(parsed, n_rows, attrs, label_idx, source)
+    if missing == "error":
+        _raise_first_missing(parsed, attrs, feat_idx, source)
     start, feat_names = _feature_layout(attrs, feat_idx)
     if parsed.is_sparse:
         x = _sparse_features(parsed, n_rows, attrs, feat_idx, start, len(feat_names), missing, source)

@@ -79,7 +79,7 @@ def resolve_url(url: str, rel_path: str | None = None, base_url: str | None = No
 
 def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):
     """A tqdm bar on stderr; disabled when ``enabled`` is False or stderr is not a terminal."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     show = enabled and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
     return tqdm(

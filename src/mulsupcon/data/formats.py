@@ -19,7 +19,6 @@ field is an error naming the line and column.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 from typing import Sequence
 
@@ -42,7 +41,7 @@ def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise DataFormatError(
-            f"{source}: {what} holds {y[r, c]!r} at row {r}, column {c}; label values must be 0 or 1"
+            f"{source}: {what} holds {y[r, c].item()!r} at row {r}, column {c}; label values must be 0 or 1"
         )
     return y.astype(np.uint8)
 

@@ -692,7 +692,9 @@ def build_image_cache(
                 meta = json.load(fh)
         except (OSError, json.JSONDecodeError):
             meta = {}
-        if meta.get("fingerprint") == fp and meta.get("skip_corrupt", False) == bool(skip_corrupt):
+        # A cache that dropped unreadable images only serves callers that allow skipping; with
+        # skip_corrupt=False the rebuild below raises the error naming the file.
+        if meta.get("fingerprint") == fp and (skip_corrupt or not meta.get("skipped")):
             ds = load_image_cache(npy, name=name)
             if ds.features.shape[1:] == (3, size, size) and ds.n_samples == len(meta.get("rows", [])):
                 if meta.get("skipped"):
@@ -714,7 +716,8 @@ def build_image_cache(
             src = np.load(tmp_npy, mmap_mode="r")
             dst = open_memmap(tmp_small, mode="w+", dtype=np.uint8, shape=(len(rows), 3, size, size))
             for s in range(0, len(rows), 512):
-                dst[s : s + 512] = src[s : s + 512]
+                e = min(s + 512, len(rows))
+                dst[s:e] = src[s:e]
             dst.flush()
             del src, dst
             os.replace(tmp_small, tmp_npy)
@@ -815,13 +818,13 @@ def load_coco_dir(
     """A COCO-layout folder as a cached ``MultiLabelDataset`` (uint8 (N, 3, size, size) memmap).
 
     Layout: see ``coco_layout``. The cache file is
-    ``<cache_dir>/coco-<folder name>-<split>-<size>-<hash of the folder path>.npy``.
+    ``<cache_dir>/<folder name>-<split>-<size>-<hash of the folder path>.npy``.
     """
     root = Path(root)
     ann, img_dir = coco_layout(root, split)
     images = read_coco(ann, img_dir, keep_empty=keep_empty)
     tag = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:8]
     empty = "" if keep_empty else "-nonempty"
-    cache = Path(cache_dir) / f"coco-{root.name}-{split}-{size}{empty}-{tag}.npy"
+    cache = Path(cache_dir) / f"{root.name}-{split}-{size}{empty}-{tag}.npy"
     return build_image_cache(images, cache, size=size, skip_corrupt=skip_corrupt, progress=progress,
                              name=f"{root.name}-{split}")

@@ -70,7 +70,8 @@ class DatasetSpec:
         name: registry key (``load(name)``).
         description: one line.
         files: the files :func:`load` needs (empty for generated data).
-        n_labels, n_features: expected label / feature counts (``None`` if not known in advance).
+        n_labels, n_features: expected label count / feature columns as loaded (nominal attributes
+            one-hot encoded by the reader); ``None`` if not known in advance.
         n_train, n_test, n_samples: expected row counts of the official parts / of all rows.
         reader: ``"mulan"``, ``"meka"``, ``"arff-last"``, ``"hdf5"`` or a loader callable.
         read_args: reader arguments: file paths (relative to the data home) under ``"train"``,
@@ -303,11 +304,20 @@ _SPECS: list[DatasetSpec] = [
             _mulan("genbase/genbase-test.arff", 758739, "0e988520bedab39aa3f23f08f646c769bcdb6f9119ee298fd92b37127b226a36"),
             _mulan("genbase/genbase.xml", 992, "198e8a1d7070e9603119e02e626cedc589db7577339b307b06f5192047b69eb9"),
         ),
-        n_labels=27, n_features=1186, n_train=463, n_test=199,
-        read_args={"train": "genbase/genbase-train.arff", "test": "genbase/genbase-test.arff", "xml": "genbase/genbase.xml"},
+        n_labels=27, n_features=2370, n_train=463, n_test=199,
+        read_args={
+            "train": "genbase/genbase-train.arff", "test": "genbase/genbase-test.arff", "xml": "genbase/genbase.xml",
+            # A protein identifier (nominal, 662 values): one-hot it would be 662 ID columns that
+            # only let a model memorise proteins, so it is dropped.
+            "drop_attributes": ["protein"],
+        },
         citation="S. Diplaris, G. Tsoumakas, P. Mitkas, I. Vlahavas. Protein classification with multiple algorithms. PCI 2005.",
         url=_MULAN_URL,
-        notes="Has a protein-id string attribute and YES/NO nominal features; Mulan's split repeats one protein in train and test.",
+        notes=(
+            "1186 attributes: a protein identifier (nominal with 662 values; DROPPED here, it is an ID, not a "
+            "feature) and 1185 YES/NO motif attributes (one-hot by the reader: 2370 feature columns). "
+            "Mulan's split repeats one protein in train and test."
+        ),
     ),
     DatasetSpec(
         name="flags",
@@ -317,10 +327,11 @@ _SPECS: list[DatasetSpec] = [
             _mulan("flags/flags-test.arff", 4218, "09f6136fae47dcc2f0f491efd6401a11072cbfb0bfbb2666c63b35bb06aeeb16"),
             _mulan("flags/flags.xml", 304, "7c9ed21a91b716b91f811323e20ee5a260ea2da62a5edcfeb1b91ec855a48f17"),
         ),
-        n_labels=7, n_features=19, n_train=129, n_test=65,
+        n_labels=7, n_features=43, n_train=129, n_test=65,
         read_args={"train": "flags/flags-train.arff", "test": "flags/flags-test.arff", "xml": "flags/flags.xml"},
         citation="E. C. Goncalves, A. Plastino, A. A. Freitas. A genetic algorithm for optimizing the label ordering in multi-label classifier chains. ICTAI 2013.",
         url=_MULAN_URL,
+        notes="19 attributes (10 numeric, 9 nominal); the reader one-hot encodes the multi-valued nominals: 43 feature columns.",
     ),
     DatasetSpec(
         name="cal500",
@@ -342,11 +353,14 @@ _SPECS: list[DatasetSpec] = [
             _mulan("foodtruck/foodtruck.arff", 36991, "f69e028cd3427b009a2b3147d78e6c955bc43c9dc1434d23e589a206fa332be3"),
             _mulan("foodtruck/foodtruck.xml", 527, "a018e2a20480ef0c90c588ecc0bc4912f272a091fc26b00482377338e48b0c0d"),
         ),
-        n_labels=12, n_features=21, n_samples=407, official_split=False,
+        n_labels=12, n_features=32, n_samples=407, official_split=False,
         read_args={"all": "foodtruck/foodtruck.arff", "xml": "foodtruck/foodtruck.xml"},
         citation="A. Rivolli, L. C. Parker, A. C. P. L. F. de Carvalho. Food truck recommendation using multi-label classification. EPIA 2017.",
         url=_MULAN_URL,
-        notes="No official split: 20% of rows are carved as test with the fixed seed 0 (splits.TEST_SPLIT_SEED).",
+        notes=(
+            "No official split: 20% of rows are carved as test with the fixed seed 0 (splits.TEST_SPLIT_SEED). "
+            "21 attributes (17 numeric, 4 nominal, one-hot by the reader): 32 feature columns."
+        ),
     ),
     DatasetSpec(
         name="imdb",
@@ -502,8 +516,33 @@ def _read_arff(path: Path, **kwargs: Any) -> MultiLabelDataset:
     return read_arff(path, **kwargs)
 
 
+def _drop_attributes(ds: MultiLabelDataset, attributes: list[str]) -> MultiLabelDataset:
+    """Remove the feature columns of ARFF attributes ``attributes`` (``name`` or one-hot ``name=value``)."""
+    drop = {a for a in attributes}
+    keep = [
+        i for i, f in enumerate(ds.feature_names) if f not in drop and f.split("=", 1)[0] not in drop
+    ]
+    if len(keep) == len(ds.feature_names):
+        raise ValueError(f"{ds.source}: none of the attributes {attributes} to drop was found among the features")
+    return MultiLabelDataset(
+        features=ds.features[:, keep],
+        labels=ds.labels,
+        label_names=list(ds.label_names),
+        feature_names=[ds.feature_names[i] for i in keep],
+        source=ds.source,
+        name=ds.name,
+    )
+
+
 def _read_file(spec: DatasetSpec, home: Path, key: str) -> MultiLabelDataset:
-    """Read ``spec.read_args[key]`` (a file path) with the spec's reader."""
+    """Read ``spec.read_args[key]`` (a file path) with the spec's reader (and drop listed attributes)."""
+    ds = _read_file_raw(spec, home, key)
+    if spec.read_args.get("drop_attributes"):
+        ds = _drop_attributes(ds, list(spec.read_args["drop_attributes"]))
+    return ds
+
+
+def _read_file_raw(spec: DatasetSpec, home: Path, key: str) -> MultiLabelDataset:
     args = spec.read_args
     path = home / args[key]
     name = spec.name

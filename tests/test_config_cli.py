@@ -1,0 +1,80 @@
+"""Config resolution and the command line's argument handling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mulsupcon.cli import main, split_overrides
+from mulsupcon.config import DEFAULTS, available_configs, load_config
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def test_every_shipped_config_resolves_and_only_uses_known_keys():
+    names = available_configs()
+    assert {"yeast", "yeast-authors", "scene", "delicious", "demo"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        assert set(cfg) == set(DEFAULTS)
+
+
+def test_overrides_are_parsed_as_yaml_and_applied():
+    over = split_overrides(["--pretrain.lr", "1e-3", "--model.hidden=[8,8]", "--pretrain.chunk_size", "null",
+                            "--pretrain.positives", "any"])
+    assert over == {"pretrain.lr": 1e-3, "model.hidden": [8, 8], "pretrain.chunk_size": None, "pretrain.positives": "any"}
+    cfg = load_config("yeast", over)
+    assert cfg["pretrain"]["lr"] == 1e-3 and cfg["model"]["hidden"] == [8, 8] and cfg["pretrain"]["positives"] == "any"
+    assert cfg["dataset"]["name"] == "yeast"
+
+
+def test_unknown_key_suggests_the_closest_one():
+    with pytest.raises(ValueError, match="Did you mean 'temperature'"):
+        load_config("yeast", {"pretrain.temprature": 0.2})
+    with pytest.raises(ValueError, match="positives must be one of mulsupcon, all, any"):
+        load_config("yeast", {"pretrain.positives": "some"})
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        load_config("yeast", {"pretrain.temperature": 0})
+
+
+def test_authors_config_matches_the_documented_facts():
+    cfg = load_config("yeast-authors")
+    p = cfg["pretrain"]
+    assert (p["steps_per_epoch"], p["batch_size"], p["queue_size"], p["epochs"]) == (1000, 64, 256, 150)
+    assert (p["scheduler"], p["restart_epochs"], p["restart_mult"], p["eta_min"]) == ("cosine_restarts", 50, 2, 1e-4)
+    assert p["use_partial_queue"] is False and p["weight_decay"] == 1e-5
+    assert cfg["dataset"]["name"] == "yeast-official"
+
+
+def test_cli_reports_bad_input_with_exit_code_2(capsys):
+    assert main(["pretrain", "--config", "no-such-config"]) == 2
+    assert "no-such-config" in capsys.readouterr().err
+    assert main(["pretrain", "--pretrain.lrr", "1"]) == 2
+    assert "Did you mean 'lr'" in capsys.readouterr().err
+
+
+def test_cli_config_show_and_help_run_as_a_program():
+    out = subprocess.run([sys.executable, "-m", "mulsupcon", "config", "show", "yeast-authors"], capture_output=True,
+                         text=True, env={"PYTHONPATH": SRC, "PATH": ""}, check=True).stdout
+    assert "steps_per_epoch: 1000" in out
+    out = subprocess.run([sys.executable, "-m", "mulsupcon", "--help"], capture_output=True, text=True,
+                         env={"PYTHONPATH": SRC, "PATH": ""}, check=True).stdout
+    for cmd in ("pretrain", "train", "evaluate", "demo", "datasets", "plot", "reproduce"):
+        assert cmd in out
+
+
+def test_scheduled_lr_cosine_and_restarts():
+    from mulsupcon.train.common import scheduled_factor
+
+    sec = {"scheduler": "cosine", "lr": 1.0, "eta_min": 0.0, "epochs": 10}
+    assert scheduled_factor(sec, 0, 0, 4) == pytest.approx(1.0)
+    assert scheduled_factor(sec, 5, 0, 4) == pytest.approx(0.5)
+    assert scheduled_factor(sec, 9, 3, 4) == pytest.approx(0.5 * (1 + __import__("math").cos(__import__("math").pi * 39 / 40)))
+    # SGDR with T_0 = 2 epochs, T_mult = 2: restarts at epochs 2 and 6; floor eta_min / lr
+    sec = {"scheduler": "cosine_restarts", "lr": 4e-4, "eta_min": 1e-4, "restart_epochs": 2, "restart_mult": 2}
+    f = [scheduled_factor(sec, e, 0, 1) for e in range(8)]
+    assert f[0] == pytest.approx(1.0) and f[2] == pytest.approx(1.0) and f[6] == pytest.approx(1.0)
+    assert f[1] == pytest.approx(0.25 + 0.75 * 0.5) and f[4] == pytest.approx(0.25 + 0.75 * 0.5)
