@@ -1,6 +1,6 @@
 """Forward+backward time of the MulSupCon loss vs the paper-literal algorithm and the unavoidable work (CPU).
 
-Usage: ``PYTHONPATH=src python benchmarks/loss_speed.py [--reps 7] [--threads 2]``
+Usage: ``PYTHONPATH=src python benchmarks/loss_speed.py [--reps 7] [--threads 1]``
 
 For each configuration (MoCo mode: K = batch keys + queue) it prints the median time of one forward+backward of
 * ours        : ``MulSupConLoss(positives="mulsupcon")`` (per-class key sums, no per-pair rows),
@@ -33,7 +33,8 @@ CONFIGS = [
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=7, help="timed repetitions per cell (median reported)")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: on a shared 2-core machine 2 threads time the neighbours)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.reps} reps, "

@@ -18,13 +18,13 @@ from typing import Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from mulsupcon.config import load_config
 
 
-class MulSupConClassifier(ClassifierMixin, BaseEstimator):
+class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Multi-label classifier pretrained with the MulSupCon loss (Zhang & Wu, AAAI 2024).
 
     Parameters mirror the config keys of the command line (``pretrain.*`` and ``classify.*``).
@@ -126,7 +126,13 @@ class MulSupConClassifier(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _check_Y(Y, n: int) -> np.ndarray:
+        if Y is None:
+            raise ValueError("MulSupConClassifier requires y to be passed, but the target y is None")
         Y = np.asarray(Y)
+        if not np.isin(Y, (0, 1)).all():
+            raise ValueError(
+                "Unknown label type: Y must hold only 0 and 1 (a multi-hot label matrix, one column per label)"
+            )
         if Y.ndim == 1:
             raise ValueError(
                 "Y must be a 2-D multi-hot label matrix (n_samples, n_labels) with values in {0, 1}; "
@@ -135,8 +141,6 @@ class MulSupConClassifier(ClassifierMixin, BaseEstimator):
             )
         if Y.ndim != 2 or Y.shape[0] != n:
             raise ValueError(f"Y must have shape ({n}, n_labels); got {Y.shape}")
-        if not np.isin(Y, (0, 1)).all():
-            raise ValueError("Y must hold only 0 and 1 (a multi-hot label matrix)")
         return Y.astype(np.uint8)
 
     def _data(self, X, Y, cfg):
@@ -173,15 +177,17 @@ class MulSupConClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"mode must be finetune, probe or scratch; got {self.mode!r}")
         X = self._check_X(X, reset=True)
         Y = self._check_Y(Y, X.shape[0])
+        if X.shape[0] < 2:
+            raise ValueError(f"n_samples={X.shape[0]}: MulSupConClassifier needs at least 2 samples (1 sample cannot be split)")
         cfg = self._config()
         data = self._data(X, Y, cfg)
         with tempfile.TemporaryDirectory(prefix="mulsupcon-fit-") as tmp:
             tmp = Path(tmp)
             from_run = None
             if self.mode != "scratch":
-                from_run = pretrain(cfg, tmp / "pretrain", quiet=not self.verbose, data=data)
+                from_run = pretrain(cfg, tmp / "pretrain", quiet=not self.verbose, echo=self.verbose, data=data)
             ccfg = copy.deepcopy(cfg)
-            classify(ccfg, tmp / "classify", from_run=from_run, quiet=not self.verbose, data=data)
+            classify(ccfg, tmp / "classify", from_run=from_run, quiet=not self.verbose, echo=self.verbose, data=data)
             state = load_checkpoint(tmp / "classify" / "model.pt")
             model, _ = build_classifier(ccfg, data, None)
             model.load_state_dict(state["model"])

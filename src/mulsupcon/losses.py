@@ -50,6 +50,11 @@ With ``chunk_size`` set the references are processed in column blocks by a custo
 only per-anchor log-sum-exp values and recomputes block scores in backward: peak extra memory O(B * chunk_size)
 instead of O(B K), same values and gradients (up to floating-point summation order).
 
+Errors: ``ValueError`` for mismatched shapes, non-binary labels, a temperature <= 0, unknown option strings,
+``keys`` without ``key_labels`` (or the reverse) and NaN/inf embeddings. A NaN/inf in query or keys always
+reaches the loss (0 * nan = nan), so the inputs are scanned for the offending element only when the result is not
+finite: no extra pass over the (K, D) keys on normal calls.
+
 Dtypes: computation is float32, or float64 when any embedding input is float64; float16/bfloat16 inputs are
 upcast first. The returned loss has the computation dtype.
 """
@@ -309,6 +314,21 @@ class MulSupConLoss(nn.Module):
             keys: (K, D) reference embeddings, or None for in-batch mode (references = queries, self excluded).
             key_labels: (K, C) reference labels; required exactly when ``keys`` is given.
         """
+        total, count = self.sum_and_count(query, labels, keys, key_labels)
+        return total / count.clamp_min(1).to(total.dtype)
+
+    def sum_and_count(
+        self, query: Tensor, labels: Tensor, keys: Tensor | None = None, key_labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The loss before its final normalisation: ``(total, count)`` with ``loss = total / count``.
+
+        ``count`` is the number of contributing (anchor, label) pairs (``positives="mulsupcon"``,
+        ``weighting="label"``) or of contributing anchors (otherwise). Multi-process training adds
+        the counts of every process so that the normalisation is the global one.
+
+        Returns:
+            total: scalar tensor (connected to the graph); count: scalar tensor (no gradient).
+        """
         self._validate(query, labels, keys, key_labels)
         in_batch = keys is None
         dtype = torch.float64 if query.dtype == torch.float64 or (
@@ -336,12 +356,12 @@ class MulSupConLoss(nn.Module):
                 _check_embeddings("query", query)
                 if keys is not None:
                     _check_embeddings("keys", keys)
-            return zero
+            return zero, torch.zeros((), dtype=dtype, device=q.device)
 
         if self.positives == "mulsupcon":
-            loss = self._mulsupcon(q, k, y, yk, in_batch)
+            loss, count = self._mulsupcon(q, k, y, yk, in_batch)
         else:
-            loss = self._all_any(q, k, y, yk, in_batch)
+            loss, count = self._all_any(q, k, y, yk, in_batch)
         # A NaN or inf in query or keys always reaches the loss (every row and column enters with a weight,
         # possibly 0, and 0 * nan = nan), so scanning the inputs is only needed to explain a bad result. This
         # avoids a full pass over the (K, D) keys on every call.
@@ -349,7 +369,7 @@ class MulSupConLoss(nn.Module):
             _check_embeddings("query", query)
             if keys is not None:
                 _check_embeddings("keys", keys)
-        return loss
+        return loss, count.detach()
 
     @staticmethod
     def _zero(q: Tensor, k: Tensor) -> Tensor:
@@ -371,14 +391,14 @@ class MulSupConLoss(nn.Module):
         n_pos = n_class[None, :] - y if in_batch else n_class[None, :].expand_as(y)
         valid = (y > 0) & (n_pos > 0)  # (B, C) the (anchor, label) pairs that count
         if not bool(valid.any()):
-            return self._zero(q, k)
+            return self._zero(q, k), torch.zeros((), dtype=q.dtype, device=q.device)
         valid_f = valid.to(q.dtype)
         if self.weighting == "label":
-            w = valid_f / valid_f.sum()  # Eq. 5
+            w, count = valid_f, valid_f.sum()  # Eq. 5: total over pairs / number of pairs
         else:
             per_anchor = valid_f.sum(1, keepdim=True)  # counted labels of each anchor
-            n_anchor = (per_anchor > 0).sum()
-            w = valid_f / per_anchor.clamp_min(1.0) / n_anchor  # Eq. 6, averaged over contributing anchors
+            # Eq. 6: each anchor's sum / its label count, averaged over contributing anchors
+            w, count = valid_f / per_anchor.clamp_min(1.0), (per_anchor > 0).sum().to(q.dtype)
 
         # Dividing the (B, D) queries by tau costs far less than dividing (B, K) scores (and their gradient).
         qs = q * (1.0 / tau)
@@ -394,7 +414,7 @@ class MulSupConLoss(nn.Module):
             # The anchor's own entry (its label set contains every j it is counted for) is not a positive.
             pos_sum = pos_sum - (qs * q).sum(1, keepdim=True)
         coef = w / n_pos.clamp_min(1.0)  # (B, C) weight of the mean over P_j
-        return (w.sum(1) * lse).sum() - (coef * pos_sum).sum()
+        return (w.sum(1) * lse).sum() - (coef * pos_sum).sum(), count
 
     def _all_any(self, q: Tensor, k: Tensor, y: Tensor, yk: Tensor, in_batch: bool) -> Tensor:
         rule = self.positives
@@ -413,11 +433,11 @@ class MulSupConLoss(nn.Module):
             lse, pos_sum, n_pos = _ChunkedScores.apply(qs, k, y, yk, self.chunk_size, in_batch, rule)
         counted = n_pos > 0
         if not bool(counted.any()):
-            return self._zero(q, k)
+            return self._zero(q, k), torch.zeros((), dtype=q.dtype, device=q.device)
         per_anchor = lse - pos_sum / n_pos.clamp_min(1.0)  # -mean over positives of log p
         # Multiply (not torch.where) so that a NaN in an uncounted anchor's row still shows in the result.
-        weight = counted.to(per_anchor.dtype) / counted.sum()
-        return (per_anchor * weight).sum()
+        weight = counted.to(per_anchor.dtype)
+        return (per_anchor * weight).sum(), weight.sum()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -15,9 +15,11 @@
   value other than 0/1 is an error naming the file, line and attribute.
 * **Feature attributes**: ``numeric``/``real``/``integer`` give one column each; nominal
   attributes ``{a,b,c}`` are one-hot encoded into columns named ``attr=a``, ``attr=b``, ...
-  (also two-valued ones, so every nominal value has its own column); ``string`` and ``date``
-  attributes are dropped with a ``warnings.warn`` notice naming them.  Any other type
-  (e.g. ``relational``) is an error.
+  (two-valued ones such as ``{YES,NO}`` too), EXCEPT nominal attributes whose values are
+  exactly the numbers 0 and 1 (``{0,1}``, the usual Mulan/MEKA binary feature): those stay
+  one 0/1 column named ``attr``, so sparse files stay sparse and keep their feature counts.
+  ``string`` and ``date`` attributes are dropped with a ``warnings.warn`` notice naming
+  them.  Any other type (e.g. ``relational``) is an error.
 * **Sparse nominal values**: an omitted entry means internal value 0, i.e. the *first*
   declared nominal value (ARFF specification), for features and labels alike.
 * **Missing values** ``?``: in a label they are always an error.  In a feature the policy is

@@ -130,6 +130,7 @@ def classify(
     quiet: bool = False,
     data: Optional[PreparedData] = None,
     stop_after_epochs: Optional[int] = None,
+    echo: bool = True,
 ) -> dict:
     """Train a classifier (``cfg["classify"]["mode"]``) and evaluate its best checkpoint on test.
 
@@ -153,7 +154,7 @@ def classify(
     if from_run is not None:
         split_info["pretrained_from"] = str(from_run)
     run_dir = prepare_run_dir(Path(run_dir), cfg, split_info, kind=mode, resume=resume, is_main=ctx.is_main)
-    log = RunLog(run_dir, quiet=quiet, enabled=ctx.is_main)
+    log = RunLog(run_dir, quiet=quiet, enabled=ctx.is_main, echo=echo)
 
     seed_everything(seed)
     model, meta = build_classifier(cfg, data, from_run if mode != "scratch" else None)

@@ -69,9 +69,10 @@ def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
 class RunLog:
     """Human log (``log.txt``) plus a progress display: a tqdm bar, or plain lines with ``quiet``."""
 
-    def __init__(self, run_dir: Path, *, quiet: bool = False, enabled: bool = True):
+    def __init__(self, run_dir: Path, *, quiet: bool = False, enabled: bool = True, echo: bool = True):
         self.path = Path(run_dir) / "log.txt"
-        self.quiet = quiet
+        self.quiet = quiet or not echo
+        self.echo = echo
         self.enabled = enabled
         self._bar = None
         self._t0 = time.time()
@@ -84,7 +85,7 @@ class RunLog:
             fh.write(f"[{stamp}] {text}\n")
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
-        elif self.quiet:
+        elif self.echo:
             print(text, file=sys.stderr, flush=True)
 
     def bar(self, total: int, desc: str, initial: int = 0):

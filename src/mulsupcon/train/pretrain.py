@@ -72,6 +72,7 @@ def pretrain(
     quiet: bool = False,
     data: Optional[PreparedData] = None,
     stop_after_epochs: Optional[int] = None,
+    echo: bool = True,
 ) -> Path:
     """Run (or resume) contrastive pretraining; returns the run directory.
 
@@ -92,7 +93,7 @@ def pretrain(
     if data is None:
         data = prepare_data(cfg["dataset"])
     run_dir = prepare_run_dir(run_dir, cfg, data.split_info, kind="pretrain", resume=resume, is_main=ctx.is_main)
-    log = RunLog(run_dir, quiet=quiet, enabled=ctx.is_main)
+    log = RunLog(run_dir, quiet=quiet, enabled=ctx.is_main, echo=echo)
 
     seed_everything(seed)
     moco = build_moco(cfg, data.input_shape, data.n_labels).to(device)

@@ -1,0 +1,408 @@
+"""Image datasets in the registry: the MS-COCO subsets of the data home, the paper's image sets for
+users who have them on disk, and folders of embedded features written by ``mulsupcon embed``.
+
+Registered here (importing this module registers them; ``mulsupcon.data`` imports it):
+
+===========================  ====================================================  ====================
+name                         folder in the data home (``$MULSUPCON_DATA``)           official parts
+===========================  ====================================================  ====================
+``coco-tiny-zzowenzz``       ``coco-tiny-zzowenzz/`` (80 + 80 real COCO-2017 JPEGs)  train2017 / val2017
+``coco-mini-obmutescence``   ``coco-mini-obmutescence/`` (80 + 79)                   train2017 / val2017
+``coco-tiny-enginbozaba``    ``coco-tiny-enginbozaba/`` (32 + 6, ``images/<split>``)  train2017 / val2017
+``coco``                     ``coco/`` (MS-COCO 2014, the paper's 82081 / 40137)     train2014 / val2014
+``coco2017``                 ``coco/`` (MS-COCO 2017)                                 train2017 / val2017
+``voc2007``                  ``voc2007/`` (``VOCdevkit/VOC2007`` with JPEGImages)    trainval / test
+``nus-wide``                 ``nus-wide/`` (public release layout, ``Flickr/``)      Train / Test
+``mirflickr``                ``mirflickr25k/`` (``mirflickr/im*.jpg`` + annotations)  none: 20% test carved
+``objects365``               ``objects365/`` (see ``OBJECTS365_LAYOUT``)              train / val
+===========================  ====================================================  ====================
+
+Semantics, as for every registered dataset: the official training part (COCO ``train2017``) is
+``trainval``; ``train`` is it minus a seeded validation carve of ``val_fraction``; the official test
+part (COCO ``val2017``) is ``test``. COCO images without any annotation are dropped, as in the
+paper's MS-COCO counts (82081 of 82783 train2014 images, 40137 of 40504 val2014).
+
+Images are decoded once into a uint8 cache (``data.images.build_image_cache``: (N, 3, S, S),
+memory-mapped). The data home may be read-only, so the cache goes to, in this order: the config's
+``dataset.cache_dir``, ``$MULSUPCON_CACHE``, ``$XDG_CACHE_HOME/mulsupcon/cache`` (default
+``~/.cache/mulsupcon/cache``). The side S is ``dataset.image_size`` (default 224, the paper's).
+Both reach the loaders through :func:`image_options` (used by :func:`load_config_splits`).
+
+Embedded features: ``register_hdf5_folder(path)`` registers a folder holding ``train.hdf5``,
+``val.hdf5`` (optional) and ``test.hdf5`` (``feature`` (N, D) float32, ``target`` (N, L)) under the
+name ``hdf5:<absolute path>``; :func:`load_config_splits` does it by itself for such names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+import numpy as np
+
+from .dataset import MultiLabelDataset, Splits
+from .download import MissingDataError
+from .images import (
+    ImageList,
+    build_image_cache,
+    coco_layout,
+    read_coco,
+    read_mirflickr,
+    read_nuswide,
+    read_voc,
+)
+from .registry import REGISTRY, DatasetSpec, clear_cache, load_splits, register
+from .splits import SourceParts
+
+CACHE_ENV = "MULSUPCON_CACHE"
+DEFAULT_IMAGE_SIZE = 224  # the paper: "all images are first resized to 224x224"
+HDF5_PREFIX = "hdf5:"
+OBJECTS365_LAYOUT = (
+    "objects365/annotations/zhiyuan_objv2_{train,val}.json with each json's file_name relative to "
+    "objects365/{train,val}/ (e.g. objects365/train/images/v1/patch0/objects365_v1_00000000.jpg)"
+)
+
+# (image size or None, cache dir or None) of the load in progress; None = the default.
+_OPTIONS: contextvars.ContextVar[tuple[Optional[int], Optional[str]]] = contextvars.ContextVar(
+    "mulsupcon_image_options", default=(None, None)
+)
+# The registry memoises parsed datasets by name and file stamps only; the options used for the
+# memoised image parts are remembered here so that a change of size or cache folder drops the memo.
+_memo_options: dict[str, tuple[int, str]] = {}
+
+
+# ------------------------------------------------------------------------------- cache options
+def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Folder of the preprocessed image caches.
+
+    Precedence: ``cache_dir`` (the config's ``dataset.cache_dir``), ``$MULSUPCON_CACHE``, then
+    ``$XDG_CACHE_HOME/mulsupcon/cache`` (``~/.cache/mulsupcon/cache`` when unset). Never the data
+    home, which may be read-only. ``~`` is expanded; the folder is created when a cache is built.
+    """
+    if cache_dir is not None and str(cache_dir) != "":
+        return Path(cache_dir).expanduser()
+    env = os.environ.get(CACHE_ENV, "")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "mulsupcon" / "cache"
+
+
+def _effective_options() -> tuple[int, str]:
+    size, cache = _OPTIONS.get()
+    return (DEFAULT_IMAGE_SIZE if size is None else int(size)), str(default_cache_dir(cache))
+
+
+def _drop_stale_memo() -> None:
+    """Forget memoised image datasets that were loaded with other options than the current ones."""
+    now = _effective_options()
+    if any(opts != now for opts in _memo_options.values()):
+        clear_cache()
+        _memo_options.clear()
+
+
+@contextlib.contextmanager
+def image_options(size: Optional[int] = None, cache_dir: str | os.PathLike | None = None) -> Iterator[None]:
+    """Within the block, image datasets read from files are cached at ``size`` in ``cache_dir``.
+
+    ``None`` keeps the default (224 px; :func:`default_cache_dir`). Datasets generated in memory
+    (``multidigits``) keep their own size.
+    """
+    if size is not None and (int(size) != size or int(size) < 1):
+        raise ValueError(f"dataset.image_size must be a positive integer or null, got {size!r}")
+    token = _OPTIONS.set((None if size is None else int(size), None if cache_dir is None else str(cache_dir)))
+    try:
+        _drop_stale_memo()
+        yield
+    finally:
+        _OPTIONS.reset(token)
+        _drop_stale_memo()
+
+
+def load_config_splits(ds_cfg: Mapping[str, Any]) -> Splits:
+    """Splits named by a config's ``dataset`` section, honouring ``image_size`` and ``cache_dir``.
+
+    Also accepts ``name: hdf5:/path/to/folder`` (embedded features, see :func:`register_hdf5_folder`).
+    This is what ``train.data.load_dataset_splits`` should call.
+    """
+    name = str(ds_cfg["name"])
+    if name.startswith(HDF5_PREFIX) and name not in REGISTRY:
+        register_hdf5_folder(name[len(HDF5_PREFIX):])
+    with image_options(ds_cfg.get("image_size"), ds_cfg.get("cache_dir")):
+        return load_splits(
+            name,
+            val_fraction=float(ds_cfg.get("val_fraction", 0.2)),
+            seed=int(ds_cfg.get("split_seed", 0)),
+        )
+
+
+# ------------------------------------------------------------------------------------ loaders
+def _folder(spec: DatasetSpec, home: Path, folder: str, what: str) -> Path:
+    root = home / folder
+    if not root.is_dir():
+        raise MissingDataError(
+            f"dataset '{spec.name}': folder {root} not found. Put {what} there "
+            f"(data home: {home}; set MULSUPCON_DATA to change it)."
+        )
+    return root
+
+
+def _cache(spec: DatasetSpec, images: ImageList, root: Path, part: str, *, skip_corrupt: bool = False) -> MultiLabelDataset:
+    """Decode ``images`` into the image cache (once) and return the cached dataset."""
+    size, cache_dir = _effective_options()
+    missing = [p for p in images.paths if not p.is_file()]
+    if len(missing) == len(images.paths):
+        raise MissingDataError(
+            f"dataset '{spec.name}' ({part}): none of the {len(images)} images listed by {images.source} exists "
+            f"(first expected at {images.paths[0]}): the image files are needed, not only the labels"
+        )
+    if missing and not skip_corrupt:
+        raise MissingDataError(
+            f"dataset '{spec.name}' ({part}): {len(missing)} of {len(images)} images are missing, "
+            f"first {missing[0]}"
+        )
+    tag = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:8]
+    path = Path(cache_dir) / f"{spec.name}-{part}-{size}-{tag}.npy"
+    ds = build_image_cache(images, path, size=size, skip_corrupt=skip_corrupt, progress=True, name=spec.name)
+    _memo_options[spec.name] = (size, cache_dir)
+    return ds
+
+
+def _same_labels(spec: DatasetSpec, train: ImageList, test: ImageList) -> None:
+    if train.label_names != test.label_names:
+        raise ValueError(
+            f"dataset '{spec.name}': the test part has labels {test.label_names[:3]}... ({len(test.label_names)}) "
+            f"but train has {train.label_names[:3]}... ({len(train.label_names)})"
+        )
+
+
+def coco_loader(folder: str, train_split: str = "train2017", test_split: str = "val2017") -> Callable[[DatasetSpec, Path], SourceParts]:
+    """A registry loader for a COCO-layout folder: ``train_split`` -> trainval, ``test_split`` -> test.
+
+    Images without any instance annotation are dropped (their label row would be all zero).
+    """
+
+    def load(spec: DatasetSpec, home: Path) -> SourceParts:
+        root = _folder(spec, home, folder, f"annotations/instances_{{{train_split},{test_split}}}.json and the images")
+        lists = []
+        for split in (train_split, test_split):
+            ann, img_dir = coco_layout(root, split)
+            lists.append(read_coco(ann, img_dir, keep_empty=False))
+        _same_labels(spec, *lists)
+        train = _cache(spec, lists[0], root, train_split)
+        test = _cache(spec, lists[1], root, test_split)
+        return SourceParts(train=train, test=test)
+
+    return load
+
+
+def _voc_loader(spec: DatasetSpec, home: Path) -> SourceParts:
+    root = _folder(spec, home, "voc2007", "VOCdevkit/VOC2007 (ImageSets, JPEGImages of trainval and test)")
+    # Difficult-only classes count as absent: the usual training target (VOC's AP ignores them).
+    train = read_voc(root, "trainval", difficult="negative")
+    test = read_voc(root, "test", difficult="negative")
+    return SourceParts(train=_cache(spec, train, root, "trainval"), test=_cache(spec, test, root, "test"))
+
+
+def _nuswide_loader(spec: DatasetSpec, home: Path) -> SourceParts:
+    root = _folder(spec, home, "nus-wide", "the NUS-WIDE release (ImageList/, TrainTestLabels/, Concepts81.txt, Flickr/)")
+    train, test = read_nuswide(root, "Train"), read_nuswide(root, "Test")
+    _same_labels(spec, train, test)
+    # Many NUS-WIDE copies miss images (dead Flickr links): unreadable ones are skipped with a warning.
+    return SourceParts(
+        train=_cache(spec, train, root, "train", skip_corrupt=True),
+        test=_cache(spec, test, root, "test", skip_corrupt=True),
+    )
+
+
+def _mirflickr_loader(spec: DatasetSpec, home: Path) -> SourceParts:
+    root = _folder(spec, home, "mirflickr25k", "mirflickr/im*.jpg and mirflickr25k_annotations_v080/")
+    everything = read_mirflickr(root, labels="potential")
+    # Images without any of the 24 labels are dropped (25000 -> 24581 = the paper's 19664 + 4917).
+    everything = everything.subset(np.flatnonzero(everything.labels.any(1)))
+    return SourceParts(train=_cache(spec, everything, root, "all"))
+
+
+def _objects365_loader(spec: DatasetSpec, home: Path) -> SourceParts:
+    root = _folder(spec, home, "objects365", OBJECTS365_LAYOUT)
+    parts = []
+    for split in ("train", "val"):
+        ann = root / "annotations" / f"zhiyuan_objv2_{split}.json"
+        parts.append(read_coco(ann, root / split, keep_empty=False))
+    _same_labels(spec, *parts)
+    return SourceParts(train=_cache(spec, parts[0], root, "train"), test=_cache(spec, parts[1], root, "val"))
+
+
+# ------------------------------------------------------------------------------ the registrations
+_SUBSET_REPOS = {
+    "coco-tiny-zzowenzz": ("zzowenzz/COCO_Tiny", 80, 80),
+    "coco-mini-obmutescence": ("Obmutescence/COCO-MINI", 80, 79),
+    "coco-tiny-enginbozaba": ("enginbozaba/tiny_coco", 32, 6),
+}
+_COCO_CITATION = "T.-Y. Lin et al. Microsoft COCO: Common objects in context. ECCV 2014."
+_SUBSET_NOTE = (
+    "A handful of real MS-COCO 2017 JPEGs with the standard instance annotations, copied from the GitHub "
+    "repository {repo}: for smoke tests and examples, far too small for meaningful scores. train2017 is the "
+    "official training part (validation carved from it with val_fraction), val2017 the test part. Images without "
+    "annotations are dropped ({n_train} + {n_test} images in the folder). The files are not registered one by one "
+    "(no per-file download): clone the repository into <data home>/{name}."
+)
+
+IMAGE_SPECS: list[DatasetSpec] = [
+    DatasetSpec(
+        name=name,
+        description=f"MS-COCO 2017 subset from {repo} ({n_train} train / {n_test} val images), 80 labels",
+        n_labels=80,
+        reader=coco_loader(name),
+        citation=_COCO_CITATION,
+        url=f"https://github.com/{repo}",
+        notes=_SUBSET_NOTE.format(repo=repo, n_train=n_train, n_test=n_test, name=name),
+        kind="image",
+    )
+    for name, (repo, n_train, n_test) in _SUBSET_REPOS.items()
+] + [
+    DatasetSpec(
+        name="coco",
+        description="MS-COCO 2014 (the paper's split: train2014 82081 / val2014 40137 annotated images), 80 labels",
+        n_labels=80, n_train=82081, n_test=40137,
+        reader=coco_loader("coco", "train2014", "val2014"),
+        citation=_COCO_CITATION, url="https://cocodataset.org",
+        notes="Folder <data home>/coco/ with annotations/instances_{train,val}2014.json and train2014/, val2014/.",
+        kind="image",
+    ),
+    DatasetSpec(
+        name="coco2017",
+        description="MS-COCO 2017 (train2017 / val2017, annotated images only), 80 labels",
+        n_labels=80,
+        reader=coco_loader("coco", "train2017", "val2017"),
+        citation=_COCO_CITATION, url="https://cocodataset.org",
+        notes="Folder <data home>/coco/ with annotations/instances_{train,val}2017.json and train2017/, val2017/.",
+        kind="image",
+    ),
+    DatasetSpec(
+        name="voc2007",
+        description="PASCAL VOC2007 (5011 trainval / 4952 test), 20 labels",
+        n_labels=20, n_train=5011, n_test=4952,
+        reader=_voc_loader,
+        citation="M. Everingham et al. The PASCAL Visual Object Classes Challenge 2007.",
+        url="http://host.robots.ox.ac.uk/pascal/VOC/voc2007/",
+        notes=(
+            "Folder <data home>/voc2007/ holding VOCdevkit/VOC2007 (or VOC2007/) with ImageSets/Main and the JPEGImages "
+            "of both the trainval and the test tarballs. Difficult-only classes are negatives."
+        ),
+        kind="image",
+    ),
+    DatasetSpec(
+        name="nus-wide",
+        description="NUS-WIDE images, 81 concepts (official Train / Test lists)",
+        n_labels=81,
+        reader=_nuswide_loader,
+        citation="T.-S. Chua et al. NUS-WIDE: a real-world web image database from National University of Singapore. CIVR 2009.",
+        url="https://lms.comp.nus.edu.sg/wp-content/uploads/2019/research/nuswide/NUS-WIDE.html",
+        notes=(
+            "Folder <data home>/nus-wide/ in the release layout (ImageList/, TrainTestLabels/, Concepts81.txt, "
+            "Flickr/<concept>/<file>.jpg). Missing images are skipped with a warning, so counts depend on the copy "
+            "(the paper reports 150000 / 59347)."
+        ),
+        kind="image",
+    ),
+    DatasetSpec(
+        name="mirflickr",
+        description="MIRFLICKR-25k, 24 'potential' labels; images without labels dropped; 20% test carved",
+        n_labels=24, n_samples=24581, official_split=False,
+        reader=_mirflickr_loader,
+        citation="M. J. Huiskes, M. S. Lew. The MIR Flickr retrieval evaluation. MIR 2008.",
+        url="https://press.liacs.nl/mirflickr/",
+        notes=(
+            "Folder <data home>/mirflickr25k/ with mirflickr/im<N>.jpg and mirflickr25k_annotations_v080/. No official "
+            "split: 20% carved as test with the fixed seed 0 (the paper: 19664 / 4917)."
+        ),
+        kind="image",
+    ),
+    DatasetSpec(
+        name="objects365",
+        description="Objects365 v2 (train / val), 365 labels",
+        n_labels=365,
+        reader=_objects365_loader,
+        citation="S. Shao et al. Objects365: A large-scale, high-quality dataset for object detection. ICCV 2019.",
+        url="https://www.objects365.org",
+        notes=(
+            f"Layout: {OBJECTS365_LAYOUT}. The paper used a random subset (515233 / 80000) that is not published; "
+            "the full set needs several GB of memory to parse and ~150 KB of cache per image at 224 px."
+        ),
+        kind="image",
+    ),
+]
+
+
+# ---------------------------------------------------------------------------- embedded features
+def hdf5_folder_spec(path: str | os.PathLike, name: Optional[str] = None) -> DatasetSpec:
+    """A registry entry for a folder of ``train.hdf5`` / ``val.hdf5`` (optional) / ``test.hdf5``.
+
+    Each file holds ``feature`` (N, D) float32 and ``target`` (N, L) 0/1 (the layout ``mulsupcon
+    embed`` writes); label names come from ``dataset.json`` beside them when present. When
+    ``val.hdf5`` exists it is the official validation part (``val_fraction`` then only matters
+    when 0, which merges it into train).
+    """
+    folder = Path(path).expanduser().resolve()
+    for part in ("train", "test"):
+        if not (folder / f"{part}.hdf5").is_file():
+            raise ValueError(f"{folder}: no {part}.hdf5 (an embedded-feature folder needs train.hdf5 and test.hdf5)")
+    meta: dict[str, Any] = {}
+    meta_path = folder / "dataset.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{meta_path}: not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}") from err
+    read_args: dict[str, Any] = {"train": str(folder / "train.hdf5"), "test": str(folder / "test.hdf5")}
+    if (folder / "val.hdf5").is_file():
+        read_args["val"] = str(folder / "val.hdf5")
+    if meta.get("label_names"):
+        read_args["label_names"] = list(meta["label_names"])
+    return DatasetSpec(
+        name=name or f"{HDF5_PREFIX}{folder}",
+        description=meta.get("description", f"features in {folder}"),
+        n_labels=len(meta["label_names"]) if meta.get("label_names") else None,
+        n_features=meta.get("feature_dim"),
+        reader="hdf5",  # absolute paths: <data home> / <absolute path> is the absolute path
+        read_args=read_args,
+        notes=f"Embedded features (see {meta_path.name}): {json.dumps({k: v for k, v in meta.items() if k != 'label_names'})}"
+        if meta else "",
+        kind="vector",
+    )
+
+
+def register_hdf5_folder(path: str | os.PathLike, name: Optional[str] = None) -> str:
+    """Register (or refresh) an embedded-feature folder; returns its registry name
+    (``hdf5:<absolute path>`` unless ``name`` is given)."""
+    spec = hdf5_folder_spec(path, name)
+    register(spec, overwrite=True)
+    return spec.name
+
+
+def _register_all() -> None:
+    for spec in IMAGE_SPECS:
+        if spec.name not in REGISTRY:
+            register(spec)
+
+
+_register_all()
+
+__all__ = [
+    "CACHE_ENV",
+    "DEFAULT_IMAGE_SIZE",
+    "IMAGE_SPECS",
+    "coco_loader",
+    "default_cache_dir",
+    "image_options",
+    "load_config_splits",
+    "hdf5_folder_spec",
+    "register_hdf5_folder",
+]
