@@ -169,3 +169,22 @@ def test_standardizer_state_roundtrip_and_splits():
     np.testing.assert_array_equal(again.transform(s.test.features), out.test.features)
     np.testing.assert_allclose(again.inverse_transform(out.train.features), s.train.features, rtol=1e-5, atol=1e-4)
     assert out.info["standardized"] and np.array_equal(out.val.labels, s.val.labels)
+
+
+def test_label_never_in_train_is_warned_with_its_name():
+    import warnings
+
+    import numpy as np
+
+    from mulsupcon.data.dataset import MultiLabelDataset
+    from mulsupcon.data.splits import LabelAbsentWarning, warn_labels_missing_from_train
+
+    y = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=np.uint8)
+    train = MultiLabelDataset(np.zeros((3, 2)), y, ["a", "b", "rare"], source="toy.arff")
+    test = MultiLabelDataset(np.zeros((2, 2)), np.array([[0, 0, 1], [1, 0, 0]]), ["a", "b", "rare"])
+    with pytest.warns(LabelAbsentWarning, match=r"toy.arff: 1 label\(s\) never occur.*rare.*1 of them occur in the test"):
+        assert warn_labels_missing_from_train(train, test) == ["rare"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        every_label = MultiLabelDataset(np.zeros((2, 2)), np.array([[1, 0, 1], [0, 1, 0]]), ["a", "b", "rare"])
+        assert warn_labels_missing_from_train(every_label) == []

@@ -115,7 +115,8 @@ def _write(results: dict, out: Path, scale: float, seconds: float) -> None:
     parts = [
         "# Vector datasets: reproduction of Tables 2/3",
         "",
-        f"Command: `mulsupcon reproduce vectors{'' if scale == 1.0 else f' --scale {scale}'}` "
+        f"Command: `MULSUPCON_DATA=../shared/data mulsupcon reproduce vectors --datasets {' '.join(results)}"
+        f"{'' if scale == 1.0 else f' --scale {scale}'}` "
         f"(pretraining schedule x{scale}); wall time {seconds / 60:.0f} min on this machine.",
         "Mean ± std over seeds (std with ddof=0 as documented in `mulsupcon.reports`).",
         "`paper` protocol = best threshold per metric on the test set (what the published tables use);",

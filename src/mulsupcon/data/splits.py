@@ -209,7 +209,43 @@ def _build(pool: MultiLabelDataset, test: MultiLabelDataset, info: dict[str, Any
     train_idx = np.asarray(info["train_index"], dtype=np.int64)
     val_idx = np.asarray(info["val_index"], dtype=np.int64)
     val = pool.subset(val_idx) if val_idx.size else None
-    return Splits(train=pool.subset(train_idx), val=val, test=test, info=info)
+    train = pool.subset(train_idx)
+    warn_labels_missing_from_train(train, test, val)
+    return Splits(train=train, val=val, test=test, info=info)
+
+
+class LabelAbsentWarning(UserWarning):
+    """A label has no positive sample in the training split."""
+
+
+def warn_labels_missing_from_train(
+    train: MultiLabelDataset, test: MultiLabelDataset | None = None, val: MultiLabelDataset | None = None
+) -> list[str]:
+    """Warn (naming the dataset and labels) when some label never occurs in the training split.
+
+    Such a label cannot be learned: its classifier sees only negatives, it never forms a positive
+    set in contrastive pretraining, and its test AP/F1 measure nothing the model was taught.
+    Returns the names of the absent labels.
+    """
+    import warnings
+
+    absent = np.flatnonzero(np.asarray(train.labels).sum(0) == 0)
+    if absent.size == 0:
+        return []
+    names = [train.label_names[i] for i in absent]
+    where = []
+    for part, ds in (("validation", val), ("test", test)):
+        if ds is not None and ds.n_samples:
+            hits = int((np.asarray(ds.labels)[:, absent].sum(0) > 0).sum())
+            where.append(f"{hits} of them occur in the {part} split")
+    shown = ", ".join(names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
+    warnings.warn(
+        f"{train.source or train.name}: {len(names)} label(s) never occur in the training split: {shown}"
+        + (f" ({'; '.join(where)})" if where else "") + ". They cannot be learned from this split.",
+        LabelAbsentWarning,
+        stacklevel=3,
+    )
+    return names
 
 
 def pool_of(parts: SourceParts, info: Mapping[str, Any] | None = None) -> tuple[MultiLabelDataset, MultiLabelDataset]:
