@@ -75,7 +75,7 @@ def test_killed_pretraining_resumes_to_the_uninterrupted_result(tmp_path):
         torch.testing.assert_close(sb["exp_avg"], sa["exp_avg"], rtol=0, atol=0)
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
     log = (tmp_path / "cut" / "log.txt").read_text()
-    assert f"resumed from" in log and f"at epoch {killed_at}/12" in log
+    assert "resumed from" in log and f"at epoch {killed_at}/12" in log
 
 
 def test_killed_finetune_resumes_to_the_uninterrupted_result(tmp_path):

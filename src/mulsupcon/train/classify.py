@@ -46,6 +46,7 @@ from mulsupcon.train.data import (
     epoch_order,
     epoch_seed,
     prepare_data,
+    process_seed,
 )
 from mulsupcon.train.runs import prepare_run_dir
 
@@ -150,15 +151,20 @@ def classify(
         data = prepare_data(cfg["dataset"])
     if data.val is None:
         raise ValueError("classification needs a validation split for model selection: set dataset.val_fraction > 0")
+    ctx.check_divisible(min(int(c["batch_size"]), data.train.n), "classify.batch_size")  # before any file is written
     split_info = dict(data.split_info)
     if from_run is not None:
         split_info["pretrained_from"] = str(from_run)
-    run_dir = prepare_run_dir(Path(run_dir), cfg, split_info, kind=mode, resume=resume, is_main=ctx.is_main)
+    run_dir = Path(run_dir)
+    # Rank 0 alone creates (or checks) the run folder while the others wait (see pretrain.py).
+    if ctx.is_main:
+        run_dir = prepare_run_dir(run_dir, cfg, split_info, kind=mode, resume=resume)
+    ctx.barrier()
     log = RunLog(run_dir, quiet=quiet, enabled=ctx.is_main, echo=echo)
 
     seed_everything(seed)
     model, meta = build_classifier(cfg, data, from_run if mode != "scratch" else None)
-    model = model.to(device)
+    model = ctx.maybe_sync_bn(model.to(device))
     if mode == "probe":
         for prm in model.backbone.parameters():
             prm.requires_grad_(False)
@@ -202,6 +208,7 @@ def classify(
             f"{mode} on {cfg['dataset']['name']}: {data.train.n} train / {data.val.n} val / {data.test.n} test, "
             f"{data.n_labels} labels, loss={c['loss']}, {epochs} epochs, batch {bs}"
             + (f", backbone from {from_run}" if from_run else "")
+            + (f", {ctx.world_size} processes" if ctx.enabled else "")
         )
 
     t0 = time.time()
@@ -211,7 +218,7 @@ def classify(
         if stopped:
             break
         _set_train_mode(model, mode)
-        torch.manual_seed(epoch_seed(seed, epoch, 11))
+        torch.manual_seed(process_seed(seed, epoch, 11, ctx.rank))  # dropout differs per process
         aug_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 12))
         batches = epoch_order(data.train.n, bs, steps, seed + 7919, epoch)
         total, count = 0.0, 0

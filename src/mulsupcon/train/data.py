@@ -98,6 +98,16 @@ def epoch_seed(seed: int, epoch: int, salt: int = 0) -> int:
     return _mix(seed, epoch, salt)
 
 
+def process_seed(seed: int, epoch: int, salt: int, rank: int) -> int:
+    """:func:`epoch_seed` for process ``rank`` of a multi-process run.
+
+    Rank 0 gets exactly ``epoch_seed(seed, epoch, salt)`` (so a one-process run is unchanged);
+    the other ranks get different streams. Seeding every process identically would give row i
+    of every shard the same dropout mask and the same image augmentation.
+    """
+    return epoch_seed(seed, epoch, salt) if rank == 0 else _mix(seed, epoch, salt, rank)
+
+
 # ----------------------------------------------------------------------------- views
 class VectorMasking:
     """The paper's vector augmentation: each input element kept with probability ``1 - p``.

@@ -84,6 +84,32 @@ class DistContext:
         if self.enabled:
             dist.barrier()
 
+    def maybe_sync_bn(self, module: nn.Module) -> nn.Module:
+        """``module`` with its BatchNorm layers turned into SyncBatchNorm when ``sync_bn`` is on.
+
+        Statistics are then computed over the global batch instead of each process's shard.
+        PyTorch implements SyncBatchNorm for accelerators only, so asking for it with CPU
+        processes is an error here rather than a crash at the first forward pass.
+        """
+        if not (self.enabled and self.sync_bn):
+            return module
+        if self.device.type == "cpu":
+            raise ValueError(
+                "SyncBatchNorm was requested (MULSUPCON_SYNC_BN=1) but the processes run on the CPU, "
+                "where PyTorch does not implement it; unset MULSUPCON_SYNC_BN or train on GPUs"
+            )
+        # convert_sync_batchnorm re-uses the Parameter objects, so optimisers and MoCo's
+        # momentum-update parameter lists built before the conversion stay valid.
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+
+    def check_divisible(self, batch_size: int, what: str = "batch_size") -> None:
+        """Raise a clear ``ValueError`` before training when the global batch cannot be sharded evenly."""
+        if self.enabled and batch_size % self.world_size:
+            raise ValueError(
+                f"{what}={batch_size} is the GLOBAL batch and must be divisible by the number of "
+                f"processes ({self.world_size}); choose e.g. {batch_size - batch_size % self.world_size or self.world_size}"
+            )
+
 
 _CONTEXT: Optional[DistContext] = None
 

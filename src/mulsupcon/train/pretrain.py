@@ -16,6 +16,7 @@ checkpoint written at the end of epoch ``e-1`` replays epoch ``e`` exactly.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -37,7 +38,15 @@ from mulsupcon.train.common import (
     set_lr,
     write_history,
 )
-from mulsupcon.train.data import ImageViews, PreparedData, VectorMasking, epoch_order, epoch_seed, prepare_data
+from mulsupcon.train.data import (
+    ImageViews,
+    PreparedData,
+    VectorMasking,
+    epoch_order,
+    epoch_seed,
+    prepare_data,
+    process_seed,
+)
 from mulsupcon.train.runs import prepare_run_dir
 
 
@@ -83,22 +92,30 @@ def pretrain(
         quiet: plain log lines instead of progress bars.
         data: already-prepared data (the estimator passes arrays this way).
         stop_after_epochs: stop (cleanly, with a checkpoint) after this many epochs of this call;
-            used by tests and benchmarks to cut a run short.
+            used by tests and benchmarks to cut a run short. When None, the environment variable
+            ``MULSUPCON_STOP_AFTER_EPOCHS`` is used if set (so runs launched by the CLI can be cut too).
     """
     ctx = dist_utils.context()
+    if stop_after_epochs is None and os.environ.get("MULSUPCON_STOP_AFTER_EPOCHS"):
+        # Lets a scheduler (or a test driving the CLI) cut a run short at an epoch boundary.
+        stop_after_epochs = int(os.environ["MULSUPCON_STOP_AFTER_EPOCHS"])
     run_dir = Path(run_dir)
     device = ctx.device if ctx.enabled else resolve_device(cfg["device"])
     seed = int(cfg["seed"])
     p = cfg["pretrain"]
     if data is None:
         data = prepare_data(cfg["dataset"])
-    run_dir = prepare_run_dir(run_dir, cfg, data.split_info, kind="pretrain", resume=resume, is_main=ctx.is_main)
+    ctx.check_divisible(min(int(p["batch_size"]), data.train.n), "pretrain.batch_size")  # before any file is written
+    # Rank 0 alone creates (or checks) the run folder while the others wait: a second process
+    # could otherwise see the config.yaml rank 0 has just written and refuse "an existing run".
+    if ctx.is_main:
+        run_dir = prepare_run_dir(run_dir, cfg, data.split_info, kind="pretrain", resume=resume)
+    ctx.barrier()
     log = RunLog(run_dir, quiet=quiet, enabled=ctx.is_main, echo=echo)
 
     seed_everything(seed)
     moco = build_moco(cfg, data.input_shape, data.n_labels).to(device)
-    if ctx.enabled and ctx.sync_bn:
-        moco.query_encoder = nn.SyncBatchNorm.convert_sync_batchnorm(moco.query_encoder)
+    moco.query_encoder = ctx.maybe_sync_bn(moco.query_encoder)
     query_module = ctx.wrap_ddp(moco.query_encoder)
     optimizer = make_optimizer([{"params": [q for q in moco.query_encoder.parameters() if q.requires_grad]}], p)
     loss_fn = MulSupConLoss(
@@ -143,7 +160,9 @@ def pretrain(
     for epoch in range(start_epoch, epochs):
         moco.train()
         # Everything random in this epoch derives from (seed, epoch): exact replay on resume.
-        torch.manual_seed(epoch_seed(seed, epoch, 1))
+        # The global RNG (dropout, image augmentation) differs per process; the vector views'
+        # generator does not, because vector views are drawn on the global batch.
+        torch.manual_seed(process_seed(seed, epoch, 1, ctx.rank))
         aug_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 2))
         batches = epoch_order(data.train.n, global_bs, steps_per_epoch if steps is not None else None, seed, epoch)
         loss_sum, loss_count = torch.zeros((), dtype=torch.float64), 0
