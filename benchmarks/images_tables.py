@@ -66,20 +66,24 @@ def export_backbone(classify_run: Path, out_dir: Path) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--pretrain-epochs", type=int, default=6)
-    ap.add_argument("--probe-epochs", type=int, default=8)
-    ap.add_argument("--finetune-epochs", type=int, default=5)
+    ap.add_argument("--pretrain-epochs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20, help="batches of 64 per epoch (every run)")
+    ap.add_argument("--probe-epochs", type=int, default=4)
+    ap.add_argument("--finetune-epochs", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a contended CPU)")
     ap.add_argument("--runs-root", default="runs/images_tables")
     ap.add_argument("--out", default="results/images.md")
     ap.add_argument("--figures", default="results/figures")
     ap.add_argument("--skip-coco", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     root = REPO / args.runs_root
     t_all = time.time()
 
     base = load_config("multidigits-images", {"pretrain.epochs": args.pretrain_epochs,
                                                "classify.epochs": args.probe_epochs,
+                                               "pretrain.steps_per_epoch": args.steps,
+                                               "classify.steps_per_epoch": args.steps,
                                                "eval.protocols": list(PROTOCOLS)})
     digits = prepare_data(base["dataset"])
     attr_cfg = copy.deepcopy(base["dataset"])
@@ -200,13 +204,13 @@ def write_report(path: Path, res, coco_res, timing, diag, args, seconds) -> None
         "",
         "Made by `PYTHONPATH=src .venv/bin/python benchmarks/images_tables.py --seeds "
         + " ".join(map(str, args.seeds))
-        + f" --pretrain-epochs {args.pretrain_epochs} --probe-epochs {args.probe_epochs} --finetune-epochs {args.finetune_epochs}`"
+        + f" --pretrain-epochs {args.pretrain_epochs} --steps {args.steps} --probe-epochs {args.probe_epochs} --finetune-epochs {args.finetune_epochs}`"
         + f" ({seconds / 60:.1f} min on 2 shared CPU cores).",
         "",
         "Scale (far below the paper's 400 epochs of ResNet-50 at 224 px): multidigits images 1x24x24, "
         "3000 train / 1000 val / 1000 test (fixed data; the seed changes initialisation, batches and "
-        f"augmentation). ResNet-18 from scratch, standard stem. Pretraining: {args.pretrain_epochs} epochs of 46 "
-        "steps, batch 64, SGD lr 0.1 cosine, temperature 0.1, queue 1024, momentum 0.99, crop+jitter views. "
+        f"augmentation). ResNet-18 from scratch, standard stem. Every run draws {args.steps} batches of 64 per epoch "
+        f"(an epoch is NOT a full pass over the 3000 training canvases). Pretraining: {args.pretrain_epochs} epochs, batch 64, SGD lr 0.1 cosine, temperature 0.1, queue 1024, momentum 0.99, crop+jitter views. "
         f"Probe: Adam lr 0.01, {args.probe_epochs} epochs. Finetune: Adam 1e-4, {args.finetune_epochs} epochs. "
         f"BCE from scratch: the pretraining settings (SGD 0.1, {args.pretrain_epochs} epochs, batch 64, one "
         "pretraining-augmented view), ReduceLROnPlateau as every classification run. Best epoch chosen on "

@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("run")
     h.add_argument("--out", default=None)
 
+    from mulsupcon.embed import add_embed_parser
+
+    add_embed_parser(sub)
+
     p = sub.add_parser("reproduce", help="re-run the paper's experiments that fit this machine")
     p.add_argument("what", choices=["vectors"], help="vectors: Tables 2/3 on yeast, scene, delicious")
     p.add_argument("--datasets", nargs="+", default=None)
@@ -272,6 +276,11 @@ def _dispatch(args, extra, argv, parser) -> int:
             return 2
         print(out)
         return 0
+
+    if cmd == "embed":
+        from mulsupcon.embed import run_embed
+
+        return run_embed(args)
 
     if cmd == "reproduce":
         from mulsupcon.reproduce import reproduce_vectors

@@ -188,7 +188,10 @@ class MoCo(nn.Module):
                 if qk.shape[0]:
                     refs = torch.cat([refs, qk.to(refs.dtype)])
                     ref_labels = torch.cat([ref_labels, ql])
-        loss = loss_fn(q.float(), labels, refs.float(), ref_labels)
+        # The loss always runs in float32, also under mixed precision (autocast would otherwise run
+        # its matmuls in half precision, where exp/log-sum-exp over thousands of scores loses accuracy).
+        with torch.autocast(q.device.type, enabled=False):
+            loss = loss_fn(q.float(), labels, refs.float(), ref_labels)
         self.queue.enqueue(k, key_labels)
         return loss
 

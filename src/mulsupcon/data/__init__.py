@@ -64,3 +64,4 @@ __all__ = [
     "ChecksumError",
     "MissingDataError",
 ]
+from . import image_datasets as _image_datasets  # noqa: F401,E402  (registers the image datasets)

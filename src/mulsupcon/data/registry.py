@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
 
+import numpy as np
+
 from .dataset import MultiLabelDataset, Splits
 from .download import MissingDataError, ensure_files
 from .splits import DEFAULT_TEST_FRACTION, SourceParts, concat_datasets, make_splits, pool_of
@@ -652,8 +654,12 @@ def load_parts(
 
 
 def _copy(d: MultiLabelDataset) -> MultiLabelDataset:
+    feats = d.features
+    # A read-only memory map (the image cache) cannot be modified in place, so it is safe to share,
+    # and copying it would pull the whole cache (tens of GB for MS-COCO at 224 px) into memory.
+    shared = isinstance(feats, np.memmap) and not feats.flags.writeable
     return MultiLabelDataset(
-        features=d.features.copy(),
+        features=feats if shared else feats.copy(),
         labels=d.labels.copy(),
         label_names=list(d.label_names),
         feature_names=list(d.feature_names),

@@ -165,14 +165,14 @@ class PreparedData:
 
 
 def load_dataset_splits(ds_cfg: Mapping[str, Any]) -> Splits:
-    """Load the splits named by a config's ``dataset`` section (through the data registry)."""
-    from mulsupcon.data import load_splits
+    """Load the splits named by a config's ``dataset`` section (through the data registry).
 
-    return load_splits(
-        ds_cfg["name"],
-        val_fraction=float(ds_cfg.get("val_fraction", 0.2)),
-        seed=int(ds_cfg.get("split_seed", 0)),
-    )
+    Handles image options (``image_size``, ``cache_dir``) and ``hdf5:/folder`` names written by
+    ``mulsupcon embed``.
+    """
+    from mulsupcon.data.image_datasets import load_config_splits
+
+    return load_config_splits(ds_cfg)
 
 
 def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> PreparedData:

@@ -1,0 +1,96 @@
+"""Figure 3 heatmap (class_similarity, run_embeddings, heatmap_runs) and training curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mulsupcon import plots
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _oracle_similarity(emb: np.ndarray, lab: np.ndarray, t: float) -> np.ndarray:
+    """Plain-numpy version: single-label class means, cosine, row softmax over defined classes."""
+    C = lab.shape[1]
+    out = np.full((C, C), np.nan)
+    single = lab.sum(1) == 1
+    means = {c: emb[single & (lab[:, c] == 1)].mean(0) for c in range(C) if (single & (lab[:, c] == 1)).any()}
+    for i, mi in means.items():
+        logits = {j: float(mi @ mj / np.linalg.norm(mi) / np.linalg.norm(mj)) / t for j, mj in means.items()}
+        z = sum(np.exp(v) for v in logits.values())
+        for j, v in logits.items():
+            out[i, j] = np.exp(v) / z
+    return out
+
+
+def test_class_similarity_matches_oracle_and_marks_missing_classes():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(40, 6))
+    lab = np.zeros((40, 4), dtype=np.uint8)
+    lab[:10, 0] = 1
+    lab[10:20, 1] = 1
+    lab[20:30, [0, 2]] = 1  # class 2 only ever appears with class 0: no single-label sample
+    lab[30:, 3] = 1
+    sim, counts = plots.class_similarity(emb, lab, temperature=0.5)
+    np.testing.assert_array_equal(counts, [10, 10, 0, 10])
+    assert np.isnan(sim[2]).all() and np.isnan(sim[:, 2]).all()
+    defined = [0, 1, 3]
+    np.testing.assert_allclose(sim[np.ix_(defined, defined)].sum(1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(sim, _oracle_similarity(emb, lab, 0.5), atol=1e-10, equal_nan=True)
+    # hand case: two orthogonal class means -> softmax of (1/T, 0)
+    e = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    y = np.array([[1, 0], [1, 0], [0, 1]])
+    s, _ = plots.class_similarity(e, y, temperature=0.1)
+    p = np.exp(10.0) / (np.exp(10.0) + 1.0)
+    np.testing.assert_allclose(s, [[p, 1 - p], [1 - p, p]], rtol=1e-12)
+    with pytest.raises(ValueError, match="embeddings but"):
+        plots.class_similarity(e, y[:2])
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """A 2-step MulSupCon pretraining run and a 2-step BCE-from-scratch run on multidigits vectors."""
+    from mulsupcon.config import load_config
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.data import prepare_data
+    from mulsupcon.train.pretrain import pretrain
+
+    root = tmp_path_factory.mktemp("plots")
+    cfg = load_config("demo", {"pretrain.epochs": 2, "pretrain.steps_per_epoch": 2, "classify.epochs": 2,
+                               "classify.steps_per_epoch": 2, "model.hidden": [32, 16], "model.head_hidden": 16,
+                               "model.embed_dim": 8, "device": "cpu"})
+    data = prepare_data(cfg["dataset"])
+    pre = pretrain(cfg, root / "pre", data=data, quiet=True, echo=False)
+    scratch_cfg = {**cfg, "classify": {**cfg["classify"], "mode": "scratch"}}
+    classify(scratch_cfg, root / "bce", data=data, quiet=True, echo=False)
+    return root, data
+
+
+def test_run_embeddings_equal_direct_backbone_forward(tiny_runs):
+    from mulsupcon.models import build_backbone
+
+    root, data = tiny_runs
+    emb, lab, names, kind = plots.run_embeddings(root / "pre", "test")
+    assert kind == "pretrain" and names == data.label_names
+    x, y = data.test.batch(torch.arange(data.test.n))
+    np.testing.assert_array_equal(lab, y.numpy())
+    state = torch.load(root / "pre" / "backbone.pt", map_location="cpu", weights_only=False)
+    bb = build_backbone(state["model"], data.input_shape)
+    bb.load_state_dict(state["backbone"])
+    with torch.no_grad():
+        np.testing.assert_allclose(emb, bb.eval()(x).numpy(), rtol=1e-5, atol=1e-6)
+    emb2, _, _, kind2 = plots.run_embeddings(root / "bce", "test")
+    assert kind2 == "scratch" and emb2.shape == (data.test.n, 16)
+
+
+def test_heatmap_and_curves_png(tiny_runs):
+    root, _ = tiny_runs
+    out = plots.heatmap_runs([root / "pre", root / "bce"], out=root / "figs" / "heatmap.png")
+    assert out.read_bytes()[:8] == PNG_MAGIC and out.stat().st_size > 5000
+    for run in ("pre", "bce"):
+        c = plots.curves(root / run, out=root / "figs" / f"curves_{run}.png")
+        assert c.read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(FileNotFoundError, match="history.json"):
+        plots.curves(root / "figs")
