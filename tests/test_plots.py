@@ -62,7 +62,7 @@ def tiny_runs(tmp_path_factory):
                                "classify.steps_per_epoch": 2, "model.hidden": [32, 16], "model.head_hidden": 16,
                                "model.embed_dim": 8, "device": "cpu"})
     data = prepare_data(cfg["dataset"])
-    pre = pretrain(cfg, root / "pre", data=data, quiet=True, echo=False)
+    pretrain(cfg, root / "pre", data=data, quiet=True, echo=False)
     scratch_cfg = {**cfg, "classify": {**cfg["classify"], "mode": "scratch"}}
     classify(scratch_cfg, root / "bce", data=data, quiet=True, echo=False)
     return root, data

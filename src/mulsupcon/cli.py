@@ -150,6 +150,11 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
     return load_config(args.config, overrides)
 
 
+def _is_rank0() -> bool:
+    """True outside torchrun and on the process of rank 0 (the only one that prints results)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _launch_torchrun(nproc: int, argv: Sequence[str]) -> int:
     """Re-run this same command under torchrun with ``nproc`` processes on this machine."""
     rest, skip = [], False
@@ -200,7 +205,8 @@ def _dispatch(args, extra, argv, parser) -> int:
         cfg = _resolve(args, extra, base=base)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir("pretrain", cfg)
         pretrain(cfg, run_dir, resume=args.resume, quiet=args.quiet)
-        print(f"pretraining run: {run_dir}")
+        if _is_rank0():
+            print(f"pretraining run: {run_dir}")
         return 0
 
     if cmd == "train":
@@ -218,11 +224,12 @@ def _dispatch(args, extra, argv, parser) -> int:
         cfg["classify"]["mode"] = args.mode
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.mode, cfg)
         results = classify(cfg, run_dir, from_run=args.from_run, resume=args.resume, quiet=args.quiet)
-        if results:
+        if results and _is_rank0():
             from mulsupcon.train.classify import metrics_markdown
 
             print(metrics_markdown(results, title=f"{args.mode} on {cfg['dataset']['name']} (best epoch {results['best_epoch']})"))
-        print(f"run: {run_dir}")
+        if _is_rank0():
+            print(f"run: {run_dir}")
         return 0
 
     if cmd == "evaluate":

@@ -146,9 +146,8 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def momentum_update(self) -> None:
         """k <- m k + (1 - m) q for every parameter (one fused call, no Python loop per tensor)."""
-        m = self.momentum
-        torch._foreach_mul_(self._k_params, m)
-        torch._foreach_add_(self._k_params, [p.detach() for p in self._q_params], alpha=1.0 - m)
+        # lerp: k + (1 - m) (q - k) = m k + (1 - m) q, one fused kernel over all tensors.
+        torch._foreach_lerp_(self._k_params, [p.detach() for p in self._q_params], 1.0 - self.momentum)
 
     def forward(
         self,

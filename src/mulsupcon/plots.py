@@ -101,8 +101,7 @@ def heatmap_runs(runs: Sequence[str | Path], out: Optional[str | Path] = None, s
     vmax = max(float(np.nanmax(p[2])) if np.isfinite(p[2]).any() else 1.0 for p in panels)
     for ax, (run, kind, sim, counts, names) in zip(axes[0], panels):
         masked = np.ma.masked_invalid(sim)
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("#cccccc")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="#cccccc")
         im = ax.imshow(masked, cmap=cmap, vmin=0.0, vmax=vmax)
         ax.set_title(f"{run.name}\n({kind}; {int((counts > 0).sum())}/{C} classes, {split})", fontsize=9)
         if C <= 40:

@@ -7,8 +7,16 @@ from typing import Any, Mapping, Sequence
 from torch import nn
 
 from .heads import MultiLabelClassifier, ProjectionHead
-from .image import TorchvisionBackbone
 from .vector import MLPBackbone
+
+
+def __getattr__(name: str):
+    # torchvision is imported only when an image backbone is asked for (it costs seconds at start-up).
+    if name == "TorchvisionBackbone":
+        from .image import TorchvisionBackbone
+
+        return TorchvisionBackbone
+    raise AttributeError(name)
 
 __all__ = ["MLPBackbone", "ProjectionHead", "MultiLabelClassifier", "TorchvisionBackbone", "build_backbone"]
 
@@ -32,4 +40,6 @@ def build_backbone(model_cfg: Mapping[str, Any], input_shape: Sequence[int]) -> 
         return MLPBackbone(int(input_shape[0]), model_cfg.get("hidden", (256, 512, 256)), float(model_cfg.get("dropout", 0.2)))
     if len(input_shape) != 3:
         raise ValueError(f"image backbone '{name}' needs (C, H, W) inputs, got samples of shape {tuple(input_shape)}")
+    from .image import TorchvisionBackbone
+
     return TorchvisionBackbone(name, small_input=bool(model_cfg.get("small_input", False)), in_channels=int(input_shape[0]))

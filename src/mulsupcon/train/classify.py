@@ -17,13 +17,13 @@ Run directory: ``config.yaml``, ``split.json``, ``checkpoints/{last,best}.pt``, 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mulsupcon.losses import AsymmetricLoss
@@ -37,7 +37,16 @@ from mulsupcon.train.checkpoint import (
     rng_state,
     seed_everything,
 )
-from mulsupcon.train.common import RunLog, format_seconds, make_optimizer, resolve_device, write_history
+from mulsupcon.train.common import (
+    RunLog,
+    auto_num_threads,
+    cpu_threads,
+    format_seconds,
+    make_optimizer,
+    resolve_device,
+    use_fast_dropout,
+    write_history,
+)
 from mulsupcon.train.data import (
     ImageViews,
     PreparedData,
@@ -51,15 +60,37 @@ from mulsupcon.train.data import (
 from mulsupcon.train.runs import prepare_run_dir
 
 
-def load_backbone_weights(backbone: nn.Module, from_run: str | Path, input_shape) -> dict:
-    """Load ``backbone.pt`` of a pretraining run (or a classification run's best model) into ``backbone``."""
-    from_run = Path(from_run)
-    path = from_run / "backbone.pt" if from_run.is_dir() else from_run
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no pretrained backbone at {path}: is {from_run} a finished `mulsupcon pretrain` run?"
-        )
+def backbone_source(from_run: str | Path) -> tuple[Path, dict, dict]:
+    """Where a backbone comes from: ``(file, architecture config, file contents)``.
+
+    Accepts a pretraining run (its ``backbone.pt``), a classification run (its ``model.pt``: a
+    BCE-from-scratch or finetuned backbone can be a transfer source too), or either file itself.
+    """
+    src = Path(from_run)
+    if src.is_dir():
+        candidates = [src / "backbone.pt", src / "model.pt"]
+        path = next((c for c in candidates if c.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(
+                f"no backbone in {src}: expected backbone.pt (a finished `mulsupcon pretrain` run) or "
+                f"model.pt (a finished `mulsupcon train` run)"
+            )
+    else:
+        path = src
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone file not found: {path}")
     state = load_checkpoint(path)
+    if "backbone" not in state:
+        raise ValueError(f"{path}: no 'backbone' entry; not a mulsupcon backbone.pt or model.pt")
+    # backbone.pt keeps the architecture under "model"; model.pt under "model_cfg" ("model" there
+    # is the classifier's state dict).
+    arch = state.get("model_cfg") if "model_cfg" in state else state.get("model", {})
+    return path, dict(arch or {}), state
+
+
+def load_backbone_weights(backbone: nn.Module, from_run: str | Path, input_shape) -> dict:
+    """Load a pretrained backbone (see :func:`backbone_source`) into ``backbone``."""
+    path, _, state = backbone_source(from_run)
     saved_shape = tuple(state.get("input_shape", ()))
     if saved_shape and tuple(saved_shape) != tuple(input_shape):
         raise ValueError(
@@ -74,10 +105,9 @@ def build_classifier(cfg: Mapping[str, Any], data: PreparedData, from_run: Optio
     model_cfg = dict(cfg["model"])
     meta: dict = {}
     if from_run is not None:
-        src = Path(from_run)
-        state = load_checkpoint(src / "backbone.pt" if src.is_dir() else src)
-        model_cfg.update(state.get("model", {}))  # the architecture is the pretrained one
-        meta = {k: v for k, v in state.items() if k != "backbone"}
+        path, arch, state = backbone_source(from_run)
+        model_cfg.update(arch)  # the architecture is the pretrained one
+        meta = {"source": str(path), "dataset": state.get("dataset"), "label_names": state.get("label_names")}
     backbone = build_backbone(model_cfg, data.input_shape)
     if from_run is not None:
         load_backbone_weights(backbone, from_run, data.input_shape)
@@ -138,6 +168,14 @@ def classify(
     Returns the metrics dict written to ``metrics.json`` (one entry per protocol), or an empty
     dict when stopped early by ``stop_after_epochs``.
     """
+    # The stack restores what the run changes process-wide (torch's thread count) however it ends.
+    with contextlib.ExitStack() as stack:
+        return _classify(cfg, run_dir, from_run=from_run, resume=resume, quiet=quiet, data=data,
+                         stop_after_epochs=stop_after_epochs, echo=echo, stack=stack)
+
+
+def _classify(cfg, run_dir, *, from_run, resume, quiet, data, stop_after_epochs, echo, stack: contextlib.ExitStack) -> dict:
+    """Body of :func:`classify`."""
     from mulsupcon.metrics import evaluate
 
     ctx = dist_utils.context()
@@ -165,6 +203,9 @@ def classify(
     seed_everything(seed)
     model, meta = build_classifier(cfg, data, from_run if mode != "scratch" else None)
     model = ctx.maybe_sync_bn(model.to(device))
+    if device.type == "cpu":
+        use_fast_dropout(model)  # same distribution, half the cost of torch's CPU dropout
+    stack.enter_context(cpu_threads(auto_num_threads(model, device)))
     if mode == "probe":
         for prm in model.backbone.parameters():
             prm.requires_grad_(False)

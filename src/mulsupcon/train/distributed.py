@@ -37,10 +37,14 @@ class DistContext:
 
     @property
     def is_main(self) -> bool:
+        """True on the process that writes files (rank 0; the only process when disabled)."""
         return self.rank == 0
 
     def shard(self, t: torch.Tensor) -> torch.Tensor:
-        """This process's contiguous slice of a global batch (B_global must divide evenly)."""
+        """This process's contiguous slice of a global batch: (B_global, ...) -> (B_global / W, ...).
+
+        B_global must divide evenly (``ValueError`` otherwise): unequal shards would break the
+        rank-order gather and DDP's equal-weight gradient average."""
         if not self.enabled:
             return t
         n = t.shape[0]
@@ -54,7 +58,9 @@ class DistContext:
 
     @torch.no_grad()
     def gather(self, t: torch.Tensor) -> torch.Tensor:
-        """Concatenate ``t`` from every process in rank order (no gradient)."""
+        """Concatenate ``t`` from every process in rank order (no gradient): (n, ...) -> (W * n, ...).
+
+        Every process must pass the same shape and dtype (gloo and NCCL gather equal-sized parts)."""
         if not self.enabled:
             return t
         parts = [torch.empty_like(t) for _ in range(self.world_size)]
@@ -62,12 +68,14 @@ class DistContext:
         return torch.cat(parts)
 
     def all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum of ``t`` over all processes (a new tensor of the same shape; no gradient)."""
         if self.enabled:
             t = t.clone()
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
     def mean_scalar(self, x: float) -> float:
+        """Mean of a Python number over all processes (float64 all-reduce)."""
         if not self.enabled:
             return x
         t = torch.tensor([x], dtype=torch.float64, device=self.device)
@@ -75,12 +83,14 @@ class DistContext:
         return float(t.item()) / self.world_size
 
     def wrap_ddp(self, module: nn.Module) -> nn.Module:
+        """``module`` wrapped in DistributedDataParallel (gradients averaged over processes), or as is."""
         if not self.enabled:
             return module
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
     def barrier(self) -> None:
+        """Wait until every process gets here (e.g. rank 0 has written a file the others read)."""
         if self.enabled:
             dist.barrier()
 
@@ -158,7 +168,14 @@ class GlobalNormalizedLoss(nn.Module):
         self.loss = loss
         self.ctx = ctx
 
-    def forward(self, query, labels, keys=None, key_labels=None) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        labels: torch.Tensor,
+        keys: Optional[torch.Tensor] = None,
+        key_labels: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """This process's share (scalar): query (B, D), labels (B, C), keys (K, D), key_labels (K, C)."""
         total, count = self.loss.sum_and_count(query, labels, keys, key_labels)
         global_count = self.ctx.all_sum(count.detach().to(torch.float64))
         return total * (self.ctx.world_size / global_count.clamp_min(1).to(total.dtype))

@@ -1,0 +1,243 @@
+"""Pretraining throughput on the CPU: the yeast MLP through the REAL loop, and ResNet steps on images.
+
+Usage (from the repository root, data home in MULSUPCON_DATA)::
+
+    PYTHONPATH=src .venv/bin/python benchmarks/throughput.py vector [--threads 1 2] [--repeats 3] [--profile]
+    PYTHONPATH=src .venv/bin/python benchmarks/throughput.py images [--arch resnet18 resnet50] [--sizes 32 224]
+    PYTHONPATH=src .venv/bin/python benchmarks/throughput.py full      # the whole authors' schedule, timed
+
+``vector`` runs :func:`mulsupcon.train.pretrain.pretrain` on config ``yeast-authors`` (batch 64,
+queue 256, MLP 103->256->512->256 + head) twice per repeat, with ``steps_per_epoch`` = S1 and S2 and
+``stop_after_epochs=1``; the per-step time is the DIFFERENCE divided by S2 - S1, so setup, data
+preparation and checkpoint writing cancel out. Wall time and process CPU time are both reported:
+on a shared machine the CPU time per step is what an idle core would give. Best of ``--repeats``.
+
+``images`` times MoCo steps (augmentation of two views, query forward+backward, key forward,
+MulSupCon loss, Adam) with torchvision ResNets on random uint8 images, and splits the time into
+phases with explicit timers.
+
+Each table is printed with the machine's load average (``os.getloadavg``) at the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from mulsupcon.config import load_config  # noqa: E402
+
+AUTHORS_STEPS = 150 * 1000  # 150 "epochs" of 1000 steps in the authors' yeast schedule
+TARGET_S = 15 * 60
+
+
+def _load() -> str:
+    a, b, c = os.getloadavg()
+    return f"load average {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} CPUs"
+
+
+def _timed_run(cfg: dict, data, steps: int, threads_env: Optional[int]) -> tuple[float, float]:
+    """(wall s, CPU s) of one real pretraining call cut after its first epoch of ``steps`` steps."""
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg = {**cfg, "pretrain": {**cfg["pretrain"], "steps_per_epoch": steps}}
+    old = os.environ.get("MULSUPCON_NUM_THREADS")
+    if threads_env is not None:
+        os.environ["MULSUPCON_NUM_THREADS"] = str(threads_env)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            w, c = time.perf_counter(), time.process_time()
+            pretrain(cfg, Path(tmp) / "run", quiet=True, data=data, stop_after_epochs=1, echo=False)
+            return time.perf_counter() - w, time.process_time() - c
+    finally:
+        if old is None:
+            os.environ.pop("MULSUPCON_NUM_THREADS", None)
+        else:
+            os.environ["MULSUPCON_NUM_THREADS"] = old
+
+
+def bench_vector(threads: list[Optional[int]], s1: int, s2: int, repeats: int, profile: bool) -> dict:
+    """Seconds per step of the real loop for each thread setting (None = the loop's automatic choice)."""
+    from mulsupcon.train.data import prepare_data
+
+    cfg = load_config("yeast-authors")
+    data = prepare_data(cfg["dataset"])
+    _timed_run(cfg, data, 20, None)  # warm-up: allocator, MKL/oneDNN kernels, lazy imports
+    print(f"\n## yeast-authors pretraining step, real loop ({_load()})\n")
+    print(f"per step = (run({s2} steps) - run({s1} steps)) / {s2 - s1}; best of {repeats}\n")
+    print("| intra-op threads | wall ms/step | CPU ms/step | steps/s | 150x1000 steps (wall) | within 15 min? |")
+    print("|---|---|---|---|---|---|")
+    out = {}
+    for th in threads:
+        best_w = best_c = float("inf")
+        for _ in range(repeats):
+            w1, c1 = _timed_run(cfg, data, s1, th)
+            w2, c2 = _timed_run(cfg, data, s2, th)
+            best_w = min(best_w, (w2 - w1) / (s2 - s1))
+            best_c = min(best_c, (c2 - c1) / (s2 - s1))
+        whole = best_w * AUTHORS_STEPS
+        label = "auto (1 for this model)" if th is None else str(th)
+        print(f"| {label} | {1e3 * best_w:.2f} | {1e3 * best_c:.2f} | {1 / best_w:.0f} | "
+              f"{whole / 60:.1f} min | {'yes' if whole <= TARGET_S else 'no'} |")
+        out[th] = (best_w, best_c)
+    print(f"\n({_load()} after the runs)")
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        _timed_run(cfg, data, 500, None)
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(18)
+        print("\ncProfile of 500 steps (auto threads), top 18 by own time:\n```")
+        print("\n".join(ln for ln in buf.getvalue().splitlines() if ln.strip())[:6000])
+        print("```")
+        _torch_profile(cfg, data)
+    return out
+
+
+def _torch_profile(cfg: dict, data) -> None:
+    """Operator-level table of 200 real steps (CPU self time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        _timed_run(cfg, data, 200, None)
+    print("\ntorch.profiler, 200 steps, top operators by self CPU time:\n```")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=40))
+    print("```")
+
+
+def bench_full() -> None:
+    """The whole authors' schedule (150 x 1000 steps) through the real loop, timed."""
+    from mulsupcon.train.data import prepare_data
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg = load_config("yeast-authors")
+    data = prepare_data(cfg["dataset"])
+    print(f"\n## full yeast-authors schedule ({_load()} at start)\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        w, c = time.perf_counter(), time.process_time()
+        pretrain(cfg, Path(tmp) / "run", quiet=True, data=data, echo=False)
+        w, c = time.perf_counter() - w, time.process_time() - c
+    print(f"150 x 1000 steps: wall {w / 60:.1f} min ({1e3 * w / AUTHORS_STEPS:.2f} ms/step), "
+          f"CPU {c / 60:.1f} min; {_load()} at end")
+
+
+def bench_images(archs: list[str], sizes: list[int], batch: int, steps: int) -> None:
+    """Images/s of MoCo pretraining steps with ResNets, and where the time goes."""
+    from mulsupcon.losses import MulSupConLoss
+    from mulsupcon.models import ProjectionHead, TorchvisionBackbone
+    from mulsupcon.moco import MoCo
+    from mulsupcon.train.data import ImageViews
+
+    print(f"\n## ResNet MoCo pretraining steps on the CPU, batch {batch}, {torch.get_num_threads()} threads ({_load()})\n")
+    print("Per step, best of the timed steps after one warm-up; phases timed separately (ms).\n")
+    print("| backbone | input | images/s | step ms | augment 2 views | query fwd | key fwd (+momentum) | loss | backward | Adam |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    g = torch.Generator().manual_seed(0)
+    for arch in archs:
+        for size in sizes:
+            small = size <= 64
+            torch.manual_seed(0)
+            backbone = TorchvisionBackbone(arch, small_input=small, in_channels=3)
+            moco = MoCo(torch.nn.Sequential(backbone, ProjectionHead(backbone.out_dim, 256, 128, 0.1)),
+                        n_labels=20, embed_dim=128, queue_size=1024, momentum=0.999)
+            opt = torch.optim.Adam([p for p in moco.query_encoder.parameters() if p.requires_grad], lr=1e-3)
+            loss_fn = MulSupConLoss(temperature=0.1)
+            stored = size + size // 8  # crops come from a slightly larger stored image
+            views = ImageViews(size, "pretrain")
+            x = torch.randint(0, 256, (batch, 3, stored, stored), dtype=torch.uint8, generator=g)
+            y = (torch.rand(batch, 20, generator=g) < 0.15).to(torch.uint8)
+            moco.train()
+            best: Optional[dict] = None
+            for _ in range(steps + 1):
+                t = {}
+                t0 = time.perf_counter()
+                v1, v2 = views(x), views(x)
+                t["augment"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                q = torch.nn.functional.normalize(moco.query_encoder(v1), dim=1)
+                t["query"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    moco.momentum_update()
+                    k = torch.nn.functional.normalize(moco.key_encoder(v2), dim=1)
+                    qk, ql = moco.queue.stored()
+                    refs, ref_labels = torch.cat([k, qk]), torch.cat([y, ql])
+                t["key"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                loss = loss_fn(q, y, refs, ref_labels)
+                moco.queue.enqueue(k, y)
+                t["loss"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                t["backward"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                opt.step()
+                t["adam"] = time.perf_counter() - t0
+                t["total"] = sum(t.values())
+                if best is None or t["total"] < best["total"]:
+                    best = t
+            assert best is not None
+            ms = {k: 1e3 * v for k, v in best.items()}
+            print(f"| {arch} | {size}px{' (small stem)' if small else ''} | {batch / best['total']:.1f} | {ms['total']:.0f} | "
+                  f"{ms['augment']:.0f} | {ms['query']:.0f} | {ms['key']:.0f} | {ms['loss']:.1f} | {ms['backward']:.0f} | {ms['adam']:.0f} |")
+            sys.stdout.flush()
+    print(f"\n({_load()} after the runs)")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["vector", "images", "full", "all"])
+    ap.add_argument("--threads", nargs="+", default=["auto", "1", "2"],
+                    help="intra-op thread counts to compare for the vector loop ('auto' = the loop's choice)")
+    ap.add_argument("--steps", nargs=2, type=int, default=[100, 600], metavar=("S1", "S2"))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="cProfile + torch.profiler tables of the vector loop")
+    ap.add_argument("--renormalize", action="store_true",
+                    help="let the loss normalise MoCo's (already unit) embeddings again, as before the fix")
+    ap.add_argument("--torch-dropout", action="store_true",
+                    help="use torch's own CPU dropout instead of the loop's FastDropout (the 'before' numbers)")
+    ap.add_argument("--arch", nargs="+", default=["resnet18", "resnet50"])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[32, 224])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--image-steps", type=int, default=3)
+    ap.add_argument("--image-threads", type=int, default=None, help="torch.set_num_threads for the image steps")
+    args = ap.parse_args(argv)
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, default intra-op threads {torch.get_num_threads()}")
+    if args.torch_dropout:
+        import mulsupcon.train.pretrain as pretrain_module
+
+        pretrain_module.use_fast_dropout = lambda module: module
+        print("dropout: torch's nn.Dropout (FastDropout disabled)")
+    if args.renormalize:
+        import mulsupcon.train.pretrain as pretrain_module
+
+        original = pretrain_module.MulSupConLoss
+        pretrain_module.MulSupConLoss = lambda *a, **k: original(*a, **{**k, "normalize": True})
+        print("loss: normalises the embeddings again (normalize=True)")
+    if args.what in ("vector", "all"):
+        threads = [None if t == "auto" else int(t) for t in args.threads]
+        bench_vector(threads, args.steps[0], args.steps[1], args.repeats, args.profile)
+    if args.what in ("images", "all"):
+        if args.image_threads:
+            torch.set_num_threads(args.image_threads)
+        bench_images(args.arch, args.sizes, args.batch, args.image_steps)
+    if args.what == "full":
+        bench_full()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
