@@ -8,6 +8,7 @@ replays exactly what the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Optional
 
@@ -41,7 +42,11 @@ class TensorSource:
             self.features = None
             self.sample_shape: tuple[int, ...] = (ds.features.shape[1],)
         elif ds.is_image:
-            self.features = torch.from_numpy(np.ascontiguousarray(ds.features))
+            # The image cache is a read-only memory map: wrap it without copying (pages are read on
+            # demand) and never write to it; torch warns about read-only arrays, which is moot here.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                self.features = torch.from_numpy(np.ascontiguousarray(ds.features))
             self.sample_shape = tuple(ds.features.shape[1:])
         else:
             x = torch.from_numpy(np.ascontiguousarray(ds.features, dtype=np.float32))

@@ -135,6 +135,9 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
     query_module = ctx.wrap_ddp(moco.query_encoder)
     optimizer = make_optimizer([{"params": [q for q in moco.query_encoder.parameters() if q.requires_grad]}], p)
     use_amp = bool(p.get("amp")) and device.type == "cuda"
+    # bfloat16 needs no loss scaling; float16 (older GPUs) gets a GradScaler.
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     loss_fn = MulSupConLoss(
         temperature=float(p["temperature"]),
         positives=str(p["positives"]),
@@ -162,6 +165,8 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         state = load_checkpoint(ckpt_path, map_location=device)
         moco.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
         log.line(f"resumed from {ckpt_path} at epoch {start_epoch}/{epochs}")
     elif resume:
@@ -186,7 +191,7 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         torch.manual_seed(process_seed(seed, epoch, 1, ctx.rank))
         aug_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 2))
         batches = epoch_order(data.train.n, global_bs, steps_per_epoch if steps is not None else None, seed, epoch)
-        loss_sum, loss_count = torch.zeros((), dtype=torch.float64), 0
+        loss_sum, loss_count = torch.zeros((), dtype=torch.float64, device=device), 0
         for step, idx in enumerate(batches):
             factor = scheduled_factor(p, epoch, step, steps_per_epoch)
             set_lr(optimizer, factor)
@@ -202,15 +207,16 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
                 v1, v2 = views(x, aug_gen), views(x, aug_gen)
                 if ctx.enabled:
                     v1, v2, y = ctx.shard(v1), ctx.shard(v2), ctx.shard(y)
-            v1, v2, y = v1.to(device, non_blocking=True), v2.to(device, non_blocking=True), y.to(device)
+            v1, v2, y = _to_device(v1, device), _to_device(v2, device), _to_device(y, device)
             if channels_last:
                 v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, enabled=use_amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = moco_step(moco, query_module, v1, v2, y, loss_fn, ctx)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().double().cpu()
+            scaler.scale(loss).backward()  # a pass-through unless float16 mixed precision is on
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach().double()  # stays on the device: no host sync per step
             loss_count += 1
             if step % 25 == 0 or step == len(batches) - 1:
                 bar.set_postfix(loss=f"{loss_sum.item() / loss_count:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
@@ -228,6 +234,7 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
                 {
                     "model": moco.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
                     "epoch": epoch + 1,
                     "history": history,
                     "rng": rng_state(),
@@ -253,6 +260,13 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         log.line(f"pretraining done in {format_seconds(time.time() - t_start)}; backbone saved to {run_dir / 'backbone.pt'}")
     ctx.barrier()
     return run_dir
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move a batch to ``device``; on CUDA through pinned memory so the copy overlaps compute."""
+    if device.type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def moco_step(moco: MoCo, query_module: nn.Module, v1, v2, y, loss_fn, ctx) -> torch.Tensor:
