@@ -139,6 +139,30 @@ def _positive_mask(y: Tensor, yk: Tensor, y_count: Tensor, rule: str) -> Tensor:
     return (inter == y_count[:, None]) & (inter == k_count[None, :]) & (y_count[:, None] > 0)
 
 
+class _RowLogSumExp(torch.autograd.Function):
+    """``logsumexp`` over dim 1 of a (B, K) score matrix, with a lean backward.
+
+    Forward runs one fused ``log_softmax`` (instead of the max / subtract / exp / sum / log passes of
+    ``torch.logsumexp``) and keeps its (B, K) output; backward turns it into the softmax and scales
+    it by the incoming gradient: two passes over (B, K), the least any softmax loss can do. Rows
+    must hold at least one finite score (the loss guarantees it: an anchor always has a reference).
+    """
+
+    @staticmethod
+    def forward(ctx, s: Tensor) -> Tensor:  # type: ignore[override]
+        log_p = torch.log_softmax(s, dim=1)
+        # log p_ia = s_ia - lse_i for every column, so the row maxima differ by exactly lse_i
+        # (two cheap reductions instead of a second exp pass).
+        lse = s.amax(dim=1) - log_p.amax(dim=1)
+        ctx.save_for_backward(log_p)
+        return lse
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        (log_p,) = ctx.saved_tensors
+        return log_p.exp().mul_(g[:, None])
+
+
 def _self_block(scores: Tensor, start: int) -> Tensor:
     """Set the anchor-self entries (row i, column i) falling in columns [start, start + width) to -inf."""
     b, width = scores.shape
@@ -382,7 +406,7 @@ class MulSupConLoss(nn.Module):
         s = qs @ k.T
         if in_batch:
             s = _self_block(s, 0)
-        return torch.logsumexp(s, dim=1)
+        return _RowLogSumExp.apply(s)
 
     def _mulsupcon(self, q: Tensor, k: Tensor, y: Tensor, yk: Tensor, in_batch: bool) -> Tensor:
         tau = self.temperature
