@@ -18,7 +18,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _paper_literal import make_inputs, median_time, paper_literal_loss, unavoidable_work  # noqa: E402
+from _paper_literal import make_inputs, paper_literal_loss, unavoidable_work  # noqa: E402
 
 from mulsupcon.losses import MulSupConLoss  # noqa: E402
 
@@ -30,14 +30,34 @@ CONFIGS = [
 ]
 
 
+def interleaved_times(fns: dict, reps: int, stat: str = "median") -> dict:
+    """Time every function once per round, ``reps`` rounds (after a warm-up round), so slow phases
+    of a shared machine hit all of them alike; returns seconds per function (median or min)."""
+    import statistics
+    import time
+
+    for f in fns.values():
+        f()
+    times: dict = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    pick = statistics.median if stat == "median" else min
+    return {k: pick(v) for k, v in times.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=7, help="timed repetitions per cell (median reported)")
+    ap.add_argument("--reps", type=int, default=7, help="timed repetitions per cell")
+    ap.add_argument("--stat", choices=["median", "min"], default="median",
+                    help="statistic over the repetitions (min: the intrinsic cost on a noisy machine)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: on a shared 2-core machine 2 threads time the neighbours)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.reps} reps, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.stat} of {args.reps} interleaved reps, "
           "forward+backward, float32, temperature 0.1")
     header = (f"{'data':<11}{'B':>5}{'K':>7}{'C':>5}{'D':>5}{'pairs':>7} | {'ours ms':>9}{'literal ms':>11}"
               f"{'unavoid ms':>11} | {'literal/ours':>12}{'ours/unavoid':>13}")
@@ -59,9 +79,12 @@ def main(argv: list[str] | None = None) -> None:
                 f()
             return step
 
-        t_ours = median_time(run(lambda: loss_fn(q, y, keys, yk).backward()), args.reps)
-        t_lit = median_time(run(lambda: paper_literal_loss(q, y, keys, yk, 0.1).backward()), args.reps)
-        t_min = median_time(run(lambda: unavoidable_work(q, keys, grad_out)), args.reps)
+        fns = {
+            "ours": run(lambda: loss_fn(q, y, keys, yk).backward()),
+            "literal": run(lambda: paper_literal_loss(q, y, keys, yk, 0.1).backward()),
+            "unavoidable": run(lambda: unavoidable_work(q, keys, grad_out)),
+        }
+        t_ours, t_lit, t_min = (interleaved_times(fns, args.reps, args.stat)[k] for k in fns)
         pairs = int(y.sum())
         print(f"{name:<11}{b:>5}{k:>7}{c:>5}{d:>5}{pairs:>7} | {t_ours * 1e3:>9.2f}{t_lit * 1e3:>11.2f}"
               f"{t_min * 1e3:>11.2f} | {t_lit / t_ours:>11.2f}x{t_ours / t_min:>12.2f}x")
