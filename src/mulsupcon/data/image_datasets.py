@@ -89,9 +89,9 @@ def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(CACHE_ENV, "")
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "mulsupcon" / "cache"
+    from mulsupcon.data.registry import user_cache_dir
+
+    return user_cache_dir() / "cache"
 
 
 def _effective_options() -> tuple[int, str]:

@@ -506,6 +506,11 @@ def get_data_home(data_home: str | Path | None = None) -> Path:
     env = os.environ.get(DATA_HOME_ENV, "")
     if env:
         return Path(env).expanduser()
+    return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/mulsupcon`` (``~/.cache/mulsupcon`` when ``XDG_CACHE_HOME`` is unset)."""
     cache = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(cache).expanduser() if cache else Path.home() / ".cache"
     return base / "mulsupcon"
