@@ -170,3 +170,26 @@ def test_coco_subset_pretrain_probe_evaluate_smoke(tmp_path):
     assert z["test_scores"].shape == (80, 80)
     table = evaluate_run(tmp_path / "probe")
     assert "paper protocol" in table and "validation protocol" in table
+
+
+def test_image_pretraining_is_identical_with_and_without_loader_workers(tmp_path):
+    """Image views come from a DataLoader; with persistent workers the run must not change."""
+    from mulsupcon.config import load_config
+    from mulsupcon.train.checkpoint import load_checkpoint
+    from mulsupcon.train.data import prepare_data
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg = load_config("multidigits-images", {
+        "model.backbone": "resnet18", "model.head_hidden": 32, "model.embed_dim": 16,
+        "pretrain.epochs": 2, "pretrain.steps_per_epoch": 2, "pretrain.batch_size": 16, "pretrain.queue_size": 32,
+        "device": "cpu",
+    })
+    data = prepare_data(cfg["dataset"])
+    states = []
+    for workers in (0, 2):
+        cfg["pretrain"]["num_workers"] = workers
+        pretrain(cfg, tmp_path / f"w{workers}", quiet=True, echo=False, data=data)
+        states.append(load_checkpoint(tmp_path / f"w{workers}" / "checkpoints" / "last.pt"))
+    assert states[0]["history"] == states[1]["history"]
+    for key, value in states[0]["model"].items():
+        torch.testing.assert_close(states[1]["model"][key], value, rtol=0, atol=0, msg=key)

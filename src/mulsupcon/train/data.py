@@ -113,6 +113,76 @@ def process_seed(seed: int, epoch: int, salt: int, rank: int) -> int:
     return epoch_seed(seed, epoch, salt) if rank == 0 else _mix(seed, epoch, salt, rank)
 
 
+# ----------------------------------------------------------------------------- image batches
+class ImageViewBatches(torch.utils.data.Dataset):
+    """Both augmented views of every pretraining batch of images, keyed by ``(epoch, step)``.
+
+    Image augmentation is the CPU-heavy part of image pretraining, so it runs where a
+    :class:`torch.utils.data.DataLoader` puts it: in persistent worker processes when
+    ``num_workers > 0`` (the main process keeps feeding the GPU), or inline. Item ``(e, s)`` is
+    a pure function of ``(seed, e, s, rank)`` (batch rows from :func:`epoch_order`, augmentation
+    from a seed derived from the position, drawn inside ``fork_rng`` so the caller's random state is
+    untouched), hence identical for any number of workers and replayed exactly on resume.
+    """
+
+    def __init__(self, source: "TensorSource", views: Callable, batch_size: int, steps: Optional[int],
+                 seed: int, rank: int = 0, world_size: int = 1):
+        self.source, self.views = source, views
+        self.batch_size, self.steps, self.seed = batch_size, steps, seed
+        self.rank, self.world_size = rank, world_size
+        self._epoch: Optional[int] = None
+        self._order: list[torch.Tensor] = []
+
+    def __len__(self) -> int:  # not used by the sampler, which yields (epoch, step) keys
+        return len(epoch_order(self.source.n, self.batch_size, self.steps, self.seed, 0))
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        epoch, step = key
+        if self._epoch != epoch:
+            self._order = epoch_order(self.source.n, self.batch_size, self.steps, self.seed, epoch)
+            self._epoch = epoch
+        idx = self._order[step]
+        if self.world_size > 1:  # this process's contiguous shard of the global batch
+            per = len(idx) // self.world_size
+            idx = idx[self.rank * per : (self.rank + 1) * per]
+        x, y = self.source.batch(idx)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(process_seed(self.seed, epoch, 1000 + step, self.rank))
+            v1, v2 = self.views(x, None), self.views(x, None)
+        return v1, v2, y
+
+
+class EpochSteps(torch.utils.data.Sampler):
+    """Yields the ``(epoch, step)`` keys of one epoch; set :attr:`epoch` (and :attr:`start`) first."""
+
+    def __init__(self, steps_per_epoch: int):
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch, self.start = 0, 0
+
+    def __iter__(self):
+        return iter([(self.epoch, s) for s in range(self.start, self.steps_per_epoch)])
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch - self.start
+
+
+def image_view_loader(dataset: ImageViewBatches, steps_per_epoch: int, num_workers: int, pin_memory: bool) -> torch.utils.data.DataLoader:
+    """A DataLoader over :class:`ImageViewBatches` (persistent workers, pinned memory on CUDA)."""
+    workers = max(0, int(num_workers))
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=EpochSteps(steps_per_epoch),
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+        prefetch_factor=2 if workers > 0 else None,
+        # Its own generator: a DataLoader otherwise draws its worker base seed from the GLOBAL
+        # RNG at each new iterator (not again with persistent workers), shifting dropout noise.
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
 # ----------------------------------------------------------------------------- views
 class VectorMasking:
     """The paper's vector augmentation: each input element kept with probability ``1 - p``.

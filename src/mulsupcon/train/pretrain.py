@@ -43,9 +43,11 @@ from mulsupcon.train.common import (
     write_history,
 )
 from mulsupcon.train.data import (
+    ImageViewBatches,
     ImageViews,
     PreparedData,
     VectorMasking,
+    image_view_loader,
     epoch_order,
     epoch_seed,
     prepare_data,
@@ -180,6 +182,17 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
             + f", {torch.get_num_threads()} thread(s)"
         )
 
+    image_loader = None
+    if data.is_image:
+        # Image views are computed by a DataLoader (persistent workers with pretrain.num_workers > 0,
+        # pinned memory on CUDA); results do not depend on the number of workers.
+        image_loader = image_view_loader(
+            ImageViewBatches(data.train, views, global_bs, steps_per_epoch if steps is not None else None, seed,
+                             ctx.rank, ctx.world_size if ctx.enabled else 1),
+            len(epoch_order(data.train.n, global_bs, steps_per_epoch if steps is not None else None, seed, 0)),
+            int(p.get("num_workers", 0) or 0), pin_memory=device.type == "cuda",
+        )
+
     t_start = time.time()
     bar = log.bar(epochs * steps_per_epoch, "pretrain", initial=start_epoch * steps_per_epoch)
     epochs_this_call = 0
@@ -192,16 +205,19 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         aug_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 2))
         batches = epoch_order(data.train.n, global_bs, steps_per_epoch if steps is not None else None, seed, epoch)
         loss_sum, loss_count = torch.zeros((), dtype=torch.float64, device=device), 0
+        image_batches = None
+        if image_loader is not None:
+            image_loader.sampler.epoch = epoch
+            image_batches = iter(image_loader)
         for step, idx in enumerate(batches):
             factor = scheduled_factor(p, epoch, step, steps_per_epoch)
             set_lr(optimizer, factor)
-            x, y = data.train.batch(idx)
-            if ctx.enabled and data.is_image:
+            if image_batches is not None:
                 # Images: each process augments only its own shard (noise depends on the process
                 # count; augmenting the global batch everywhere would multiply the work).
-                x, y = ctx.shard(x), ctx.shard(y)
-                v1, v2 = views(x, aug_gen), views(x, aug_gen)
+                v1, v2, y = next(image_batches)
             else:
+                x, y = data.train.batch(idx)
                 # Vectors: both views of the GLOBAL batch are drawn on every process (cheap), so
                 # a multi-process run sees exactly the noise of a single-process run.
                 v1, v2 = views(x, aug_gen), views(x, aug_gen)
