@@ -61,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_every": 1,  # epochs between checkpoints
         "amp": False,  # CUDA only: mixed precision for the encoders (loss stays float32)
         "channels_last": False,  # CUDA only
-        "num_workers": 0,
+        "num_workers": 0,  # images: DataLoader workers computing the augmented views
     },
     "classify": {
         "mode": "finetune",  # probe | finetune | scratch
@@ -83,7 +83,6 @@ DEFAULTS: dict[str, Any] = {
         "asl_gamma_neg": 4.0,
         "asl_gamma_pos": 0.0,
         "asl_clip": 0.05,
-        "num_workers": 0,
     },
     "eval": {
         "protocols": ["paper", "validation", "fixed"],

@@ -204,7 +204,7 @@ class VectorMasking:
 class ImageViews:
     """Image augmentation for uint8 batches (B, C, H, W) -> float (B, C, S, S), via ``image_views``."""
 
-    def __init__(self, size: int, kind: str = "pretrain", in_channels: int = 3):
+    def __init__(self, size: int, kind: str = "pretrain"):
         from mulsupcon.data import image_views as iv
 
         self.size = size
@@ -296,5 +296,3 @@ def iterate_batches(
     for idx in order:
         yield source.batch(idx)
 
-
-ViewFn = Callable[[torch.Tensor, Optional[torch.Generator]], torch.Tensor]

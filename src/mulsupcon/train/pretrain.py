@@ -75,7 +75,7 @@ def build_moco(cfg: Mapping[str, Any], input_shape: tuple[int, ...], n_labels: i
 def make_views(cfg: Mapping[str, Any], data: PreparedData):
     """The augmentation that makes the two views: 50% masking for vectors, crops/jitter for images."""
     if data.is_image:
-        return ImageViews(int(data.input_shape[-1]), "pretrain", in_channels=int(data.input_shape[0]))
+        return ImageViews(int(data.input_shape[-1]), "pretrain")
     return VectorMasking(float(cfg["pretrain"]["mask_prob"]))
 
 
@@ -190,7 +190,7 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
             ImageViewBatches(data.train, views, global_bs, steps_per_epoch if steps is not None else None, seed,
                              ctx.rank, ctx.world_size if ctx.enabled else 1),
             len(epoch_order(data.train.n, global_bs, steps_per_epoch if steps is not None else None, seed, 0)),
-            int(p.get("num_workers", 0) or 0), pin_memory=device.type == "cuda",
+            int(p["num_workers"]), pin_memory=device.type == "cuda",
         )
 
     t_start = time.time()
