@@ -188,6 +188,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; a run continues with --resume", file=sys.stderr)
         return 130
+    finally:
+        if "WORLD_SIZE" in os.environ:
+            from mulsupcon.train.distributed import shutdown
+
+            shutdown()
 
 
 def _dispatch(args, extra, argv, parser) -> int:

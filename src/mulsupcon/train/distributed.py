@@ -148,6 +148,21 @@ def context(sync_bn: bool = False) -> DistContext:
     return _CONTEXT
 
 
+def shutdown() -> None:
+    """End this process's part in a multi-process run cleanly (destroy the process group).
+
+    Exiting with a live gloo/NCCL process group lets its background threads die with the
+    interpreter, which can abort the process (``terminate called without an active exception``)
+    after the work is done; torchrun then reports the whole run as failed.
+    """
+    global _CONTEXT
+    # No barrier here: after an error on one process the others may never arrive. The loops end
+    # with their own barrier on success.
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _CONTEXT = None
+
+
 def reset_context() -> None:
     """Forget the cached context (tests that initialise process groups themselves)."""
     global _CONTEXT
