@@ -11,7 +11,7 @@ Each cell runs in a fresh Python subprocess, so memory figures do not mix betwee
   ``torch.autograd.graph.saved_tensors_hooks``), inputs included; a lower bound of the memory held between
   forward and backward.
 Methods: ours (MulSupCon, direct), ours-chunk (chunk_size=2048), all, any, literal (one row per
-(anchor, label) pair), unavoidable (normalise + score matmul + log-softmax). Keys require grad (the costlier case;
+(anchor, label) pair), unavoidable (score matmul + log-softmax). Keys require grad (the costlier case;
 in MoCo they do not). Label rows are Bernoulli with a mean of 2.9 labels per row (COCO-like).
 """
 

@@ -5,7 +5,7 @@ Usage: ``PYTHONPATH=src python benchmarks/loss_speed.py [--reps 7] [--threads 1]
 For each configuration (MoCo mode: K = batch keys + queue) it prints the median time of one forward+backward of
 * ours        : ``MulSupConLoss(positives="mulsupcon")`` (per-class key sums, no per-pair rows),
 * literal     : one row per (anchor, label) pair (benchmarks/_paper_literal.py),
-* unavoidable : normalise + (B, K) score matmul + log-softmax, forward and backward,
+* unavoidable : the (B, K) score matmul + one log-softmax over it, forward and backward,
 and the ratios literal/ours and ours/unavoidable. It also checks that ours and literal give the same value.
 """
 

@@ -123,6 +123,48 @@ def _check_labels(name: str, y: Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# fused L2 normalisation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _row_dot(x: Tensor, y: Tensor) -> Tensor:
+    """Row-wise dot products of two (N, D) tensors -> (N,), as N tiny matmuls (no (N, D) product buffer,
+    unlike ``(x * y).sum(1)`` or ``torch.linalg.vecdot``, which build one)."""
+    return (x.unsqueeze(1) @ y.unsqueeze(2)).reshape(-1)
+
+
+class _L2Normalize(torch.autograd.Function):
+    """Row-wise ``x / max(||x||, eps)`` (same values as ``F.normalize(x, dim=1)``) with a fused backward.
+
+    Autograd's backward of ``F.normalize`` runs about ten elementwise passes over the (K, D) input (the
+    division's two gradients, the norm's gradient, broadcasts); for the keys of a large queue that costs more
+    than the loss's softmax. With z = x / ||x|| the gradient is ``(g - z (z . g)) / ||x||``: one row dot and two
+    passes. Rows whose norm is below ``eps`` are divided by eps, so their gradient is ``g / eps`` (as with
+    ``F.normalize``, where the clamp blocks the norm's gradient). First-order only (``once_differentiable``).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, eps: float = 1e-12) -> Tensor:  # type: ignore[override]
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        clamped = norm.clamp_min(eps)
+        z = x / clamped
+        ctx.save_for_backward(z, clamped, norm >= eps)
+        return z
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        z, clamped, above_eps = ctx.saved_tensors
+        dot = _row_dot(z, g).unsqueeze(1) * above_eps  # (rows, 1)
+        return torch.addcmul(g, z, dot, value=-1).div_(clamped), None
+
+
+def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """L2-normalise the rows of ``x`` (N, D) -> (N, D); equal to ``F.normalize(x, dim=1)``, cheaper backward."""
+    return _L2Normalize.apply(x, eps)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # chunked scores: log-sum-exp (and ALL/ANY positive sums) with O(B * chunk) memory
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -139,28 +181,47 @@ def _positive_mask(y: Tensor, yk: Tensor, y_count: Tensor, rule: str) -> Tensor:
     return (inter == y_count[:, None]) & (inter == k_count[None, :]) & (y_count[:, None] > 0)
 
 
-class _RowLogSumExp(torch.autograd.Function):
-    """``logsumexp`` over dim 1 of a (B, K) score matrix, with a lean backward.
+class _ScoreSoftmaxTotal(torch.autograd.Function):
+    """``total = sum_i a_i * lse_i - sum_ia W_ia * s_ia`` for the (B, K) scores ``s = qs @ k.T``, fused.
 
-    Forward runs one fused ``log_softmax`` (instead of the max / subtract / exp / sum / log passes of
-    ``torch.logsumexp``) and keeps its (B, K) output; backward turns it into the softmax and scales
-    it by the incoming gradient: two passes over (B, K), the least any softmax loss can do. Rows
-    must hold at least one finite score (the loss guarantees it: an anchor always has a reference).
+    Every unchunked loss here has this form: ``lse_i = logsumexp_a s_ia`` is the softmax denominator,
+    ``a`` (B,) says how many times each anchor's denominator counts, and ``W`` (B, K) (or None for zeros)
+    holds the weight of each positive score. In in-batch mode (``qs`` and ``k`` are the same rows) the
+    diagonal is excluded from the softmax; ``W`` must then be 0 on the diagonal.
+
+    Forward: one score matmul, one fused ``log_softmax`` (kept for backward), two row maxima (log p_ia =
+    s_ia - lse_i, so the row maxima differ by exactly lse_i) and one dot product with W. Backward: the score
+    gradient ``g * (a_i p_ia - W_ia)`` in one buffer, then the two matmuls for qs and k. That is the
+    matmul + log-softmax work any softmax loss over K references needs, plus one elementwise pass for W.
+    Autograd on the same expression would keep separate (B, K) buffers for the softmax and positive
+    branches and add them. First-order only (``once_differentiable``).
     """
 
     @staticmethod
-    def forward(ctx, s: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, qs: Tensor, k: Tensor, a: Tensor, w: Tensor | None, in_batch: bool
+    ) -> Tensor:
+        s = qs @ k.T  # (B, K)
+        total = -torch.dot(w.reshape(-1), s.reshape(-1)) if w is not None else s.new_zeros(())
+        if in_batch:
+            s.fill_diagonal_(float("-inf"))  # the anchor is not its own reference
         log_p = torch.log_softmax(s, dim=1)
-        # log p_ia = s_ia - lse_i for every column, so the row maxima differ by exactly lse_i
-        # (two cheap reductions instead of a second exp pass).
         lse = s.amax(dim=1) - log_p.amax(dim=1)
-        ctx.save_for_backward(log_p)
-        return lse
+        total = total + (a * lse).sum()
+        ctx.save_for_backward(qs, k, a, w, log_p)
+        return total
 
     @staticmethod
-    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
-        (log_p,) = ctx.saved_tensors
-        return log_p.exp().mul_(g[:, None])
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        qs, k, a, w, log_p = ctx.saved_tensors
+        # d total / d s_ia = a_i * softmax_ia - W_ia, times the incoming gradient g (a scalar tensor)
+        grad_s = torch.exp(log_p).mul_((a * g)[:, None])
+        if w is not None:
+            grad_s.addcmul_(w, -g)
+        grad_q = grad_s @ k if ctx.needs_input_grad[0] else None
+        grad_k = grad_s.T @ qs if ctx.needs_input_grad[1] else None
+        return grad_q, grad_k, None, None, None
 
 
 def _self_block(scores: Tensor, start: int) -> Tensor:
@@ -361,7 +422,7 @@ class MulSupConLoss(nn.Module):
 
         q = query.to(dtype)
         if self.normalize:
-            q = F.normalize(q, dim=1)
+            q = l2_normalize(q)
         y = labels.detach().to(dtype)
         if in_batch:
             k, yk = q, y
@@ -369,7 +430,7 @@ class MulSupConLoss(nn.Module):
             assert keys is not None and key_labels is not None
             k = keys.to(dtype)
             if self.normalize:
-                k = F.normalize(k, dim=1)
+                k = l2_normalize(k)
             yk = key_labels.detach().to(device=y.device, dtype=dtype)
 
         b, n_ref = q.shape[0], k.shape[0]
@@ -400,14 +461,6 @@ class MulSupConLoss(nn.Module):
         """An exact zero connected to the inputs' graph (so backward works and gives zero gradients)."""
         return q.sum() * 0.0 + k.sum() * 0.0
 
-    @staticmethod
-    def _lse(qs: Tensor, k: Tensor, in_batch: bool) -> Tensor:
-        """``logsumexp_a s_ia`` (B,) from qs = q / tau (B, D) and k (K, D), excluding a == i in in-batch mode."""
-        s = qs @ k.T
-        if in_batch:
-            s = _self_block(s, 0)
-        return _RowLogSumExp.apply(s)
-
     def _mulsupcon(self, q: Tensor, k: Tensor, y: Tensor, yk: Tensor, in_batch: bool) -> Tensor:
         tau = self.temperature
         n_class = yk.sum(0)  # (C,) references per class
@@ -423,44 +476,61 @@ class MulSupConLoss(nn.Module):
             per_anchor = valid_f.sum(1, keepdim=True)  # counted labels of each anchor
             # Eq. 6: each anchor's sum / its label count, averaged over contributing anchors
             w, count = valid_f / per_anchor.clamp_min(1.0), (per_anchor > 0).sum().to(q.dtype)
+        coef = w / n_pos.clamp_min(1.0)  # (B, C) weight of the mean over P_j
+        a = w.sum(1)  # (B,) how often each anchor's log-sum-exp counts
 
         # Dividing the (B, D) queries by tau costs far less than dividing (B, K) scores (and their gradient).
         qs = q * (1.0 / tau)
-        if self.chunk_size is None:
-            lse = self._lse(qs, k, in_batch)
-        else:
+        b, n_ref, n_cls, dim = q.shape[0], k.shape[0], y.shape[1], q.shape[1]
+        if self.chunk_size is not None:
             lse, _, _ = _ChunkedScores.apply(qs, k, y, yk, self.chunk_size, in_batch, None)
+            return (a * lse).sum() - self._class_sum_positives(qs, q, k, yk, coef, in_batch), count
+        # The positive part sum_j coef_ij sum_{p in P_j} s_ip can be had two ways (Eq. 7):
+        # * per-reference weights W = coef @ yk^T (B, K), dotted with the scores inside the fused function:
+        #   B*C*K multiply-adds plus one elementwise pass;
+        # * per-class reference sums S = yk^T @ k (C, D): K*C*D multiply-adds, and as many again in backward
+        #   when the keys need a gradient.
+        # Take the cheaper (W for small batches, class sums for large ones or frozen keys).
+        class_sum_cost = n_ref * n_cls * dim * (2 if k.requires_grad else 1)
+        if b * n_cls * n_ref <= class_sum_cost:
+            weights = coef @ yk.T  # (B, K)
+            if in_batch:
+                weights.fill_diagonal_(0.0)  # the anchor's own entry is not a positive
+            return _ScoreSoftmaxTotal.apply(qs, k, a, weights, in_batch), count
+        total = _ScoreSoftmaxTotal.apply(qs, k, a, None, in_batch)
+        return total - self._class_sum_positives(qs, q, k, yk, coef, in_batch), count
 
-        # Positive part through per-class sums (Eq. 7): sum_{p in P_j} s_ip = q_i . S_j / tau.
+    @staticmethod
+    def _class_sum_positives(qs: Tensor, q: Tensor, k: Tensor, yk: Tensor, coef: Tensor, in_batch: bool) -> Tensor:
+        """``sum_ij coef_ij sum_{p in P_j} s_ip`` through per-class reference sums (Eq. 7): with
+        ``S = yk^T @ k`` (C, D), ``sum_{p in P_j} s_ip = qs_i . S_j``. Scalar."""
         class_sum = yk.T @ k  # (C, D)
         pos_sum = qs @ class_sum.T  # (B, C)
         if in_batch:
             # The anchor's own entry (its label set contains every j it is counted for) is not a positive.
             pos_sum = pos_sum - (qs * q).sum(1, keepdim=True)
-        coef = w / n_pos.clamp_min(1.0)  # (B, C) weight of the mean over P_j
-        return (w.sum(1) * lse).sum() - (coef * pos_sum).sum(), count
+        return (coef * pos_sum).sum()
 
     def _all_any(self, q: Tensor, k: Tensor, y: Tensor, yk: Tensor, in_batch: bool) -> Tensor:
         rule = self.positives
         qs = q * (1.0 / self.temperature)
         if self.chunk_size is None:
-            s = qs @ k.T
+            m = _positive_mask(y, yk, y.sum(1), rule)  # (B, K)
             if in_batch:
-                s = _self_block(s, 0)
-            lse = torch.logsumexp(s, dim=1)
-            m = _positive_mask(y, yk, y.sum(1), rule)
-            if in_batch:
-                m = m & s.isfinite()
-            pos_sum = torch.where(m, s, torch.zeros((), dtype=s.dtype, device=s.device)).sum(1)
+                m.fill_diagonal_(False)  # the anchor's own entry is not a positive
             n_pos = m.sum(1).to(q.dtype)
         else:
             lse, pos_sum, n_pos = _ChunkedScores.apply(qs, k, y, yk, self.chunk_size, in_batch, rule)
         counted = n_pos > 0
         if not bool(counted.any()):
             return self._zero(q, k), torch.zeros((), dtype=q.dtype, device=q.device)
-        per_anchor = lse - pos_sum / n_pos.clamp_min(1.0)  # -mean over positives of log p
-        # Multiply (not torch.where) so that a NaN in an uncounted anchor's row still shows in the result.
-        weight = counted.to(per_anchor.dtype)
+        # Each counted anchor: lse_i - mean over its positives of s_ia (= -mean log p). Uncounted anchors get
+        # weight 0 by multiplication (not torch.where), so a NaN in their row still shows in the result.
+        weight = counted.to(q.dtype)
+        if self.chunk_size is None:
+            pos_w = m.to(q.dtype).mul_((weight / n_pos.clamp_min(1.0))[:, None])  # (B, K)
+            return _ScoreSoftmaxTotal.apply(qs, k, weight, pos_w, in_batch), weight.sum()
+        per_anchor = lse - pos_sum / n_pos.clamp_min(1.0)
         return (per_anchor * weight).sum(), weight.sum()
 
 

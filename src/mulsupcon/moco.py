@@ -20,8 +20,9 @@ import copy
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .losses import l2_normalize
 
 GatherFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -174,10 +175,10 @@ class MoCo(nn.Module):
             raise ValueError(
                 f"views and labels disagree on the batch size: {view1.shape[0]}, {view2.shape[0]}, {labels.shape[0]}"
             )
-        q = F.normalize((query_forward or self.query_encoder)(view1), dim=1)
+        q = l2_normalize((query_forward or self.query_encoder)(view1))
         with torch.no_grad():
             self.momentum_update()
-            k = F.normalize(self.key_encoder(view2), dim=1)
+            k = l2_normalize(self.key_encoder(view2))
             key_labels = labels
             if gather is not None:
                 k, key_labels = gather(k), gather(labels)
