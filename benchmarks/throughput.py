@@ -47,11 +47,11 @@ def _load() -> str:
     return f"load average {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} CPUs"
 
 
-def _timed_run(cfg: dict, data, steps: int, threads_env: Optional[int]) -> tuple[float, float]:
+def _timed_run(cfg: dict, data, steps: int, threads_env: Optional[int], overlap: str = "auto") -> tuple[float, float]:
     """(wall s, CPU s) of one real pretraining call cut after its first epoch of ``steps`` steps."""
     from mulsupcon.train.pretrain import pretrain
 
-    cfg = {**cfg, "pretrain": {**cfg["pretrain"], "steps_per_epoch": steps}}
+    cfg = {**cfg, "pretrain": {**cfg["pretrain"], "steps_per_epoch": steps, "overlap_key_encoder": overlap}}
     old = os.environ.get("MULSUPCON_NUM_THREADS")
     if threads_env is not None:
         os.environ["MULSUPCON_NUM_THREADS"] = str(threads_env)
@@ -67,8 +67,20 @@ def _timed_run(cfg: dict, data, steps: int, threads_env: Optional[int]) -> tuple
             os.environ["MULSUPCON_NUM_THREADS"] = old
 
 
-def bench_vector(threads: list[Optional[int]], s1: int, s2: int, repeats: int, profile: bool) -> dict:
-    """Seconds per step of the real loop for each thread setting (None = the loop's automatic choice)."""
+def _setup(spec: str) -> tuple[str, Optional[int], str]:
+    """``auto`` | ``N`` (N intra-op threads, key encoder inline) | ``N+key`` (and on a second thread)
+    -> (label, MULSUPCON_NUM_THREADS or None, pretrain.overlap_key_encoder)."""
+    if spec == "auto":
+        return "auto (1 thread + key encoder thread on 2 free cores)", None, "auto"
+    n, _, key = spec.partition("+")
+    if key not in ("", "key"):
+        raise SystemExit(f"--threads: expected auto, N or N+key, got {spec!r}")
+    label = f"{n} thread(s)" + (" + key encoder thread" if key else ", key encoder inline")
+    return label, int(n), "true" if key else "false"
+
+
+def bench_vector(threads: list[str], s1: int, s2: int, repeats: int, profile: bool) -> dict:
+    """Seconds per step of the real loop for each setup (see :func:`_setup`)."""
     from mulsupcon.train.data import prepare_data
 
     cfg = load_config("yeast-authors")
@@ -76,21 +88,22 @@ def bench_vector(threads: list[Optional[int]], s1: int, s2: int, repeats: int, p
     _timed_run(cfg, data, 20, None)  # warm-up: allocator, MKL/oneDNN kernels, lazy imports
     print(f"\n## yeast-authors pretraining step, real loop ({_load()})\n")
     print(f"per step = (run({s2} steps) - run({s1} steps)) / {s2 - s1}; best of {repeats}\n")
-    print("| intra-op threads | wall ms/step | CPU ms/step | steps/s | 150x1000 steps (wall) | within 15 min? |")
+    print("| setup | wall ms/step | CPU ms/step | steps/s | 150x1000 steps (wall) | within 15 min? |")
     print("|---|---|---|---|---|---|")
     out = {}
-    for th in threads:
+    for spec in threads:
+        label, th, overlap = _setup(spec)
         best_w = best_c = float("inf")
         for _ in range(repeats):
-            w1, c1 = _timed_run(cfg, data, s1, th)
-            w2, c2 = _timed_run(cfg, data, s2, th)
+            w1, c1 = _timed_run(cfg, data, s1, th, overlap)
+            w2, c2 = _timed_run(cfg, data, s2, th, overlap)
             best_w = min(best_w, (w2 - w1) / (s2 - s1))
             best_c = min(best_c, (c2 - c1) / (s2 - s1))
         whole = best_w * AUTHORS_STEPS
-        label = "auto (1 for this model)" if th is None else str(th)
         print(f"| {label} | {1e3 * best_w:.2f} | {1e3 * best_c:.2f} | {1 / best_w:.0f} | "
               f"{whole / 60:.1f} min | {'yes' if whole <= TARGET_S else 'no'} |")
-        out[th] = (best_w, best_c)
+        sys.stdout.flush()
+        out[spec] = (best_w, best_c)
     print(f"\n({_load()} after the runs)")
     if profile:
         prof = cProfile.Profile()
@@ -201,7 +214,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["vector", "images", "full", "all"])
     ap.add_argument("--threads", nargs="+", default=["auto", "1", "2"],
-                    help="intra-op thread counts to compare for the vector loop ('auto' = the loop's choice)")
+                    help="vector loop setups to compare: 'auto' (the loop's choice), N (N intra-op threads, key "
+                         "encoder inline) or N+key (key encoder on a second thread)")
     ap.add_argument("--steps", nargs=2, type=int, default=[100, 600], metavar=("S1", "S2"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="cProfile + torch.profiler tables of the vector loop")
@@ -228,8 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         pretrain_module.MulSupConLoss = lambda *a, **k: original(*a, **{**k, "normalize": True})
         print("loss: normalises the embeddings again (normalize=True)")
     if args.what in ("vector", "all"):
-        threads = [None if t == "auto" else int(t) for t in args.threads]
-        bench_vector(threads, args.steps[0], args.steps[1], args.repeats, args.profile)
+        bench_vector(args.threads, args.steps[0], args.steps[1], args.repeats, args.profile)
     if args.what in ("images", "all"):
         if args.image_threads:
             torch.set_num_threads(args.image_threads)

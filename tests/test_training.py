@@ -180,3 +180,37 @@ def test_probe_and_finetune_need_a_pretrained_run(small_setup):
     c["classify"] = {**cfg["classify"], "mode": "probe"}
     with pytest.raises(ValueError, match="--from"):
         classify(c, root / "x", quiet=True, data=data)
+
+
+def test_key_encoder_on_a_second_thread_gives_the_same_run(small_setup, monkeypatch):
+    """pretrain.overlap_key_encoder only moves work between threads: weights, queue and losses are
+    bitwise those of the serial run (the key encoder's dropout has its own generator)."""
+    import copy
+
+    from mulsupcon.moco import MoCo
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg, data, root = small_setup
+    threads_used = []
+    real_forward = MoCo.forward
+
+    def spy(self, *args, key_executor=None, **kw):
+        threads_used.append(key_executor is not None)
+        return real_forward(self, *args, key_executor=key_executor, **kw)
+
+    monkeypatch.setattr(MoCo, "forward", spy)
+    states = {}
+    for overlap in ("false", "true"):
+        c = copy.deepcopy(cfg)
+        c["pretrain"]["overlap_key_encoder"] = overlap
+        run = pretrain(c, root / f"overlap-{overlap}", quiet=True, data=data)
+        states[overlap] = load_checkpoint(run / "checkpoints" / "last.pt")
+    n = len(threads_used) // 2
+    assert n > 0 and not any(threads_used[:n]) and all(threads_used[n:])
+    a, b = states["false"], states["true"]
+    assert a["model"].keys() == b["model"].keys()
+    for key, ta in a["model"].items():
+        torch.testing.assert_close(b["model"][key], ta, rtol=0, atol=0, msg=key)
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    # The key encoder's dropout is active in this config (so the test is about its generator).
+    assert cfg["pretrain"]["key_train_mode"] and cfg["model"]["dropout"] > 0

@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
         "amp": False,  # CUDA only: mixed precision for the encoders (loss stays float32)
         "channels_last": False,  # CUDA only
         "num_workers": 0,  # images: DataLoader workers computing the augmented views
+        # CPU: run momentum update + key encoder on a second thread while the query encoder runs
+        # (auto: single process on the CPU with 1 intra-op thread and a second core free)
+        "overlap_key_encoder": "auto",  # auto | true | false
     },
     "classify": {
         "mode": "finetune",  # probe | finetune | scratch

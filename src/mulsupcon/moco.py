@@ -17,6 +17,7 @@ and restored with ``state_dict()`` and a resumed run continues with exactly the 
 from __future__ import annotations
 
 import copy
+from concurrent.futures import Executor
 from typing import Callable, Optional
 
 import torch
@@ -150,6 +151,12 @@ class MoCo(nn.Module):
         # lerp: k + (1 - m) (q - k) = m k + (1 - m) q, one fused kernel over all tensors.
         torch._foreach_lerp_(self._k_params, [p.detach() for p in self._q_params], 1.0 - self.momentum)
 
+    @torch.no_grad()
+    def _encode_keys(self, view2: torch.Tensor) -> torch.Tensor:
+        """Momentum update, then unit-norm keys (B, D) of ``view2`` from the key encoder."""
+        self.momentum_update()
+        return l2_normalize(self.key_encoder(view2))
+
     def forward(
         self,
         view1: torch.Tensor,
@@ -158,6 +165,7 @@ class MoCo(nn.Module):
         loss_fn: Callable[..., torch.Tensor],
         gather: Optional[GatherFn] = None,
         query_forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        key_executor: Optional[Executor] = None,
     ) -> torch.Tensor:
         """One contrastive step; returns the loss (scalar) and updates the queue.
 
@@ -170,15 +178,23 @@ class MoCo(nn.Module):
                 (rank order); keys and labels are gathered so references and queue are global.
             query_forward: what computes the query embeddings instead of ``query_encoder``
                 (the DistributedDataParallel wrapper of it, so gradients are all-reduced).
+            key_executor: a one-thread executor on which the momentum update and the key encoder
+                run while this thread runs the query encoder (the two only read the query
+                parameters). Same result as running them in turn, provided the key encoder's
+                randomness does not come from the global generator (see
+                ``train.common.set_dropout_generator``). Not with ``gather``: collectives stay
+                on one thread.
         """
         if view1.shape[0] != labels.shape[0] or view2.shape[0] != labels.shape[0]:
             raise ValueError(
                 f"views and labels disagree on the batch size: {view1.shape[0]}, {view2.shape[0]}, {labels.shape[0]}"
             )
+        if key_executor is not None and gather is not None:
+            raise ValueError("key_executor cannot be combined with gather: collectives must stay on one thread")
+        pending = key_executor.submit(self._encode_keys, view2) if key_executor is not None else None
         q = l2_normalize((query_forward or self.query_encoder)(view1))
+        k = pending.result() if pending is not None else self._encode_keys(view2)
         with torch.no_grad():
-            self.momentum_update()
-            k = l2_normalize(self.key_encoder(view2))
             key_labels = labels
             if gather is not None:
                 k, key_labels = gather(k), gather(labels)

@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
@@ -166,7 +167,7 @@ def auto_num_threads(model: torch.nn.Module, device: torch.device) -> Optional[i
     ``MULSUPCON_NUM_THREADS`` wins when set. Otherwise small models on the CPU get 1 thread: their
     matrices (batch 64 x a few hundred) are too small to split, and on a busy machine OpenMP's
     second thread spins waiting for a core. Measured on the 2-core box, yeast MLP pretraining step:
-    1 thread 15-20 ms, 2 threads 110-180 ms (benchmarks/THROUGHPUT_RESULTS.md). ResNets keep all threads.
+    1 thread 15-20 ms, 2 threads 110-180 ms (benchmarks/README.md). ResNets keep all threads.
     """
     env = os.environ.get("MULSUPCON_NUM_THREADS", "").strip()
     if env:
@@ -177,6 +178,47 @@ def auto_num_threads(model: torch.nn.Module, device: torch.device) -> Optional[i
     if device.type != "cpu":
         return None
     return 1 if count_parameters(model) <= SMALL_MODEL_PARAMS else None
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def want_key_overlap(setting: Any, device: torch.device, distributed: bool) -> bool:
+    """Whether pretraining runs MoCo's key side on a second thread (``pretrain.overlap_key_encoder``).
+
+    ``auto``: on the CPU, single process, when the loop uses one intra-op thread (small models, see
+    :func:`auto_num_threads`) and a second core is free. The key encoder's forward is about a third
+    of a step, and one core each for the two encoders beats two intra-op threads on matrices this
+    small. ``true`` asks for it anywhere it is possible (not with several processes: collectives
+    must stay on one thread); on CUDA kernels are asynchronous already, so it is never used there.
+    """
+    text = str(setting).strip().lower()
+    if text not in ("auto", "true", "false"):
+        raise ValueError(f"pretrain.overlap_key_encoder must be auto, true or false, got {setting!r}")
+    if text == "false" or device.type != "cpu":
+        return False
+    if text == "true":
+        if distributed:
+            raise ValueError("pretrain.overlap_key_encoder=true needs a single process (collectives stay on one thread)")
+        return True
+    return not distributed and torch.get_num_threads() == 1 and available_cpus() >= 2
+
+
+@contextlib.contextmanager
+def worker_thread(num_threads: int) -> Iterator[Executor]:
+    """A one-thread executor whose thread uses ``num_threads`` intra-op threads (a per-thread
+    setting in OpenMP); shut down when the block ends, however it ends."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="mulsupcon-keys", initializer=torch.set_num_threads,
+                              initargs=(num_threads,))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True)
 
 
 @contextlib.contextmanager
@@ -193,23 +235,43 @@ def cpu_threads(n: Optional[int]) -> Iterator[None]:
 
 
 class FastDropout(torch.nn.Dropout):
-    """``nn.Dropout`` computed as ``x * (rand >= p) / (1 - p)``: same distribution, ~2x faster on the CPU.
+    """``nn.Dropout`` for the CPU drawn from 16-bit random lanes: same distribution up to a 2^-16 step in p.
 
-    PyTorch's CPU dropout draws a Bernoulli tensor (slow per-element path), then divides and
-    multiplies; a uniform draw plus a fused comparison costs half as much, and dropout was the
-    largest single cost of the yeast MLP pretraining step (8 dropout layers per step). Being a
-    subclass of ``nn.Dropout`` with no state, it is invisible to ``state_dict`` and ``isinstance``.
-    Shapes: any -> same.
+    PyTorch's CPU dropout draws a Bernoulli tensor (a slow per-element path), then divides and
+    multiplies; dropout was the largest single cost of the yeast MLP pretraining step (8 dropout
+    layers per step). Here one 64-bit random word gives four 16-bit lanes (a quarter of the
+    generator calls of a float draw), and an element is kept when its lane is at least
+    ``round(p * 65536)`` (as unsigned): keep probability ``q = 1 - round(p * 65536) / 65536``, and
+    kept elements are scaled by ``1 / q`` so the expectation is exactly preserved.
+
+    ``generator`` (attribute, default None = torch's global CPU generator) lets a module draw from
+    its own stream: MoCo's key encoder uses one so that it can run on another thread with results
+    that do not depend on thread timing. Being a subclass of ``nn.Dropout`` without tensors, it is
+    invisible to ``state_dict`` and ``isinstance``. Shapes: any -> same.
     """
+
+    generator: Optional[torch.Generator] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if self.p >= 1.0 or x.device.type != "cpu":
+        dropped = round(self.p * 65536)  # lanes below this (as unsigned 16-bit) drop their element
+        if dropped >= 65536 or x.device.type != "cpu":
             return F.dropout(x, self.p, True, self.inplace)  # accelerators: the fused kernel is better
-        # In place on the fresh uniform tensor: one allocation for the scaled 0/1 mask.
-        mask = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
-        return x * mask
+        if dropped == 0:
+            return x
+        n = x.numel()
+        words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None, generator=self.generator)
+        lanes = words.view(torch.int16)[:n].view(x.shape)  # uniform over [-32768, 32767]
+        mask = lanes.ge(dropped - 32768).to(x.dtype).mul_(65536.0 / (65536 - dropped))
+        return x.mul_(mask) if self.inplace else x * mask
+
+
+def set_dropout_generator(module: torch.nn.Module, generator: Optional[torch.Generator]) -> None:
+    """Make every :class:`FastDropout` inside ``module`` draw from ``generator`` (None: the global one)."""
+    for m in module.modules():
+        if isinstance(m, FastDropout):
+            m.generator = generator
 
 
 def use_fast_dropout(module: torch.nn.Module) -> torch.nn.Module:

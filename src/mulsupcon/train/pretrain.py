@@ -38,8 +38,11 @@ from mulsupcon.train.common import (
     make_optimizer,
     resolve_device,
     scheduled_factor,
+    set_dropout_generator,
     set_lr,
     use_fast_dropout,
+    want_key_overlap,
+    worker_thread,
     write_history,
 )
 from mulsupcon.train.data import (
@@ -133,6 +136,13 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         use_fast_dropout(moco)  # same distribution, half the cost of torch's CPU dropout
     threads = auto_num_threads(moco.query_encoder, device)
     stack.enter_context(cpu_threads(threads))
+    # On the CPU the key encoder's dropout draws from its own generator, reseeded every epoch: its
+    # masks then do not depend on whether it runs on this thread or beside the query encoder.
+    key_rng = torch.Generator() if device.type == "cpu" else None
+    set_dropout_generator(moco.key_encoder, key_rng)
+    key_executor = None
+    if want_key_overlap(p.get("overlap_key_encoder", "auto"), device, ctx.enabled):
+        key_executor = stack.enter_context(worker_thread(torch.get_num_threads()))
     moco.query_encoder = ctx.maybe_sync_bn(moco.query_encoder)
     query_module = ctx.wrap_ddp(moco.query_encoder)
     optimizer = make_optimizer([{"params": [q for q in moco.query_encoder.parameters() if q.requires_grad]}], p)
@@ -180,6 +190,7 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
             f"positives={p['positives']} weighting={p['weighting']} queue={p['queue_size']} device={device}"
             + (f", {ctx.world_size} processes" if ctx.enabled else "")
             + f", {torch.get_num_threads()} thread(s)"
+            + (", key encoder on a second thread" if key_executor is not None else "")
         )
 
     image_loader = None
@@ -202,6 +213,8 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         # The global RNG (dropout, image augmentation) differs per process; the vector views'
         # generator does not, because vector views are drawn on the global batch.
         torch.manual_seed(process_seed(seed, epoch, 1, ctx.rank))
+        if key_rng is not None:
+            key_rng.manual_seed(process_seed(seed, epoch, 3, ctx.rank))
         aug_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 2))
         batches = epoch_order(data.train.n, global_bs, steps_per_epoch if steps is not None else None, seed, epoch)
         loss_sum, loss_count = torch.zeros((), dtype=torch.float64, device=device), 0
@@ -227,7 +240,7 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
             if channels_last:
                 v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = moco_step(moco, query_module, v1, v2, y, loss_fn, ctx)
+                loss = moco_step(moco, query_module, v1, v2, y, loss_fn, ctx, key_executor)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()  # a pass-through unless float16 mixed precision is on
             scaler.step(optimizer)
@@ -285,8 +298,9 @@ def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.pin_memory().to(device, non_blocking=True)
 
 
-def moco_step(moco: MoCo, query_module: nn.Module, v1, v2, y, loss_fn, ctx) -> torch.Tensor:
-    """One MoCo step; the query goes through ``query_module`` (the DDP wrapper when distributed)."""
+def moco_step(moco: MoCo, query_module: nn.Module, v1, v2, y, loss_fn, ctx, key_executor=None) -> torch.Tensor:
+    """One MoCo step; the query goes through ``query_module`` (the DDP wrapper when distributed);
+    the key side runs on ``key_executor`` when one is given (single process only)."""
     if not ctx.enabled:
-        return moco(v1, v2, y, loss_fn)
+        return moco(v1, v2, y, loss_fn, key_executor=key_executor)
     return moco(v1, v2, y, loss_fn, gather=ctx.gather, query_forward=query_module)

@@ -1,0 +1,67 @@
+"""FastDropout (the CPU dropout of the training loops): distribution, gradients, generators."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mulsupcon.train.common import FastDropout, set_dropout_generator, use_fast_dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5, 0.9])
+def test_keep_rate_and_scale_match_nn_dropout(p: float) -> None:
+    """Kept fraction within 5 standard errors of 1 - p (over 4M draws); kept values scaled so E[out] = x."""
+    torch.manual_seed(0)
+    x = torch.ones(2048, 2048)
+    out = FastDropout(p).train()(x)
+    kept = out != 0
+    n = x.numel()
+    se = (p * (1 - p) / n) ** 0.5
+    assert abs(kept.float().mean().item() - (1 - p)) < 5 * se
+    q = 1 - round(p * 65536) / 65536  # the exact keep probability (p on a 2^-16 grid)
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / q))
+    assert abs(out.mean().item() - 1.0) < 5 * se / (1 - p)
+    # Every bit of the random words is used: masks in neighbouring 16-bit lanes are independent.
+    lanes = kept.view(-1, 4).float()
+    corr = torch.corrcoef(lanes.T)
+    assert (corr - torch.eye(4)).abs().max() < 0.01
+
+
+def test_gradient_is_the_mask_and_eval_is_identity() -> None:
+    torch.manual_seed(1)
+    x = torch.randn(64, 512, requires_grad=True)
+    layer = FastDropout(0.3).train()
+    out = layer(x)
+    out.backward(torch.ones_like(out))
+    mask = out.detach() / x.detach()
+    torch.testing.assert_close(x.grad, mask)
+    assert layer.eval()(x) is x
+    assert FastDropout(0.0).train()(x) is x
+
+
+def test_generator_makes_masks_reproducible_and_leaves_global_rng_alone() -> None:
+    x = torch.ones(100, 100)
+    layer = FastDropout(0.5).train()
+    layer.generator = torch.Generator().manual_seed(7)
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    a = layer(x)
+    assert torch.equal(torch.get_rng_state(), state)  # the global stream is untouched
+    layer.generator.manual_seed(7)
+    assert torch.equal(layer(x), a)
+    layer.generator.manual_seed(8)
+    assert not torch.equal(layer(x), a)
+
+
+def test_use_fast_dropout_and_set_dropout_generator_reach_nested_layers() -> None:
+    net = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.2), nn.Sequential(nn.Dropout(0.4), nn.ReLU()))
+    use_fast_dropout(net)
+    drops = [m for m in net.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == 2 and all(type(m) is FastDropout for m in drops)
+    assert [m.p for m in drops] == [0.2, 0.4]
+    g = torch.Generator()
+    set_dropout_generator(net, g)
+    assert all(m.generator is g for m in drops)
+    assert FastDropout(0.2).generator is None  # the class default is not changed
+    assert net.state_dict().keys() == {"0.weight", "0.bias"}
