@@ -545,3 +545,24 @@ def test_asl_errors() -> None:
         AsymmetricLoss()(torch.randn(2, 4), torch.ones(2, 3))
     with pytest.raises(ValueError, match=r"targets must be multi-hot"):
         AsymmetricLoss()(torch.randn(2, 4), torch.full((2, 4), 0.3))
+
+
+def test_l2_normalize_matches_f_normalize_values_and_gradients() -> None:
+    """The fused normalisation equals F.normalize, also for a zero row and a row below eps."""
+    from mulsupcon.losses import l2_normalize
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 5, dtype=torch.float64, generator=g)
+    x[1] = 0.0
+    x[2] = 1e-14  # norm below the 1e-12 clamp
+    x[3] *= 1e6
+    up = torch.randn(6, 5, dtype=torch.float64, generator=g)
+    results = []
+    for fn in (lambda t: F.normalize(t, dim=1), l2_normalize):
+        xi = x.clone().requires_grad_()
+        out = fn(xi)
+        out.backward(up)
+        results.append((out.detach(), xi.grad))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-10, atol=0)
+    assert torch.autograd.gradcheck(l2_normalize, (torch.randn(4, 3, dtype=torch.float64, requires_grad=True),))

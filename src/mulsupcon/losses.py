@@ -40,11 +40,17 @@ Conventions for empty sets (never NaN)
 
 Cost
 ----
-No tensor ever has one row per (anchor, label) pair. For MulSupCon the positive part only needs per-class sums of
-the references (the observation behind Eq. 7): with ``S = key_labels^T @ z_k`` (C, D) and ``n_j`` the count of
-references with label j, ``sum_{p in P_j} s_ip = z_q^(i) . S_j / tau``. So one call costs one (B, K) score matmul
-plus a logsumexp over K, O(K C D) for S and O(B C D) for the per-pair sums: time O(B K D + (B + K) C D), memory
-O(B K). ALL/ANY also need a (B, K) positive mask from ``labels @ key_labels^T``: time O(B K (D + C)).
+No tensor ever has one row per (anchor, label) pair. Every unchunked variant is computed by one fused autograd
+function as ``total = sum_i a_i lse_i - sum_ia W_ia s_ia`` (``lse_i`` the log-sum-exp of anchor i's scores, ``a_i``
+how often it counts, ``W`` the weight of each positive score): one (B, K) score matmul and one log-softmax forward;
+one elementwise pass and the two gradient matmuls backward. The L2 normalisation has a fused backward too
+(autograd's backward of ``F.normalize`` takes about ten passes over the (K, D) keys).
+
+For MulSupCon the positive part follows from per-class quantities (the observation behind Eq. 7): with
+``coef_ij`` the weight of pair (i, j), ``W = coef @ key_labels^T`` (B*C*K multiply-adds), or equivalently, with
+``S = key_labels^T @ z_k`` (C, D), ``sum_{p in P_j} s_ip = z_q^(i) . S_j / tau`` (K*C*D multiply-adds, twice when
+the keys need a gradient); the cheaper of the two is used. Time O(B K D + min(B, D) K C), memory O(B K).
+ALL/ANY build their (B, K) positive mask from ``labels @ key_labels^T``: time O(B K (D + C)).
 
 With ``chunk_size`` set the references are processed in column blocks by a custom autograd function that keeps
 only per-anchor log-sum-exp values and recomputes block scores in backward: peak extra memory O(B * chunk_size)
