@@ -65,3 +65,30 @@ def test_use_fast_dropout_and_set_dropout_generator_reach_nested_layers() -> Non
     assert all(m.generator is g for m in drops)
     assert FastDropout(0.2).generator is None  # the class default is not changed
     assert net.state_dict().keys() == {"0.weight", "0.bias"}
+
+
+def test_config_differences_tolerates_keys_added_later_but_not_changes(tmp_path) -> None:
+    import yaml
+
+    from mulsupcon.config import load_config
+    from mulsupcon.reproduce import _check_reusable
+    from mulsupcon.train.runs import config_differences, prepare_run_dir
+
+    cfg = load_config("demo")
+    run = prepare_run_dir(tmp_path / "r", cfg, {}, kind="pretrain", resume=False)
+    assert config_differences(run, cfg) == ""
+    # A run made before a key existed: the key at its default is not a difference...
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["pretrain"]["overlap_key_encoder"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert config_differences(run, cfg) == ""
+    prepare_run_dir(run, cfg, {}, kind="pretrain", resume=True)  # resumes
+    # ...but the same key set to something else is.
+    other = load_config("demo", {"pretrain.overlap_key_encoder": "false"})
+    assert "pretrain.overlap_key_encoder" in config_differences(run, other)
+    changed = load_config("demo", {"classify.epochs": 999})
+    assert "classify.epochs: saved" in config_differences(run, changed)
+    assert config_differences(run, changed, ignore=("classify",)) == ""
+    with pytest.raises(ValueError, match="classify.epochs"):
+        _check_reusable(run, changed)
+    _check_reusable(run, changed, ignore=("classify",))

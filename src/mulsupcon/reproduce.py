@@ -87,7 +87,9 @@ def reproduce_vectors(
                         pcfg["pretrain"].update(pre_over)
                         tag = "-".join(f"{k}_{v}" for k, v in pre_over.items()) or "mulsupcon"
                         pdir = runs_root / name / f"seed{seed}" / f"pretrain-{tag}"
-                        if not (pdir / "backbone.pt").is_file():
+                        if (pdir / "backbone.pt").is_file():
+                            _check_reusable(pdir, pcfg, ignore=("classify",))
+                        else:
                             _say(f"[reproduce] {name} seed {seed}: pretraining ({tag})")
                             pretrain(pcfg, pdir, resume=pdir.exists(), quiet=quiet, data=data)
                         pre_dirs[key] = pdir
@@ -95,6 +97,7 @@ def reproduce_vectors(
                     cfg["pretrain"].update(pre_over)
                 cdir = runs_root / name / f"seed{seed}" / method.lower().replace(" ", "-").replace(".", "")
                 if (cdir / "metrics.json").is_file():
+                    _check_reusable(cdir, cfg)
                     res = json.loads((cdir / "metrics.json").read_text())
                 else:
                     _say(f"[reproduce] {name} seed {seed}: {method}")
@@ -102,6 +105,17 @@ def reproduce_vectors(
                 results[name][method].append(res)
         _write(results, out, scale, time.time() - t0)
     return results
+
+
+def _check_reusable(run_dir: Path, cfg: dict, ignore: tuple[str, ...] = ()) -> None:
+    """A finished run is reused only if it was made with this config (else its numbers would be stale)."""
+    from mulsupcon.train.runs import config_differences
+
+    detail = config_differences(run_dir, cfg, ignore)
+    if detail:
+        raise ValueError(
+            f"{run_dir} is a finished run with another config ({detail}); delete it or pass another --runs-root"
+        )
 
 
 def _say(text: str) -> None:

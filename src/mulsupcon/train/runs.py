@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from mulsupcon.config import flatten, save_config
+from mulsupcon.config import DEFAULTS, flatten, save_config
 from mulsupcon.train.checkpoint import atomic_write_json
 
 
@@ -34,11 +34,8 @@ def prepare_run_dir(
             raise ValueError(
                 f"{run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir"
             )
-        old = flatten(yaml.safe_load(saved.read_text()) or {})
-        new = flatten(json.loads(json.dumps(dict(cfg), default=str)))
-        diff = sorted(k for k in set(old) | set(new) if k != "kind" and old.get(k) != new.get(k))
-        if diff:
-            detail = ", ".join(f"{k}: saved {old.get(k)!r} vs now {new.get(k)!r}" for k in diff[:6])
+        detail = config_differences(run_dir, cfg)
+        if detail:
             raise ValueError(f"cannot resume {run_dir}: the config differs from the saved one ({detail})")
         return run_dir
     if is_main:
@@ -47,6 +44,26 @@ def prepare_run_dir(
         atomic_write_json(run_dir / "split.json", dict(split_info))
         atomic_write_json(run_dir / "run.json", {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     return run_dir
+
+
+def config_differences(run_dir: str | Path, cfg: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> str:
+    """The keys where ``cfg`` differs from the config saved in ``run_dir``, as text ('' if none).
+
+    Keys under the sections named in ``ignore`` (e.g. ``("classify",)`` for a pretraining run) are
+    not compared. A key the saved config lacks counts as equal when ``cfg`` holds its default: it was added to
+    the project after the run was made, and runs made before keep resuming.
+    """
+    old = flatten(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {})
+    new = flatten(json.loads(json.dumps(dict(cfg), default=str)))
+    defaults = flatten(json.loads(json.dumps(DEFAULTS, default=str)))
+
+    def differs(k: str) -> bool:
+        if k == "kind" or k.split(".")[0] in ignore or old.get(k) == new.get(k):
+            return False
+        return not (k not in old and k in defaults and new.get(k) == defaults[k])
+
+    diff = sorted(k for k in set(old) | set(new) if differs(k))
+    return ", ".join(f"{k}: saved {old.get(k)!r} vs now {new.get(k)!r}" for k in diff[:6])
 
 
 def read_run_config(run_dir: str | Path) -> dict:
