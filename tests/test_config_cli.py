@@ -31,6 +31,18 @@ def test_overrides_are_parsed_as_yaml_and_applied():
     assert cfg["dataset"]["name"] == "yeast"
 
 
+def test_top_level_keys_are_flags_and_thread_settings_are_checked():
+    over = split_overrides(["--num_threads", "2", "--device=cpu", "--pretrain.overlap_key_encoder", "false"])
+    cfg = load_config("yeast", over)
+    assert cfg["num_threads"] == 2 and cfg["device"] == "cpu" and cfg["pretrain"]["overlap_key_encoder"] is False
+    with pytest.raises(ValueError, match="num_threads must be 'auto' or a positive integer, got 0"):
+        load_config("yeast", {"num_threads": 0})
+    with pytest.raises(ValueError, match="overlap_key_encoder must be auto, true or false, got 'sometimes'"):
+        load_config("yeast", {"pretrain.overlap_key_encoder": "sometimes"})
+    with pytest.raises(SystemExit, match="unrecognised argument '--threads'"):
+        split_overrides(["--threads", "2"])
+
+
 def test_unknown_key_suggests_the_closest_one():
     with pytest.raises(ValueError, match="Did you mean 'temperature'"):
         load_config("yeast", {"pretrain.temprature": 0.2})

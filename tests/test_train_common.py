@@ -92,3 +92,26 @@ def test_config_differences_tolerates_keys_added_later_but_not_changes(tmp_path)
     with pytest.raises(ValueError, match="classify.epochs"):
         _check_reusable(run, changed)
     _check_reusable(run, changed, ignore=("classify",))
+
+
+def test_thread_count_setting_env_and_auto(monkeypatch) -> None:
+    from mulsupcon.train.common import auto_num_threads, want_key_overlap
+
+    small, cpu = nn.Linear(10, 10), torch.device("cpu")
+    monkeypatch.delenv("MULSUPCON_NUM_THREADS", raising=False)
+    assert auto_num_threads(small, cpu) == 1  # small model: one intra-op thread
+    assert auto_num_threads(small, torch.device("cuda")) is None  # accelerators: torch's choice
+    assert auto_num_threads(small, cpu, 3) == 3 and auto_num_threads(small, cpu, "2") == 2
+    with pytest.raises(ValueError, match="num_threads"):
+        auto_num_threads(small, cpu, "many")
+    monkeypatch.setenv("MULSUPCON_NUM_THREADS", "4")
+    assert auto_num_threads(small, cpu, 3) == 4  # the environment wins
+    monkeypatch.setenv("MULSUPCON_NUM_THREADS", "0")
+    with pytest.raises(ValueError, match="MULSUPCON_NUM_THREADS"):
+        auto_num_threads(small, cpu)
+    # The key-encoder thread: never on CUDA, refused with several processes when forced.
+    assert not want_key_overlap("auto", torch.device("cuda"), False)
+    assert not want_key_overlap(False, cpu, False) and want_key_overlap(True, cpu, False)
+    assert not want_key_overlap("auto", cpu, True)
+    with pytest.raises(ValueError, match="single process"):
+        want_key_overlap(True, cpu, True)

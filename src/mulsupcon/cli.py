@@ -108,15 +108,16 @@ def _version() -> str:
 
 def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
     """``["--pretrain.lr", "1e-3", "--dataset.name=scene"]`` -> ``{"pretrain.lr": 0.001, ...}``."""
-    from mulsupcon.config import parse_value
+    from mulsupcon.config import DEFAULTS, parse_value
 
+    top_level = {k for k, v in DEFAULTS.items() if not isinstance(v, dict)}  # seed, device, num_threads
     out: dict[str, Any] = {}
     i = 0
     extra = list(extra)
     while i < len(extra):
         tok = extra[i]
         name = tok[2:].split("=", 1)[0]
-        if not tok.startswith("--") or ("." not in name and name not in ("device",)):
+        if not tok.startswith("--") or ("." not in name and name not in top_level):
             raise SystemExit(f"mulsupcon: unrecognised argument '{tok}' (config overrides look like --section.key value)")
         key = tok[2:]
         if "=" in key:

@@ -19,6 +19,7 @@ import yaml
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": "auto",  # auto | cpu | cuda | cuda:1 ...
+    "num_threads": "auto",  # CPU intra-op threads: auto (1 for small models) | N; MULSUPCON_NUM_THREADS wins
     "dataset": {
         "name": "yeast",
         "val_fraction": 0.2,  # carved from the official training split, seeded by split_seed
@@ -220,6 +221,12 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     vf = float(cfg["dataset"]["val_fraction"])
     if not 0.0 <= vf < 1.0:
         raise ValueError(f"dataset.val_fraction must be in [0, 1), got {vf!r}")
+    nt = cfg["num_threads"]
+    if nt != "auto" and (isinstance(nt, bool) or not isinstance(nt, int) or nt < 1):
+        raise ValueError(f"num_threads must be 'auto' or a positive integer, got {nt!r}")
+    overlap = cfg["pretrain"]["overlap_key_encoder"]
+    if overlap not in ("auto", True, False):
+        raise ValueError(f"pretrain.overlap_key_encoder must be auto, true or false, got {overlap!r}")
 
 
 def save_config(cfg: Mapping[str, Any], path: str | Path) -> None:

@@ -205,7 +205,7 @@ def _classify(cfg, run_dir, *, from_run, resume, quiet, data, stop_after_epochs,
     model = ctx.maybe_sync_bn(model.to(device))
     if device.type == "cpu":
         use_fast_dropout(model)  # same distribution, half the cost of torch's CPU dropout
-    stack.enter_context(cpu_threads(auto_num_threads(model, device)))
+    stack.enter_context(cpu_threads(auto_num_threads(model, device, cfg.get("num_threads", "auto"))))
     if mode == "probe":
         for prm in model.backbone.parameters():
             prm.requires_grad_(False)

@@ -161,20 +161,27 @@ SMALL_MODEL_PARAMS = 4_000_000
 """Models up to this many parameters train with ONE intra-op thread on the CPU (see ``cpu_threads``)."""
 
 
-def auto_num_threads(model: torch.nn.Module, device: torch.device) -> Optional[int]:
+def auto_num_threads(model: torch.nn.Module, device: torch.device, setting: Any = "auto") -> Optional[int]:
     """The intra-op thread count a training loop should use, or None to leave torch's setting.
 
-    ``MULSUPCON_NUM_THREADS`` wins when set. Otherwise small models on the CPU get 1 thread: their
-    matrices (batch 64 x a few hundred) are too small to split, and on a busy machine OpenMP's
-    second thread spins waiting for a core. Measured on the 2-core box, yeast MLP pretraining step:
-    1 thread 15-20 ms, 2 threads 110-180 ms (benchmarks/README.md). ResNets keep all threads.
+    ``MULSUPCON_NUM_THREADS`` wins when set, then ``setting`` (the config's ``num_threads``) when it
+    is a number. ``auto``: small models on the CPU get 1 thread. Their matrices (batch 64 x a few
+    hundred) gain from a second thread only on an idle machine (yeast MLP step: 1 thread 7.4-8.8 ms,
+    2 threads 5.7-7.7 ms), while beside any other busy process the second OpenMP thread waits for a
+    core at every parallel region (2 threads 28 ms/step next to one CPU-bound process, 1 thread
+    8.5 ms; benchmarks/README.md). Results also differ in rounding between thread counts, so the
+    count is part of what makes a run reproducible. ResNets keep all threads.
     """
     env = os.environ.get("MULSUPCON_NUM_THREADS", "").strip()
     if env:
-        n = int(env)
-        if n < 1:
+        if not env.isdigit() or int(env) < 1:
             raise ValueError(f"MULSUPCON_NUM_THREADS must be a positive integer, got {env!r}")
-        return n
+        return int(env)
+    text = str(setting).strip().lower()
+    if text != "auto":
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"num_threads must be 'auto' or a positive integer, got {setting!r}")
+        return int(text)
     if device.type != "cpu":
         return None
     return 1 if count_parameters(model) <= SMALL_MODEL_PARAMS else None

@@ -134,7 +134,7 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
     moco = build_moco(cfg, data.input_shape, data.n_labels).to(device)
     if device.type == "cpu":
         use_fast_dropout(moco)  # same distribution, half the cost of torch's CPU dropout
-    threads = auto_num_threads(moco.query_encoder, device)
+    threads = auto_num_threads(moco.query_encoder, device, cfg.get("num_threads", "auto"))
     stack.enter_context(cpu_threads(threads))
     # On the CPU the key encoder's dropout draws from its own generator, reseeded every epoch: its
     # masks then do not depend on whether it runs on this thread or beside the query encoder.
