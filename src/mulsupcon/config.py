@@ -225,7 +225,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if nt != "auto" and (isinstance(nt, bool) or not isinstance(nt, int) or nt < 1):
         raise ValueError(f"num_threads must be 'auto' or a positive integer, got {nt!r}")
     overlap = cfg["pretrain"]["overlap_key_encoder"]
-    if overlap not in ("auto", True, False):
+    if overlap not in (True, False) and str(overlap).strip().lower() not in ("auto", "true", "false"):
         raise ValueError(f"pretrain.overlap_key_encoder must be auto, true or false, got {overlap!r}")
 
 
