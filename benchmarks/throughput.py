@@ -4,7 +4,7 @@ Usage (from the repository root, data home in MULSUPCON_DATA)::
 
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py vector [--threads 1 2] [--repeats 3] [--profile]
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py images [--arch resnet18 resnet50] [--sizes 32 224]
-    PYTHONPATH=src .venv/bin/python benchmarks/throughput.py full      # the whole authors' schedule, timed
+    PYTHONPATH=src .venv/bin/python benchmarks/throughput.py full [--threads 2]  # the whole authors' schedule, timed
 
 ``vector`` runs :func:`mulsupcon.train.pretrain.pretrain` on config ``yeast-authors`` (batch 64,
 queue 256, MLP 103->256->512->256 + head) twice per repeat, with ``steps_per_epoch`` = S1 and S2 and
@@ -130,14 +130,17 @@ def _torch_profile(cfg: dict, data) -> None:
     print("```")
 
 
-def bench_full() -> None:
-    """The whole authors' schedule (150 x 1000 steps) through the real loop, timed."""
+def bench_full(spec: str = "auto") -> None:
+    """The whole authors' schedule (150 x 1000 steps) through the real loop, timed (setup: see :func:`_setup`)."""
     from mulsupcon.train.data import prepare_data
     from mulsupcon.train.pretrain import pretrain
 
-    cfg = load_config("yeast-authors")
+    label, threads, overlap = _setup(spec)
+    cfg = load_config("yeast-authors", {"pretrain.overlap_key_encoder": overlap})
+    if threads is not None:
+        cfg["num_threads"] = threads
     data = prepare_data(cfg["dataset"])
-    print(f"\n## full yeast-authors schedule ({_load()} at start)\n")
+    print(f"\n## full yeast-authors schedule, {label} ({_load()} at start)\n")
     with tempfile.TemporaryDirectory() as tmp:
         w, c = time.perf_counter(), time.process_time()
         pretrain(cfg, Path(tmp) / "run", quiet=True, data=data, echo=False)
@@ -248,7 +251,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             torch.set_num_threads(args.image_threads)
         bench_images(args.arch, args.sizes, args.batch, args.image_steps)
     if args.what == "full":
-        bench_full()
+        bench_full(args.threads[0] if args.threads != ap.get_default("threads") else "auto")
     return 0
 
 
