@@ -138,6 +138,7 @@ class MoCo(nn.Module):
         self.use_partial_queue = use_partial_queue
         self._q_params = [p for p in self.query_encoder.parameters()]
         self._k_params = [p for p in self.key_encoder.parameters()]
+        self._flat: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # see flatten_parameters
 
     def train(self, mode: bool = True) -> "MoCo":
         super().train(mode)
@@ -149,7 +150,27 @@ class MoCo(nn.Module):
     def momentum_update(self) -> None:
         """k <- m k + (1 - m) q for every parameter (one fused call, no Python loop per tensor)."""
         # lerp: k + (1 - m) (q - k) = m k + (1 - m) q, one fused kernel over all tensors.
+        if self._flat is not None:
+            self._flat[1].lerp_(self._flat[0], 1.0 - self.momentum)
+            return
         torch._foreach_lerp_(self._k_params, [p.detach() for p in self._q_params], 1.0 - self.momentum)
+
+    def flatten_parameters(self) -> nn.Parameter:
+        """Keep the query encoder's parameters (and gradients) in one buffer and the key encoder's in
+        another, laid out alike; returns the flat query parameter for the optimiser.
+
+        Same values as the per-tensor layout, fewer kernel calls: the optimiser step and the
+        momentum update become one call each. ``state_dict`` is unchanged (the layers' parameters
+        are views). See :func:`mulsupcon.train.common.flatten_parameters` for the rules.
+        """
+        from mulsupcon.train.common import flatten_parameters
+
+        if [p.shape for p in self._q_params] != [p.shape for p in self._k_params]:
+            raise ValueError("query and key encoders must have the same parameter shapes to be flattened")
+        q_flat = flatten_parameters(self._q_params)
+        k_flat = flatten_parameters(self._k_params, with_grad=False)
+        self._flat = (q_flat.detach(), k_flat.detach())
+        return q_flat
 
     @torch.no_grad()
     def _encode_keys(self, view2: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import sys
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -185,6 +185,40 @@ def auto_num_threads(model: torch.nn.Module, device: torch.device, setting: Any 
     if device.type != "cpu":
         return None
     return 1 if count_parameters(model) <= SMALL_MODEL_PARAMS else None
+
+
+def flatten_parameters(params: Sequence[torch.nn.Parameter], with_grad: bool = True) -> torch.nn.Parameter:
+    """Move ``params`` into one contiguous buffer: each becomes a view of it, and so does its gradient.
+
+    Returns the flat parameter (N,) (N = total number of elements), whose ``.grad`` is the flat
+    gradient buffer when ``with_grad``. Adam, SGD and weight decay are elementwise, so optimising the
+    flat parameter is element for element the same as optimising the originals, but one fused
+    kernel call instead of one per tensor (and one momentum lerp for MoCo's key encoder). Backward
+    accumulates into the gradient views in place: clear them with ``zero_grad(set_to_none=False)``
+    on an optimiser over the flat parameter, never by setting a view's ``.grad`` to None.
+    Do not move the module to another device or memory format afterwards (that would copy the views).
+    """
+    params = list(params)
+    if not params:
+        raise ValueError("flatten_parameters needs at least one parameter")
+    first = params[0]
+    if any(q.dtype != first.dtype or q.device != first.device for q in params):
+        raise ValueError("flatten_parameters needs parameters of one dtype on one device")
+    total = sum(q.numel() for q in params)
+    flat = torch.empty(total, dtype=first.dtype, device=first.device)
+    grad = torch.zeros_like(flat) if with_grad else None
+    offset = 0
+    with torch.no_grad():
+        for q in params:
+            n = q.numel()
+            flat[offset : offset + n].copy_(q.reshape(-1))
+            q.data = flat[offset : offset + n].view_as(q)
+            if grad is not None:
+                q.grad = grad[offset : offset + n].view_as(q)
+            offset += n
+    out = torch.nn.Parameter(flat, requires_grad=first.requires_grad)
+    out.grad = grad
+    return out
 
 
 def available_cpus() -> int:

@@ -145,7 +145,11 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         key_executor = stack.enter_context(worker_thread(torch.get_num_threads()))
     moco.query_encoder = ctx.maybe_sync_bn(moco.query_encoder)
     query_module = ctx.wrap_ddp(moco.query_encoder)
-    optimizer = make_optimizer([{"params": [q for q in moco.query_encoder.parameters() if q.requires_grad]}], p)
+    # One process on the CPU: parameters in one flat buffer, so the optimiser step and the momentum
+    # update are one kernel call each (same values; ~0.6 ms of a 7 ms yeast step).
+    flat = device.type == "cpu" and not ctx.enabled
+    params = [moco.flatten_parameters()] if flat else [q for q in moco.query_encoder.parameters() if q.requires_grad]
+    optimizer = make_optimizer([{"params": params}], p)
     use_amp = bool(p.get("amp")) and device.type == "cuda"
     # bfloat16 needs no loss scaling; float16 (older GPUs) gets a GradScaler.
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -241,7 +245,7 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
                 v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = moco_step(moco, query_module, v1, v2, y, loss_fn, ctx, key_executor)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=not flat)  # flat gradients are views: zero them in place
             scaler.scale(loss).backward()  # a pass-through unless float16 mixed precision is on
             scaler.step(optimizer)
             scaler.update()
