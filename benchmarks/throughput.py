@@ -222,6 +222,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--steps", nargs=2, type=int, default=[100, 600], metavar=("S1", "S2"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="cProfile + torch.profiler tables of the vector loop")
+    ap.add_argument("--beside-busy-process", action="store_true",
+                    help="run a CPU-bound Python process during the vector timings (a shared machine)")
     ap.add_argument("--renormalize", action="store_true",
                     help="let the loss normalise MoCo's (already unit) embeddings again, as before the fix")
     ap.add_argument("--torch-dropout", action="store_true",
@@ -245,7 +247,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         pretrain_module.MulSupConLoss = lambda *a, **k: original(*a, **{**k, "normalize": True})
         print("loss: normalises the embeddings again (normalize=True)")
     if args.what in ("vector", "all"):
-        bench_vector(args.threads, args.steps[0], args.steps[1], args.repeats, args.profile)
+        hog = None
+        if args.beside_busy_process:
+            import subprocess
+
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            print("a CPU-bound process runs beside the timings")
+        try:
+            bench_vector(args.threads, args.steps[0], args.steps[1], args.repeats, args.profile)
+        finally:
+            if hog is not None:
+                hog.kill()
     if args.what in ("images", "all"):
         if args.image_threads:
             torch.set_num_threads(args.image_threads)
