@@ -3,6 +3,7 @@
 Usage (from the repository root, data home in MULSUPCON_DATA)::
 
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py vector [--threads 1 2] [--repeats 3] [--profile]
+    PYTHONPATH=src .venv/bin/python benchmarks/throughput.py vector-interleaved --threads 1 1+key 2 [--rounds 5]
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py images [--arch resnet18 resnet50] [--sizes 32 224]
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py full [--threads 2]  # the whole authors' schedule, timed
 
@@ -119,6 +120,29 @@ def bench_vector(threads: list[str], s1: int, s2: int, repeats: int, profile: bo
     return out
 
 
+def bench_vector_interleaved(threads: list[str], steps: int, rounds: int) -> None:
+    """Median ms/step (setup included) of ``steps``-step runs, the setups taking turns ``rounds`` times,
+    so that the VM's slow and fast phases hit every setup alike."""
+    import statistics
+
+    from mulsupcon.train.data import prepare_data
+
+    cfg = load_config("yeast-authors")
+    data = prepare_data(cfg["dataset"])
+    _timed_run(cfg, data, 20, None)
+    times: dict = {spec: [] for spec in threads}
+    for _ in range(rounds):
+        for spec in threads:
+            _, th, overlap = _setup(spec)
+            wall, _ = _timed_run(cfg, data, steps, th, overlap)
+            times[spec].append(1e3 * wall / steps)
+    print(f"\n## yeast-authors, interleaved: {rounds} rounds of {steps}-step runs, setup included ({_load()})\n")
+    print("| setup | median ms/step | all runs |")
+    print("|---|---|---|")
+    for spec, v in times.items():
+        print(f"| {_setup(spec)[0]} | {statistics.median(v):.2f} | {', '.join(f'{x:.2f}' for x in sorted(v))} |")
+
+
 def _torch_profile(cfg: dict, data) -> None:
     """Operator-level table of 200 real steps (CPU self time)."""
     from torch.profiler import ProfilerActivity, profile
@@ -215,12 +239,14 @@ def bench_images(archs: list[str], sizes: list[int], batch: int, steps: int) -> 
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["vector", "images", "full", "all"])
+    ap.add_argument("what", choices=["vector", "vector-interleaved", "images", "full", "all"])
     ap.add_argument("--threads", nargs="+", default=["auto", "1", "2"],
                     help="vector loop setups to compare: 'auto' (the loop's choice), N (N intra-op threads, key "
                          "encoder inline) or N+key (key encoder on a second thread)")
     ap.add_argument("--steps", nargs=2, type=int, default=[100, 600], metavar=("S1", "S2"))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="vector-interleaved: rounds")
+    ap.add_argument("--run-steps", type=int, default=400, help="vector-interleaved: steps per run")
     ap.add_argument("--profile", action="store_true", help="cProfile + torch.profiler tables of the vector loop")
     ap.add_argument("--beside-busy-process", action="store_true",
                     help="run a CPU-bound Python process during the vector timings (a shared machine)")
@@ -258,6 +284,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         finally:
             if hog is not None:
                 hog.kill()
+    if args.what == "vector-interleaved":
+        bench_vector_interleaved(args.threads, args.run_steps, args.rounds)
     if args.what in ("images", "all"):
         if args.image_threads:
             torch.set_num_threads(args.image_threads)
