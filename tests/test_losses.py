@@ -457,6 +457,10 @@ def test_forward_errors() -> None:
         fn(q, bad)
     with pytest.raises(ValueError, match=r"key_labels must be multi-hot.*2 at row 0, column 0"):
         fn(q, y, k, torch.full((6, 2), 2))
+    bad_u8 = torch.zeros(6, 2, dtype=torch.uint8)
+    bad_u8[4, 1] = 255  # the queue's dtype has its own fast check
+    with pytest.raises(ValueError, match=r"key_labels must be multi-hot.*255 at row 4, column 1"):
+        fn(q, y, k, bad_u8)
     nan_q = q.clone()
     nan_q[1, 2] = float("nan")
     with pytest.raises(ValueError, match=r"query contains a non-finite value \(nan\) at row 1, column 2"):

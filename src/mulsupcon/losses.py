@@ -120,6 +120,9 @@ def _check_labels(name: str, y: Tensor) -> None:
         return
     if y.is_complex():
         raise ValueError(f"{name} must be bool, integer or real floating point, got dtype {y.dtype}")
+    if y.dtype == torch.uint8:  # the queue's dtype: one comparison suffices (no negative values)
+        if not bool(y.gt(1).any()):
+            return
     bad = (y != 0) & (y != 1)  # NaN compares unequal to both, so it is caught here too
     if bool(bad.any()):
         r, c = _first_bad_index(bad)
@@ -456,7 +459,7 @@ class MulSupConLoss(nn.Module):
         # A NaN or inf in query or keys always reaches the loss (every row and column enters with a weight,
         # possibly 0, and 0 * nan = nan), so scanning the inputs is only needed to explain a bad result. This
         # avoids a full pass over the (K, D) keys on every call.
-        if not bool(torch.isfinite(loss)):
+        if not math.isfinite(loss.item()):
             _check_embeddings("query", query)
             if keys is not None:
                 _check_embeddings("keys", keys)
