@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -48,34 +48,35 @@ def _load() -> str:
     return f"load average {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} CPUs"
 
 
-def _timed_run(cfg: dict, data, steps: int, threads_env: Optional[int], overlap: str = "auto") -> tuple[float, float]:
-    """(wall s, CPU s) of one real pretraining call cut after its first epoch of ``steps`` steps."""
+def _timed_run(cfg: dict, data, steps: int, threads: Any = None, overlap: Any = None) -> tuple[float, float]:
+    """(wall s, CPU s) of one real pretraining call cut after its first epoch of ``steps`` steps.
+
+    ``threads`` / ``overlap`` replace the config's ``num_threads`` / ``pretrain.overlap_key_encoder``
+    (None keeps them; ``MULSUPCON_NUM_THREADS``, when set outside, still wins)."""
     from mulsupcon.train.pretrain import pretrain
 
-    cfg = {**cfg, "pretrain": {**cfg["pretrain"], "steps_per_epoch": steps, "overlap_key_encoder": overlap}}
-    old = os.environ.get("MULSUPCON_NUM_THREADS")
-    if threads_env is not None:
-        os.environ["MULSUPCON_NUM_THREADS"] = str(threads_env)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            w, c = time.perf_counter(), time.process_time()
-            pretrain(cfg, Path(tmp) / "run", quiet=True, data=data, stop_after_epochs=1, echo=False)
-            return time.perf_counter() - w, time.process_time() - c
-    finally:
-        if old is None:
-            os.environ.pop("MULSUPCON_NUM_THREADS", None)
-        else:
-            os.environ["MULSUPCON_NUM_THREADS"] = old
+    cfg = {**cfg, "pretrain": {**cfg["pretrain"], "steps_per_epoch": steps}}
+    if threads is not None:
+        cfg["num_threads"] = threads
+    if overlap is not None:
+        cfg["pretrain"]["overlap_key_encoder"] = overlap
+    with tempfile.TemporaryDirectory() as tmp:
+        w, c = time.perf_counter(), time.process_time()
+        pretrain(cfg, Path(tmp) / "run", quiet=True, data=data, stop_after_epochs=1, echo=False)
+        return time.perf_counter() - w, time.process_time() - c
 
 
-def _setup(spec: str) -> tuple[str, Optional[int], str]:
-    """``auto`` | ``N`` (N intra-op threads, key encoder inline) | ``N+key`` (and on a second thread)
-    -> (label, MULSUPCON_NUM_THREADS or None, pretrain.overlap_key_encoder)."""
+def _setup(spec: str) -> tuple[str, Any, Any]:
+    """``config`` (the shipped config as is) | ``auto`` (the automatic thread choice) | ``N`` (N intra-op
+    threads, key encoder inline) | ``N+key`` (and on a second thread)
+    -> (label, num_threads or None, pretrain.overlap_key_encoder or None)."""
+    if spec == "config":
+        return "as configs/yeast-authors.yaml (2 threads, key encoder inline)", None, None
     if spec == "auto":
-        return "auto (1 thread + key encoder thread on 2 free cores)", None, "auto"
+        return "auto (1 thread + key encoder thread on 2 free cores)", "auto", "auto"
     n, _, key = spec.partition("+")
-    if key not in ("", "key"):
-        raise SystemExit(f"--threads: expected auto, N or N+key, got {spec!r}")
+    if key not in ("", "key") or not n.isdigit():
+        raise SystemExit(f"--threads: expected config, auto, N or N+key, got {spec!r}")
     label = f"{n} thread(s)" + (" + key encoder thread" if key else ", key encoder inline")
     return label, int(n), "true" if key else "false"
 
@@ -86,7 +87,7 @@ def bench_vector(threads: list[str], s1: int, s2: int, repeats: int, profile: bo
 
     cfg = load_config("yeast-authors")
     data = prepare_data(cfg["dataset"])
-    _timed_run(cfg, data, 20, None)  # warm-up: allocator, MKL/oneDNN kernels, lazy imports
+    _timed_run(cfg, data, 20)  # warm-up: allocator, MKL/oneDNN kernels, lazy imports
     print(f"\n## yeast-authors pretraining step, real loop ({_load()})\n")
     print(f"per step = (run({s2} steps) - run({s1} steps)) / {s2 - s1}; best of {repeats}\n")
     print("| setup | wall ms/step | CPU ms/step | steps/s | 150x1000 steps (wall) | within 15 min? |")
@@ -109,7 +110,7 @@ def bench_vector(threads: list[str], s1: int, s2: int, repeats: int, profile: bo
     if profile:
         prof = cProfile.Profile()
         prof.enable()
-        _timed_run(cfg, data, 500, None)
+        _timed_run(cfg, data, 500)
         prof.disable()
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(18)
@@ -129,7 +130,7 @@ def bench_vector_interleaved(threads: list[str], steps: int, rounds: int) -> Non
 
     cfg = load_config("yeast-authors")
     data = prepare_data(cfg["dataset"])
-    _timed_run(cfg, data, 20, None)
+    _timed_run(cfg, data, 20)
     times: dict = {spec: [] for spec in threads}
     for _ in range(rounds):
         for spec in threads:
@@ -148,21 +149,23 @@ def _torch_profile(cfg: dict, data) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        _timed_run(cfg, data, 200, None)
+        _timed_run(cfg, data, 200)
     print("\ntorch.profiler, 200 steps, top operators by self CPU time:\n```")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=40))
     print("```")
 
 
-def bench_full(spec: str = "auto") -> None:
+def bench_full(spec: str = "config") -> None:
     """The whole authors' schedule (150 x 1000 steps) through the real loop, timed (setup: see :func:`_setup`)."""
     from mulsupcon.train.data import prepare_data
     from mulsupcon.train.pretrain import pretrain
 
     label, threads, overlap = _setup(spec)
-    cfg = load_config("yeast-authors", {"pretrain.overlap_key_encoder": overlap})
+    cfg = load_config("yeast-authors")
     if threads is not None:
         cfg["num_threads"] = threads
+    if overlap is not None:
+        cfg["pretrain"]["overlap_key_encoder"] = overlap
     data = prepare_data(cfg["dataset"])
     print(f"\n## full yeast-authors schedule, {label} ({_load()} at start)\n")
     with tempfile.TemporaryDirectory() as tmp:
@@ -240,9 +243,10 @@ def bench_images(archs: list[str], sizes: list[int], batch: int, steps: int) -> 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["vector", "vector-interleaved", "images", "full", "all"])
-    ap.add_argument("--threads", nargs="+", default=["auto", "1", "2"],
-                    help="vector loop setups to compare: 'auto' (the loop's choice), N (N intra-op threads, key "
-                         "encoder inline) or N+key (key encoder on a second thread)")
+    ap.add_argument("--threads", nargs="+", default=["config", "auto", "1"],
+                    help="vector loop setups to compare: 'config' (yeast-authors.yaml as shipped), 'auto' (the "
+                         "automatic choice), N (N intra-op threads, key encoder inline) or N+key (key encoder on "
+                         "a second thread)")
     ap.add_argument("--steps", nargs=2, type=int, default=[100, 600], metavar=("S1", "S2"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5, help="vector-interleaved: rounds")
@@ -291,7 +295,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             torch.set_num_threads(args.image_threads)
         bench_images(args.arch, args.sizes, args.batch, args.image_steps)
     if args.what == "full":
-        bench_full(args.threads[0] if args.threads != ap.get_default("threads") else "auto")
+        bench_full(args.threads[0] if args.threads != ap.get_default("threads") else "config")
     return 0
 
 
