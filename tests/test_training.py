@@ -214,3 +214,24 @@ def test_key_encoder_on_a_second_thread_gives_the_same_run(small_setup, monkeypa
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
     # The key encoder's dropout is active in this config (so the test is about its generator).
     assert cfg["pretrain"]["key_train_mode"] and cfg["model"]["dropout"] > 0
+
+
+def test_resume_with_an_optimizer_state_of_another_layout_says_why(small_setup):
+    """A checkpoint whose optimizer state has one tensor per layer (made before flat parameters, or by
+    a multi-process run) cannot resume a single-process CPU run: a clear error, not torch's."""
+    import copy
+
+    from mulsupcon.train.checkpoint import atomic_torch_save
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg, data, root = small_setup
+    c = copy.deepcopy(cfg)
+    c["pretrain"]["epochs"] = 3
+    run = pretrain(c, root / "layout", quiet=True, data=data, stop_after_epochs=1)
+    ckpt = run / "checkpoints" / "last.pt"
+    state = load_checkpoint(ckpt)
+    per_layer = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))]
+    state["optimizer"] = torch.optim.Adam(per_layer).state_dict()
+    atomic_torch_save(ckpt, state)
+    with pytest.raises(ValueError, match="does not match this run's parameter layout"):
+        pretrain(c, run, resume=True, quiet=True, data=data)

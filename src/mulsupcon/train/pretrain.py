@@ -180,7 +180,15 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, map_location=device)
         moco.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError as err:  # e.g. a checkpoint from before flat parameters, or from another device
+            layout = "one flat tensor" if flat else "one tensor per layer"
+            raise ValueError(
+                f"cannot resume {ckpt_path}: its optimizer state does not match this run's parameter layout "
+                f"({layout}; single-process CPU runs keep the parameters in one flat tensor since "
+                f"2026-11-29). Start a new run, or resume with the same device and process count. ({err})"
+            ) from err
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
