@@ -446,7 +446,7 @@ class MulSupConLoss(nn.Module):
         # No reference at all (K = 0, or a single anchor in in-batch mode): nothing can contribute.
         if b == 0 or n_ref - (1 if in_batch else 0) <= 0:
             zero = self._zero(q, k)
-            if not bool(torch.isfinite(zero)):
+            if not math.isfinite(zero.item()):
                 _check_embeddings("query", query)
                 if keys is not None:
                     _check_embeddings("keys", keys)
