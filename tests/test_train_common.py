@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -26,6 +29,25 @@ def test_keep_rate_and_scale_match_nn_dropout(p: float) -> None:
     lanes = kept.view(-1, 4).float()
     corr = torch.corrcoef(lanes.T)
     assert (corr - torch.eye(4)).abs().max() < 0.01
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_mask_is_the_documented_function_of_the_random_words(dtype: torch.dtype) -> None:
+    """Oracle in numpy from the same 64-bit words: keep where the 16-bit lane, read as unsigned
+    (lane + 32768 for the signed view), is at least round(p * 65536); scale 1 / (1 - that / 65536)."""
+    p, shape = 0.2, (37, 29)  # an element count that is not a multiple of 4
+    n = shape[0] * shape[1]
+    gen = torch.Generator().manual_seed(11)
+    layer = FastDropout(p).train()
+    layer.generator = gen
+    out = layer(torch.ones(shape, dtype=dtype))
+    gen.manual_seed(11)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None, generator=gen)
+    lanes = words.numpy().view(np.int16)[:n].astype(np.int64) + 32768  # 0 .. 65535
+    dropped = round(p * 65536)
+    expected = np.where(lanes >= dropped, 65536.0 / (65536 - dropped), 0.0).reshape(shape)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.double(), torch.from_numpy(expected).to(dtype).double(), rtol=0, atol=0)
 
 
 def test_gradient_is_the_mask_and_eval_is_identity() -> None:
@@ -115,3 +137,67 @@ def test_thread_count_setting_env_and_auto(monkeypatch) -> None:
     assert not want_key_overlap("auto", cpu, True)
     with pytest.raises(ValueError, match="single process"):
         want_key_overlap(True, cpu, True)
+
+
+def test_flat_adam_matches_fused_adam_bitwise_and_shares_its_state_dict() -> None:
+    """FlatAdam's direct kernel call against torch's Adam(fused=True): same parameters after every step
+    (changing learning rates, weight decay), interchangeable state dicts; zero_grad zeroes in place."""
+    from mulsupcon.train.common import FlatAdam, make_optimizer
+
+    torch.manual_seed(0)
+    start = torch.randn(1000)
+    grads = [torch.randn(1000) for _ in range(6)]
+    a, b = nn.Parameter(start.clone()), nn.Parameter(start.clone())
+    opt_a = make_optimizer([{"params": [a]}], {"optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-3})
+    opt_b = torch.optim.Adam([b], lr=1e-2, weight_decay=1e-3, fused=True)
+    assert type(opt_a) is FlatAdam
+    calls = []
+    real = torch.optim.Adam.step
+    for i, g in enumerate(grads):
+        for opt, p in ((opt_a, a), (opt_b, b)):
+            for group in opt.param_groups:
+                group["lr"] = 1e-2 * (0.5 ** i)
+            p.grad = g.clone()
+            opt.step()
+        assert torch.equal(a, b), f"step {i}"
+    assert not torch.equal(a, start)
+    torch.testing.assert_close(opt_a.state_dict()["state"], opt_b.state_dict()["state"], rtol=0, atol=0)
+    # The generic path is still taken on the first step (state creation) and with a closure.
+    torch.optim.Adam.step = lambda self, closure=None: calls.append(1) or real(self, closure)
+    try:
+        fresh = make_optimizer([{"params": [nn.Parameter(start.clone())]}], {"optimizer": "adam", "lr": 1e-2})
+        fresh.param_groups[0]["params"][0].grad = grads[0].clone()
+        fresh.step()
+        fresh.step()
+        assert len(calls) == 1
+    finally:
+        torch.optim.Adam.step = real
+    # A state dict saved by one loads into the other and both continue alike.
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))  # torch shares, not copies, loaded tensors
+    a.grad, b.grad = grads[0].clone(), grads[0].clone()
+    opt_a.step()
+    opt_b.step()
+    assert torch.equal(a, b)
+    buf = a.grad
+    opt_a.zero_grad(set_to_none=False)
+    assert a.grad is buf and not buf.any()
+    opt_a.zero_grad()
+    assert a.grad is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_vector_masking_keeps_each_element_with_probability_1_minus_p(dtype: torch.dtype) -> None:
+    """The paper's vector view: element kept where a uniform draw is >= p (oracle: the same draws taken
+    from a generator with the same seed), zero elsewhere; the kept share is 1 - p over many draws."""
+    from mulsupcon.train.data import VectorMasking
+
+    x = torch.randn(300, 103, dtype=dtype) + 5.0  # no zeros of its own
+    out = VectorMasking(0.5)(x, torch.Generator().manual_seed(3))
+    draws = torch.rand(x.shape, generator=torch.Generator().manual_seed(3))
+    expected = torch.where(draws >= 0.5, x, torch.zeros((), dtype=dtype))
+    assert out.dtype == dtype and torch.equal(out, expected)
+    kept = (out != 0).double().mean().item()
+    assert abs(kept - 0.5) < 5 * (0.25 / x.numel()) ** 0.5
+    assert torch.equal(VectorMasking(0.0)(x, None), x)
+    big = VectorMasking(0.2)(torch.ones(1000, 1000), torch.Generator().manual_seed(0))
+    assert abs((big != 0).float().mean().item() - 0.8) < 5 * (0.16 / 1e6) ** 0.5

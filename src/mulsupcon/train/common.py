@@ -28,14 +28,65 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def make_optimizer(groups: Iterable[dict], section: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """Adam or SGD over parameter groups (each group may carry its own ``lr``)."""
+    """Adam or SGD over parameter groups (each group may carry its own ``lr``); Adam over a single
+    tensor (flat parameters) is a :class:`FlatAdam`."""
+    groups = [{**g, "params": list(g["params"])} for g in groups]
     groups = [g for g in groups if g["params"]]
     wd = float(section.get("weight_decay", 0.0))
     if section["optimizer"] == "adam":
-        return torch.optim.Adam(groups, lr=float(section["lr"]), weight_decay=wd, **_fast_impl())
+        single = len(groups) == 1 and len(groups[0]["params"]) == 1 and _FUSED_OK
+        cls = FlatAdam if single else torch.optim.Adam
+        return cls(groups, lr=float(section["lr"]), weight_decay=wd, **_fast_impl())
     return torch.optim.SGD(
         groups, lr=float(section["lr"]), momentum=float(section.get("sgd_momentum", 0.9)), weight_decay=wd, **_fast_impl()
     )
+
+
+class FlatAdam(torch.optim.Adam):
+    """``torch.optim.Adam(fused=True)`` for ONE parameter tensor (a flat buffer), stepped through the
+    fused kernel directly.
+
+    Same state, same ``state_dict``, same arithmetic as ``Adam(fused=True)`` (one ``_fused_adam_``
+    call on the same tensors); it skips the generic step's bookkeeping (grouping tensors by device,
+    hooks, checks), about 0.17 ms per call, which is 3 % of a yeast MLP pretraining step. The first
+    step, and any configuration the direct call does not cover (several tensors, amsgrad,
+    decoupled weight decay, capturable or differentiable mode, step hooks, a closure), go through
+    ``torch.optim.Adam.step``. ``zero_grad(set_to_none=False)`` zeroes the buffer in one call.
+    """
+
+    def _direct(self) -> bool:
+        if len(self.param_groups) != 1 or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks:
+            return False
+        g = self.param_groups[0]
+        if len(g["params"]) != 1 or not g.get("fused") or g["amsgrad"] or g["capturable"] or g["differentiable"]:
+            return False
+        if g.get("decoupled_weight_decay") or isinstance(g["lr"], torch.Tensor):
+            return False
+        p = g["params"][0]
+        return p.grad is not None and not p.grad.is_sparse and bool(self.state.get(p))
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        if closure is not None or not self._direct():
+            return super().step(closure)
+        g = self.param_groups[0]
+        p = g["params"][0]
+        state = self.state[p]
+        beta1, beta2 = g["betas"]
+        state["step"].add_(1)
+        torch._fused_adam_(
+            [p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
+            amsgrad=False, lr=g["lr"], beta1=float(beta1), beta2=float(beta2), weight_decay=g["weight_decay"],
+            eps=g["eps"], maximize=g["maximize"],
+        )
+        return None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        params = [q for group in self.param_groups for q in group["params"]]
+        if not set_to_none and len(params) == 1 and params[0].grad is not None:
+            params[0].grad.zero_()
+            return
+        super().zero_grad(set_to_none)
 
 
 def scheduled_factor(section: Mapping[str, Any], epoch: int, step: int, steps_per_epoch: int) -> float:
@@ -304,7 +355,10 @@ class FastDropout(torch.nn.Dropout):
         n = x.numel()
         words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None, generator=self.generator)
         lanes = words.view(torch.int16)[:n].view(x.shape)  # uniform over [-32768, 32767]
-        mask = lanes.ge(dropped - 32768).to(x.dtype).mul_(65536.0 / (65536 - dropped))
+        # The comparison runs on float32 copies of the lanes, in place: comparisons and casts with
+        # bool or int16 results are not vectorised here and cost 3x more (int16 -> float32 is exact).
+        work = torch.float64 if x.dtype == torch.float64 else torch.float32
+        mask = lanes.to(work).ge_(dropped - 32768).mul_(65536.0 / (65536 - dropped)).to(x.dtype)
         return x.mul_(mask) if self.inplace else x * mask
 
 
