@@ -139,50 +139,54 @@ def test_thread_count_setting_env_and_auto(monkeypatch) -> None:
         want_key_overlap(True, cpu, True)
 
 
-def test_flat_adam_matches_fused_adam_bitwise_and_shares_its_state_dict() -> None:
-    """FlatAdam's direct kernel call against torch's Adam(fused=True): same parameters after every step
-    (changing learning rates, weight decay), interchangeable state dicts; zero_grad zeroes in place."""
-    from mulsupcon.train.common import FlatAdam, make_optimizer
+def test_direct_adam_matches_fused_adam_bitwise_and_shares_its_state_dict() -> None:
+    """DirectAdam's direct kernel calls against torch's Adam(fused=True): two groups with their own learning
+    rates, a parameter without gradient, changing rates and weight decay; same parameters after every step,
+    interchangeable state dicts. The generic step still runs where the direct call does not apply."""
+    from mulsupcon.train.common import DirectAdam, make_optimizer
 
     torch.manual_seed(0)
-    start = torch.randn(1000)
-    grads = [torch.randn(1000) for _ in range(6)]
-    a, b = nn.Parameter(start.clone()), nn.Parameter(start.clone())
-    opt_a = make_optimizer([{"params": [a]}], {"optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-3})
-    opt_b = torch.optim.Adam([b], lr=1e-2, weight_decay=1e-3, fused=True)
-    assert type(opt_a) is FlatAdam
-    calls = []
+    shapes = [(7, 3), (7,), (2, 7), (5,)]
+    start = [torch.randn(s) for s in shapes]
+    grads = [[torch.randn(s) for s in shapes] for _ in range(6)]
+
+    def build(make):
+        ps = [nn.Parameter(t.clone()) for t in start]
+        return ps, make([{"params": ps[:2]}, {"params": ps[2:], "lr": 3e-3}])
+
+    pa, opt_a = build(lambda g: make_optimizer(g, {"optimizer": "adam", "lr": 1e-2, "weight_decay": 1e-3}))
+    pb, opt_b = build(lambda g: torch.optim.Adam(g, lr=1e-2, weight_decay=1e-3, fused=True))
+    assert type(opt_a) is DirectAdam
+    generic = []
     real = torch.optim.Adam.step
-    for i, g in enumerate(grads):
-        for opt, p in ((opt_a, a), (opt_b, b)):
-            for group in opt.param_groups:
-                group["lr"] = 1e-2 * (0.5 ** i)
-            p.grad = g.clone()
-            opt.step()
-        assert torch.equal(a, b), f"step {i}"
-    assert not torch.equal(a, start)
-    torch.testing.assert_close(opt_a.state_dict()["state"], opt_b.state_dict()["state"], rtol=0, atol=0)
-    # The generic path is still taken on the first step (state creation) and with a closure.
-    torch.optim.Adam.step = lambda self, closure=None: calls.append(1) or real(self, closure)
+    torch.optim.Adam.step = lambda self, closure=None: generic.append(type(self)) or real(self, closure)
     try:
-        fresh = make_optimizer([{"params": [nn.Parameter(start.clone())]}], {"optimizer": "adam", "lr": 1e-2})
-        fresh.param_groups[0]["params"][0].grad = grads[0].clone()
-        fresh.step()
-        fresh.step()
-        assert len(calls) == 1
+        for i, gs in enumerate(grads):
+            for ps, opt in ((pa, opt_a), (pb, opt_b)):
+                for group in opt.param_groups:
+                    group["lr"] = group["lr"] * 0.5
+                for j, (q, g) in enumerate(zip(ps, gs)):
+                    q.grad = None if (j == 3 and i < 2) else g.clone()  # the last one starts late
+                opt.step()
+            for a, b in zip(pa, pb):
+                assert torch.equal(a, b), f"step {i}"
+        # DirectAdam went generic only while some state was missing (steps 0 and 2).
+        assert generic.count(DirectAdam) == 2
+        opt_a.grad_scale = torch.ones(())  # what a GradScaler sets on fused optimisers
+        opt_a.step()
+        assert generic.count(DirectAdam) == 3
+        del opt_a.grad_scale
     finally:
         torch.optim.Adam.step = real
-    # A state dict saved by one loads into the other and both continue alike.
+    assert not torch.equal(pa[0], start[0])
     opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))  # torch shares, not copies, loaded tensors
-    a.grad, b.grad = grads[0].clone(), grads[0].clone()
+    for a, b, g in zip(pa, pb, grads[0]):
+        b.data.copy_(a.data)
+        a.grad, b.grad = g.clone(), g.clone()
     opt_a.step()
     opt_b.step()
-    assert torch.equal(a, b)
-    buf = a.grad
-    opt_a.zero_grad(set_to_none=False)
-    assert a.grad is buf and not buf.any()
-    opt_a.zero_grad()
-    assert a.grad is None
+    for a, b in zip(pa, pb):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

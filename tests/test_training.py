@@ -217,8 +217,8 @@ def test_key_encoder_on_a_second_thread_gives_the_same_run(small_setup, monkeypa
 
 
 def test_resume_with_an_optimizer_state_of_another_layout_says_why(small_setup):
-    """A checkpoint whose optimizer state has one tensor per layer (made before flat parameters, or by
-    a multi-process run) cannot resume a single-process CPU run: a clear error, not torch's."""
+    """A checkpoint whose optimizer state has another parameter layout (one flat tensor, as single-process
+    CPU runs briefly kept it) cannot resume a run: a clear error, not torch's."""
     import copy
 
     from mulsupcon.train.checkpoint import atomic_torch_save
@@ -230,8 +230,7 @@ def test_resume_with_an_optimizer_state_of_another_layout_says_why(small_setup):
     run = pretrain(c, root / "layout", quiet=True, data=data, stop_after_epochs=1)
     ckpt = run / "checkpoints" / "last.pt"
     state = load_checkpoint(ckpt)
-    per_layer = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))]
-    state["optimizer"] = torch.optim.Adam(per_layer).state_dict()
+    state["optimizer"] = torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))]).state_dict()
     atomic_torch_save(ckpt, state)
-    with pytest.raises(ValueError, match="does not match this run's parameter layout"):
+    with pytest.raises(ValueError, match="does not match this run's parameters"):
         pretrain(c, run, resume=True, quiet=True, data=data)

@@ -155,22 +155,20 @@ class MoCo(nn.Module):
             return
         torch._foreach_lerp_(self._k_params, [p.detach() for p in self._q_params], 1.0 - self.momentum)
 
-    def flatten_parameters(self) -> nn.Parameter:
-        """Keep the query encoder's parameters (and gradients) in one buffer and the key encoder's in
-        another, laid out alike; returns the flat query parameter for the optimiser.
+    def flatten_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep the query encoder's parameter values in one buffer and the key encoder's in another,
+        laid out alike, so that the momentum update is one ``lerp_``; returns the two buffers.
 
-        Same values as the per-tensor layout, fewer kernel calls: the optimiser step and the
-        momentum update become one call each. ``state_dict`` is unchanged (the layers' parameters
-        are views). See :func:`mulsupcon.train.common.flatten_parameters` for the rules.
+        Same values and gradients as the per-tensor layout (the layers' parameters become views);
+        ``state_dict`` and the optimiser's view of the parameters are unchanged. See
+        :func:`mulsupcon.train.common.flatten_parameters`.
         """
         from mulsupcon.train.common import flatten_parameters
 
         if [p.shape for p in self._q_params] != [p.shape for p in self._k_params]:
             raise ValueError("query and key encoders must have the same parameter shapes to be flattened")
-        q_flat = flatten_parameters(self._q_params)
-        k_flat = flatten_parameters(self._k_params, with_grad=False)
-        self._flat = (q_flat.detach(), k_flat.detach())
-        return q_flat
+        self._flat = (flatten_parameters(self._q_params), flatten_parameters(self._k_params))
+        return self._flat
 
     @torch.no_grad()
     def _encode_keys(self, view2: torch.Tensor) -> torch.Tensor:

@@ -145,10 +145,11 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         key_executor = stack.enter_context(worker_thread(torch.get_num_threads()))
     moco.query_encoder = ctx.maybe_sync_bn(moco.query_encoder)
     query_module = ctx.wrap_ddp(moco.query_encoder)
-    # One process on the CPU: parameters in one flat buffer, so the optimiser step and the momentum
-    # update are one kernel call each (same values; ~0.6 ms of a 7 ms yeast step).
-    flat = device.type == "cpu" and not ctx.enabled
-    params = [moco.flatten_parameters()] if flat else [q for q in moco.query_encoder.parameters() if q.requires_grad]
+    # One process on the CPU: each encoder's parameter values in one buffer, so that the momentum
+    # update is one kernel call (same values). The optimiser sees the layers' parameters as always.
+    if device.type == "cpu" and not ctx.enabled:
+        moco.flatten_parameters()
+    params = [q for q in moco.query_encoder.parameters() if q.requires_grad]
     optimizer = make_optimizer([{"params": params}], p)
     use_amp = bool(p.get("amp")) and device.type == "cuda"
     # bfloat16 needs no loss scaling; float16 (older GPUs) gets a GradScaler.
@@ -182,12 +183,11 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         moco.load_state_dict(state["model"])
         try:
             optimizer.load_state_dict(state["optimizer"])
-        except ValueError as err:  # e.g. a checkpoint from before flat parameters, or from another device
-            layout = "one flat tensor" if flat else "one tensor per layer"
+        except ValueError as err:  # e.g. a checkpoint of the short-lived flat optimizer layout
             raise ValueError(
-                f"cannot resume {ckpt_path}: its optimizer state does not match this run's parameter layout "
-                f"({layout}; single-process CPU runs keep the parameters in one flat tensor since "
-                f"2026-11-29). Start a new run, or resume with the same device and process count. ({err})"
+                f"cannot resume {ckpt_path}: its optimizer state does not match this run's parameters "
+                f"(one state per layer; single-process CPU runs made on 2026-11-29 before the change to "
+                f"per-layer gradients kept one flat state). Start a new run. ({err})"
             ) from err
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
@@ -253,7 +253,7 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
                 v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = moco_step(moco, query_module, v1, v2, y, loss_fn, ctx, key_executor)
-            optimizer.zero_grad(set_to_none=not flat)  # flat gradients are views: zero them in place
+            optimizer.zero_grad(set_to_none=True)  # backward then hands over fresh gradients: no zeroing pass
             scaler.scale(loss).backward()  # a pass-through unless float16 mixed precision is on
             scaler.step(optimizer)
             scaler.update()
