@@ -139,7 +139,7 @@ def test_thread_count_setting_env_and_auto(monkeypatch) -> None:
         want_key_overlap(True, cpu, True)
 
 
-def test_direct_adam_matches_fused_adam_bitwise_and_shares_its_state_dict() -> None:
+def test_direct_adam_matches_fused_adam_bitwise_and_shares_its_state_dict(monkeypatch) -> None:
     """DirectAdam's direct kernel calls against torch's Adam(fused=True): two groups with their own learning
     rates, a parameter without gradient, changing rates and weight decay; same parameters after every step,
     interchangeable state dicts. The generic step still runs where the direct call does not apply."""
@@ -159,25 +159,22 @@ def test_direct_adam_matches_fused_adam_bitwise_and_shares_its_state_dict() -> N
     assert type(opt_a) is DirectAdam
     generic = []
     real = torch.optim.Adam.step
-    torch.optim.Adam.step = lambda self, closure=None: generic.append(type(self)) or real(self, closure)
-    try:
-        for i, gs in enumerate(grads):
-            for ps, opt in ((pa, opt_a), (pb, opt_b)):
-                for group in opt.param_groups:
-                    group["lr"] = group["lr"] * 0.5
-                for j, (q, g) in enumerate(zip(ps, gs)):
-                    q.grad = None if (j == 3 and i < 2) else g.clone()  # the last one starts late
-                opt.step()
-            for a, b in zip(pa, pb):
-                assert torch.equal(a, b), f"step {i}"
-        # DirectAdam went generic only while some state was missing (steps 0 and 2).
-        assert generic.count(DirectAdam) == 2
-        opt_a.grad_scale = torch.ones(())  # what a GradScaler sets on fused optimisers
-        opt_a.step()
-        assert generic.count(DirectAdam) == 3
-        del opt_a.grad_scale
-    finally:
-        torch.optim.Adam.step = real
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, closure=None: generic.append(type(self)) or real(self, closure))
+    for i, gs in enumerate(grads):
+        for ps, opt in ((pa, opt_a), (pb, opt_b)):
+            for group in opt.param_groups:
+                group["lr"] = group["lr"] * 0.5
+            for j, (q, g) in enumerate(zip(ps, gs)):
+                q.grad = None if (j == 3 and i < 2) else g.clone()  # the last one starts late
+            opt.step()
+        for a, b in zip(pa, pb):
+            assert torch.equal(a, b), f"step {i}"
+    # DirectAdam went generic only while some state was missing (steps 0 and 2).
+    assert generic.count(DirectAdam) == 2
+    opt_a.grad_scale = torch.ones(())  # what a GradScaler sets on fused optimisers
+    opt_a.step()
+    assert generic.count(DirectAdam) == 3
+    del opt_a.grad_scale
     assert not torch.equal(pa[0], start[0])
     opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))  # torch shares, not copies, loaded tensors
     for a, b, g in zip(pa, pb, grads[0]):
