@@ -46,8 +46,9 @@ class DirectAdam(torch.optim.Adam):
     Same state, same ``state_dict``, same arithmetic as ``Adam(fused=True)``: per parameter group, one
     ``_foreach_add_`` of the step counters and one ``_fused_adam_`` call on the same tensors. It skips
     the generic step's bookkeeping (grouping tensors by device and dtype, profiler scopes, checks), about
-    70 us per call (536 -> 464 us for the yeast MLP's 421,632 parameters on one CPU thread). The first step (which creates the state) and
-    anything the direct call does not cover go through ``torch.optim.Adam.step``: a closure, step
+    70 us per call (536 -> 464 us for the yeast MLP's 421,632 parameters on one CPU thread). The first
+    step (which creates the state) and anything the direct call does not cover go through
+    ``torch.optim.Adam.step``: a closure, step
     hooks, a GradScaler's ``grad_scale``/``found_inf``, amsgrad, decoupled weight decay, capturable or
     differentiable mode, a tensor learning rate, sparse gradients, or mixed devices/dtypes in a group.
     """
