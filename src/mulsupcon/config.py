@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": "auto",  # auto | cpu | cuda | cuda:1 ...
     "num_threads": "auto",  # CPU intra-op threads: auto (1 for small models) | N; MULSUPCON_NUM_THREADS wins
+    "flush_denormals": True,  # CPU: subnormal floats (< 1.2e-38) become zero; they are slow (train.common.flush_denormals)
     "dataset": {
         "name": "yeast",
         "val_fraction": 0.2,  # carved from the official training split, seeded by split_seed
@@ -224,6 +225,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     nt = cfg["num_threads"]
     if nt != "auto" and (isinstance(nt, bool) or not isinstance(nt, int) or nt < 1):
         raise ValueError(f"num_threads must be 'auto' or a positive integer, got {nt!r}")
+    if not isinstance(cfg["flush_denormals"], bool):
+        raise ValueError(f"flush_denormals must be true or false, got {cfg['flush_denormals']!r}")
     overlap = cfg["pretrain"]["overlap_key_encoder"]
     if overlap not in (True, False) and str(overlap).strip().lower() not in ("auto", "true", "false"):
         raise ValueError(f"pretrain.overlap_key_encoder must be auto, true or false, got {overlap!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
 import sys
@@ -299,15 +300,102 @@ def want_key_overlap(setting: Any, device: torch.device, distributed: bool) -> b
 
 
 @contextlib.contextmanager
-def worker_thread(num_threads: int) -> Iterator[Executor]:
+def worker_thread(num_threads: int, flush_denormal: bool = False) -> Iterator[Executor]:
     """A one-thread executor whose thread uses ``num_threads`` intra-op threads (a per-thread
-    setting in OpenMP); shut down when the block ends, however it ends."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="mulsupcon-keys", initializer=torch.set_num_threads,
-                              initargs=(num_threads,))
+    setting in OpenMP) and, with ``flush_denormal``, flushes subnormal floats to zero (a per-thread
+    CPU flag, see :func:`flush_denormals`); shut down when the block ends, however it ends."""
+
+    def setup() -> None:
+        torch.set_num_threads(num_threads)
+        if flush_denormal:
+            set_flush_denormal_everywhere(True)
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="mulsupcon-keys", initializer=setup)
     try:
         yield pool
     finally:
         pool.shutdown(wait=True)
+
+
+def _gnu_openmp() -> Optional[ctypes.CDLL]:
+    """The GNU OpenMP runtime torch runs its intra-op threads on, if that is what it uses (Linux pip
+    builds), else None. Found among the libraries already mapped into this process."""
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgomp" in line and "/" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)  # already loaded: this returns the same library, not a second copy
+        except OSError:
+            continue
+        if hasattr(lib, "GOMP_parallel"):
+            return lib
+    return None
+
+
+_OMP_TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def set_flush_denormal_everywhere(on: bool) -> bool:
+    """Set flush-to-zero / denormals-are-zero on the calling thread AND its intra-op threads.
+
+    ``torch.set_flush_denormal`` sets a flag of the calling thread's CPU state only; OpenMP's worker
+    threads, which run half of every parallel matrix product at 2 threads, keep theirs. Here the
+    call is also run inside one OpenMP parallel region of ``torch.get_num_threads()`` threads (the
+    same team torch's kernels use from this thread), through libgomp's ``GOMP_parallel``.
+
+    Returns True when every thread that computes for this one has the setting (check it with
+    :func:`denormals_flushed`); False when the CPU lacks the flags or the workers could not be reached
+    (then only the calling thread has it).
+    """
+    if not torch.set_flush_denormal(on):
+        return False
+    if torch.get_num_threads() == 1:
+        return True
+    lib = _gnu_openmp()
+    if lib is None:
+        return False
+    task = _OMP_TASK(lambda _: torch.set_flush_denormal(on))  # runs once on each thread of the team
+    lib.GOMP_parallel.argtypes = [_OMP_TASK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    lib.GOMP_parallel.restype = None
+    lib.GOMP_parallel(task, None, torch.get_num_threads(), 0)
+    return True
+
+
+def denormals_flushed() -> bool:
+    """True when a subnormal float32 product comes out as zero on every intra-op thread of this one.
+
+    Multiplies a vector of subnormals long enough to be split over all intra-op threads (each
+    thread's share is past torch's grain size), so a thread without the flag leaves a nonzero."""
+    n = 65536 * max(1, torch.get_num_threads())
+    return not bool(torch.full((n,), 1e-39).mul_(0.5).any())
+
+
+@contextlib.contextmanager
+def flush_denormals(enabled: bool = True) -> Iterator[bool]:
+    """Run the block with subnormal floats flushed to zero on this thread and its intra-op threads.
+
+    Why: arithmetic on subnormal numbers (below 1.2e-38 in float32) takes a slow microcode path on
+    x86 CPUs. Long CPU runs make them: Adam's first moment of a dead ReLU unit's weights decays
+    towards zero through the subnormal range, and the unit's weights follow. In the authors' yeast
+    schedule this made steps ~1.5x slower from epoch ~10 on (benchmarks/README.md). Flushing changes
+    only values below 1.2e-38 (to zero), which no training outcome depends on; TensorFlow does the
+    same by default. Yields whether the setting reached every computing thread. Restores the
+    previous state (as :func:`denormals_flushed` saw it) when the block ends, however it ends.
+    """
+    if not enabled:
+        yield False
+        return
+    before = denormals_flushed()
+    try:
+        yield set_flush_denormal_everywhere(True)
+    finally:
+        if not before:
+            set_flush_denormal_everywhere(False)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from mulsupcon.train.common import (
     RunLog,
     auto_num_threads,
     cpu_threads,
+    flush_denormals,
     format_seconds,
     make_optimizer,
     resolve_device,
@@ -136,13 +137,17 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         use_fast_dropout(moco)  # same distribution, half the cost of torch's CPU dropout
     threads = auto_num_threads(moco.query_encoder, device, cfg.get("num_threads", "auto"))
     stack.enter_context(cpu_threads(threads))
+    # Subnormal floats (dead units' Adam moments and weights, from epoch ~10 of long runs) take a
+    # slow path on x86: flushed to zero on every computing thread (same for the key thread below).
+    flush = bool(cfg.get("flush_denormals", True)) and device.type == "cpu"
+    stack.enter_context(flush_denormals(flush))
     # On the CPU the key encoder's dropout draws from its own generator, reseeded every epoch: its
     # masks then do not depend on whether it runs on this thread or beside the query encoder.
     key_rng = torch.Generator() if device.type == "cpu" else None
     set_dropout_generator(moco.key_encoder, key_rng)
     key_executor = None
     if want_key_overlap(p.get("overlap_key_encoder", "auto"), device, ctx.enabled):
-        key_executor = stack.enter_context(worker_thread(torch.get_num_threads()))
+        key_executor = stack.enter_context(worker_thread(torch.get_num_threads(), flush))
     moco.query_encoder = ctx.maybe_sync_bn(moco.query_encoder)
     query_module = ctx.wrap_ddp(moco.query_encoder)
     # One process on the CPU: each encoder's parameter values in one buffer, so that the momentum
