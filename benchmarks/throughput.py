@@ -6,12 +6,18 @@ Usage (from the repository root, data home in MULSUPCON_DATA)::
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py vector-interleaved --threads 1 1+key 2 [--rounds 5]
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py images [--arch resnet18 resnet50] [--sizes 32 224]
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py full [--threads 2]  # the whole authors' schedule, timed
+    PYTHONPATH=src .venv/bin/python benchmarks/throughput.py denormals [--epochs 12] [--rounds 3]
 
 ``vector`` runs :func:`mulsupcon.train.pretrain.pretrain` on config ``yeast-authors`` (batch 64,
 queue 256, MLP 103->256->512->256 + head) twice per repeat, with ``steps_per_epoch`` = S1 and S2 and
 ``stop_after_epochs=1``; the per-step time is the DIFFERENCE divided by S2 - S1, so setup, data
 preparation and checkpoint writing cancel out. Wall time and process CPU time are both reported:
 on a shared machine the CPU time per step is what an idle core would give. Best of ``--repeats``.
+
+``denormals`` trains the authors' schedule for ``--epochs`` epochs, counts the subnormal floats in
+the checkpoint, then times epoch ``epochs + 1`` (1000 steps, resumed from that checkpoint) with
+``flush_denormals`` on and off, the two taking turns ``--rounds`` times: the steady state of a long
+run, which the short ``vector`` timings (epoch 1, no subnormals yet) do not see.
 
 ``images`` times MoCo steps (augmentation of two views, query forward+backward, key forward,
 MulSupCon loss, Adam) with torchvision ResNets on random uint8 images, and splits the time into
@@ -176,6 +182,65 @@ def bench_full(spec: str = "config") -> None:
           f"CPU {c / 60:.1f} min; {_load()} at end")
 
 
+def _subnormals(state: dict) -> dict:
+    """{tensor name: number of subnormal entries} over a checkpoint's model and optimizer state."""
+    tiny = torch.finfo(torch.float32).tiny
+    out = {}
+    tensors = {f"model {k}": v for k, v in state["model"].items()}
+    for i, st in state["optimizer"]["state"].items():
+        tensors.update({f"optimizer {i} {k}": v for k, v in st.items()})
+    for name, t in tensors.items():
+        if torch.is_tensor(t) and t.dtype == torch.float32:
+            n = int(((t != 0) & (t.abs() < tiny)).sum())
+            if n:
+                out[name] = n
+    return out
+
+
+def bench_denormals(spec: str, epochs: int, rounds: int) -> None:
+    """Seconds per 1000 steps late in the authors' schedule, subnormals flushed or not (see module doc)."""
+    import shutil
+    import statistics
+
+    from mulsupcon.config import save_config
+    from mulsupcon.train.checkpoint import load_checkpoint
+    from mulsupcon.train.data import prepare_data
+    from mulsupcon.train.pretrain import pretrain
+
+    label, threads, overlap = _setup(spec)
+    cfg = load_config("yeast-authors")
+    if threads is not None:
+        cfg["num_threads"] = threads
+    if overlap is not None:
+        cfg["pretrain"]["overlap_key_encoder"] = overlap
+    data = prepare_data(cfg["dataset"])
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        t0 = time.perf_counter()
+        pretrain(cfg, base, quiet=True, data=data, stop_after_epochs=epochs, echo=False)
+        print(f"\n## epoch {epochs + 1} of the yeast-authors schedule, {label} ({_load()})\n")
+        print(f"{epochs} epochs trained in {time.perf_counter() - t0:.0f} s (flush_denormals on); subnormal floats "
+              f"in the checkpoint: {_subnormals(load_checkpoint(base / 'checkpoints' / 'last.pt')) or 'none'}\n")
+        times: dict = {True: [], False: []}
+        for _ in range(rounds):
+            for flush in times:
+                run = Path(tmp) / f"flush-{flush}"
+                shutil.rmtree(run, ignore_errors=True)
+                shutil.copytree(base, run)
+                variant = {**cfg, "flush_denormals": flush}
+                save_config(variant, run / "config.yaml")  # the copy resumes under this one setting changed
+                w = time.perf_counter()
+                pretrain(variant, run, resume=True, quiet=True, data=data, stop_after_epochs=1, echo=False)
+                times[flush].append(time.perf_counter() - w)
+        print("| flush_denormals | median s per 1000 steps | all rounds | whole schedule at this rate |")
+        print("|---|---|---|---|")
+        for flush, v in times.items():
+            med = statistics.median(v)
+            print(f"| {str(flush).lower()} | {med:.2f} | {', '.join(f'{x:.2f}' for x in v)} | "
+                  f"{med * AUTHORS_STEPS / 1000 / 60:.1f} min |")
+        print(f"\n({_load()} after the runs)")
+
+
 def bench_images(archs: list[str], sizes: list[int], batch: int, steps: int) -> None:
     """Images/s of MoCo pretraining steps with ResNets, and where the time goes."""
     from mulsupcon.losses import MulSupConLoss
@@ -242,7 +307,7 @@ def bench_images(archs: list[str], sizes: list[int], batch: int, steps: int) -> 
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["vector", "vector-interleaved", "images", "full", "all"])
+    ap.add_argument("what", choices=["vector", "vector-interleaved", "images", "full", "denormals", "all"])
     ap.add_argument("--threads", nargs="+", default=["config", "auto", "1"],
                     help="vector loop setups to compare: 'config' (yeast-authors.yaml as shipped), 'auto' (the "
                          "automatic choice), N (N intra-op threads, key encoder inline) or N+key (key encoder on "
@@ -258,6 +323,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="let the loss normalise MoCo's (already unit) embeddings again, as before the fix")
     ap.add_argument("--torch-dropout", action="store_true",
                     help="use torch's own CPU dropout instead of the loop's FastDropout (the 'before' numbers)")
+    ap.add_argument("--epochs", type=int, default=12, help="denormals: epochs trained before the timed one")
     ap.add_argument("--arch", nargs="+", default=["resnet18", "resnet50"])
     ap.add_argument("--sizes", nargs="+", type=int, default=[32, 224])
     ap.add_argument("--batch", type=int, default=16)
@@ -296,6 +362,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         bench_images(args.arch, args.sizes, args.batch, args.image_steps)
     if args.what == "full":
         bench_full(args.threads[0] if args.threads != ap.get_default("threads") else "config")
+    if args.what == "denormals":
+        bench_denormals(args.threads[0] if args.threads != ap.get_default("threads") else "config", args.epochs,
+                        args.rounds)
     return 0
 
 

@@ -202,3 +202,74 @@ def test_vector_masking_keeps_each_element_with_probability_1_minus_p(dtype: tor
     assert torch.equal(VectorMasking(0.0)(x, None), x)
     big = VectorMasking(0.2)(torch.ones(1000, 1000), torch.Generator().manual_seed(0))
     assert abs((big != 0).float().mean().item() - 0.8) < 5 * (0.16 / 1e6) ** 0.5
+
+
+def _ftz_supported() -> bool:
+    ok = torch.set_flush_denormal(False)
+    return ok
+
+
+needs_ftz = pytest.mark.skipif(not _ftz_supported(), reason="this CPU has no flush-to-zero flags (not x86 with SSE3)")
+
+
+@needs_ftz
+@pytest.mark.parametrize("threads", [1, 2])
+def test_flush_denormals_reaches_every_intra_op_thread_and_restores(threads: int) -> None:
+    """Inside the block a subnormal product is zero on EVERY intra-op thread (a vector long enough to
+    be split over all of them), normal numbers are untouched; after the block subnormals are back."""
+    from mulsupcon.train.common import cpu_threads, denormals_flushed, flush_denormals
+
+    tiny = torch.finfo(torch.float32).tiny
+    with cpu_threads(threads):
+        assert not denormals_flushed()  # IEEE behaviour to begin with: subnormal products survive
+        try:
+            with flush_denormals(True) as everywhere:
+                assert everywhere and denormals_flushed()
+                n = 65536 * threads
+                x = torch.full((n,), 4 * tiny)
+                assert torch.count_nonzero(x * 0.125) == 0  # 0.5 tiny would be subnormal: flushed
+                assert torch.equal(x * 0.25, torch.full((n,), tiny))  # the smallest normal is kept
+                y = torch.randn(n)
+                assert torch.equal(y * 3.0, torch.from_numpy(y.numpy() * np.float32(3.0)))
+            assert not denormals_flushed()
+            with flush_denormals(False) as everywhere:
+                assert not everywhere and not denormals_flushed()
+        finally:
+            from mulsupcon.train.common import set_flush_denormal_everywhere
+
+            set_flush_denormal_everywhere(False)
+
+
+@needs_ftz
+def test_flush_denormals_keeps_a_setting_made_before_the_block() -> None:
+    from mulsupcon.train.common import cpu_threads, denormals_flushed, flush_denormals, set_flush_denormal_everywhere
+
+    with cpu_threads(2):
+        try:
+            assert set_flush_denormal_everywhere(True)
+            with flush_denormals(True):
+                pass
+            assert denormals_flushed()  # was on before: left on
+        finally:
+            set_flush_denormal_everywhere(False)
+        assert not denormals_flushed()
+
+
+@needs_ftz
+@pytest.mark.parametrize("flush", [True, False])
+def test_key_worker_thread_gets_the_flush_setting(flush: bool) -> None:
+    """The key encoder's thread has its own CPU flags: it must flush exactly when the loop does."""
+    from mulsupcon.train.common import denormals_flushed, worker_thread
+
+    with worker_thread(1, flush) as pool:
+        assert pool.submit(denormals_flushed).result() is flush
+    assert not denormals_flushed()  # the calling thread is untouched
+
+
+def test_flush_denormals_config_must_be_a_boolean() -> None:
+    from mulsupcon.config import load_config
+
+    assert load_config("yeast")["flush_denormals"] is True
+    assert load_config("yeast", {"flush_denormals": False})["flush_denormals"] is False
+    with pytest.raises(ValueError, match="flush_denormals must be true or false, got 'yes'"):
+        load_config("yeast", {"flush_denormals": "yes"})

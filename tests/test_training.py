@@ -234,3 +234,32 @@ def test_resume_with_an_optimizer_state_of_another_layout_says_why(small_setup):
     atomic_torch_save(ckpt, state)
     with pytest.raises(ValueError, match="does not match this run's parameters"):
         pretrain(c, run, resume=True, quiet=True, data=data)
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero flags")
+@pytest.mark.parametrize("flush", [True, False])
+def test_pretraining_flushes_denormals_on_all_its_threads_only_while_it_runs(small_setup, monkeypatch, flush):
+    """With flush_denormals (the default) every step computes with subnormals flushed on both
+    intra-op threads; without it, IEEE subnormals; either way the process is left as it was."""
+    import copy
+
+    from mulsupcon.moco import MoCo
+    from mulsupcon.train.common import denormals_flushed
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg, data, root = small_setup
+    seen = []
+    real_forward = MoCo.forward
+
+    def spy(self, *args, **kw):
+        seen.append((torch.get_num_threads(), denormals_flushed()))
+        return real_forward(self, *args, **kw)
+
+    monkeypatch.setattr(MoCo, "forward", spy)
+    c = copy.deepcopy(cfg)
+    c["num_threads"], c["flush_denormals"] = 2, flush
+    c["pretrain"]["epochs"] = 1
+    assert not denormals_flushed()
+    pretrain(c, root / f"flush-{flush}", quiet=True, data=data)
+    assert seen and all(s == (2, flush) for s in seen)
+    assert not denormals_flushed()
