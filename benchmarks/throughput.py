@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import os
 import pstats
 import sys
@@ -178,8 +179,14 @@ def bench_full(spec: str = "config") -> None:
         w, c = time.perf_counter(), time.process_time()
         pretrain(cfg, Path(tmp) / "run", quiet=True, data=data, echo=False)
         w, c = time.perf_counter() - w, time.process_time() - c
+        history = json.loads((Path(tmp) / "run" / "history.json").read_text())
     print(f"150 x 1000 steps: wall {w / 60:.1f} min ({1e3 * w / AUTHORS_STEPS:.2f} ms/step), "
-          f"CPU {c / 60:.1f} min; {_load()} at end")
+          f"CPU {c / 60:.1f} min; {_load()} at end\n")
+    print("| epochs | mean s per epoch (1000 steps) | slowest |")
+    print("|---|---|---|")
+    for lo, hi in ((1, 10), (11, 50), (51, 100), (101, 150)):
+        secs = [h["seconds"] for h in history if lo <= h["epoch"] <= hi]
+        print(f"| {lo}-{hi} | {sum(secs) / len(secs):.2f} | {max(secs):.2f} |")
 
 
 def _subnormals(state: dict) -> dict:

@@ -225,6 +225,7 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
     bar = log.bar(epochs * steps_per_epoch, "pretrain", initial=start_epoch * steps_per_epoch)
     epochs_this_call = 0
     for epoch in range(start_epoch, epochs):
+        t_epoch = time.perf_counter()
         moco.train()
         # Everything random in this epoch derives from (seed, epoch): exact replay on resume.
         # The global RNG (dropout, image augmentation) differs per process; the vector views'
@@ -270,7 +271,8 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
         mean_loss = float(loss_sum) / max(1, loss_count)
         if ctx.enabled:
             mean_loss = ctx.mean_scalar(mean_loss)
-        history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]})
+        history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"],
+                        "seconds": round(time.perf_counter() - t_epoch, 3)})  # wall time of the epoch's steps
         epochs_this_call += 1
         last = epoch + 1 == epochs
         stopping = stop_after_epochs is not None and epochs_this_call >= stop_after_epochs
