@@ -50,6 +50,24 @@ AUTHORS_STEPS = 150 * 1000  # 150 "epochs" of 1000 steps in the authors' yeast s
 TARGET_S = 15 * 60
 
 
+def machine_speed() -> str:
+    """The VM's speed right now: GFLOP/s of one (64 x 256) @ (256 x 512) float32 product on one thread
+    (best of 5 x 500). This VM's own speed moved 84-129 between days; quote it beside every timing."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, w, b = torch.randn(64, 256), torch.randn(512, 256), torch.randn(512)
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(500):
+                torch.addmm(b, a, w.t())
+            best = min(best, (time.perf_counter() - t) / 500)
+    finally:
+        torch.set_num_threads(old)
+    return f"reference matmul {2 * 64 * 256 * 512 / best / 1e9:.0f} GFLOP/s"
+
+
 def _load() -> str:
     a, b, c = os.getloadavg()
     return f"load average {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} CPUs"
@@ -174,14 +192,14 @@ def bench_full(spec: str = "config") -> None:
     if overlap is not None:
         cfg["pretrain"]["overlap_key_encoder"] = overlap
     data = prepare_data(cfg["dataset"])
-    print(f"\n## full yeast-authors schedule, {label} ({_load()} at start)\n")
+    print(f"\n## full yeast-authors schedule, {label} ({_load()}, {machine_speed()} at start)\n")
     with tempfile.TemporaryDirectory() as tmp:
         w, c = time.perf_counter(), time.process_time()
         pretrain(cfg, Path(tmp) / "run", quiet=True, data=data, echo=False)
         w, c = time.perf_counter() - w, time.process_time() - c
         history = json.loads((Path(tmp) / "run" / "history.json").read_text())
     print(f"150 x 1000 steps: wall {w / 60:.1f} min ({1e3 * w / AUTHORS_STEPS:.2f} ms/step), "
-          f"CPU {c / 60:.1f} min; {_load()} at end\n")
+          f"CPU {c / 60:.1f} min; {_load()}, {machine_speed()} at end\n")
     print("| epochs | mean s per epoch (1000 steps) | slowest |")
     print("|---|---|---|")
     for lo, hi in ((1, 10), (11, 50), (51, 100), (101, 150)):
@@ -225,7 +243,7 @@ def bench_denormals(spec: str, epochs: int, rounds: int) -> None:
         base = Path(tmp) / "base"
         t0 = time.perf_counter()
         pretrain(cfg, base, quiet=True, data=data, stop_after_epochs=epochs, echo=False)
-        print(f"\n## epoch {epochs + 1} of the yeast-authors schedule, {label} ({_load()})\n")
+        print(f"\n## epoch {epochs + 1} of the yeast-authors schedule, {label} ({_load()}, {machine_speed()})\n")
         print(f"{epochs} epochs trained in {time.perf_counter() - t0:.0f} s (flush_denormals on); subnormal floats "
               f"in the checkpoint: {_subnormals(load_checkpoint(base / 'checkpoints' / 'last.pt')) or 'none'}\n")
         times: dict = {True: [], False: []}
