@@ -348,22 +348,20 @@ def set_flush_denormal_everywhere(on: bool) -> bool:
     call is also run inside one OpenMP parallel region of ``torch.get_num_threads()`` threads (the
     same team torch's kernels use from this thread), through libgomp's ``GOMP_parallel``.
 
-    Returns True when every thread that computes for this one has the setting (check it with
-    :func:`denormals_flushed`); False when the CPU lacks the flags or the workers could not be reached
-    (then only the calling thread has it).
+    Returns True when every thread that computes for this one ends up in the requested state, as
+    :func:`denormals_flushed` measures it; False when the CPU lacks the flags or some worker could
+    not be reached (then the calling thread has the setting, the others keep theirs).
     """
     if not torch.set_flush_denormal(on):
         return False
-    if torch.get_num_threads() == 1:
-        return True
-    lib = _gnu_openmp()
-    if lib is None:
-        return False
-    task = _OMP_TASK(lambda _: torch.set_flush_denormal(on))  # runs once on each thread of the team
-    lib.GOMP_parallel.argtypes = [_OMP_TASK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
-    lib.GOMP_parallel.restype = None
-    lib.GOMP_parallel(task, None, torch.get_num_threads(), 0)
-    return True
+    if torch.get_num_threads() > 1:
+        lib = _gnu_openmp()
+        if lib is not None:
+            task = _OMP_TASK(lambda _: torch.set_flush_denormal(on))  # runs once on each thread of the team
+            lib.GOMP_parallel.argtypes = [_OMP_TASK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+            lib.GOMP_parallel.restype = None
+            lib.GOMP_parallel(task, None, torch.get_num_threads(), 0)
+    return denormals_flushed() == on
 
 
 def denormals_flushed() -> bool:
