@@ -241,6 +241,26 @@ def test_flush_denormals_reaches_every_intra_op_thread_and_restores(threads: int
 
 
 @needs_ftz
+def test_flags_reach_torchs_openmp_threads_beside_another_openmp_runtime() -> None:
+    """scikit-learn's wheel loads its own libgomp (other threads): the flags must still reach torch's
+    workers, and the check must see a worker left without them (the calling thread alone is not enough)."""
+    import sklearn.cluster  # noqa: F401  (loads scikit_learn.libs/libgomp-*.so beside torch's)
+
+    from mulsupcon.train.common import cpu_threads, denormals_flushed, set_flush_denormal_everywhere
+
+    with cpu_threads(2):
+        try:
+            torch.set_flush_denormal(True)  # this thread only
+            assert not denormals_flushed()
+            assert set_flush_denormal_everywhere(True) and denormals_flushed()
+            x = torch.full((1 << 17,), 4 * torch.finfo(torch.float32).tiny)
+            assert all(torch.count_nonzero(x * 0.125) == 0 for _ in range(10))
+        finally:
+            set_flush_denormal_everywhere(False)
+        assert not denormals_flushed()
+
+
+@needs_ftz
 def test_flush_denormals_keeps_a_setting_made_before_the_block() -> None:
     from mulsupcon.train.common import cpu_threads, denormals_flushed, flush_denormals, set_flush_denormal_everywhere
 

@@ -319,15 +319,22 @@ def worker_thread(num_threads: int, flush_denormal: bool = False) -> Iterator[Ex
 
 def _gnu_openmp() -> Optional[ctypes.CDLL]:
     """The GNU OpenMP runtime torch runs its intra-op threads on, if that is what it uses (Linux pip
-    builds), else None. Found among the libraries already mapped into this process."""
+    builds), else None.
+
+    Other packages bring their own copy (scikit-learn's wheel has ``scikit_learn.libs/libgomp-*.so``),
+    each with its own threads, so only a copy inside torch's folder, or the only copy loaded, counts.
+    """
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return None
     try:
         with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "libgomp" in line and "/" in line}
+            paths = sorted({line.split()[-1] for line in maps if "libgomp" in line and "/" in line})
     except OSError:
         return None
-    for path in sorted(paths):
+    torch_dir = os.path.dirname(os.path.realpath(torch.__file__)) + os.sep
+    own = [p for p in paths if os.path.realpath(p).startswith(torch_dir)]
+    candidates = own or (paths if len(paths) == 1 else [])
+    for path in candidates:
         try:
             lib = ctypes.CDLL(path)  # already loaded: this returns the same library, not a second copy
         except OSError:
@@ -367,10 +374,12 @@ def set_flush_denormal_everywhere(on: bool) -> bool:
 def denormals_flushed() -> bool:
     """True when a subnormal float32 product comes out as zero on every intra-op thread of this one.
 
-    Multiplies a vector of subnormals long enough to be split over all intra-op threads (each
-    thread's share is past torch's grain size), so a thread without the flag leaves a nonzero."""
+    Multiplies a vector of small NORMAL numbers (4 x the smallest) by 1/8, long enough to be split
+    over all intra-op threads (each share is past torch's grain size): a thread without the flag
+    leaves subnormal nonzeros. (A subnormal fill value would itself be flushed by this thread's
+    conversion when it has the flag, hiding the workers' state.)"""
     n = 65536 * max(1, torch.get_num_threads())
-    return not bool(torch.full((n,), 1e-39).mul_(0.5).any())
+    return not bool(torch.full((n,), 4 * torch.finfo(torch.float32).tiny).mul_(0.125).any())
 
 
 @contextlib.contextmanager
