@@ -180,17 +180,23 @@ def _torch_profile(cfg: dict, data) -> None:
     print("```")
 
 
-def bench_full(spec: str = "config") -> None:
-    """The whole authors' schedule (150 x 1000 steps) through the real loop, timed (setup: see :func:`_setup`)."""
-    from mulsupcon.train.data import prepare_data
-    from mulsupcon.train.pretrain import pretrain
-
+def _authors_config(spec: str) -> tuple[str, dict]:
+    """(label, config ``yeast-authors`` with the thread setup ``spec`` applied; see :func:`_setup`)."""
     label, threads, overlap = _setup(spec)
     cfg = load_config("yeast-authors")
     if threads is not None:
         cfg["num_threads"] = threads
     if overlap is not None:
         cfg["pretrain"]["overlap_key_encoder"] = overlap
+    return label, cfg
+
+
+def bench_full(spec: str = "config") -> None:
+    """The whole authors' schedule (150 x 1000 steps) through the real loop, timed (setup: see :func:`_setup`)."""
+    from mulsupcon.train.data import prepare_data
+    from mulsupcon.train.pretrain import pretrain
+
+    label, cfg = _authors_config(spec)
     data = prepare_data(cfg["dataset"])
     print(f"\n## full yeast-authors schedule, {label} ({_load()}, {machine_speed()} at start)\n")
     with tempfile.TemporaryDirectory() as tmp:
@@ -232,12 +238,7 @@ def bench_denormals(spec: str, epochs: int, rounds: int) -> None:
     from mulsupcon.train.data import prepare_data
     from mulsupcon.train.pretrain import pretrain
 
-    label, threads, overlap = _setup(spec)
-    cfg = load_config("yeast-authors")
-    if threads is not None:
-        cfg["num_threads"] = threads
-    if overlap is not None:
-        cfg["pretrain"]["overlap_key_encoder"] = overlap
+    label, cfg = _authors_config(spec)
     data = prepare_data(cfg["dataset"])
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
