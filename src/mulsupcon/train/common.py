@@ -389,7 +389,7 @@ def flush_denormals(enabled: bool = True) -> Iterator[bool]:
     Why: arithmetic on subnormal numbers (below 1.2e-38 in float32) takes a slow microcode path on
     x86 CPUs. Long CPU runs make them: Adam's first moment of a dead ReLU unit's weights decays
     towards zero through the subnormal range, and the unit's weights follow. In the authors' yeast
-    schedule this made steps ~1.5x slower from epoch ~10 on (benchmarks/README.md). Flushing changes
+    schedule this made steps 1.3-1.5x slower from epoch ~10 on (benchmarks/README.md). Flushing changes
     only values below 1.2e-38 (to zero), which no training outcome depends on; TensorFlow does the
     same by default. Yields whether the setting reached every computing thread. Restores the
     previous state (as :func:`denormals_flushed` saw it) when the block ends, however it ends.
