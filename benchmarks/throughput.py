@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
@@ -73,37 +73,58 @@ def _load() -> str:
     return f"load average {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} CPUs"
 
 
-def _timed_run(cfg: dict, data, steps: int, threads: Any = None, overlap: Any = None) -> tuple[float, float]:
+def _timed_run(cfg: dict, data, steps: int, overrides: Optional[dict] = None) -> tuple[float, float]:
     """(wall s, CPU s) of one real pretraining call cut after its first epoch of ``steps`` steps.
 
-    ``threads`` / ``overlap`` replace the config's ``num_threads`` / ``pretrain.overlap_key_encoder``
-    (None keeps them; ``MULSUPCON_NUM_THREADS``, when set outside, still wins)."""
+    ``overrides`` (see :func:`_setup`) replace the config's ``num_threads``, ``pretrain.overlap_key_encoder``
+    and ``pretrain.fused_forward`` (``MULSUPCON_NUM_THREADS``, when set outside, still wins)."""
     from mulsupcon.train.pretrain import pretrain
 
-    cfg = {**cfg, "pretrain": {**cfg["pretrain"], "steps_per_epoch": steps}}
-    if threads is not None:
-        cfg["num_threads"] = threads
-    if overlap is not None:
-        cfg["pretrain"]["overlap_key_encoder"] = overlap
+    cfg = _apply(cfg, overrides or {})
+    cfg["pretrain"]["steps_per_epoch"] = steps
     with tempfile.TemporaryDirectory() as tmp:
         w, c = time.perf_counter(), time.process_time()
         pretrain(cfg, Path(tmp) / "run", quiet=True, data=data, stop_after_epochs=1, echo=False)
         return time.perf_counter() - w, time.process_time() - c
 
 
-def _setup(spec: str) -> tuple[str, Any, Any]:
+def _apply(cfg: dict, overrides: dict) -> dict:
+    """A copy of ``cfg`` with the setup's overrides (keys num_threads, overlap_key_encoder, fused_forward).
+
+    A ``fused_forward`` of ``auto`` is resolved as the whole 150 x 1000-step schedule would resolve it
+    (fused when the extension builds), so that short timed runs measure what the long run does."""
+    cfg = {**cfg, "pretrain": dict(cfg["pretrain"])}
+    if overrides.get("num_threads") is not None:
+        cfg["num_threads"] = overrides["num_threads"]
+    if overrides.get("overlap_key_encoder") is not None:
+        cfg["pretrain"]["overlap_key_encoder"] = overrides["overlap_key_encoder"]
+    fused = overrides.get("fused_forward") or cfg["pretrain"].get("fused_forward", "auto")
+    if str(fused).lower() == "auto":
+        from mulsupcon.models.fused import load_extension
+
+        fused = "true" if load_extension()[0] is not None else "false"
+    cfg["pretrain"]["fused_forward"] = fused
+    return cfg
+
+
+def _setup(spec: str) -> tuple[str, dict]:
     """``config`` (the shipped config as is) | ``auto`` (the automatic thread choice) | ``N`` (N intra-op
-    threads, key encoder inline) | ``N+key`` (and on a second thread)
-    -> (label, num_threads or None, pretrain.overlap_key_encoder or None)."""
-    if spec == "config":
-        return "as configs/yeast-authors.yaml (2 threads, key encoder inline)", None, None
-    if spec == "auto":
-        return "auto (1 thread + key encoder thread on 2 free cores)", "auto", "auto"
-    n, _, key = spec.partition("+")
+    threads, key encoder inline) | ``N+key`` (and on a second thread), each optionally followed by
+    ``+modules`` (the encoders' Python modules instead of the fused C++ forward)
+    -> (label, overrides for :func:`_apply`)."""
+    base, modules = (spec[: -len("+modules")], True) if spec.endswith("+modules") else (spec, False)
+    fused = "false" if modules else None
+    tail = ", modules" if modules else ""
+    if base == "config":
+        return "as configs/yeast-authors.yaml (2 threads, key encoder inline)" + tail, {"fused_forward": fused}
+    if base == "auto":
+        return ("auto (1 thread + key encoder thread on 2 free cores)" + tail,
+                {"num_threads": "auto", "overlap_key_encoder": "auto", "fused_forward": fused})
+    n, _, key = base.partition("+")
     if key not in ("", "key") or not n.isdigit():
-        raise SystemExit(f"--threads: expected config, auto, N or N+key, got {spec!r}")
-    label = f"{n} thread(s)" + (" + key encoder thread" if key else ", key encoder inline")
-    return label, int(n), "true" if key else "false"
+        raise SystemExit(f"--threads: expected config, auto, N or N+key (each optionally +modules), got {spec!r}")
+    label = f"{n} thread(s)" + (" + key encoder thread" if key else ", key encoder inline") + tail
+    return label, {"num_threads": int(n), "overlap_key_encoder": "true" if key else "false", "fused_forward": fused}
 
 
 def bench_vector(threads: list[str], s1: int, s2: int, repeats: int, profile: bool) -> dict:
@@ -119,11 +140,11 @@ def bench_vector(threads: list[str], s1: int, s2: int, repeats: int, profile: bo
     print("|---|---|---|---|---|---|")
     out = {}
     for spec in threads:
-        label, th, overlap = _setup(spec)
+        label, overrides = _setup(spec)
         best_w = best_c = float("inf")
         for _ in range(repeats):
-            w1, c1 = _timed_run(cfg, data, s1, th, overlap)
-            w2, c2 = _timed_run(cfg, data, s2, th, overlap)
+            w1, c1 = _timed_run(cfg, data, s1, overrides)
+            w2, c2 = _timed_run(cfg, data, s2, overrides)
             best_w = min(best_w, (w2 - w1) / (s2 - s1))
             best_c = min(best_c, (c2 - c1) / (s2 - s1))
         whole = best_w * AUTHORS_STEPS
@@ -159,8 +180,7 @@ def bench_vector_interleaved(threads: list[str], steps: int, rounds: int) -> Non
     times: dict = {spec: [] for spec in threads}
     for _ in range(rounds):
         for spec in threads:
-            _, th, overlap = _setup(spec)
-            wall, _ = _timed_run(cfg, data, steps, th, overlap)
+            wall, _ = _timed_run(cfg, data, steps, _setup(spec)[1])
             times[spec].append(1e3 * wall / steps)
     print(f"\n## yeast-authors, interleaved: {rounds} rounds of {steps}-step runs, setup included ({_load()})\n")
     print("| setup | median ms/step | all runs |")
@@ -181,14 +201,9 @@ def _torch_profile(cfg: dict, data) -> None:
 
 
 def _authors_config(spec: str) -> tuple[str, dict]:
-    """(label, config ``yeast-authors`` with the thread setup ``spec`` applied; see :func:`_setup`)."""
-    label, threads, overlap = _setup(spec)
-    cfg = load_config("yeast-authors")
-    if threads is not None:
-        cfg["num_threads"] = threads
-    if overlap is not None:
-        cfg["pretrain"]["overlap_key_encoder"] = overlap
-    return label, cfg
+    """(label, config ``yeast-authors`` with the setup ``spec`` applied; see :func:`_setup`)."""
+    label, overrides = _setup(spec)
+    return label, _apply(load_config("yeast-authors"), overrides)
 
 
 def bench_full(spec: str = "config") -> None:
@@ -337,7 +352,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--threads", nargs="+", default=["config", "auto", "1"],
                     help="vector loop setups to compare: 'config' (yeast-authors.yaml as shipped), 'auto' (the "
                          "automatic choice), N (N intra-op threads, key encoder inline) or N+key (key encoder on "
-                         "a second thread)")
+                         "a second thread); '+modules' after any of them: the encoders' Python modules instead of "
+                         "the fused C++ forward")
     ap.add_argument("--steps", nargs=2, type=int, default=[100, 600], metavar=("S1", "S2"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5, help="vector-interleaved: rounds")

@@ -171,6 +171,9 @@ def test_direct_adam_matches_fused_adam_bitwise_and_shares_its_state_dict(monkey
             assert torch.equal(a, b), f"step {i}"
     # DirectAdam went generic only while some state was missing (steps 0 and 2).
     assert generic.count(DirectAdam) == 2
+    # Its step counters advance as one buffer per group (0-d views of it), torch's as separate tensors.
+    assert len({st["step"].untyped_storage().data_ptr() for st in opt_a.state.values()}) == 2
+    assert len({st["step"].untyped_storage().data_ptr() for st in opt_b.state.values()}) == 4
     opt_a.grad_scale = torch.ones(())  # what a GradScaler sets on fused optimisers
     opt_a.step()
     assert generic.count(DirectAdam) == 3

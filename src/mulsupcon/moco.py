@@ -171,10 +171,10 @@ class MoCo(nn.Module):
         return self._flat
 
     @torch.no_grad()
-    def _encode_keys(self, view2: torch.Tensor) -> torch.Tensor:
+    def _encode_keys(self, view2: torch.Tensor, key_forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
         """Momentum update, then unit-norm keys (B, D) of ``view2`` from the key encoder."""
         self.momentum_update()
-        return l2_normalize(self.key_encoder(view2))
+        return l2_normalize((key_forward or self.key_encoder)(view2))
 
     def forward(
         self,
@@ -185,6 +185,7 @@ class MoCo(nn.Module):
         gather: Optional[GatherFn] = None,
         query_forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         key_executor: Optional[Executor] = None,
+        key_forward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> torch.Tensor:
         """One contrastive step; returns the loss (scalar) and updates the queue.
 
@@ -203,6 +204,8 @@ class MoCo(nn.Module):
                 randomness does not come from the global generator (see
                 ``train.common.set_dropout_generator``). Not with ``gather``: collectives stay
                 on one thread.
+            key_forward: what computes the keys instead of ``key_encoder`` (with the same result;
+                e.g. :class:`mulsupcon.models.fused.FusedMLPEncoder` of it).
         """
         if view1.shape[0] != labels.shape[0] or view2.shape[0] != labels.shape[0]:
             raise ValueError(
@@ -210,9 +213,9 @@ class MoCo(nn.Module):
             )
         if key_executor is not None and gather is not None:
             raise ValueError("key_executor cannot be combined with gather: collectives must stay on one thread")
-        pending = key_executor.submit(self._encode_keys, view2) if key_executor is not None else None
+        pending = key_executor.submit(self._encode_keys, view2, key_forward) if key_executor is not None else None
         q = l2_normalize((query_forward or self.query_encoder)(view1))
-        k = pending.result() if pending is not None else self._encode_keys(view2)
+        k = pending.result() if pending is not None else self._encode_keys(view2, key_forward)
         with torch.no_grad():
             key_labels = labels
             if gather is not None:

@@ -75,6 +75,34 @@ class DirectAdam(torch.optim.Adam):
             plan.append((g, params))
         return plan
 
+    def _step_counters(self, states: list) -> list:
+        """The ``step`` tensors of ``states``, advanced by one.
+
+        On the CPU ``_foreach_add_`` is a Python-visible loop of one tiny kernel per tensor (~10 us each, with a
+        scalar conversion). So the counters are kept as 0-d views of one buffer (same values, same state dict
+        entries) and advanced with a single ``add_``; the views are rebuilt when the state's tensors change
+        (first step, ``load_state_dict``).
+        """
+        steps = [st["step"] for st in states]
+        cache = self.__dict__.setdefault("_counter_views", {})
+        key = id(states[0]) if states else None
+        cached = cache.get(key)
+        if cached is not None and len(cached[1]) == len(steps) and all(a is b for a, b in zip(cached[1], steps)):
+            cached[0].add_(1)
+            return steps
+        first = steps[0]
+        if not all(torch.is_tensor(t) and t.dim() == 0 and t.dtype == first.dtype and t.device == first.device
+                   for t in steps):
+            torch._foreach_add_(steps, 1)
+            return steps
+        buffer = torch.stack(steps)
+        for i, st in enumerate(states):
+            st["step"] = buffer[i]
+        steps = [st["step"] for st in states]
+        cache[key] = (buffer, steps)
+        buffer.add_(1)
+        return steps
+
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
         plan = self._direct_plan() if closure is None else None
@@ -84,9 +112,8 @@ class DirectAdam(torch.optim.Adam):
             if not params:
                 continue
             states = [self.state[q] for q in params]
-            steps = [st["step"] for st in states]
+            steps = self._step_counters(states)
             beta1, beta2 = g["betas"]
-            torch._foreach_add_(steps, 1)
             torch._fused_adam_(
                 params, [q.grad for q in params], [st["exp_avg"] for st in states],
                 [st["exp_avg_sq"] for st in states], [], steps,
