@@ -297,7 +297,10 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
                 v1, v2 = v1.contiguous(memory_format=torch.channels_last), v2.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = moco_step(moco, query_module, v1, v2, y, loss_fn, ctx, key_executor, forwards)
-            optimizer.zero_grad(set_to_none=True)  # backward then hands over fresh gradients: no zeroing pass
+            # Backward then hands over fresh gradients: no zeroing pass. (What zero_grad(set_to_none=True)
+            # does, without its per-call profiler scope and group walk: 0.14 ms of a ~7 ms CPU step.)
+            for q in params:
+                q.grad = None
             scaler.scale(loss).backward()  # a pass-through unless float16 mixed precision is on
             scaler.step(optimizer)
             scaler.update()
