@@ -102,19 +102,25 @@ def _apply(cfg: dict, overrides: dict) -> dict:
     if str(fused).lower() == "auto":
         from mulsupcon.models.fused import load_extension
 
+        # auto needs >= 20,000 steps; a short timed run would otherwise measure the modules.
         fused = "true" if load_extension()[0] is not None else "false"
     cfg["pretrain"]["fused_forward"] = fused
     return cfg
 
 
+_FORWARD_SUFFIXES = {"modules": "false", "fused": "true"}
+
+
 def _setup(spec: str) -> tuple[str, dict]:
     """``config`` (the shipped config as is) | ``auto`` (the automatic thread choice) | ``N`` (N intra-op
     threads, key encoder inline) | ``N+key`` (and on a second thread), each optionally followed by
-    ``+modules`` (the encoders' Python modules instead of the fused C++ forward)
-    -> (label, overrides for :func:`_apply`)."""
-    base, modules = (spec[: -len("+modules")], True) if spec.endswith("+modules") else (spec, False)
-    fused = "false" if modules else None
-    tail = ", modules" if modules else ""
+    ``+modules`` or ``+fused`` (``pretrain.fused_forward`` false / true; default: the config's ``auto``,
+    resolved as the whole schedule resolves it) -> (label, overrides for :func:`_apply`)."""
+    base, fused = spec, None
+    for suffix, setting in _FORWARD_SUFFIXES.items():
+        if spec.endswith("+" + suffix):
+            base, fused = spec[: -len(suffix) - 1], setting
+    tail = f", fused_forward {fused}" if fused else ""
     if base == "config":
         return "as configs/yeast-authors.yaml (2 threads, key encoder inline)" + tail, {"fused_forward": fused}
     if base == "auto":
@@ -122,7 +128,8 @@ def _setup(spec: str) -> tuple[str, dict]:
                 {"num_threads": "auto", "overlap_key_encoder": "auto", "fused_forward": fused})
     n, _, key = base.partition("+")
     if key not in ("", "key") or not n.isdigit():
-        raise SystemExit(f"--threads: expected config, auto, N or N+key (each optionally +modules), got {spec!r}")
+        raise SystemExit(f"--threads: expected config, auto, N or N+key (each optionally +modules or +fused), "
+                         f"got {spec!r}")
     label = f"{n} thread(s)" + (" + key encoder thread" if key else ", key encoder inline") + tail
     return label, {"num_threads": int(n), "overlap_key_encoder": "true" if key else "false", "fused_forward": fused}
 
@@ -352,8 +359,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--threads", nargs="+", default=["config", "auto", "1"],
                     help="vector loop setups to compare: 'config' (yeast-authors.yaml as shipped), 'auto' (the "
                          "automatic choice), N (N intra-op threads, key encoder inline) or N+key (key encoder on "
-                         "a second thread); '+modules' after any of them: the encoders' Python modules instead of "
-                         "the fused C++ forward")
+                         "a second thread); '+modules' or '+fused' after any of them: pretrain.fused_forward "
+                         "false / true instead of the config's auto")
     ap.add_argument("--steps", nargs=2, type=int, default=[100, 600], metavar=("S1", "S2"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5, help="vector-interleaved: rounds")

@@ -19,7 +19,7 @@ from mulsupcon.models import ProjectionHead
 from mulsupcon.models.fused import FusedMLPEncoder, load_extension, unsupported_reason
 from mulsupcon.models.vector import MLPBackbone
 from mulsupcon.train.checkpoint import load_checkpoint
-from mulsupcon.train.common import FastDropout, set_dropout_generator, use_fast_dropout
+from mulsupcon.train.common import FastDropout, draw_seed, set_dropout_generator, use_fast_dropout
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,20 @@ def test_fused_forward_equals_the_modules_bitwise(ext, dtype, private_generator)
     b.train()
     with torch.no_grad():
         assert not torch.equal(fused(x), fused(x))  # the dropout really draws masks in train mode
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_cpp_dropout_mask_equals_fast_dropout(ext, dtype) -> None:
+    """The one-pass C++ mask against FastDropout's six tensor operations, from the same seed: equal bit for
+    bit, for element counts that are and are not multiples of 4 and a size split across threads."""
+    for shape, p in (((37, 29), 0.2), ((64, 512), 0.1), ((1, 3), 0.5), ((300, 1000), 0.9)):
+        ones = torch.ones(shape, dtype=dtype)
+        layer = FastDropout(p).train()
+        layer.generator = torch.Generator().manual_seed(4)
+        expected = layer(ones)  # = the mask
+        got = ext.dropout_mask(ones, round(p * 65536), draw_seed(torch.Generator().manual_seed(4)))
+        assert got.dtype == dtype and got.shape == ones.shape
+        assert torch.equal(got, expected), (shape, p)
 
 
 def test_fused_forward_rejects_other_layouts_and_falls_back_on_mixed_flags(ext) -> None:
@@ -149,24 +163,26 @@ def test_pretraining_with_the_fused_forward_is_the_same_run(ext, tmp_path, monke
     assert "fused C++ forward" in (tmp_path / "true" / "log.txt").read_text()
 
 
-def test_fused_forward_setting_auto_true_false(tmp_path, monkeypatch) -> None:
+def test_fused_forward_settings(tmp_path, monkeypatch) -> None:
     """auto: only for runs of at least 20,000 steps, and a missing extension is a note, not a failure;
     true: a clear error where the fused call is impossible; anything else: a config error."""
     from mulsupcon.config import validate_config
-    from mulsupcon.models import fused as fused_module
     from mulsupcon.moco import MoCo
     from mulsupcon.train import pretrain as pretrain_module
 
     moco = MoCo(_encoder(), n_labels=3, embed_dim=16, queue_size=8)
     cpu = torch.device("cpu")
-    assert pretrain_module.fused_forwards("auto", moco, cpu, False, 19_999) == (None, None)
-    assert pretrain_module.fused_forwards("false", moco, cpu, False, 10**6) == (None, None)
+    choose = pretrain_module.fused_forwards
+    assert choose("auto", moco, cpu, False, 19_999) == (None, None)
+    assert choose("false", moco, cpu, False, 10**6) == (None, None)
+    assert choose("auto", moco, cpu, True, 10**6) == (None, None)
     with pytest.raises(ValueError, match="single process"):
-        pretrain_module.fused_forwards("true", moco, cpu, True, 10)
-    assert pretrain_module.fused_forwards("auto", moco, cpu, True, 10**6) == (None, None)
+        choose("true", moco, cpu, True, 10)
     plain = MoCo(nn.Sequential(MLPBackbone(11, (8,), 0.2), ProjectionHead(8, 8, 4, 0.1)), n_labels=3, embed_dim=4)
     with pytest.raises(ValueError, match="FastDropout"):
-        pretrain_module.fused_forwards("true", plain, cpu, False, 10)
+        choose("true", plain, cpu, False, 10)
+    with pytest.raises(ValueError, match="auto, true or false"):
+        choose("yes", moco, cpu, False, 10)
 
     class Log:
         lines: list = []
@@ -176,16 +192,25 @@ def test_fused_forward_setting_auto_true_false(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setattr(pretrain_module, "load_extension", lambda: (None, "CalledProcessError: no compiler"))
     log = Log()
-    assert pretrain_module.fused_forwards("auto", moco, cpu, False, 10**6, log) == (None, None)
+    assert choose("auto", moco, cpu, False, 10**6, log) == (None, None)
     assert any("unavailable" in ln and "no compiler" in ln for ln in log.lines)
     with pytest.raises(RuntimeError, match="no compiler"):
-        pretrain_module.fused_forwards("true", moco, cpu, False, 10)
-    assert fused_module.FusedMLPEncoder is pretrain_module.FusedMLPEncoder
+        choose("true", moco, cpu, False, 10)
 
     cfg = load_config("demo")
     cfg["pretrain"]["fused_forward"] = "sometimes"
     with pytest.raises(ValueError, match="pretrain.fused_forward"):
         validate_config(cfg)
+
+
+def test_fused_forward_is_chosen_for_long_runs(ext) -> None:
+    from mulsupcon.moco import MoCo
+    from mulsupcon.train.pretrain import fused_forwards
+
+    moco = MoCo(_encoder(), n_labels=3, embed_dim=16, queue_size=8)
+    q, k = fused_forwards("auto", moco, torch.device("cpu"), False, 10**6)
+    assert isinstance(q, FusedMLPEncoder) and isinstance(k, FusedMLPEncoder)
+    assert q.encoder is moco.query_encoder and k.encoder is moco.key_encoder
 
 
 def test_fast_dropout_generator_is_shared_by_the_fused_call(ext) -> None:
@@ -203,3 +228,4 @@ def test_fast_dropout_generator_is_shared_by_the_fused_call(ext) -> None:
     assert torch.equal(torch.get_rng_state(), before_global)
     assert not torch.equal(gen.get_state(), before_private)
     assert isinstance(enc[0].net[2], FastDropout)
+

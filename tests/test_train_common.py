@@ -31,19 +31,41 @@ def test_keep_rate_and_scale_match_nn_dropout(p: float) -> None:
     assert (corr - torch.eye(4)).abs().max() < 0.01
 
 
+def _splitmix64_numpy(seed: int, n: int) -> np.ndarray:
+    """Reference SplitMix64 in numpy uint64 (wrapping arithmetic): outputs 1..n after ``seed``."""
+    with np.errstate(over="ignore"):
+        z = np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed % 2**64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def test_splitmix64_matches_the_reference_outputs() -> None:
+    """Outputs of the reference C code (Vigna's splitmix64.c) for seeds 0 and 0x0123456789abcdef, and the
+    numpy oracle for a negative seed and 10,000 outputs (wrapping multiplications in torch's int64)."""
+    from mulsupcon.train.common import splitmix64
+
+    got = splitmix64(0, 3).numpy().view(np.uint64)
+    assert [int(v) for v in got] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
+    assert int(splitmix64(0x0123456789ABCDEF, 1).numpy().view(np.uint64)[0]) == 0x157A3807A48FAA9D
+    seed = -(2**63) + 12345
+    np.testing.assert_array_equal(splitmix64(seed, 10_000).numpy().view(np.uint64), _splitmix64_numpy(seed, 10_000))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_mask_is_the_documented_function_of_the_random_words(dtype: torch.dtype) -> None:
-    """Oracle in numpy from the same 64-bit words: keep where the 16-bit lane, read as unsigned
-    (lane + 32768 for the signed view), is at least round(p * 65536); scale 1 / (1 - that / 65536)."""
+    """Oracle in numpy: one 64-bit seed drawn from the layer's generator, SplitMix64 words from it, and
+    keep where the 16-bit lane, read as unsigned (lane + 32768 for the signed view), is at least
+    round(p * 65536); scale 1 / (1 - that / 65536)."""
     p, shape = 0.2, (37, 29)  # an element count that is not a multiple of 4
     n = shape[0] * shape[1]
     gen = torch.Generator().manual_seed(11)
     layer = FastDropout(p).train()
     layer.generator = gen
     out = layer(torch.ones(shape, dtype=dtype))
-    gen.manual_seed(11)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None, generator=gen)
-    lanes = words.numpy().view(np.int16)[:n].astype(np.int64) + 32768  # 0 .. 65535
+    seed = int(torch.empty(1, dtype=torch.int64).random_(-(2**63), None, generator=torch.Generator().manual_seed(11)))
+    words = _splitmix64_numpy(seed, (n + 3) // 4)
+    lanes = words.view(np.int16)[:n].astype(np.int64) + 32768  # 0 .. 65535
     dropped = round(p * 65536)
     expected = np.where(lanes >= dropped, 65536.0 / (65536 - dropped), 0.0).reshape(shape)
     assert out.dtype == dtype

@@ -46,7 +46,7 @@ def load_extension(verbose: bool = False) -> tuple[Optional[Any], Optional[str]]
                 from torch.utils.cpp_extension import load
 
                 _state["module"] = load(
-                    name="mulsupcon_fused_mlp", sources=[str(_SOURCE)], extra_cflags=["-O2"], verbose=verbose
+                    name="mulsupcon_fused_mlp", sources=[str(_SOURCE)], extra_cflags=["-O3"], verbose=verbose
                 )
             except Exception as err:  # no compiler, no ninja, a failed build: keep the modules
                 _state["error"] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
@@ -134,3 +134,4 @@ class FusedMLPEncoder:
             [round(d.p * 65536) for d in self._dropouts], bn.weight, bn.bias, bn.running_mean, bn.running_var,
             bn.num_batches_tracked, float(bn.momentum), float(bn.eps), train, generator,
         )
+

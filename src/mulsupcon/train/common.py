@@ -445,15 +445,52 @@ def cpu_threads(n: Optional[int]) -> Iterator[None]:
             torch.set_num_threads(old)
 
 
+def _signed64(value: int) -> int:
+    """An unsigned 64-bit constant as the int64 with the same bits."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+# SplitMix64 (Steele, Lea & Flood 2014; the seeding generator of xoshiro): state += GAMMA, then two
+# xor-shift-multiply rounds. Its i-th output is a function of (seed, i) alone, so a whole mask comes
+# from ONE draw of the dropout's generator, and any slice of it can be computed independently.
+_SPLITMIX_GAMMA = _signed64(0x9E3779B97F4A7C15)
+_SPLITMIX_MUL1 = _signed64(0xBF58476D1CE4E5B9)
+_SPLITMIX_MUL2 = _signed64(0x94D049BB133111EB)
+
+
+def _shift_right_logical(z: torch.Tensor, bits: int) -> torch.Tensor:
+    """``z >>> bits`` for int64 (torch's ``>>`` shifts in copies of the sign bit)."""
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def splitmix64(seed: int, n: int) -> torch.Tensor:
+    """The first ``n`` outputs of SplitMix64 started at ``seed``, as int64 (two's complement of the uint64).
+
+    Shapes: -> (n,) int64. Multiplications wrap modulo 2^64 as in the reference C code (tested against a
+    numpy uint64 implementation and against the C++ extension).
+    """
+    z = torch.arange(1, n + 1, dtype=torch.int64).mul_(_SPLITMIX_GAMMA).add_(seed)
+    z = (z ^ _shift_right_logical(z, 30)).mul_(_SPLITMIX_MUL1)
+    z = (z ^ _shift_right_logical(z, 27)).mul_(_SPLITMIX_MUL2)
+    return z ^ _shift_right_logical(z, 31)
+
+
+def draw_seed(generator: Optional[torch.Generator] = None) -> int:
+    """One 64-bit draw from ``generator`` (None: torch's global CPU generator), as a Python int."""
+    return int(torch.empty(1, dtype=torch.int64).random_(-(2**63), None, generator=generator).item())
+
+
 class FastDropout(torch.nn.Dropout):
-    """``nn.Dropout`` for the CPU drawn from 16-bit random lanes: same distribution up to a 2^-16 step in p.
+    """``nn.Dropout`` for the CPU from 16-bit random lanes: same distribution up to a 2^-16 step in p.
 
     PyTorch's CPU dropout draws a Bernoulli tensor (a slow per-element path), then divides and
     multiplies; dropout was the largest single cost of the yeast MLP pretraining step (8 dropout
-    layers per step). Here one 64-bit random word gives four 16-bit lanes (a quarter of the
-    generator calls of a float draw), and an element is kept when its lane is at least
-    ``round(p * 65536)`` (as unsigned): keep probability ``q = 1 - round(p * 65536) / 65536``, and
-    kept elements are scaled by ``1 / q`` so the expectation is exactly preserved.
+    layers per step). Here each call draws ONE 64-bit seed from the generator and expands it with
+    SplitMix64 (:func:`splitmix64`) into 64-bit words, each giving four 16-bit lanes; an element is
+    kept when its lane is at least ``round(p * 65536)`` (as unsigned): keep probability
+    ``q = 1 - round(p * 65536) / 65536``, and kept elements are scaled by ``1 / q`` so the
+    expectation is exactly preserved. The C++ forward of the vector encoder
+    (:mod:`mulsupcon.models.fused`) computes the same masks in one pass, bit for bit.
 
     ``generator`` (attribute, default None = torch's global CPU generator) lets a module draw from
     its own stream: MoCo's key encoder uses one so that it can run on another thread with results
@@ -472,7 +509,7 @@ class FastDropout(torch.nn.Dropout):
         if dropped == 0:
             return x
         n = x.numel()
-        words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None, generator=self.generator)
+        words = splitmix64(draw_seed(self.generator), (n + 3) // 4)
         lanes = words.view(torch.int16)[:n].view(x.shape)  # uniform over [-32768, 32767]
         # The comparison runs on float32 copies of the lanes, in place: comparisons and casts with
         # bool or int16 results are not vectorised here and cost 3x more (int16 -> float32 is exact).
