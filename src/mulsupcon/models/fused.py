@@ -128,10 +128,12 @@ class FusedMLPEncoder:
         generator = self._dropouts[0].generator if self._dropouts else None
         if any(m.training != train for m in self._flagged) or any(d.generator is not generator for d in self._dropouts):
             return self.encoder(x)
-        bn = self._bn
+        # Tensors read from the modules' own dicts on every call (a parameter or buffer replaced since is
+        # seen), without nn.Module.__getattr__ (48 Python calls per step, ~40 us).
+        bn, bn_p, bn_b = self._bn, self._bn._parameters, self._bn._buffers
         return self._ext.mlp_encoder_forward(
-            x, [m.weight for m in self._linears], [m.bias for m in self._linears],
-            [round(d.p * 65536) for d in self._dropouts], bn.weight, bn.bias, bn.running_mean, bn.running_var,
-            bn.num_batches_tracked, float(bn.momentum), float(bn.eps), train, generator,
+            x, [m._parameters["weight"] for m in self._linears], [m._parameters["bias"] for m in self._linears],
+            [round(d.p * 65536) for d in self._dropouts], bn_p["weight"], bn_p["bias"], bn_b["running_mean"],
+            bn_b["running_var"], bn_b["num_batches_tracked"], float(bn.momentum), float(bn.eps), train, generator,
         )
 
