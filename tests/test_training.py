@@ -263,3 +263,32 @@ def test_pretraining_flushes_denormals_on_all_its_threads_only_while_it_runs(sma
     pretrain(c, root / f"flush-{flush}", quiet=True, data=data)
     assert seen and all(s == (2, flush) for s in seen)
     assert not denormals_flushed()
+
+
+def test_both_loops_say_when_subnormals_could_not_be_flushed_everywhere(small_setup, monkeypatch):
+    """Where flushing cannot reach every thread (another OpenMP runtime, no x86 flags), pretraining and
+    classification still run, and their logs say why later epochs may slow down; where it can, no note."""
+    import contextlib
+    import copy
+
+    from mulsupcon.train import common
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg, data, root = small_setup
+    c = copy.deepcopy(cfg)
+    c["pretrain"]["epochs"] = 1
+    c["classify"]["epochs"] = 1
+    note = "subnormal floats could not be flushed on every thread"
+    pretrain(c, root / "flush-ok", quiet=True, data=data)
+    assert note not in (root / "flush-ok" / "log.txt").read_text()
+
+    @contextlib.contextmanager
+    def partial(enabled=True):
+        yield False  # what flush_denormals yields when a thread kept IEEE subnormals
+
+    monkeypatch.setattr(common, "flush_denormals", partial)
+    pre = pretrain(c, root / "flush-partial", quiet=True, data=data)
+    assert note in (pre / "log.txt").read_text()
+    classify(c, root / "flush-partial-cls", from_run=pre, quiet=True, data=data)
+    assert note in (root / "flush-partial-cls" / "log.txt").read_text()

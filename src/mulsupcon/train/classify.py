@@ -41,7 +41,7 @@ from mulsupcon.train.common import (
     RunLog,
     auto_num_threads,
     cpu_threads,
-    flush_denormals,
+    enter_flush_denormals,
     format_seconds,
     make_optimizer,
     resolve_device,
@@ -207,7 +207,8 @@ def _classify(cfg, run_dir, *, from_run, resume, quiet, data, stop_after_epochs,
     if device.type == "cpu":
         use_fast_dropout(model)  # same distribution, half the cost of torch's CPU dropout
     stack.enter_context(cpu_threads(auto_num_threads(model, device, cfg.get("num_threads", "auto"))))
-    stack.enter_context(flush_denormals(bool(cfg.get("flush_denormals", True)) and device.type == "cpu"))
+    flush = bool(cfg.get("flush_denormals", True)) and device.type == "cpu"
+    enter_flush_denormals(stack, flush, log)
     if mode == "probe":
         for prm in model.backbone.parameters():
             prm.requires_grad_(False)

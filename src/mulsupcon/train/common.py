@@ -432,6 +432,16 @@ def flush_denormals(enabled: bool = True) -> Iterator[bool]:
             set_flush_denormal_everywhere(False)
 
 
+def enter_flush_denormals(stack: contextlib.ExitStack, enabled: bool, log: Any) -> bool:
+    """Enter :func:`flush_denormals` (``enabled``) on a training loop's ``stack``; when it is asked for but
+    cannot reach every computing thread, say so with ``log.line`` (a :class:`RunLog`). Returns the result."""
+    reached = stack.enter_context(flush_denormals(enabled))
+    if enabled and not reached:
+        log.line("note: subnormal floats could not be flushed on every thread (no x86 flags, or not GNU OpenMP); "
+                 "long runs may slow down")
+    return reached
+
+
 @contextlib.contextmanager
 def cpu_threads(n: Optional[int]) -> Iterator[None]:
     """Run the block with ``torch.set_num_threads(n)`` (None: unchanged), restoring the old count."""

@@ -35,7 +35,7 @@ from mulsupcon.train.common import (
     RunLog,
     auto_num_threads,
     cpu_threads,
-    flush_denormals,
+    enter_flush_denormals,
     format_seconds,
     make_optimizer,
     resolve_device,
@@ -174,9 +174,7 @@ def _pretrain(cfg, run_dir, *, resume, quiet, data, stop_after_epochs, echo, sta
     # Subnormal floats (dead units' Adam moments and weights, from epoch ~10 of long runs) take a
     # slow path on x86: flushed to zero on every computing thread (same for the key thread below).
     flush = bool(cfg.get("flush_denormals", True)) and device.type == "cpu"
-    if flush and not stack.enter_context(flush_denormals(flush)):
-        log.line("note: subnormal floats could not be flushed on every thread (no x86 flags, or not GNU OpenMP); "
-                 "long runs may slow down")
+    enter_flush_denormals(stack, flush, log)
     # On the CPU the key encoder's dropout draws from its own generator, reseeded every epoch: its
     # masks then do not depend on whether it runs on this thread or beside the query encoder.
     key_rng = torch.Generator() if device.type == "cpu" else None
