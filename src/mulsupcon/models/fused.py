@@ -118,12 +118,11 @@ class FusedMLPEncoder:
         self._dropouts = _dropouts(encoder)
         self._bn: nn.BatchNorm1d = head.net[1]
         self._flagged = [m for m in encoder.modules() if isinstance(m, (nn.Dropout, nn.BatchNorm1d))]
-        self._in_features = backbone.in_features
+        self._backbone: MLPBackbone = backbone
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F) -> (B, D) through the C++ forward."""
-        if x.dim() != 2 or x.shape[1] != self._in_features:
-            raise ValueError(f"MLPBackbone expects input of shape (B, {self._in_features}), got {tuple(x.shape)}")
+        self._backbone.check_input(x)
         train = self._bn.training
         generator = self._dropouts[0].generator if self._dropouts else None
         if any(m.training != train for m in self._flagged) or any(d.generator is not generator for d in self._dropouts):

@@ -34,10 +34,14 @@ class MLPBackbone(nn.Module):
         self.in_features = in_features
         self.out_dim = width
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, F) -> (B, out_dim)."""
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError unless ``x`` has shape (B, F)."""
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"MLPBackbone expects input of shape (B, {self.in_features}), got {tuple(x.shape)}"
             )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, F) -> (B, out_dim)."""
+        self.check_input(x)
         return self.net(x)
