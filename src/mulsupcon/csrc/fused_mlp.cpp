@@ -34,17 +34,18 @@ int64_t draw_seed(const std::optional<at::Generator>& gen) {
   return at::empty({1}, at::kLong).random_(std::numeric_limits<int64_t>::min(), std::nullopt, gen).item<int64_t>();
 }
 
-// FastDropout's mask in ONE pass (the Python code takes six tensor operations), written into `mask`
-// (contiguous, float32 or float64): word w of SplitMix64(seed) gives the 16-bit lanes of elements
-// 4w .. 4w+3 (little-endian, as the int16 view in Python); an element is kept, with value
-// 65536 / (65536 - dropped) rounded to the mask's type, when its lane as a signed 16-bit number is at
-// least dropped - 32768, else 0. Same values as FastDropout, bit for bit.
-void fill_dropout_mask(at::Tensor& mask, int64_t dropped, int64_t seed) {
-  TORCH_CHECK(mask.is_contiguous(), "fill_dropout_mask: the mask must be contiguous");
+// FastDropout's mask for x in ONE pass (the Python code takes six tensor operations), computed in
+// float32 (float64 for float64 x), then cast to x's type: word w of SplitMix64(seed) gives the 16-bit
+// lanes of elements 4w .. 4w+3 (little-endian, as the int16 view in Python); an element is kept, with
+// value 65536 / (65536 - dropped) rounded to the working type, when its lane as a signed 16-bit number is
+// at least dropped - 32768, else 0. Same values as FastDropout, bit for bit.
+at::Tensor dropout_mask(const at::Tensor& x, int64_t dropped, int64_t seed) {
+  const auto work = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor mask = at::empty(x.sizes(), x.options().dtype(work))  // contiguous;
   const int64_t n = mask.numel();
   const int64_t threshold = dropped - 32768;
   const double scale = 65536.0 / static_cast<double>(65536 - dropped);
-  AT_DISPATCH_FLOATING_TYPES(mask.scalar_type(), "fill_dropout_mask", [&] {
+  AT_DISPATCH_FLOATING_TYPES(work, "dropout_mask", [&] {
     const scalar_t kept = static_cast<scalar_t>(scale);
     scalar_t* out = mask.data_ptr<scalar_t>();
     // Serial below 2^16 words (a 64 x 512 mask is 8192): waking a second thread costs more (measured
@@ -60,13 +61,6 @@ void fill_dropout_mask(at::Tensor& mask, int64_t dropped, int64_t seed) {
       }
     });
   });
-}
-
-// The mask FastDropout multiplies x with: computed in float32 (float64 for float64 x), then cast to x's type.
-at::Tensor dropout_mask(const at::Tensor& x, int64_t dropped, int64_t seed) {
-  const auto work = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor mask = at::empty(x.sizes(), x.options().dtype(work));
-  fill_dropout_mask(mask, dropped, seed);
   return mask.scalar_type() == x.scalar_type() ? mask : mask.to(x.scalar_type());
 }
 
