@@ -41,7 +41,7 @@ int64_t draw_seed(const std::optional<at::Generator>& gen) {
 // at least dropped - 32768, else 0. Same values as FastDropout, bit for bit.
 at::Tensor dropout_mask(const at::Tensor& x, int64_t dropped, int64_t seed) {
   const auto work = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor mask = at::empty(x.sizes(), x.options().dtype(work))  // contiguous;
+  at::Tensor mask = at::empty(x.sizes(), x.options().dtype(work));  // contiguous
   const int64_t n = mask.numel();
   const int64_t threshold = dropped - 32768;
   const double scale = 65536.0 / static_cast<double>(65536 - dropped);
