@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from mulsupcon.config import load_config  # noqa: E402
 from mulsupcon.data.image_datasets import load_config_splits  # noqa: E402
-from mulsupcon.reports import aggregate, metrics_table  # noqa: E402
+from mulsupcon.tables import aggregate, metrics_table  # noqa: E402
 from mulsupcon.train.checkpoint import atomic_torch_save, load_checkpoint  # noqa: E402
 from mulsupcon.train.classify import classify  # noqa: E402
 from mulsupcon.train.data import prepare_data  # noqa: E402

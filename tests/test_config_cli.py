@@ -32,13 +32,11 @@ def test_overrides_are_parsed_as_yaml_and_applied():
 
 
 def test_top_level_keys_are_flags_and_thread_settings_are_checked():
-    over = split_overrides(["--num_threads", "2", "--device=cpu", "--pretrain.overlap_key_encoder", "false"])
+    over = split_overrides(["--cpu.num_threads", "2", "--device=cpu", "--seed", "3"])
     cfg = load_config("yeast", over)
-    assert cfg["num_threads"] == 2 and cfg["device"] == "cpu" and cfg["pretrain"]["overlap_key_encoder"] is False
-    with pytest.raises(ValueError, match="num_threads must be 'auto' or a positive integer, got 0"):
-        load_config("yeast", {"num_threads": 0})
-    with pytest.raises(ValueError, match="overlap_key_encoder must be auto, true or false, got 'sometimes'"):
-        load_config("yeast", {"pretrain.overlap_key_encoder": "sometimes"})
+    assert cfg["cpu"]["num_threads"] == 2 and cfg["device"] == "cpu" and cfg["seed"] == 3
+    with pytest.raises(ValueError, match="cpu.num_threads must be 'auto' or a positive integer, got 0"):
+        load_config("yeast", {"cpu.num_threads": 0})
     with pytest.raises(SystemExit, match="unrecognised argument '--threads'"):
         split_overrides(["--threads", "2"])
 
@@ -79,7 +77,7 @@ def test_cli_config_show_and_help_run_as_a_program():
 
 
 def test_scheduled_lr_cosine_and_restarts():
-    from mulsupcon.train.common import scheduled_factor
+    from mulsupcon.train.optim import scheduled_factor
 
     sec = {"scheduler": "cosine", "lr": 1.0, "eta_min": 0.0, "epochs": 10}
     assert scheduled_factor(sec, 0, 0, 4) == pytest.approx(1.0)

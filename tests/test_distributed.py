@@ -2,7 +2,8 @@
 combined batch, and the CLI runs, resumes and classifies under ``--nproc 2``.
 
 * The step test spawns 2 processes (FileStore rendezvous in a tmp dir: no TCP port to collide on)
-  that run real MoCo steps through DistributedDataParallel + GlobalNormalizedLoss; the parent
+  that run real MoCo steps through DistributedDataParallel (around the whole MoCo module, as the
+  pretraining loop wraps it) + GlobalNormalizedLoss; the parent
   process computes the single-process oracle with the combined batch and compares loss, query
   gradients (after DDP's all-reduce), key encoder and queue after every step.
 * The CLI tests launch ``python -m mulsupcon ... --nproc 2`` (torchrun underneath) and check the
@@ -23,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from mulsupcon.losses import MulSupConLoss
-from mulsupcon.moco import MoCo
+from mulsupcon.moco import LabelQueue, MoCo
 from mulsupcon.train import distributed as dist_utils
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,22 +62,23 @@ def _run_steps(positives: str, weighting: str, chunk: int | None, ctx: dist_util
     No dropout and no BatchNorm in the encoder: those are per-process by design (per-shard noise
     and statistics), everything else must match the combined-batch computation.
     """
-    torch.manual_seed(0)
-    encoder = nn.Sequential(nn.Linear(F_IN, 16), nn.ReLU(), nn.Linear(16, D))
-    moco = MoCo(encoder, n_labels=C, embed_dim=D, queue_size=QUEUE, momentum=0.9)
-    loss_fn: nn.Module = MulSupConLoss(temperature=0.2, positives=positives, weighting=weighting, chunk_size=chunk)
-    query_module = None
+    moco = _moco()
+    loss_fn: nn.Module = MulSupConLoss(temperature=0.2, positives=positives, weighting=weighting, chunk_size=chunk,
+                                       normalize=False)
+    model: nn.Module = moco
     if ctx is not None:
         loss_fn = dist_utils.GlobalNormalizedLoss(loss_fn, ctx)
-        query_module = ctx.wrap_ddp(moco.query_encoder)
+        model = ctx.wrap_ddp(moco, broadcast_buffers=False)
     opt = torch.optim.SGD(moco.query_encoder.parameters(), lr=0.5)
     records = []
     for v1, v2, y in _batches():
         if ctx is not None:
             v1, v2, y = ctx.shard(v1), ctx.shard(v2), ctx.shard(y)
-        loss = moco(v1, v2, y, loss_fn, gather=ctx.gather if ctx else None, query_forward=query_module)
+        query, refs, ref_labels = model(v1, v2, y)
+        loss = loss_fn(query, y, refs, ref_labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        moco.enqueue(refs[:B], ref_labels[:B])  # the global batch's keys
         grads = [p.grad.detach().clone() for p in moco.query_encoder.parameters()]
         opt.step()
         records.append({
@@ -89,6 +91,12 @@ def _run_steps(positives: str, weighting: str, chunk: int | None, ctx: dist_util
             "filled": int(moco.queue.filled),
         })
     return records
+
+
+def _moco() -> MoCo:
+    torch.manual_seed(0)
+    encoder, head = nn.Sequential(nn.Linear(F_IN, 16), nn.ReLU()), nn.Linear(16, D)
+    return MoCo(encoder, head, LabelQueue(QUEUE, D, C), momentum=0.9)
 
 
 def _step_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
@@ -160,7 +168,9 @@ def test_disabled_context_is_identity(monkeypatch):
         ctx = dist_utils.context()
         t = torch.randn(4, 3)
         assert not ctx.enabled and ctx.is_main
-        assert ctx.shard(t) is t and ctx.gather(t) is t and torch.equal(ctx.all_sum(t), t)
+        from mulsupcon.ops import all_gather_rows
+
+        assert ctx.shard(t) is t and all_gather_rows(t) is t and torch.equal(ctx.all_sum(t), t)
         assert ctx.mean_scalar(2.5) == 2.5
     finally:
         dist_utils.reset_context()
@@ -205,10 +215,8 @@ def test_two_processes_equal_one_process_with_the_combined_batch(two_process_ste
 def test_oracle_is_sensitive_to_missing_gather(two_process_steps):
     """Negative control: a process that only sees its own shard's keys gets a different loss."""
     v1, v2, y = _batches()[0]
-    torch.manual_seed(0)
-    encoder = nn.Sequential(nn.Linear(F_IN, 16), nn.ReLU(), nn.Linear(16, D))
-    moco = MoCo(encoder, n_labels=C, embed_dim=D, queue_size=QUEUE, momentum=0.9)
-    local = moco(v1[: B // 2], v2[: B // 2], y[: B // 2], MulSupConLoss(temperature=0.2))
+    q, refs, ref_labels = _moco()(v1[: B // 2], v2[: B // 2], y[: B // 2])
+    local = MulSupConLoss(temperature=0.2, normalize=False)(q, y[: B // 2], refs, ref_labels)
     full = _run_steps("mulsupcon", "label", None, None)[0]["loss"]
     assert abs(float(local.detach()) - float(full)) > 1e-3
 
@@ -222,13 +230,14 @@ TINY = [
     "--pretrain.epochs", "3", "--pretrain.steps_per_epoch", "4", "--pretrain.batch_size", "64",
     "--pretrain.queue_size", "96", "-q",
 ]
-RUN_FILES = {"backbone.pt", "checkpoints/last.pt", "config.yaml", "history.json", "log.txt", "run.json", "split.json"}
+RUN_FILES = {"backbone.pt", "checkpoints/last.pt", "config.yaml", "history.json", "history.csv", "log.txt", "run.json",
+             "split.json", ".lock"}
 
 
 def test_cli_two_process_pretraining_resumes_to_the_uninterrupted_run(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     _cli(["pretrain", "--nproc", "2", *TINY, "--run-dir", str(full)])
-    _cli(["pretrain", "--nproc", "2", *TINY, "--run-dir", str(cut)], env_extra={"MULSUPCON_STOP_AFTER_EPOCHS": "1"})
+    _cli(["pretrain", "--nproc", "2", *TINY, "--run-dir", str(cut), "--stop-after-epochs", "1"])
     state = torch.load(cut / "checkpoints" / "last.pt", weights_only=False)
     assert state["epoch"] == 1 and not (cut / "backbone.pt").exists()
     _cli(["pretrain", "--nproc", "2", *TINY, "--run-dir", str(cut), "--resume"])

@@ -553,7 +553,7 @@ def test_asl_errors() -> None:
 
 def test_l2_normalize_matches_f_normalize_values_and_gradients() -> None:
     """The fused normalisation equals F.normalize, also for a zero row and a row below eps."""
-    from mulsupcon.losses import l2_normalize
+    from mulsupcon.ops import l2_normalize
 
     g = torch.Generator().manual_seed(2)
     x = torch.randn(6, 5, dtype=torch.float64, generator=g)

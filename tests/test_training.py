@@ -182,46 +182,12 @@ def test_probe_and_finetune_need_a_pretrained_run(small_setup):
         classify(c, root / "x", quiet=True, data=data)
 
 
-def test_key_encoder_on_a_second_thread_gives_the_same_run(small_setup, monkeypatch):
-    """pretrain.overlap_key_encoder only moves work between threads: weights, queue and losses are
-    bitwise those of the serial run (the key encoder's dropout has its own generator)."""
-    import copy
-
-    from mulsupcon.moco import MoCo
-    from mulsupcon.train.pretrain import pretrain
-
-    cfg, data, root = small_setup
-    threads_used = []
-    real_forward = MoCo.forward
-
-    def spy(self, *args, key_executor=None, **kw):
-        threads_used.append(key_executor is not None)
-        return real_forward(self, *args, key_executor=key_executor, **kw)
-
-    monkeypatch.setattr(MoCo, "forward", spy)
-    states = {}
-    for overlap in ("false", "true"):
-        c = copy.deepcopy(cfg)
-        c["pretrain"]["overlap_key_encoder"] = overlap
-        run = pretrain(c, root / f"overlap-{overlap}", quiet=True, data=data)
-        states[overlap] = load_checkpoint(run / "checkpoints" / "last.pt")
-    n = len(threads_used) // 2
-    assert n > 0 and not any(threads_used[:n]) and all(threads_used[n:])
-    a, b = states["false"], states["true"]
-    assert a["model"].keys() == b["model"].keys()
-    for key, ta in a["model"].items():
-        torch.testing.assert_close(b["model"][key], ta, rtol=0, atol=0, msg=key)
-    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
-    # The key encoder's dropout is active in this config (so the test is about its generator).
-    assert cfg["pretrain"]["key_train_mode"] and cfg["model"]["dropout"] > 0
-
-
 def test_resume_with_an_optimizer_state_of_another_layout_says_why(small_setup):
     """A checkpoint whose optimizer state has another parameter layout (one flat tensor, as single-process
     CPU runs briefly kept it) cannot resume a run: a clear error, not torch's."""
     import copy
 
-    from mulsupcon.train.checkpoint import atomic_torch_save
+    from mulsupcon.io import atomic_torch_save
     from mulsupcon.train.pretrain import pretrain
 
     cfg, data, root = small_setup
@@ -236,59 +202,81 @@ def test_resume_with_an_optimizer_state_of_another_layout_says_why(small_setup):
         pretrain(c, run, resume=True, quiet=True, data=data)
 
 
-@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU has no flush-to-zero flags")
-@pytest.mark.parametrize("flush", [True, False])
-def test_pretraining_flushes_denormals_on_all_its_threads_only_while_it_runs(small_setup, monkeypatch, flush):
-    """With flush_denormals (the default) every step computes with subnormals flushed on both
-    intra-op threads; without it, IEEE subnormals; either way the process is left as it was."""
-    import copy
-
-    from mulsupcon.moco import MoCo
-    from mulsupcon.train.common import denormals_flushed
-    from mulsupcon.train.pretrain import pretrain
-
-    cfg, data, root = small_setup
-    seen = []
-    real_forward = MoCo.forward
-
-    def spy(self, *args, **kw):
-        seen.append((torch.get_num_threads(), denormals_flushed()))
-        return real_forward(self, *args, **kw)
-
-    monkeypatch.setattr(MoCo, "forward", spy)
-    c = copy.deepcopy(cfg)
-    c["num_threads"], c["flush_denormals"] = 2, flush
-    c["pretrain"]["epochs"] = 1
-    assert not denormals_flushed()
-    pretrain(c, root / f"flush-{flush}", quiet=True, data=data)
-    assert seen and all(s == (2, flush) for s in seen)
-    assert not denormals_flushed()
-
-
 def test_both_loops_say_when_subnormals_could_not_be_flushed_everywhere(small_setup, monkeypatch):
-    """Where flushing cannot reach every thread (another OpenMP runtime, no x86 flags), pretraining and
-    classification still run, and their logs say why later epochs may slow down; where it can, no note."""
-    import contextlib
+    """Where flushing cannot reach every thread, pretraining and classification still run, and their logs say
+    why later epochs may slow down."""
     import copy
 
-    from mulsupcon.train import common
-    from mulsupcon.train.classify import classify
-    from mulsupcon.train.pretrain import pretrain
+    from mulsupcon.train import classify as classify_module
+    from mulsupcon.train import pretrain as pretrain_module
 
     cfg, data, root = small_setup
     c = copy.deepcopy(cfg)
     c["pretrain"]["epochs"] = 1
     c["classify"]["epochs"] = 1
-    note = "subnormal floats could not be flushed on every thread"
-    pretrain(c, root / "flush-ok", quiet=True, data=data)
-    assert note not in (root / "flush-ok" / "log.txt").read_text()
-
-    @contextlib.contextmanager
-    def partial(enabled=True):
-        yield False  # what flush_denormals yields when a thread kept IEEE subnormals
-
-    monkeypatch.setattr(common, "flush_denormals", partial)
-    pre = pretrain(c, root / "flush-partial", quiet=True, data=data)
+    note = "subnormal floats are not flushed on every thread"
+    for module in (pretrain_module, classify_module):
+        monkeypatch.setattr(module, "denormals_flushed", lambda every_thread=True: False)
+    pre = pretrain_module.pretrain(c, root / "flush-partial", quiet=True, data=data)
     assert note in (pre / "log.txt").read_text()
-    classify(c, root / "flush-partial-cls", from_run=pre, quiet=True, data=data)
+    classify_module.classify(c, root / "flush-partial-cls", from_run=pre, quiet=True, data=data)
     assert note in (root / "flush-partial-cls" / "log.txt").read_text()
+
+
+def test_run_folder_is_locked_while_a_run_holds_it(tmp_path):
+    """A second process (or a second open) of a folder in use is refused at once, naming the holder's pid."""
+    from mulsupcon.train.rundir import RunDir
+
+    cfg = load_config("demo")
+    with RunDir.open(tmp_path / "r", cfg, {}, kind="pretrain", resume=False):
+        with pytest.raises(RuntimeError, match=f"in use by another mulsupcon process \\(pid {os.getpid()}\\)"):
+            RunDir.open(tmp_path / "r", cfg, {}, kind="pretrain", resume=True)
+    RunDir.open(tmp_path / "r", cfg, {}, kind="pretrain", resume=True).close()  # released: resumable again
+
+
+def test_a_start_that_fails_before_training_leaves_nothing_behind(small_setup, tmp_path):
+    """``train --from /missing`` fails; the corrected command then works in the same folder."""
+    import copy
+
+    from mulsupcon.train.classify import classify
+
+    cfg, data, root = small_setup
+    c = copy.deepcopy(cfg)
+    c["classify"] = {**cfg["classify"], "mode": "finetune", "epochs": 1}
+    run = tmp_path / "ft"
+    with pytest.raises(FileNotFoundError):
+        classify(c, run, from_run=tmp_path / "missing", quiet=True, data=data)
+    assert not run.exists()
+    run.mkdir()
+    (run / "mine.txt").write_text("the user's")
+    with pytest.raises(FileNotFoundError):
+        classify(c, run, from_run=tmp_path / "missing", quiet=True, data=data)
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "mine.txt"]  # the user's file stays
+    c["classify"]["mode"] = "scratch"
+    assert classify(c, run, quiet=True, data=data)["best_epoch"] == 1
+    assert (run / "history.csv").read_text().splitlines()[0] == "epoch,train_loss,val_loss,val_mAP,lr"
+
+
+def test_in_memory_runs_write_nothing_and_equal_folder_runs(small_setup, tmp_path, monkeypatch):
+    """RunDir.in_memory(): the same training as a folder run, bitwise, with no file written."""
+    import copy
+
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.pretrain import pretrain
+    from mulsupcon.train.rundir import RunDir
+
+    cfg, data, root = small_setup
+    c = copy.deepcopy(cfg)
+    c["pretrain"]["epochs"], c["classify"]["epochs"] = 2, 2
+    folder = pretrain(c, tmp_path / "pre", quiet=True, data=data)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    mem = RunDir.in_memory()
+    assert pretrain(c, mem, quiet=True, data=data) is None
+    saved = load_checkpoint(folder / "backbone.pt")["backbone"]
+    for key, value in mem.files["backbone.pt"]["backbone"].items():
+        torch.testing.assert_close(value, saved[key], rtol=0, atol=0, msg=key)
+    cls = RunDir.in_memory()
+    results = classify(c, cls, from_run=mem.files["backbone.pt"], quiet=True, data=data)
+    assert results["protocols"]["fixed"]["mAP"] > 0 and len(cls.history) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -26,6 +26,8 @@ def _add_run_args(p: argparse.ArgumentParser, *, config_default: Optional[str]) 
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     p.add_argument("--quiet", "-q", action="store_true", help="plain log lines instead of progress bars")
     p.add_argument("--nproc", type=int, default=None, help="launch N processes with torchrun on this machine")
+    p.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
+                   help="stop cleanly (with a checkpoint) after N epochs of this call; continue with --resume")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +112,7 @@ def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
     """``["--pretrain.lr", "1e-3", "--dataset.name=scene"]`` -> ``{"pretrain.lr": 0.001, ...}``."""
     from mulsupcon.config import DEFAULTS, parse_value
 
-    top_level = {k for k, v in DEFAULTS.items() if not isinstance(v, dict)}  # seed, device, num_threads
+    top_level = {k for k, v in DEFAULTS.items() if not isinstance(v, dict)}  # seed, device
     out: dict[str, Any] = {}
     i = 0
     extra = list(extra)
@@ -183,7 +185,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     try:
         return _dispatch(args, extra, argv, parser)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"mulsupcon {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -205,19 +207,19 @@ def _dispatch(args, extra, argv, parser) -> int:
 
     if cmd == "pretrain":
         from mulsupcon.train.pretrain import pretrain
-        from mulsupcon.train.runs import default_run_dir, read_run_config
+        from mulsupcon.train.rundir import default_run_dir, read_run_config
 
         base = read_run_config(args.run_dir) if args.resume and args.run_dir and (Path(args.run_dir) / "config.yaml").is_file() else None
         cfg = _resolve(args, extra, base=base)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir("pretrain", cfg)
-        pretrain(cfg, run_dir, resume=args.resume, quiet=args.quiet)
+        pretrain(cfg, run_dir, resume=args.resume, quiet=args.quiet, stop_after_epochs=args.stop_after_epochs)
         if _is_rank0():
             print(f"pretraining run: {run_dir}")
         return 0
 
     if cmd == "train":
         from mulsupcon.train.classify import classify
-        from mulsupcon.train.runs import default_run_dir, read_run_config
+        from mulsupcon.train.rundir import default_run_dir, read_run_config
 
         if args.resume and args.run_dir and (Path(args.run_dir) / "config.yaml").is_file():
             cfg = _resolve(args, extra, base=read_run_config(args.run_dir))
@@ -229,7 +231,8 @@ def _dispatch(args, extra, argv, parser) -> int:
             cfg = _resolve(args, extra)
         cfg["classify"]["mode"] = args.mode
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.mode, cfg)
-        results = classify(cfg, run_dir, from_run=args.from_run, resume=args.resume, quiet=args.quiet)
+        results = classify(cfg, run_dir, from_run=args.from_run, resume=args.resume, quiet=args.quiet,
+                           stop_after_epochs=args.stop_after_epochs)
         if results and _is_rank0():
             from mulsupcon.train.classify import metrics_markdown
 

@@ -16,11 +16,15 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from mulsupcon.io import atomic_write_text
+
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": "auto",  # auto | cpu | cuda | cuda:1 ...
-    "num_threads": "auto",  # CPU intra-op threads: auto (1 for small models) | N; MULSUPCON_NUM_THREADS wins
-    "flush_denormals": True,  # CPU: subnormal floats (< 1.2e-38) become zero; they are slow (train.common.flush_denormals)
+    "cpu": {  # where a CPU run computes (not compared on --resume: it changes rounding, not the method)
+        "num_threads": "auto",  # intra-op threads: auto (1 for models under 4M parameters) | N
+        "flush_denormals": True,  # subnormal floats (< 1.2e-38) become zero: x86 computes on them slowly
+    },
     "dataset": {
         "name": "yeast",
         "val_fraction": 0.2,  # carved from the official training split, seeded by split_seed
@@ -64,12 +68,6 @@ DEFAULTS: dict[str, Any] = {
         "amp": False,  # CUDA only: mixed precision for the encoders (loss stays float32)
         "channels_last": False,  # CUDA only
         "num_workers": 0,  # images: DataLoader workers computing the augmented views
-        # CPU: run momentum update + key encoder on a second thread while the query encoder runs
-        # (auto: single process on the CPU with 1 intra-op thread and a second core free)
-        "overlap_key_encoder": "auto",  # auto | true | false
-        # CPU, single process, vector MLP: each encoder's forward in one C++ call (same results, less
-        # Python; compiled on first use, ~30 s). auto: when the run has at least 20,000 steps.
-        "fused_forward": "auto",  # auto | true | false
     },
     "classify": {
         "mode": "finetune",  # probe | finetune | scratch
@@ -225,23 +223,15 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     vf = float(cfg["dataset"]["val_fraction"])
     if not 0.0 <= vf < 1.0:
         raise ValueError(f"dataset.val_fraction must be in [0, 1), got {vf!r}")
-    nt = cfg["num_threads"]
+    nt = cfg["cpu"]["num_threads"]
     if nt != "auto" and (isinstance(nt, bool) or not isinstance(nt, int) or nt < 1):
-        raise ValueError(f"num_threads must be 'auto' or a positive integer, got {nt!r}")
-    if not isinstance(cfg["flush_denormals"], bool):
-        raise ValueError(f"flush_denormals must be true or false, got {cfg['flush_denormals']!r}")
-    overlap = cfg["pretrain"]["overlap_key_encoder"]
-    if overlap not in (True, False) and str(overlap).strip().lower() not in ("auto", "true", "false"):
-        raise ValueError(f"pretrain.overlap_key_encoder must be auto, true or false, got {overlap!r}")
-    fused = cfg["pretrain"]["fused_forward"]
-    if fused not in (True, False) and str(fused).strip().lower() not in ("auto", "true", "false"):
-        raise ValueError(f"pretrain.fused_forward must be auto, true or false, got {fused!r}")
+        raise ValueError(f"cpu.num_threads must be 'auto' or a positive integer, got {nt!r}")
+    if not isinstance(cfg["cpu"]["flush_denormals"], bool):
+        raise ValueError(f"cpu.flush_denormals must be true or false, got {cfg['cpu']['flush_denormals']!r}")
 
 
 def save_config(cfg: Mapping[str, Any], path: str | Path) -> None:
     """Write ``cfg`` as YAML (atomically)."""
-    from mulsupcon.train.checkpoint import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(dict(cfg), sort_keys=False))
 
 

@@ -28,7 +28,7 @@ def demo_config(quick: bool = False, seed: int = 0) -> dict:
 
 def run_demo(root: Path, *, quick: bool = False, quiet: bool = False, seed: int = 0) -> dict:
     """Run the three demo runs under ``root`` (replacing an earlier demo there) and print a table."""
-    from mulsupcon.reports import format_console_table
+    from mulsupcon.tables import format_console_table
     from mulsupcon.train.classify import classify
     from mulsupcon.train.data import prepare_data
     from mulsupcon.train.pretrain import pretrain

@@ -197,7 +197,7 @@ def embed_dataset(
     import h5py
 
     from mulsupcon.data.image_datasets import load_config_splits
-    from mulsupcon.train.common import resolve_device
+    from mulsupcon.train.runtime import resolve_device
 
     ds_cfg = {"name": dataset} if isinstance(dataset, str) else dict(dataset)
     out = Path(out_dir)

@@ -5,14 +5,11 @@
 >>> Z = clf.transform(X_test)                                    # (N_test, 256) backbone embeddings
 
 Everything runs through the same library code as the command line (the pretraining and
-classification loops), in a temporary run directory that is deleted after ``fit``.
+classification loops), in memory: no file is written.
 """
 
 from __future__ import annotations
 
-import copy
-import tempfile
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -170,8 +167,8 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             Y: (N, C) multi-hot labels.
         """
         from mulsupcon.train.classify import build_classifier, classify
-        from mulsupcon.train.checkpoint import load_checkpoint
         from mulsupcon.train.pretrain import pretrain
+        from mulsupcon.train.rundir import RunDir
 
         if self.mode not in ("finetune", "probe", "scratch"):
             raise ValueError(f"mode must be finetune, probe or scratch; got {self.mode!r}")
@@ -181,30 +178,26 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"n_samples={X.shape[0]}: MulSupConClassifier needs at least 2 samples (1 sample cannot be split)")
         cfg = self._config()
         data = self._data(X, Y, cfg)
-        with tempfile.TemporaryDirectory(prefix="mulsupcon-fit-") as tmp:
-            tmp = Path(tmp)
-            from_run = None
-            if self.mode != "scratch":
-                from_run = pretrain(cfg, tmp / "pretrain", quiet=not self.verbose, echo=self.verbose, data=data)
-            ccfg = copy.deepcopy(cfg)
-            classify(ccfg, tmp / "classify", from_run=from_run, quiet=not self.verbose, echo=self.verbose, data=data)
-            state = load_checkpoint(tmp / "classify" / "model.pt")
-            model, _ = build_classifier(ccfg, data, None)
-            model.load_state_dict(state["model"])
-            self.history_ = __import__("json").loads((tmp / "classify" / "history.json").read_text())
+        from_run = None
+        if self.mode != "scratch":
+            pre = RunDir.in_memory(echo=self.verbose)
+            pretrain(cfg, pre, quiet=not self.verbose, echo=self.verbose, data=data)
+            from_run = pre.files["backbone.pt"]
+        run = RunDir.in_memory(echo=self.verbose)
+        classify(cfg, run, from_run=from_run, quiet=not self.verbose, echo=self.verbose, data=data)
+        model, _ = build_classifier(cfg, data, None)
+        model.load_state_dict(run.files["model.pt"]["model"])
         model.eval()
+        self.history_ = run.history
         self.classifier_ = model
         self.n_labels_ = Y.shape[1]
-        self._source_stats = (data.train._mean, data.train._std)
+        self.mean_, self.scale_ = data.train.mean, data.train.std  # (F,) each, or None without standardisation
         return self
 
     def _tensor(self, X) -> torch.Tensor:
         X = self._check_X(X, reset=False)
         x = torch.from_numpy(X.toarray() if sp.issparse(X) else np.ascontiguousarray(X))
-        mean, std = self._source_stats
-        if mean is not None:
-            x = (x - mean) / std
-        return x
+        return x if self.mean_ is None else (x - self.mean_) / self.scale_
 
     @torch.no_grad()
     def predict_proba(self, X) -> np.ndarray:

@@ -15,7 +15,7 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
     probabilities of the checkpoint chosen on validation).
     """
     from mulsupcon.metrics import evaluate
-    from mulsupcon.reports import metrics_table
+    from mulsupcon.tables import metrics_table
 
     run = Path(run)
     path = run / "scores.npz"

@@ -53,7 +53,7 @@ def run_embeddings(run: str | Path, split: str = "test") -> tuple[np.ndarray, np
     from mulsupcon.models import build_backbone
     from mulsupcon.train.checkpoint import load_checkpoint
     from mulsupcon.train.data import ImageViews, prepare_data
-    from mulsupcon.train.runs import read_run_config, run_kind
+    from mulsupcon.train.rundir import read_run_config, run_kind
 
     run = Path(run)
     cfg = read_run_config(run)

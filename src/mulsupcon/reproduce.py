@@ -56,7 +56,7 @@ def reproduce_vectors(
     methods: Optional[Sequence[str]] = None,
 ) -> dict:
     """Run the grid (resuming finished runs: a run whose metrics.json exists is reused)."""
-    from mulsupcon.reports import aggregate, side_by_side  # noqa: F401  (side_by_side used in _render)
+    from mulsupcon.tables import aggregate, side_by_side  # noqa: F401  (side_by_side used in _render)
     from mulsupcon.train.classify import classify
     from mulsupcon.train.data import prepare_data
     from mulsupcon.train.pretrain import pretrain
@@ -109,7 +109,7 @@ def reproduce_vectors(
 
 def _check_reusable(run_dir: Path, cfg: dict, ignore: tuple[str, ...] = ()) -> None:
     """A finished run is reused only if it was made with this config (else its numbers would be stale)."""
-    from mulsupcon.train.runs import config_differences
+    from mulsupcon.train.rundir import config_differences
 
     detail = config_differences(run_dir, cfg, ignore)
     if detail:
@@ -123,8 +123,8 @@ def _say(text: str) -> None:
 
 
 def _write(results: dict, out: Path, scale: float, seconds: float) -> None:
-    from mulsupcon.reports import aggregate, metrics_table
-    from mulsupcon.train.checkpoint import atomic_write_text
+    from mulsupcon.tables import aggregate, metrics_table
+    from mulsupcon.io import atomic_write_text
 
     parts = [
         "# Vector datasets: reproduction of Tables 2/3",
@@ -132,7 +132,7 @@ def _write(results: dict, out: Path, scale: float, seconds: float) -> None:
         f"Command: `MULSUPCON_DATA=../shared/data mulsupcon reproduce vectors --datasets {' '.join(results)}"
         f"{'' if scale == 1.0 else f' --scale {scale}'}` "
         f"(pretraining schedule x{scale}); wall time {seconds / 60:.0f} min on this machine.",
-        "Mean ± std over seeds (std with ddof=0 as documented in `mulsupcon.reports`).",
+        "Mean ± std over seeds (std with ddof=0 as documented in `mulsupcon.tables`).",
         "`paper` protocol = best threshold per metric on the test set (what the published tables use);",
         "`validation` protocol = thresholds chosen on the validation split, then applied to test.",
         "",

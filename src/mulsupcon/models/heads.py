@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mulsupcon.ops import Dropout
+
 
 class ProjectionHead(nn.Module):
     """Linear -> BatchNorm -> ReLU -> Dropout -> Linear (the paper's head ``g``).
@@ -21,7 +23,7 @@ class ProjectionHead(nn.Module):
             nn.Linear(in_dim, hidden_dim),
             nn.BatchNorm1d(hidden_dim),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden_dim, out_dim),
         )
         self.out_dim = out_dim

@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from mulsupcon.ops import Dropout
+
 
 class MLPBackbone(nn.Module):
     """Linear -> ReLU -> Dropout, once per hidden width (the paper uses in->256->512->256).
@@ -28,7 +30,7 @@ class MLPBackbone(nn.Module):
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
-            layers += [nn.Linear(width, int(h)), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, int(h)), nn.ReLU(inplace=True), Dropout(dropout)]
             width = int(h)
         self.net = nn.Sequential(*layers)
         self.in_features = in_features

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,8 +35,8 @@ class TensorSource:
         self.is_image = ds.is_image
         self.labels = torch.from_numpy(np.ascontiguousarray(ds.labels))
         self._csr: Optional[sp.csr_matrix] = None
-        self._mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)
-        self._std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
+        self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)  # (F,) or None
+        self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
         if ds.is_sparse:
             self._csr = ds.features.tocsr().astype(np.float32)
             self.features = None
@@ -50,8 +50,8 @@ class TensorSource:
             self.sample_shape = tuple(ds.features.shape[1:])
         else:
             x = torch.from_numpy(np.ascontiguousarray(ds.features, dtype=np.float32))
-            if self._mean is not None:  # dense: standardise once, not per batch
-                x = (x - self._mean) / self._std
+            if self.mean is not None:  # dense: standardise once, not per batch
+                x = (x - self.mean) / self.std
             self.features = x
             self.sample_shape = (x.shape[1],)
 
@@ -59,8 +59,8 @@ class TensorSource:
         """Rows ``idx`` (B,) -> (x, y)."""
         if self._csr is not None:
             x = torch.from_numpy(self._csr[idx.numpy()].toarray())
-            if self._mean is not None:
-                x = (x - self._mean) / self._std
+            if self.mean is not None:
+                x = (x - self.mean) / self.std
         elif torch.is_tensor(idx):
             # index_select: the same rows as features[idx], at 2-3x less cost (no advanced-indexing setup).
             return self.features.index_select(0, idx), self.labels.index_select(0, idx)
@@ -288,16 +288,3 @@ def fit_mean_std(train: MultiLabelDataset) -> tuple[np.ndarray, np.ndarray]:
     # element then means "the training mean", as in the paper's dense pipeline.
     st = fit_standardizer(train.features, with_mean=True)
     return np.asarray(st.mean_, dtype=np.float32), np.asarray(st.scale_, dtype=np.float32)
-
-
-def iterate_batches(
-    source: TensorSource, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """All rows of ``source`` in batches (in order unless ``shuffle``), the last one short."""
-    if shuffle:
-        order = epoch_order(source.n, batch_size, None, seed, epoch, drop_last=False)
-    else:
-        order = list(torch.arange(source.n).split(batch_size))
-    for idx in order:
-        yield source.batch(idx)
-

@@ -4,7 +4,8 @@ The contract: a run on W processes with per-process batch B computes exactly wha
 with the combined batch of W*B computes (up to float summation order):
 
 * each process takes its contiguous shard ``[rank*B, (rank+1)*B)`` of the global batch;
-* keys AND label rows are all-gathered (rank order) so the references and the queue are global;
+* keys AND label rows are all-gathered (rank order, ``ops.all_gather_rows``) so the references and
+  the queue are global;
 * the loss is normalised by the GLOBAL number of contributing (anchor, label) pairs / anchors, and
   scaled by W so that DistributedDataParallel's gradient averaging yields the global gradient;
 * only rank 0 writes files.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -56,17 +57,6 @@ class DistContext:
         per = n // self.world_size
         return t[self.rank * per : (self.rank + 1) * per]
 
-    @torch.no_grad()
-    def gather(self, t: torch.Tensor) -> torch.Tensor:
-        """Concatenate ``t`` from every process in rank order (no gradient): (n, ...) -> (W * n, ...).
-
-        Every process must pass the same shape and dtype (gloo and NCCL gather equal-sized parts)."""
-        if not self.enabled:
-            return t
-        parts = [torch.empty_like(t) for _ in range(self.world_size)]
-        dist.all_gather(parts, t.contiguous())
-        return torch.cat(parts)
-
     def all_sum(self, t: torch.Tensor) -> torch.Tensor:
         """Element-wise sum of ``t`` over all processes (a new tensor of the same shape; no gradient)."""
         if self.enabled:
@@ -82,12 +72,15 @@ class DistContext:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t.item()) / self.world_size
 
-    def wrap_ddp(self, module: nn.Module) -> nn.Module:
-        """``module`` wrapped in DistributedDataParallel (gradients averaged over processes), or as is."""
+    def wrap_ddp(self, module: nn.Module, broadcast_buffers: bool = True) -> nn.Module:
+        """``module`` wrapped in DistributedDataParallel (gradients averaged over processes), or as is.
+
+        ``broadcast_buffers=False`` for MoCo: its queue is identical on every process already, and
+        broadcasting it every step would cost K x D floats."""
         if not self.enabled:
             return module
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=broadcast_buffers)
 
     def barrier(self) -> None:
         """Wait until every process gets here (e.g. rank 0 has written a file the others read)."""
@@ -195,5 +188,3 @@ class GlobalNormalizedLoss(nn.Module):
         global_count = self.ctx.all_sum(count.detach().to(torch.float64))
         return total * (self.ctx.world_size / global_count.clamp_min(1).to(total.dtype))
 
-
-LaunchFn = Callable[..., None]

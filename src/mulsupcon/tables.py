@@ -1,4 +1,5 @@
-"""Result tables: Markdown for reports, aligned plain text for the terminal, mean ± std over seeds.
+"""Result tables (a building block: formatting only): Markdown for reports, aligned plain text for the terminal,
+mean ± std over seeds.
 
 A *metric dict* is what :func:`mulsupcon.metrics.evaluate` returns (extra keys such as ``protocol`` and
 ``thresholds`` are ignored here). A cell value may be

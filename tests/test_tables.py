@@ -1,4 +1,4 @@
-"""Tests of mulsupcon.reports: table contents, rounding, alignment, mean ± std against numpy."""
+"""Tests of mulsupcon.tables: table contents, rounding, alignment, mean ± std against numpy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mulsupcon.metrics import evaluate
-from mulsupcon.reports import (
+from mulsupcon.tables import (
     METRIC_LABELS,
     METRIC_ORDER,
     aggregate,

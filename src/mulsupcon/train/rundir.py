@@ -1,0 +1,288 @@
+"""The run folder, shared by pretraining and classification: creation, lock, files, checkpoints, log.
+
+A run folder holds::
+
+    config.yaml          the resolved config (what ran, every default filled in)
+    split.json           the exact rows of each split
+    run.json             the kind of run and when it was created
+    checkpoints/last.pt  everything needed to resume (written atomically); classification adds best.pt
+    history.json, history.csv   one row per epoch
+    log.txt              the human-readable log
+    .lock                held (with ``filelock``) for the run's whole life; ``.lock.owner`` names the pid
+
+Only the main process of a multi-process run writes (the others get a RunDir whose writes do nothing).
+A start that fails before training removes what it created, so the corrected command works in the same
+folder. :meth:`RunDir.in_memory` gives a run without a folder (what the scikit-learn estimator uses):
+checkpoints and saved files are kept as objects in :attr:`RunDir.files`, nothing touches the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
+
+import yaml
+from filelock import FileLock, Timeout
+
+from mulsupcon.config import DEFAULTS, flatten, save_config
+from mulsupcon.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
+from mulsupcon.train.checkpoint import load_checkpoint
+
+if TYPE_CHECKING:
+    from mulsupcon.train.distributed import DistContext
+
+_CREATED_FILES = ("config.yaml", "split.json", "run.json", "log.txt", ".lock.owner")
+
+
+class RunDir:
+    """One run folder (see the module docstring). Use as a context manager: the lock is released
+    when the block ends, and a block that fails before :meth:`start_training` removes what it created."""
+
+    def __init__(self, path: str | Path | None, *, is_main: bool = True, quiet: bool = False, echo: bool = True):
+        self.path = None if path is None else Path(path)
+        self.files: dict[str, Any] = {}  # in memory (path None): what would have been written, by file name
+        self.history: list[dict] = []
+        self.is_main = is_main
+        self.quiet = quiet or not echo
+        self.echo = echo
+        self._lock: Optional[FileLock] = None
+        self._created_folder = False
+        self._new_run = False
+        self._training = False
+        self._bar = None
+
+    # -- life cycle -----------------------------------------------------------------------------------------
+    @classmethod
+    def in_memory(cls, echo: bool = False) -> "RunDir":
+        """A run without a folder: saved objects stay in :attr:`files`, log lines are only shown (``echo``)."""
+        return cls(None, quiet=True, echo=echo)
+
+    @property
+    def writes_files(self) -> bool:
+        return self.is_main and self.path is not None
+
+    @classmethod
+    def open(cls, path: str | Path, cfg: Mapping[str, Any], split_info: Mapping[str, Any], *, kind: str,
+             resume: bool, is_main: bool = True, quiet: bool = False, echo: bool = True) -> "RunDir":
+        """Lock ``path`` and write ``config.yaml``, ``split.json`` and ``run.json`` (a new run), or check that
+        the saved config matches ``cfg`` (``resume``). A folder holding another run is refused unless resumed."""
+        run = cls(path, is_main=is_main, quiet=quiet, echo=echo)
+        if not is_main:
+            return run
+        run._created_folder = not run.path.exists()
+        run.path.mkdir(parents=True, exist_ok=True)
+        run._acquire_lock()
+        try:
+            saved = run.path / "config.yaml"
+            if saved.is_file():
+                if not resume:
+                    raise ValueError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --run-dir")
+                detail = config_differences(run.path, cfg)
+                if detail:
+                    raise ValueError(f"cannot resume {run.path}: the config differs from the saved one ({detail})")
+            else:
+                run._new_run = True
+                save_config(dict(cfg), saved)
+                atomic_write_json(run.path / "split.json", dict(split_info))
+                atomic_write_json(run.path / "run.json", {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+        except BaseException:
+            run.close(failed=True)
+            raise
+        return run
+
+    def _acquire_lock(self) -> None:
+        lock = FileLock(str(self.path / ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            owner = (self.path / ".lock.owner").read_text().strip() if (self.path / ".lock.owner").is_file() else "unknown"
+            raise RuntimeError(f"{self.path} is in use by another mulsupcon process (pid {owner}); "
+                               f"wait for it to finish or choose another --run-dir") from None
+        self._lock = lock
+        (self.path / ".lock.owner").write_text(f"{os.getpid()}\n")
+
+    def start_training(self) -> None:
+        """From here on a failure keeps the folder (its checkpoints are resumable)."""
+        self._training = True
+
+    def close(self, failed: bool = False) -> None:
+        """Release the lock; after a failure before training, remove what this run created."""
+        self.close_bar()
+        if failed and self._new_run and not self._training and self.is_main:
+            for name in _CREATED_FILES:
+                (self.path / name).unlink(missing_ok=True)
+        if self._lock is not None:
+            (self.path / ".lock.owner").unlink(missing_ok=True)
+            self._lock.release()
+            self._lock = None
+        if failed and self._created_folder and not self._training and self.is_main:
+            (self.path / ".lock").unlink(missing_ok=True)
+            try:
+                self.path.rmdir()  # only when empty
+            except OSError:
+                pass
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(failed=exc_type is not None)
+
+    # -- files ----------------------------------------------------------------------------------------------
+    def checkpoint(self, name: str) -> Path:
+        """Path of ``checkpoints/<name>.pt``."""
+        return Path(self.path or ".") / "checkpoints" / f"{name}.pt"
+
+    def has_checkpoint(self, name: str) -> bool:
+        return f"checkpoints/{name}.pt" in self.files if self.path is None else self.checkpoint(name).is_file()
+
+    def save_checkpoint(self, name: str, state: Mapping[str, Any]) -> None:
+        """Write ``checkpoints/<name>.pt`` atomically (main process only)."""
+        self.save(f"checkpoints/{name}.pt", dict(state))
+
+    def load_checkpoint(self, name: str, map_location: Any = "cpu") -> dict:
+        if self.path is None:
+            return copy.deepcopy(self.files[f"checkpoints/{name}.pt"])
+        return load_checkpoint(self.checkpoint(name), map_location=map_location)
+
+    def save(self, name: str, obj: Any) -> None:
+        """``torch.save`` a file of the run folder atomically (main process only; in memory: a deep copy,
+        since state dicts hold the live tensors)."""
+        if self.path is None:
+            self.files[name] = copy.deepcopy(obj)
+        elif self.is_main:
+            atomic_torch_save(self.path / name, obj)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        if self.writes_files:
+            atomic_write_bytes(self.path / name, data)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        if self.writes_files:
+            atomic_write_json(self.path / name, obj)
+
+    def write_text(self, name: str, text: str) -> None:
+        if self.writes_files:
+            atomic_write_text(self.path / name, text)
+
+    def write_history(self, history: list[dict]) -> None:
+        """Per-epoch history as ``history.json`` and ``history.csv`` (columns: every key seen)."""
+        self.history = [dict(row) for row in history]
+        if not self.writes_files:
+            return
+        atomic_write_json(self.path / "history.json", history)
+        columns = list(dict.fromkeys(k for row in history for k in row))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.path / "history.csv", buf.getvalue())
+
+    # -- log and progress -----------------------------------------------------------------------------------
+    def log(self, text: str) -> None:
+        """Append a time-stamped line to ``log.txt`` and show it (above the progress bar, if any)."""
+        if not self.is_main:
+            return
+        if self.path is not None:
+            with open(self.path / "log.txt", "a", encoding="utf-8") as fh:
+                fh.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {text}\n")
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        elif self.echo:
+            print(text, file=sys.stderr, flush=True)
+
+    def bar(self, total: int, desc: str, initial: int = 0):
+        """A progress bar over ``total`` steps (a no-op object when quiet or not the main process)."""
+        if self.quiet or not self.is_main:
+            return _NullBar()
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=True)
+        return self._bar
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@contextlib.contextmanager
+def open_run_dir(ctx: "DistContext", path: "str | Path | RunDir", cfg: Mapping[str, Any], split_info: Mapping[str, Any],
+                 kind: str, resume: bool, quiet: bool, echo: bool) -> Iterator[RunDir]:
+    """The run folder, prepared and locked by the main process while the others wait (they could
+    otherwise see the config.yaml it has just written and refuse "an existing run"). A RunDir given as
+    ``path`` (e.g. :meth:`RunDir.in_memory`) is used as it is."""
+    if isinstance(path, RunDir):
+        yield path
+        return
+    run = RunDir.open(path, cfg, split_info, kind=kind, resume=resume, quiet=quiet, echo=echo) if ctx.is_main else None
+    ctx.barrier()
+    run = run or RunDir(path, is_main=False)
+    with run:
+        yield run
+
+
+class _NullBar:
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix(self, *args, **kwargs) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def format_seconds(s: float) -> str:
+    """``75`` -> ``1m15s``; ``3700`` -> ``1h01m40s``."""
+    s = int(round(s))
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+# ----------------------------------------------------------------------------- reading runs back
+def default_run_dir(kind: str, cfg: Mapping[str, Any], root: str | Path = "runs") -> Path:
+    """``runs/<dataset>-<kind>-<timestamp>`` (kind: pretrain, finetune, probe, scratch)."""
+    return Path(root) / f"{cfg['dataset']['name']}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def config_differences(run_dir: str | Path, cfg: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> str:
+    """The keys where ``cfg`` differs from the config saved in ``run_dir``, as text ('' if none).
+
+    Not compared: sections named in ``ignore`` (e.g. ``("classify",)`` for a pretraining run), the ``cpu``
+    section (where the run computes, not what), and keys that no longer exist. A key the saved config
+    lacks counts as equal when ``cfg`` holds its default (it was added after the run was made).
+    """
+    old = flatten(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {})
+    new = flatten(json.loads(json.dumps(dict(cfg), default=str)))
+    defaults = flatten(json.loads(json.dumps(DEFAULTS, default=str)))
+
+    def differs(k: str) -> bool:
+        if k == "kind" or k.split(".")[0] in (*ignore, "cpu") or old.get(k) == new.get(k):
+            return False
+        if k not in defaults:
+            return False
+        return not (k not in old and new.get(k) == defaults[k])
+
+    diff = sorted(k for k in set(old) | set(new) if differs(k))
+    return ", ".join(f"{k}: saved {old.get(k)!r} vs now {new.get(k)!r}" for k in diff[:6])
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """The resolved config saved in a run directory."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a mulsupcon run directory (no config.yaml)")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def run_kind(run_dir: str | Path) -> str:
+    """``pretrain``, ``probe``, ``finetune`` or ``scratch``."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a mulsupcon run directory (no run.json)")
+    return json.loads(path.read_text())["kind"]

@@ -1,0 +1,94 @@
+"""Where a run computes: the device, and on the CPU the thread count and subnormal flushing
+(the ``cpu`` section of a config)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Optional
+
+import torch
+
+SMALL_MODEL_PARAMS = 4_000_000
+"""Models up to this many parameters train with ONE intra-op thread on the CPU (``cpu.num_threads: auto``)."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but CUDA is not available on this machine")
+    return dev
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Number of parameter elements of ``module``."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def num_threads_for(model: torch.nn.Module, device: torch.device, setting: Any = "auto") -> Optional[int]:
+    """The intra-op thread count for training ``model`` (``cpu.num_threads``), or None to keep torch's.
+
+    A number is used as given. ``auto``: small models on the CPU get 1 thread. Their matrices (batch 64 x
+    a few hundred) gain from a second thread only on an otherwise idle machine, while beside any other
+    busy process the second OpenMP thread waits for a core at every parallel region and the step gets
+    several times slower (``benchmarks/README.md``). Larger models (ResNets) keep all threads.
+    """
+    text = str(setting).strip().lower()
+    if text != "auto":
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"cpu.num_threads must be 'auto' or a positive integer, got {setting!r}")
+        return int(text)
+    if device.type != "cpu":
+        return None
+    return 1 if count_parameters(model) <= SMALL_MODEL_PARAMS else None
+
+
+@contextlib.contextmanager
+def cpu_threads(n: Optional[int]) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)`` (None: unchanged), restoring the old count."""
+    old = torch.get_num_threads()
+    if n is not None and n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+
+
+def denormals_flushed(every_thread: bool = True) -> bool:
+    """True when a subnormal float32 product comes out as zero on every intra-op thread (or, with
+    ``every_thread=False``, on the calling thread alone, without entering a parallel region).
+
+    Small NORMAL numbers (4 x the smallest) times 1/8, over a vector long enough for each thread's share
+    to pass torch's grain size: a thread without the flag leaves subnormal nonzeros.
+    """
+    n = 65536 * torch.get_num_threads() if every_thread else 8
+    return not bool(torch.full((n,), 4 * torch.finfo(torch.float32).tiny).mul_(0.125).any())
+
+
+@contextlib.contextmanager
+def flush_denormals(enabled: bool = True) -> Iterator[None]:
+    """Run the block with subnormal floats (below 1.2e-38) flushed to zero.
+
+    Why: x86 CPUs compute on subnormal numbers through slow microcode, and long CPU runs make them
+    (Adam's moments of dead ReLU units decay through the subnormal range; the authors' yeast schedule
+    got about 1.3x slower from epoch ~10 on, ``benchmarks/README.md``). Flushing changes only values
+    below 1.2e-38, which no outcome depends on.
+
+    ``torch.set_flush_denormal`` sets the calling thread's flag; OpenMP worker threads copy it when they
+    are created, so enter this block before the process's first parallel region (the training loops do
+    so before loading data) and check with :func:`denormals_flushed`. The calling thread's previous
+    setting is restored at the end; workers created inside the block keep the flag.
+    """
+    if not enabled:
+        yield
+        return
+    before = denormals_flushed(every_thread=False)
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)

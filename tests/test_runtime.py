@@ -1,0 +1,211 @@
+"""The training runtime: CPU dropout, optimiser choice, thread count, subnormal flushing, run-folder configs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from mulsupcon.ops import Dropout
+
+
+# ----------------------------------------------------------------------------- dropout
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5, 0.9])
+def test_dropout_keep_rate_and_scale(p: float) -> None:
+    """Kept fraction within 5 standard errors of 1 - p (over 4M draws); kept values scaled by 1 / (1 - p)."""
+    torch.manual_seed(0)
+    x = torch.ones(2048, 2048)
+    out = Dropout(p).train()(x)
+    kept = out != 0
+    se = (p * (1 - p) / x.numel()) ** 0.5
+    assert abs(kept.float().mean().item() - (1 - p)) < 5 * se
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / (1 - p)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_dropout_mask_is_uniform_draws_at_least_p(dtype: torch.dtype) -> None:
+    """Oracle: the same global-generator draws, kept where ``rand >= p``."""
+    torch.manual_seed(5)
+    out = Dropout(0.3).train()(torch.ones(37, 29, dtype=dtype))
+    torch.manual_seed(5)
+    draws = torch.rand(37, 29, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    expected = ((draws >= 0.3).to(draws.dtype) * (1.0 / 0.7)).to(dtype)
+    assert out.dtype == dtype and torch.equal(out, expected)
+
+
+def test_dropout_gradient_is_the_mask_and_eval_is_identity() -> None:
+    torch.manual_seed(1)
+    x = torch.randn(64, 512, requires_grad=True)
+    layer = Dropout(0.3).train()
+    out = layer(x)
+    out.backward(torch.ones_like(out))
+    torch.testing.assert_close(x.grad, out.detach() / x.detach())
+    assert torch.equal(layer.eval()(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
+    assert isinstance(layer, nn.Dropout) and not layer.state_dict()
+
+
+# ----------------------------------------------------------------------------- optimiser, threads
+def test_make_optimizer_is_fused_where_supported_and_falls_back(monkeypatch) -> None:
+    from mulsupcon.train.optim import make_optimizer
+
+    ps = [nn.Parameter(torch.randn(3, 2))]
+    for name in ("adam", "sgd"):
+        opt = make_optimizer([{"params": ps}], {"optimizer": name, "lr": 0.1})
+        assert opt.defaults["fused"] is True  # torch >= 2.4 has fused CPU kernels
+    real = torch.optim.Adam.__init__
+
+    def no_fused(self, params, **kw):
+        if kw.get("fused"):
+            raise RuntimeError("fused=True requires all the params to be floating point Tensors of supported devices")
+        real(self, params, **kw)
+
+    monkeypatch.setattr(torch.optim.Adam, "__init__", no_fused)
+    opt = make_optimizer([{"params": ps}], {"optimizer": "adam", "lr": 0.1})
+    assert not opt.defaults.get("fused") and opt.defaults["foreach"] is True
+
+
+def test_thread_count_setting_and_auto() -> None:
+    from mulsupcon.train.runtime import SMALL_MODEL_PARAMS, num_threads_for
+
+    small, cpu = nn.Linear(10, 10), torch.device("cpu")
+    assert num_threads_for(small, cpu) == 1  # small model: one intra-op thread
+    assert num_threads_for(small, torch.device("cuda")) is None  # accelerators: torch's choice
+    assert num_threads_for(small, cpu, 3) == 3 and num_threads_for(small, cpu, "2") == 2
+    big = nn.Linear(2000, SMALL_MODEL_PARAMS // 2000 + 1)
+    assert num_threads_for(big, cpu) is None
+    with pytest.raises(ValueError, match="cpu.num_threads"):
+        num_threads_for(small, cpu, "many")
+
+
+def test_cpu_section_of_the_config() -> None:
+    from mulsupcon.config import load_config
+
+    assert load_config("yeast")["cpu"] == {"num_threads": "auto", "flush_denormals": True}
+    assert load_config("yeast-authors")["cpu"]["num_threads"] == 2
+    assert load_config("yeast", {"cpu.flush_denormals": False})["cpu"]["flush_denormals"] is False
+    with pytest.raises(ValueError, match="cpu.flush_denormals must be true or false, got 'yes'"):
+        load_config("yeast", {"cpu.flush_denormals": "yes"})
+    with pytest.raises(ValueError, match="cpu.num_threads"):
+        load_config("yeast", {"cpu.num_threads": 0})
+
+
+# ----------------------------------------------------------------------------- subnormal floats
+def _ftz_supported() -> bool:
+    return torch.set_flush_denormal(False)
+
+
+needs_ftz = pytest.mark.skipif(not _ftz_supported(), reason="this CPU has no flush-to-zero flags (not x86 with SSE3)")
+
+
+def _fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter (no OpenMP thread created yet) and return its stdout."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@needs_ftz
+def test_flush_set_before_the_first_parallel_region_reaches_every_thread_and_is_restored() -> None:
+    """Entered first, the flag is copied by every OpenMP worker: a subnormal product is zero on all of them
+    (a vector split over 2 threads), the smallest normal number survives; afterwards the calling thread is
+    back to IEEE subnormals."""
+    out = _fresh_python("""
+        import torch
+        from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denormals
+        tiny = torch.finfo(torch.float32).tiny
+        with flush_denormals(True), cpu_threads(2):
+            x = torch.full((1 << 18,), 4 * tiny)
+            print(denormals_flushed(), int(torch.count_nonzero(x * 0.125)), bool(torch.equal(x * 0.25, torch.full_like(x, tiny))))
+        print(denormals_flushed(every_thread=False))
+    """)
+    assert out.splitlines() == ["True 0 True", "False"]
+
+
+@needs_ftz
+def test_the_check_sees_a_worker_created_before_the_flush() -> None:
+    """Negative control: a parallel region before the block leaves a worker without the flag, and
+    denormals_flushed() says so (the calling thread alone would pass)."""
+    out = _fresh_python("""
+        import torch
+        from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denormals
+        with cpu_threads(2):
+            torch.ones(1 << 20).mul_(2.0)  # creates the OpenMP team without the flag
+            with flush_denormals(True):
+                print(denormals_flushed(), denormals_flushed(every_thread=False))
+    """)
+    assert out == "False True"
+
+
+@needs_ftz
+def test_pretraining_notes_when_subnormals_are_not_flushed_everywhere(tmp_path) -> None:
+    """A run started in a fresh process flushes on both threads (no note); one started after torch already
+    computed on 2 threads says so in its log. Normal values: flushing is restored for the caller."""
+    code = f"""
+        import sys, torch
+        from mulsupcon.config import load_config
+        from mulsupcon.train.pretrain import pretrain
+        if sys.argv[1] == "late":
+            torch.set_num_threads(2); torch.ones(1 << 20).mul_(2.0)
+        cfg = load_config("demo", {{"cpu.num_threads": 2, "pretrain.epochs": 1, "pretrain.steps_per_epoch": 2,
+                                   "model.hidden": [16], "model.head_hidden": 8, "model.embed_dim": 8}})
+        pretrain(cfg, sys.argv[2], quiet=True, echo=False)
+    """
+    for when in ("early", "late"):
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), when, str(tmp_path / when)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    assert "not flushed on every thread" not in (tmp_path / "early" / "log.txt").read_text()
+    assert "not flushed on every thread" in (tmp_path / "late" / "log.txt").read_text()
+
+
+# ----------------------------------------------------------------------------- run-folder configs
+def test_config_differences_tolerates_keys_added_later_but_not_changes(tmp_path) -> None:
+    import yaml
+
+    from mulsupcon.config import load_config
+    from mulsupcon.reproduce import _check_reusable
+    from mulsupcon.train.rundir import RunDir, config_differences
+
+    cfg = load_config("demo")
+    with RunDir.open(tmp_path / "r", cfg, {}, kind="pretrain", resume=False) as run:
+        run = run.path
+    assert config_differences(run, cfg) == ""
+    # A run made before a key existed: the key at its default is not a difference...
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["pretrain"]["chunk_size"]
+    saved["pretrain"]["a_key_since_removed"] = 3  # ...nor is a key that no longer exists...
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert config_differences(run, cfg) == ""
+    RunDir.open(run, cfg, {}, kind="pretrain", resume=True).close()  # resumes
+    # ...but the same key set to something else is; where the run computes (cpu) is not compared.
+    assert "pretrain.chunk_size" in config_differences(run, load_config("demo", {"pretrain.chunk_size": 64}))
+    assert config_differences(run, load_config("demo", {"cpu.num_threads": 2})) == ""
+    changed = load_config("demo", {"classify.epochs": 999})
+    assert "classify.epochs: saved" in config_differences(run, changed)
+    assert config_differences(run, changed, ignore=("classify",)) == ""
+    with pytest.raises(ValueError, match="classify.epochs"):
+        _check_reusable(run, changed)
+    _check_reusable(run, changed, ignore=("classify",))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_vector_masking_keeps_each_element_with_probability_1_minus_p(dtype: torch.dtype) -> None:
+    """The paper's vector view: element kept where a uniform draw is >= p (oracle: the same draws taken
+    from a generator with the same seed), zero elsewhere; the kept share is 1 - p over many draws."""
+    from mulsupcon.train.data import VectorMasking
+
+    x = torch.randn(300, 103, dtype=dtype) + 5.0  # no zeros of its own
+    out = VectorMasking(0.5)(x, torch.Generator().manual_seed(3))
+    draws = torch.rand(x.shape, generator=torch.Generator().manual_seed(3))
+    expected = torch.where(draws >= 0.5, x, torch.zeros((), dtype=dtype))
+    assert out.dtype == dtype and torch.equal(out, expected)
+    kept = (out != 0).double().mean().item()
+    assert abs(kept - 0.5) < 5 * (0.25 / x.numel()) ** 0.5
+    assert torch.equal(VectorMasking(0.0)(x, None), x)
+    big = VectorMasking(0.2)(torch.ones(1000, 1000), torch.Generator().manual_seed(0))
+    assert abs((big != 0).float().mean().item() - 0.8) < 5 * (0.16 / 1e6) ** 0.5
