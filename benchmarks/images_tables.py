@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from mulsupcon.config import load_config  # noqa: E402
-from mulsupcon.data.image_datasets import load_config_splits  # noqa: E402
+from mulsupcon.train.data import load_dataset_splits  # noqa: E402
 from mulsupcon.tables import aggregate, metrics_table  # noqa: E402
 from mulsupcon.train.checkpoint import atomic_torch_save, load_checkpoint  # noqa: E402
 from mulsupcon.train.classify import classify  # noqa: E402
@@ -180,8 +180,8 @@ def coco_transfer(root: Path, args) -> dict:
                                      "classify.epochs": 3, "dataset.cache_dir": str(root / "cache")})
     src_cfg = copy.deepcopy(base)
     src_cfg["dataset"]["name"] = "coco-mini-obmutescence"
-    src = prepare_data(src_cfg["dataset"], splits=load_config_splits(src_cfg["dataset"]))
-    dst = prepare_data(base["dataset"], splits=load_config_splits(base["dataset"]))
+    src = prepare_data(src_cfg["dataset"], splits=load_dataset_splits(src_cfg["dataset"]))
+    dst = prepare_data(base["dataset"], splits=load_dataset_splits(base["dataset"]))
     out = {}
     pre = root / "coco-pretrain-mulsupcon"
     if not (pre / "backbone.pt").is_file():

@@ -13,6 +13,7 @@ import pytest
 
 dl = importlib.import_module("mulsupcon.data.download")  # the package attribute `download` is the function
 reg = importlib.import_module("mulsupcon.data.registry")
+cat = importlib.import_module("mulsupcon.data.catalogue")
 from mulsupcon.data.download import ChecksumError, DownloadError, MissingDataError, ensure_files, fetch  # noqa: E402
 
 from conftest import shared_data_dir
@@ -191,11 +192,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spec(url: str, body: bytes, rel: str = "toy/toy.bin") -> reg.DatasetSpec:
-    return reg.DatasetSpec(
+def _spec(url: str, body: bytes, rel: str = "toy/toy.bin") -> cat.DatasetSpec:
+    return cat.DatasetSpec(
         name="toy",
         description="test",
-        files=(reg.DataFile(rel, url, len(body), _sha(body)),),
+        files=(cat.DataFile(rel, url, len(body), _sha(body)),),
     )
 
 

@@ -16,6 +16,7 @@ from mulsupcon.data import image_datasets as imd
 from mulsupcon.data.image_views import eval_transform
 from mulsupcon.embed import add_embed_parser, build_embedding_backbone, embed_dataset, run_embed
 from mulsupcon.models.image import TorchvisionBackbone
+from mulsupcon.train.data import load_dataset_splits
 
 SIZE = 16
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # tiny COCO subset: labels absent from train
@@ -43,7 +44,7 @@ def _read(path):
 
 def test_random_init_features_match_direct_forward(tmp_path, ds_cfg):
     out = embed_dataset(ds_cfg, tmp_path / "emb", arch="resnet18", weights=None, seed=5, device="cpu", batch_size=7)
-    splits = imd.load_config_splits(ds_cfg)
+    splits = load_dataset_splits(ds_cfg)
     torch.manual_seed(5)
     same = TorchvisionBackbone("resnet18")  # what seed 5 initialises
     for part in ("train", "val", "test"):
@@ -68,7 +69,7 @@ def test_weights_file_features_match_torchvision_model(tmp_path, ds_cfg):
     torch.save(tv.state_dict(), wfile)  # a torchvision state_dict, classifier included
     out = embed_dataset(ds_cfg, tmp_path / "emb", arch="resnet18", weights=str(wfile), seed=0, device="cpu")
     tv.fc = torch.nn.Identity()
-    splits = imd.load_config_splits(ds_cfg)
+    splits = load_dataset_splits(ds_cfg)
     feats, _ = _read(out / "test.hdf5")
     np.testing.assert_allclose(feats, _direct(tv, np.asarray(splits.test.features)), rtol=1e-4, atol=1e-5)
     # and a random init (seed 0) would have given something else
@@ -85,7 +86,7 @@ def test_embedded_folder_runs_through_vector_pipeline(tmp_path, ds_cfg):
     name = f"hdf5:{out.resolve()}"
     cfg = load_config(None, {"dataset.name": name, "model.hidden": [16], "classify.epochs": 1,
                              "classify.batch_size": 8, "device": "cpu"})
-    splits = imd.load_config_splits(cfg["dataset"])
+    splits = load_dataset_splits(cfg["dataset"])
     train_feats, _ = _read(out / "train.hdf5")
     np.testing.assert_array_equal(splits.train.features, train_feats)  # official val: nothing carved again
     assert splits.train.label_names == json.loads((out / "dataset.json").read_text())["label_names"]
@@ -108,7 +109,7 @@ def test_embed_errors(tmp_path, ds_cfg):
     with pytest.raises(ValueError, match="overwrite"):
         embed_dataset(ds_cfg, tmp_path / "emb", arch="resnet18", device="cpu")
     with pytest.raises(ValueError, match="no train.hdf5"):
-        imd.register_hdf5_folder(tmp_path)
+        imd.hdf5_folder_spec(tmp_path)
 
 
 def test_cli_parser_and_run(tmp_path, ds_cfg, capsys):

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from conftest import require_dataset_folder
-from mulsupcon.data import MissingDataError, get_spec
+from mulsupcon.data import MissingDataError, ReadOptions, get_spec
 from mulsupcon.data import image_datasets as imd
 from mulsupcon.models import build_backbone
 from mulsupcon.models.image import TorchvisionBackbone
+from mulsupcon.train.data import load_dataset_splits
 
 # The tiny COCO subsets leave most labels out of their training part: expected here, not news.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -71,8 +72,7 @@ def test_image_specs_registered():
         assert spec.kind == "image" and spec.n_labels == n_labels
     assert get_spec("mirflickr").official_split is False
     with pytest.raises(ValueError, match="image_size"):
-        with imd.image_options(size=0):
-            pass
+        load_dataset_splits({"name": "coco-tiny-zzowenzz", "image_size": 0})
 
 
 def _oracle_coco_labels(ann_path: Path) -> tuple[list[str], dict[str, set[str]]]:
@@ -91,7 +91,7 @@ def test_coco_subset_official_semantics_and_cache(tmp_path):
     root = require_dataset_folder("coco-tiny-enginbozaba")
     cache = tmp_path / "cache"
     cfg = {"name": "coco-tiny-enginbozaba", "image_size": 16, "cache_dir": str(cache), "val_fraction": 0.2, "split_seed": 3}
-    s = imd.load_config_splits(cfg)
+    s = load_dataset_splits(cfg)
     names, train_sets = _oracle_coco_labels(root / "annotations" / "instances_train2017.json")
     _, test_sets = _oracle_coco_labels(root / "annotations" / "instances_val2017.json")
     assert s.train.label_names == names and len(names) == 80
@@ -117,13 +117,13 @@ def test_coco_subset_official_semantics_and_cache(tmp_path):
     # the cache lives in cache_dir (the data home is read-only), and is reused as is
     stamp = {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
     assert len(stamp) == 2
-    s2 = imd.load_config_splits(cfg)
+    s2 = load_dataset_splits(cfg)
     assert {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")} == stamp
     np.testing.assert_array_equal(np.asarray(s2.test.features), np.asarray(s.test.features))
     # another size gives other pixels (the registry's in-process memo must not serve stale ones)
-    s3 = imd.load_config_splits({**cfg, "image_size": 8})
+    s3 = load_dataset_splits({**cfg, "image_size": 8})
     assert s3.test.features.shape[1:] == (3, 8, 8)
-    assert imd.load_config_splits(cfg).test.features.shape[1:] == (3, 16, 16)
+    assert load_dataset_splits(cfg).test.features.shape[1:] == (3, 16, 16)
 
 
 def test_missing_image_folders_are_named(tmp_path, monkeypatch):
@@ -134,9 +134,8 @@ def test_missing_image_folders_are_named(tmp_path, monkeypatch):
     with pytest.raises(MissingDataError, match="folder .*coco not found"):
         load_splits("coco")
     (tmp_path / "voc2007").symlink_to(labels, target_is_directory=True)
-    with imd.image_options(size=8, cache_dir=tmp_path / "c"):
-        with pytest.raises(MissingDataError, match="JPEGImages"):
-            load_splits("voc2007")
+    with pytest.raises(MissingDataError, match="JPEGImages"):
+        load_splits("voc2007", options=ReadOptions(image_size=8, cache_dir=str(tmp_path / "c")))
 
 
 # ------------------------------------------------------------------------- end to end on COCO
@@ -154,7 +153,7 @@ def test_coco_subset_pretrain_probe_evaluate_smoke(tmp_path):
         "pretrain.batch_size": 8, "classify.epochs": 1, "classify.steps_per_epoch": 2, "classify.batch_size": 8,
         "device": "cpu",
     })
-    data = prepare_data(cfg["dataset"], splits=imd.load_config_splits(cfg["dataset"]))
+    data = prepare_data(cfg["dataset"], splits=load_dataset_splits(cfg["dataset"]))
     assert data.is_image and data.input_shape == (3, 32, 32) and data.n_labels == 80
     assert data.test.n == 80  # val2017 of this subset: 80 annotated images
     pre = pretrain(cfg, tmp_path / "pre", data=data, quiet=True, echo=False)

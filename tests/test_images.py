@@ -12,14 +12,12 @@ import pytest
 from PIL import Image
 
 from conftest import require_dataset_folder
-from mulsupcon.data import images as imgs
-from mulsupcon.data.images import (
+from mulsupcon.data import image_cache as imgs
+from mulsupcon.data.image_cache import build_image_cache, load_coco_dir, load_image_cache
+from mulsupcon.data.image_layouts import (
     VOC_CLASSES,
     ImageList,
-    build_image_cache,
     coco_layout,
-    load_coco_dir,
-    load_image_cache,
     load_voc_labels,
     read_coco,
     read_image_folder,

@@ -27,6 +27,7 @@ from mulsupcon.data import (
 from conftest import shared_data_dir
 
 reg = importlib.import_module("mulsupcon.data.registry")
+listing = importlib.import_module("mulsupcon.data.listing")
 
 REQUIRED = {
     "yeast", "scene", "emotions", "enron", "medical", "birds", "genbase", "cal500", "corel5k", "bibtex",
@@ -131,7 +132,7 @@ def test_dataset_info_and_list_text(tmp_path):
     text = dataset_info("yeast-official", data_home=tmp_path)
     assert "MISSING" in text and "PERMUTED" in text and REGISTRY["yeast-official"].files[0].sha256 in text
     assert "mulsupcon datasets download yeast-official" in text
-    table = reg.format_dataset_list(tmp_path)
+    table = listing.format_dataset_list(tmp_path)
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["name", "samples", "labels"]
     yeast = next(ln for ln in lines if ln.split()[0] == "yeast")
@@ -154,7 +155,7 @@ def test_info_describes_present_files():
 def test_register_custom_loader(tmp_path):
     rng = np.random.default_rng(0)
 
-    def loader(spec, home):
+    def loader(spec, home, options):
         x = rng.normal(size=(40, 3))
         y = (x[:, :2] > 0).astype(np.uint8)
         return SourceParts(train=MultiLabelDataset(x, y, ["a", "b"], name=spec.name))

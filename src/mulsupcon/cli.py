@@ -254,15 +254,15 @@ def _dispatch(args, extra, argv, parser) -> int:
         return 0
 
     if cmd == "datasets":
-        from mulsupcon.data import registry
+        from mulsupcon.data import dataset_info, download, format_dataset_list
 
         home = getattr(args, "data_home", None)
         if args.datasets_command == "list":
-            print(registry.format_dataset_list(data_home=home))
+            print(format_dataset_list(data_home=home))
         elif args.datasets_command == "info":
-            print(registry.dataset_info(args.name, data_home=home))
+            print(dataset_info(args.name, data_home=home))
         elif args.datasets_command == "download":
-            paths = registry.download(args.name, data_home=home, force=args.force)
+            paths = download(args.name, data_home=home, force=args.force)
             for pth in paths:
                 print(pth)
         else:

@@ -6,7 +6,7 @@ extracts the features of train / val / test (the same splits the image pipeline 
 one HDF5 file per split, ``feature`` (N, D) float32 and ``target`` (N, L) uint8, the layout of the
 authors' vector files, plus ``dataset.json`` (label names, backbone, weights, image size). The
 folder is then a dataset: ``--dataset.name hdf5:/path/to/folder`` (or
-``mulsupcon.data.image_datasets.register_hdf5_folder``).
+``mulsupcon.train.data.load_dataset_splits``).
 
 Weights (``--weights``): nothing (random initialisation, seeded by ``--seed``); a local file holding
 a state_dict (a torchvision model's own ``state_dict()`` with or without its classifier, a
@@ -196,14 +196,14 @@ def embed_dataset(
     """
     import h5py
 
-    from mulsupcon.data.image_datasets import load_config_splits
+    from mulsupcon.train.data import load_dataset_splits
     from mulsupcon.train.runtime import resolve_device
 
     ds_cfg = {"name": dataset} if isinstance(dataset, str) else dict(dataset)
     out = Path(out_dir)
     if not overwrite and any((out / f"{s}.hdf5").exists() for s in SPLITS):
         raise ValueError(f"{out} already holds embedded features; pass overwrite=True (--overwrite) to replace them")
-    splits = load_config_splits(ds_cfg)
+    splits = load_dataset_splits(ds_cfg)
     if not splits.train.is_image:
         raise ValueError(f"dataset '{ds_cfg['name']}' holds vectors, not images: nothing to embed")
     dev = resolve_device(device)

@@ -16,22 +16,9 @@ from __future__ import annotations
 from .dataset import MultiLabelDataset, Splits
 from .download import ChecksumError, DownloadError, MissingDataError, fetch
 from .preprocess import Standardizer, fit_standardizer, standardize_splits
-from .registry import (
-    REGISTRY,
-    DataFile,
-    DatasetSpec,
-    clear_cache,
-    dataset_info,
-    download,
-    format_dataset_list,
-    get_data_home,
-    get_spec,
-    list_datasets,
-    load,
-    load_parts,
-    load_splits,
-    register,
-)
+from .catalogue import DataFile, DatasetSpec, ReadOptions, get_data_home
+from .listing import dataset_info, format_dataset_list
+from .registry import REGISTRY, clear_cache, download, get_spec, list_datasets, load, load_parts, load_splits, register
 from .splits import SourceParts, load_split_indices, make_splits, save_split_indices, splits_from_indices
 
 __all__ = [
@@ -40,6 +27,7 @@ __all__ = [
     "SourceParts",
     "DatasetSpec",
     "DataFile",
+    "ReadOptions",
     "REGISTRY",
     "register",
     "get_spec",
@@ -64,4 +52,3 @@ __all__ = [
     "ChecksumError",
     "MissingDataError",
 ]
-from . import image_datasets as _image_datasets  # noqa: F401,E402  (registers the image datasets)

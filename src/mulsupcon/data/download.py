@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover - import only for type hints (avoids an import cycle)
-    from .registry import DataFile, DatasetSpec
+    from .catalogue import DataFile, DatasetSpec
 
 CHUNK = 1 << 16
 BASE_URL_ENV = "MULSUPCON_BASE_URL"

@@ -1,7 +1,7 @@
 """Image datasets in the registry: the MS-COCO subsets of the data home, the paper's image sets for
 users who have them on disk, and folders of embedded features written by ``mulsupcon embed``.
 
-Registered here (importing this module registers them; ``mulsupcon.data`` imports it):
+Listed here in :data:`IMAGE_SPECS` (the registry registers them):
 
 ===========================  ====================================================  ====================
 name                         folder in the data home (``$MULSUPCON_DATA``)           official parts
@@ -22,41 +22,39 @@ Semantics, as for every registered dataset: the official training part (COCO ``t
 part (COCO ``val2017``) is ``test``. COCO images without any annotation are dropped, as in the
 paper's MS-COCO counts (82081 of 82783 train2014 images, 40137 of 40504 val2014).
 
-Images are decoded once into a uint8 cache (``data.images.build_image_cache``: (N, 3, S, S),
+Images are decoded once into a uint8 cache (``data.image_cache.build_image_cache``: (N, 3, S, S),
 memory-mapped). The data home may be read-only, so the cache goes to, in this order: the config's
 ``dataset.cache_dir``, ``$MULSUPCON_CACHE``, ``$XDG_CACHE_HOME/mulsupcon/cache`` (default
 ``~/.cache/mulsupcon/cache``). The side S is ``dataset.image_size`` (default 224, the paper's).
-Both reach the loaders through :func:`image_options` (used by :func:`load_config_splits`).
+Both reach the loaders as :class:`~.catalogue.ReadOptions` (``load_splits(..., options=...)``).
 
-Embedded features: ``register_hdf5_folder(path)`` registers a folder holding ``train.hdf5``,
+Embedded features: ``hdf5_folder_spec(path)`` is the entry of a folder holding ``train.hdf5``,
 ``val.hdf5`` (optional) and ``test.hdf5`` (``feature`` (N, D) float32, ``target`` (N, L)) under the
-name ``hdf5:<absolute path>``; :func:`load_config_splits` does it by itself for such names.
+name ``hdf5:<absolute path>``; ``train.data.load_dataset_splits`` does it by itself for such names.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .dataset import MultiLabelDataset, Splits
+from .catalogue import DatasetSpec, ReadOptions, user_cache_dir
+from .dataset import MultiLabelDataset
 from .download import MissingDataError
-from .images import (
+from .image_cache import build_image_cache
+from .image_layouts import (
     ImageList,
-    build_image_cache,
     coco_layout,
     read_coco,
     read_mirflickr,
     read_nuswide,
     read_voc,
 )
-from .registry import REGISTRY, DatasetSpec, clear_cache, load_splits, register
 from .splits import SourceParts
 
 CACHE_ENV = "MULSUPCON_CACHE"
@@ -66,15 +64,6 @@ OBJECTS365_LAYOUT = (
     "objects365/annotations/zhiyuan_objv2_{train,val}.json with each json's file_name relative to "
     "objects365/{train,val}/ (e.g. objects365/train/images/v1/patch0/objects365_v1_00000000.jpg)"
 )
-
-# (image size or None, cache dir or None) of the load in progress; None = the default.
-_OPTIONS: contextvars.ContextVar[tuple[Optional[int], Optional[str]]] = contextvars.ContextVar(
-    "mulsupcon_image_options", default=(None, None)
-)
-# The registry memoises parsed datasets by name and file stamps only; the options used for the
-# memoised image parts are remembered here so that a change of size or cache folder drops the memo.
-_memo_options: dict[str, tuple[int, str]] = {}
-
 
 # ------------------------------------------------------------------------------- cache options
 def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -89,57 +78,7 @@ def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(CACHE_ENV, "")
     if env:
         return Path(env).expanduser()
-    from mulsupcon.data.registry import user_cache_dir
-
     return user_cache_dir() / "cache"
-
-
-def _effective_options() -> tuple[int, str]:
-    size, cache = _OPTIONS.get()
-    return (DEFAULT_IMAGE_SIZE if size is None else int(size)), str(default_cache_dir(cache))
-
-
-def _drop_stale_memo() -> None:
-    """Forget memoised image datasets that were loaded with other options than the current ones."""
-    now = _effective_options()
-    if any(opts != now for opts in _memo_options.values()):
-        clear_cache()
-        _memo_options.clear()
-
-
-@contextlib.contextmanager
-def image_options(size: Optional[int] = None, cache_dir: str | os.PathLike | None = None) -> Iterator[None]:
-    """Within the block, image datasets read from files are cached at ``size`` in ``cache_dir``.
-
-    ``None`` keeps the default (224 px; :func:`default_cache_dir`). Datasets generated in memory
-    (``multidigits``) keep their own size.
-    """
-    if size is not None and (int(size) != size or int(size) < 1):
-        raise ValueError(f"dataset.image_size must be a positive integer or null, got {size!r}")
-    token = _OPTIONS.set((None if size is None else int(size), None if cache_dir is None else str(cache_dir)))
-    try:
-        _drop_stale_memo()
-        yield
-    finally:
-        _OPTIONS.reset(token)
-        _drop_stale_memo()
-
-
-def load_config_splits(ds_cfg: Mapping[str, Any]) -> Splits:
-    """Splits named by a config's ``dataset`` section, honouring ``image_size`` and ``cache_dir``.
-
-    Also accepts ``name: hdf5:/path/to/folder`` (embedded features, see :func:`register_hdf5_folder`).
-    This is what ``train.data.load_dataset_splits`` should call.
-    """
-    name = str(ds_cfg["name"])
-    if name.startswith(HDF5_PREFIX) and name not in REGISTRY:
-        register_hdf5_folder(name[len(HDF5_PREFIX):])
-    with image_options(ds_cfg.get("image_size"), ds_cfg.get("cache_dir")):
-        return load_splits(
-            name,
-            val_fraction=float(ds_cfg.get("val_fraction", 0.2)),
-            seed=int(ds_cfg.get("split_seed", 0)),
-        )
 
 
 # ------------------------------------------------------------------------------------ loaders
@@ -153,9 +92,11 @@ def _folder(spec: DatasetSpec, home: Path, folder: str, what: str) -> Path:
     return root
 
 
-def _cache(spec: DatasetSpec, images: ImageList, root: Path, part: str, *, skip_corrupt: bool = False) -> MultiLabelDataset:
-    """Decode ``images`` into the image cache (once) and return the cached dataset."""
-    size, cache_dir = _effective_options()
+def _cache(spec: DatasetSpec, images: ImageList, root: Path, part: str, options: ReadOptions, *,
+           skip_corrupt: bool = False) -> MultiLabelDataset:
+    """Decode ``images`` into the image cache (once) at ``options``' size and folder; the cached dataset."""
+    size = DEFAULT_IMAGE_SIZE if options.image_size is None else int(options.image_size)
+    cache_dir = default_cache_dir(options.cache_dir)
     missing = [p for p in images.paths if not p.is_file()]
     if len(missing) == len(images.paths):
         raise MissingDataError(
@@ -169,9 +110,7 @@ def _cache(spec: DatasetSpec, images: ImageList, root: Path, part: str, *, skip_
         )
     tag = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:8]
     path = Path(cache_dir) / f"{spec.name}-{part}-{size}-{tag}.npy"
-    ds = build_image_cache(images, path, size=size, skip_corrupt=skip_corrupt, progress=True, name=spec.name)
-    _memo_options[spec.name] = (size, cache_dir)
-    return ds
+    return build_image_cache(images, path, size=size, skip_corrupt=skip_corrupt, progress=True, name=spec.name)
 
 
 def _same_labels(spec: DatasetSpec, train: ImageList, test: ImageList) -> None:
@@ -182,61 +121,61 @@ def _same_labels(spec: DatasetSpec, train: ImageList, test: ImageList) -> None:
         )
 
 
-def coco_loader(folder: str, train_split: str = "train2017", test_split: str = "val2017") -> Callable[[DatasetSpec, Path], SourceParts]:
+def coco_loader(folder: str, train_split: str = "train2017", test_split: str = "val2017") -> Callable[[DatasetSpec, Path, ReadOptions], SourceParts]:
     """A registry loader for a COCO-layout folder: ``train_split`` -> trainval, ``test_split`` -> test.
 
     Images without any instance annotation are dropped (their label row would be all zero).
     """
 
-    def load(spec: DatasetSpec, home: Path) -> SourceParts:
+    def load(spec: DatasetSpec, home: Path, options: ReadOptions) -> SourceParts:
         root = _folder(spec, home, folder, f"annotations/instances_{{{train_split},{test_split}}}.json and the images")
         lists = []
         for split in (train_split, test_split):
             ann, img_dir = coco_layout(root, split)
             lists.append(read_coco(ann, img_dir, keep_empty=False))
         _same_labels(spec, *lists)
-        train = _cache(spec, lists[0], root, train_split)
-        test = _cache(spec, lists[1], root, test_split)
+        train = _cache(spec, lists[0], root, train_split, options)
+        test = _cache(spec, lists[1], root, test_split, options)
         return SourceParts(train=train, test=test)
 
     return load
 
 
-def _voc_loader(spec: DatasetSpec, home: Path) -> SourceParts:
+def _voc_loader(spec: DatasetSpec, home: Path, options: ReadOptions) -> SourceParts:
     root = _folder(spec, home, "voc2007", "VOCdevkit/VOC2007 (ImageSets, JPEGImages of trainval and test)")
     # Difficult-only classes count as absent: the usual training target (VOC's AP ignores them).
     train = read_voc(root, "trainval", difficult="negative")
     test = read_voc(root, "test", difficult="negative")
-    return SourceParts(train=_cache(spec, train, root, "trainval"), test=_cache(spec, test, root, "test"))
+    return SourceParts(train=_cache(spec, train, root, "trainval", options), test=_cache(spec, test, root, "test", options))
 
 
-def _nuswide_loader(spec: DatasetSpec, home: Path) -> SourceParts:
+def _nuswide_loader(spec: DatasetSpec, home: Path, options: ReadOptions) -> SourceParts:
     root = _folder(spec, home, "nus-wide", "the NUS-WIDE release (ImageList/, TrainTestLabels/, Concepts81.txt, Flickr/)")
     train, test = read_nuswide(root, "Train"), read_nuswide(root, "Test")
     _same_labels(spec, train, test)
     # Many NUS-WIDE copies miss images (dead Flickr links): unreadable ones are skipped with a warning.
     return SourceParts(
-        train=_cache(spec, train, root, "train", skip_corrupt=True),
-        test=_cache(spec, test, root, "test", skip_corrupt=True),
+        train=_cache(spec, train, root, "train", options, skip_corrupt=True),
+        test=_cache(spec, test, root, "test", options, skip_corrupt=True),
     )
 
 
-def _mirflickr_loader(spec: DatasetSpec, home: Path) -> SourceParts:
+def _mirflickr_loader(spec: DatasetSpec, home: Path, options: ReadOptions) -> SourceParts:
     root = _folder(spec, home, "mirflickr25k", "mirflickr/im*.jpg and mirflickr25k_annotations_v080/")
     everything = read_mirflickr(root, labels="potential")
     # Images without any of the 24 labels are dropped (25000 -> 24581 = the paper's 19664 + 4917).
     everything = everything.subset(np.flatnonzero(everything.labels.any(1)))
-    return SourceParts(train=_cache(spec, everything, root, "all"))
+    return SourceParts(train=_cache(spec, everything, root, "all", options))
 
 
-def _objects365_loader(spec: DatasetSpec, home: Path) -> SourceParts:
+def _objects365_loader(spec: DatasetSpec, home: Path, options: ReadOptions) -> SourceParts:
     root = _folder(spec, home, "objects365", OBJECTS365_LAYOUT)
     parts = []
     for split in ("train", "val"):
         ann = root / "annotations" / f"zhiyuan_objv2_{split}.json"
         parts.append(read_coco(ann, root / split, keep_empty=False))
     _same_labels(spec, *parts)
-    return SourceParts(train=_cache(spec, parts[0], root, "train"), test=_cache(spec, parts[1], root, "val"))
+    return SourceParts(train=_cache(spec, parts[0], root, "train", options), test=_cache(spec, parts[1], root, "val", options))
 
 
 # ------------------------------------------------------------------------------ the registrations
@@ -379,30 +318,11 @@ def hdf5_folder_spec(path: str | os.PathLike, name: Optional[str] = None) -> Dat
     )
 
 
-def register_hdf5_folder(path: str | os.PathLike, name: Optional[str] = None) -> str:
-    """Register (or refresh) an embedded-feature folder; returns its registry name
-    (``hdf5:<absolute path>`` unless ``name`` is given)."""
-    spec = hdf5_folder_spec(path, name)
-    register(spec, overwrite=True)
-    return spec.name
-
-
-def _register_all() -> None:
-    for spec in IMAGE_SPECS:
-        if spec.name not in REGISTRY:
-            register(spec)
-
-
-_register_all()
-
 __all__ = [
     "CACHE_ENV",
     "DEFAULT_IMAGE_SIZE",
     "IMAGE_SPECS",
     "coco_loader",
     "default_cache_dir",
-    "image_options",
-    "load_config_splits",
     "hdf5_folder_spec",
-    "register_hdf5_folder",
 ]

@@ -304,33 +304,18 @@ def load_split_indices(path: str | Path) -> dict[str, Any]:
     return info
 
 
-def splits_from_indices(
-    source: str | SourceParts,
-    indices: Mapping[str, Any] | str | Path,
-    *,
-    data_home: str | Path | None = None,
-    download: bool = False,
-) -> Splits:
+def splits_from_indices(parts: SourceParts, indices: Mapping[str, Any] | str | Path) -> Splits:
     """Rebuild exactly the splits described by saved indices.
 
     Args:
-        source: a registered dataset name (read through the registry) or the dataset's parts.
+        parts: the dataset's parts as read (``mulsupcon.data.load_parts(name)``).
         indices: ``Splits.info`` of the original splits, or a JSON file from :func:`save_split_indices`.
-        data_home, download: as for :func:`mulsupcon.data.load` when ``source`` is a name.
 
     Raises:
         ValueError: indices out of range, overlapping, or the pool's labels differ from the ones the
             indices were saved for (fingerprint mismatch).
     """
     info = load_split_indices(indices) if isinstance(indices, (str, Path)) else dict(indices)
-    if isinstance(source, str):
-        from .registry import load_parts  # local import: registry imports this module
-
-        if info.get("dataset") not in (None, source):
-            raise ValueError(f"split indices were saved for dataset '{info.get('dataset')}', not '{source}'")
-        parts = load_parts(source, data_home=data_home, download=download)
-    else:
-        parts = source
     pool, test = pool_of(parts, info)
     n = pool.n_samples
     if info.get("n_pool") is not None and int(info["n_pool"]) != n:

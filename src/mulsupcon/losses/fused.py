@@ -84,7 +84,7 @@ def label_set_total(qs: Tensor, k: Tensor, y: Tensor, yk: Tensor, rule: str, in_
     """ALL / ANY: ``(sum over counted anchors of lse_i - mean_{a in P_i} s_ia, number of counted anchors)``.
 
     Anchors without a positive get weight 0 by multiplication (not ``torch.where``), so a NaN in their row
-    still shows in the result.
+    still shows in the result, as does a non-finite key (see the chunked branch).
     """
     if chunk_size is None:
         m = positive_mask(y, yk, y.sum(1), rule)  # (B, K)
@@ -97,4 +97,7 @@ def label_set_total(qs: Tensor, k: Tensor, y: Tensor, yk: Tensor, rule: str, in_
     if chunk_size is None:
         pos_w = m.to(qs.dtype).mul_((weight / n_pos.clamp_min(1.0))[:, None])  # (B, K)
         return ScoreSoftmaxTotal.apply(qs, k, weight, pos_w, in_batch), weight.sum()
-    return ((lse - pos_sum / n_pos.clamp_min(1.0)) * weight).sum(), weight.sum()
+    # Here no score reaches the total with a weight of its own (non-positives enter only through lse, where
+    # a -inf score drops out), so the keys' sum is added times 0: a NaN or inf among them still shows.
+    total = ((lse - pos_sum / n_pos.clamp_min(1.0)) * weight).sum() + 0.0 * k.sum()
+    return total, weight.sum()

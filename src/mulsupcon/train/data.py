@@ -16,7 +16,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from mulsupcon.data import REGISTRY, ReadOptions, fit_standardizer, load_splits, register
 from mulsupcon.data.dataset import MultiLabelDataset, Splits
+from mulsupcon.data.image_datasets import HDF5_PREFIX, hdf5_folder_spec
 
 
 class TensorSource:
@@ -245,14 +247,22 @@ class PreparedData:
 
 
 def load_dataset_splits(ds_cfg: Mapping[str, Any]) -> Splits:
-    """Load the splits named by a config's ``dataset`` section (through the data registry).
+    """The splits named by a config's ``dataset`` section: the one place a config becomes data.
 
-    Handles image options (``image_size``, ``cache_dir``) and ``hdf5:/folder`` names written by
-    ``mulsupcon embed``.
+    ``name`` (a registered dataset, or ``hdf5:/folder`` for the embedded features ``mulsupcon embed``
+    writes), ``val_fraction`` and ``split_seed``; for image sets read from files ``image_size`` and
+    ``cache_dir``.
     """
-    from mulsupcon.data.image_datasets import load_config_splits
-
-    return load_config_splits(ds_cfg)
+    name = str(ds_cfg["name"])
+    if name.startswith(HDF5_PREFIX) and name not in REGISTRY:
+        register(hdf5_folder_spec(name[len(HDF5_PREFIX):]), overwrite=True)
+    size = ds_cfg.get("image_size")
+    if size is not None and (isinstance(size, bool) or int(size) != size or int(size) < 1):
+        raise ValueError(f"dataset.image_size must be a positive integer or null, got {size!r}")
+    cache = ds_cfg.get("cache_dir")
+    options = ReadOptions(None if size is None else int(size), None if cache is None else str(cache))
+    return load_splits(name, val_fraction=float(ds_cfg.get("val_fraction", 0.2)), seed=int(ds_cfg.get("split_seed", 0)),
+                       options=options)
 
 
 def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> PreparedData:
@@ -282,8 +292,6 @@ def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> 
 
 def fit_mean_std(train: MultiLabelDataset) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation of the training split (zero-variance -> std 1)."""
-    from mulsupcon.data import fit_standardizer
-
     # with_mean=True even for sparse inputs: batches are densified anyway, and a masked (zeroed)
     # element then means "the training mean", as in the paper's dense pipeline.
     st = fit_standardizer(train.features, with_mean=True)

@@ -1,0 +1,102 @@
+"""The text ``mulsupcon datasets list`` and ``mulsupcon datasets info`` print about registered datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .catalogue import DatasetSpec
+from .download import MissingDataError
+from .registry import get_data_home, get_spec, list_datasets, load_parts
+from .splits import pool_of
+
+
+def files_status(spec: DatasetSpec, data_home: str | Path | None = None) -> str:
+    """``"generated"``, ``"present"``, ``"missing"`` or ``"partial k/n"`` (existence only, no hashing)."""
+    if not spec.files:
+        return "generated"
+    home = get_data_home(data_home)
+    have = sum((home / f.path).is_file() for f in spec.files)
+    if have == len(spec.files):
+        return "present"
+    return "missing" if have == 0 else f"partial {have}/{len(spec.files)}"
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n}"  # pragma: no cover
+
+
+def _samples_text(spec: DatasetSpec) -> str:
+    if spec.n_train is not None and spec.n_test is not None:
+        return f"{spec.n_train}/{spec.n_test}"
+    if spec.n_samples is not None:
+        return f"{spec.n_samples} (no split)" if not spec.official_split else str(spec.n_samples)
+    return "?"
+
+
+def format_dataset_list(data_home: str | Path | None = None) -> str:
+    """A table of registered datasets: name, samples (train/test), labels, features, files, size."""
+    home = get_data_home(data_home)
+    rows = [("name", "samples", "labels", "features", "files", "size")]
+    for spec in list_datasets():
+        rows.append(
+            (
+                spec.name,
+                _samples_text(spec),
+                "?" if spec.n_labels is None else str(spec.n_labels),
+                "?" if spec.n_features is None else str(spec.n_features),
+                files_status(spec, home),
+                "-" if not spec.files else _fmt_bytes(spec.total_bytes),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append(f"data home: {home}")
+    return "\n".join(lines)
+
+
+def dataset_info(name: str, data_home: str | Path | None = None, *, describe: bool = True) -> str:
+    """Spec details (files with URL/size/sha256 and presence), notes, citation; if the files are
+    present (or the data are generated) and ``describe`` is True, ``describe()`` of train and test
+    (official train = ``trainval``)."""
+    spec = get_spec(name)
+    home = get_data_home(data_home)
+    lines = [
+        f"{spec.name}: {spec.description}",
+        f"  samples (train/test): {_samples_text(spec)}   labels: {spec.n_labels}   features: {spec.n_features}",
+        f"  reader: {spec.reader if isinstance(spec.reader, str) else 'custom loader'}"
+        f"   official split: {'yes' if spec.official_split else f'no (test carved: {spec.test_fraction:g}, seed 0)'}",
+    ]
+    if spec.files:
+        lines.append(f"  files (data home {home}):")
+        for f in spec.files:
+            present = "present" if (home / f.path).is_file() else "MISSING"
+            lines.append(f"    {f.path}  [{present}]  {_fmt_bytes(f.size)}")
+            lines.append(f"      url    {f.url}")
+            lines.append(f"      sha256 {f.sha256 or '(unknown: ' + (f.note or 'no note') + ')'}")
+    else:
+        lines.append("  files: none (generated in memory)")
+    if spec.citation:
+        lines.append(f"  citation: {spec.citation}")
+    if spec.url:
+        lines.append(f"  url: {spec.url}")
+    if spec.notes:
+        lines.append(f"  notes: {spec.notes}")
+    status = files_status(spec, home)
+    if describe and status in ("present", "generated"):
+        try:
+            parts = load_parts(name, data_home=home)
+            pool, test = pool_of(parts, {"test_fraction": spec.test_fraction})
+            for label, part in (("trainval", pool), ("test", test)):
+                lines.append(f"  --- {label} ---")
+                lines.extend("  " + ln for ln in part.describe().splitlines())
+        except (MissingDataError, ValueError, ImportError, OSError) as err:
+            lines.append(f"  (could not load: {err})")
+    elif spec.files and status != "present":
+        lines.append(f"  files not all present: run `mulsupcon datasets download {name}`")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""The layering of ARCHITECTURE.md, read from the source with ``ast``: imports run one way, no file-level
+import cycle, and the library uses no private torch API, no ctypes and no ``param.data`` reassignment."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "mulsupcon"
+
+# Rank of each module (dotted name below ``mulsupcon``, by longest matching prefix); a module may import
+# only modules of its own rank or lower.
+LAYERS = {
+    "data": 0,
+    "ops": 1, "io": 1, "config": 1, "metrics": 1, "tables": 1,
+    "models": 2, "losses": 2, "moco": 2,
+    "train": 3,
+    "cli": 4, "__main__": 4, "demo": 4, "reproduce": 4, "embed": 4, "estimator": 4, "evaluate": 4, "plots": 4,
+}
+LAYER_NAMES = {0: "data", 1: "building blocks (basic)", 2: "building blocks", 3: "training", 4: "applications"}
+
+
+def _modules() -> dict[str, tuple[Path, bool]]:
+    out = {}
+    for f in SRC.rglob("*.py"):
+        parts = list(f.relative_to(SRC.parent).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        out[".".join(parts[:-1] if is_pkg else parts)] = (f, is_pkg)
+    return out
+
+
+def _imports(name: str, path: Path, is_pkg: bool, known: set[str]) -> set[str]:
+    """Modules of the package that ``name`` imports anywhere in its file (also inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "mulsupcon")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "mulsupcon":
+                continue
+            for alias in node.names:
+                full = f"{target}.{alias.name}"
+                found.add(full if full in known else target)
+    return {m for m in found if m in known and m != name}
+
+
+def _rank(module: str) -> int:
+    rest = module.split(".")[1:]
+    if not rest:
+        return 4  # the package's __init__ (version only)
+    for n in range(len(rest), 0, -1):
+        key = ".".join(rest[:n])
+        if key in LAYERS:
+            return LAYERS[key]
+    raise AssertionError(f"module {module} has no layer in LAYERS: add it")
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    mods = _modules()
+    return {m: _imports(m, f, is_pkg, set(mods)) for m, (f, is_pkg) in mods.items()}
+
+
+def test_every_module_has_a_layer(graph):
+    for m in graph:
+        _rank(m)
+
+
+def test_imports_run_one_way(graph):
+    upward = sorted(f"{m} ({LAYER_NAMES[_rank(m)]}) imports {t} ({LAYER_NAMES[_rank(t)]})"
+                    for m, targets in graph.items() for t in targets if _rank(t) > _rank(m))
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycles(graph):
+    cycles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_the_checker_sees_upward_imports_and_cycles(tmp_path):
+    """Negative control: the same reading of a tiny fake package finds a planted cycle."""
+    pkg = tmp_path / "mulsupcon"
+    (pkg / "train").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "train" / "__init__.py").write_text("")
+    (pkg / "moco.py").write_text("def f():\n    from mulsupcon.train.common import x\n")
+    (pkg / "train" / "common.py").write_text("from ..moco import f\nx = 1\n")
+    known = {"mulsupcon", "mulsupcon.moco", "mulsupcon.train", "mulsupcon.train.common"}
+    assert _imports("mulsupcon.moco", pkg / "moco.py", False, known) == {"mulsupcon.train.common"}
+    assert _imports("mulsupcon.train.common", pkg / "train" / "common.py", False, known) == {"mulsupcon.moco"}
+    assert _rank("mulsupcon.train.common") > _rank("mulsupcon.moco")
+
+
+def _calls_and_assignments():
+    for f in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(f.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            yield f.relative_to(SRC.parent), node
+
+
+def test_no_private_torch_api_no_ctypes_no_data_reassignment():
+    bad = []
+    for rel, node in _calls_and_assignments():
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id == "torch" and not node.attr.startswith("_foreach_"):
+                bad.append(f"{rel}:{node.lineno}: torch private API {node.attr}")
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            if any(n.split(".")[0] == "ctypes" for n in names):
+                bad.append(f"{rel}:{node.lineno}: ctypes")
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Attribute) and target.attr == "data":
+                    bad.append(f"{rel}:{node.lineno}: assignment to .data")
+    assert not bad, "\n".join(bad)
