@@ -2,10 +2,11 @@
 
 Usage (from the repository root, data home in MULSUPCON_DATA)::
 
-    .venv/bin/python benchmarks/compare_step.py --before becd68a [--before-set pretrain.fused_forward=true]
-        [--rounds 5] [--steps 200 1200]
+    .venv/bin/python benchmarks/compare_step.py --before becd68a [--after HEAD]
+        [--before-set pretrain.fused_forward=true] [--rounds 5] [--steps 200 1200]
 
-The commit ``--before`` is checked out into a temporary git worktree. Each round runs, in a fresh
+The commit ``--before`` (and ``--after``, default: the working tree) is checked out into a temporary
+git worktree. Each round runs, in a fresh
 subprocess per code version and taking turns (this machine drifts by 30% over minutes), the REAL
 pretraining loop on config ``yeast-authors`` (batch 64, queue 256, MLP 103-256-512-256 + head,
 2 threads) cut after one epoch of S1 and of S2 steps; the per-step time is the difference divided by
@@ -70,18 +71,22 @@ def _time(src: Path, overrides: dict, steps: tuple[int, int]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", required=True, help="commit to compare against")
+    ap.add_argument("--after", default=None, help="commit to measure (default: this checkout's working tree)")
     ap.add_argument("--before-set", nargs="*", default=[], help="config overrides for the old code (key=value)")
     ap.add_argument("--after-set", nargs="*", default=[], help="config overrides for this checkout (key=value)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, nargs=2, default=(200, 1200))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        worktree = Path(tmp) / "before"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), args.before],
-                       check=True, capture_output=True)
+        trees = {"before": args.before, "after": args.after}
+        for name, rev in trees.items():
+            if rev is not None:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(Path(tmp) / name), rev],
+                               check=True, capture_output=True)
         try:
-            versions = {"before": (worktree / "src", _parse_set(args.before_set)),
-                        "after": (REPO / "src", _parse_set(args.after_set))}
+            src = {n: (Path(tmp) / n / "src") if rev is not None else REPO / "src" for n, rev in trees.items()}
+            versions = {"before": (src["before"], _parse_set(args.before_set)),
+                        "after": (src["after"], _parse_set(args.after_set))}
             times: dict[str, list[float]] = {k: [] for k in versions}
             for r in range(args.rounds):
                 order = list(versions) if r % 2 == 0 else list(reversed(versions))
@@ -90,13 +95,17 @@ def main() -> None:
                 print(f"round {r + 1}: " + ", ".join(f"{k} {1e3 * v[-1]:.2f} ms/step" for k, v in times.items()),
                       flush=True)
         finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], check=False)
+            for name, rev in trees.items():
+                if rev is not None:
+                    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(Path(tmp) / name)],
+                                   check=False)
     ratios = [a / b for a, b in zip(times["after"], times["before"])]
     a, _, c = os.getloadavg()
     print(f"\nyeast-authors pretraining step, {args.rounds} rounds taking turns, load average {a:.2f}/{c:.2f}")
     print(f"| code | median ms/step | settings |\n|---|---:|---|")
     print(f"| before ({args.before}) | {1e3 * statistics.median(times['before']):.2f} | {args.before_set or 'config'} |")
-    print(f"| after (this checkout) | {1e3 * statistics.median(times['after']):.2f} | {args.after_set or 'config'} |")
+    print(f"| after ({args.after or 'this checkout'}) | {1e3 * statistics.median(times['after']):.2f} | "
+          f"{args.after_set or 'config'} |")
     print(f"median per-round ratio after/before: {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
 
 

@@ -55,9 +55,9 @@ class Dropout(nn.Dropout):
     """``nn.Dropout`` with, on the CPU, a mask from ``torch.rand(...) >= p`` (the same Bernoulli(1 - p)
     distribution, kept elements scaled by ``1 / (1 - p)``).
 
-    Why: torch's CPU dropout draws its Bernoulli mask element by element and is about 2.5x slower
-    than one ``torch.rand`` plus a comparison; in the vector MLP's pretraining step the eight dropout
-    layers are a large share of the time. On accelerators the fused ``F.dropout`` kernel is used.
+    Why: torch's CPU dropout draws its Bernoulli mask element by element, several times slower than
+    one ``torch.rand`` plus a comparison, and the vector MLP's pretraining step runs eight dropout
+    layers (``benchmarks/README.md``). On accelerators the fused ``F.dropout`` kernel is used.
     Shapes: any -> same.
     """
 

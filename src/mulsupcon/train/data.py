@@ -203,7 +203,7 @@ class VectorMasking:
         if self.p <= 0:
             return x
         # A float 0/1 mask compared in place: same draws and same products as a boolean mask, but
-        # comparisons and products with bool tensors are not vectorised on the CPU (3x slower).
+        # comparisons and products with bool tensors are not vectorised on the CPU.
         keep = torch.rand(x.shape, generator=generator, device=x.device)
         return x * keep.ge_(self.p)
 

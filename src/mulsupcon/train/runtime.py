@@ -74,8 +74,8 @@ def flush_denormals(enabled: bool = True) -> Iterator[None]:
     """Run the block with subnormal floats (below 1.2e-38) flushed to zero.
 
     Why: x86 CPUs compute on subnormal numbers through slow microcode, and long CPU runs make them
-    (Adam's moments of dead ReLU units decay through the subnormal range; the authors' yeast schedule
-    got about 1.3x slower from epoch ~10 on, ``benchmarks/README.md``). Flushing changes only values
+    (Adam's moments of dead ReLU units decay through the subnormal range, and long schedules slow down
+    part-way; measured in ``benchmarks/README.md``). Flushing changes only values
     below 1.2e-38, which no outcome depends on.
 
     ``torch.set_flush_denormal`` sets the calling thread's flag; OpenMP worker threads copy it when they
