@@ -102,7 +102,7 @@ def main() -> None:
     ratios = [a / b for a, b in zip(times["after"], times["before"])]
     a, _, c = os.getloadavg()
     print(f"\nyeast-authors pretraining step, {args.rounds} rounds taking turns, load average {a:.2f}/{c:.2f}")
-    print(f"| code | median ms/step | settings |\n|---|---:|---|")
+    print("| code | median ms/step | settings |\n|---|---:|---|")
     print(f"| before ({args.before}) | {1e3 * statistics.median(times['before']):.2f} | {args.before_set or 'config'} |")
     print(f"| after ({args.after or 'this checkout'}) | {1e3 * statistics.median(times['after']):.2f} | "
           f"{args.after_set or 'config'} |")

@@ -3,7 +3,7 @@
 Usage (from the repository root, data home in MULSUPCON_DATA)::
 
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py vector [--threads 1 2] [--repeats 3] [--profile]
-    PYTHONPATH=src .venv/bin/python benchmarks/throughput.py vector-interleaved --threads 1 1+key 2 [--rounds 5]
+    PYTHONPATH=src .venv/bin/python benchmarks/throughput.py vector-interleaved --threads 1 2 [--rounds 5]
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py images [--arch resnet18 resnet50] [--sizes 32 224]
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py full [--threads 2]  # the whole authors' schedule, timed
     PYTHONPATH=src .venv/bin/python benchmarks/throughput.py denormals [--epochs 12] [--rounds 3]
@@ -76,8 +76,7 @@ def _load() -> str:
 def _timed_run(cfg: dict, data, steps: int, overrides: Optional[dict] = None) -> tuple[float, float]:
     """(wall s, CPU s) of one real pretraining call cut after its first epoch of ``steps`` steps.
 
-    ``overrides`` (see :func:`_setup`) replace the config's ``num_threads``, ``pretrain.overlap_key_encoder``
-    and ``pretrain.fused_forward`` (``MULSUPCON_NUM_THREADS``, when set outside, still wins)."""
+    ``overrides`` (see :func:`_setup`) replace the config's ``cpu.num_threads``."""
     from mulsupcon.train.pretrain import pretrain
 
     cfg = _apply(cfg, overrides or {})
@@ -89,49 +88,23 @@ def _timed_run(cfg: dict, data, steps: int, overrides: Optional[dict] = None) ->
 
 
 def _apply(cfg: dict, overrides: dict) -> dict:
-    """A copy of ``cfg`` with the setup's overrides (keys num_threads, overlap_key_encoder, fused_forward).
-
-    A ``fused_forward`` of ``auto`` is resolved as the whole 150 x 1000-step schedule would resolve it
-    (fused when the extension builds), so that short timed runs measure what the long run does."""
-    cfg = {**cfg, "pretrain": dict(cfg["pretrain"])}
+    """A copy of ``cfg`` with the setup's thread count (``overrides["num_threads"]``, if given)."""
+    cfg = {**cfg, "pretrain": dict(cfg["pretrain"]), "cpu": dict(cfg["cpu"])}
     if overrides.get("num_threads") is not None:
-        cfg["num_threads"] = overrides["num_threads"]
-    if overrides.get("overlap_key_encoder") is not None:
-        cfg["pretrain"]["overlap_key_encoder"] = overrides["overlap_key_encoder"]
-    fused = overrides.get("fused_forward") or cfg["pretrain"].get("fused_forward", "auto")
-    if str(fused).lower() == "auto":
-        from mulsupcon.models.fused import load_extension
-
-        # auto needs >= 20,000 steps; a short timed run would otherwise measure the modules.
-        fused = "true" if load_extension()[0] is not None else "false"
-    cfg["pretrain"]["fused_forward"] = fused
+        cfg["cpu"]["num_threads"] = overrides["num_threads"]
     return cfg
 
 
-_FORWARD_SUFFIXES = {"modules": "false", "fused": "true"}
-
-
 def _setup(spec: str) -> tuple[str, dict]:
-    """``config`` (the shipped config as is) | ``auto`` (the automatic thread choice) | ``N`` (N intra-op
-    threads, key encoder inline) | ``N+key`` (and on a second thread), each optionally followed by
-    ``+modules`` or ``+fused`` (``pretrain.fused_forward`` false / true; default: the config's ``auto``,
-    resolved as the whole schedule resolves it) -> (label, overrides for :func:`_apply`)."""
-    base, fused = spec, None
-    for suffix, setting in _FORWARD_SUFFIXES.items():
-        if spec.endswith("+" + suffix):
-            base, fused = spec[: -len(suffix) - 1], setting
-    tail = f", fused_forward {fused}" if fused else ""
-    if base == "config":
-        return "as configs/yeast-authors.yaml (2 threads, key encoder inline)" + tail, {"fused_forward": fused}
-    if base == "auto":
-        return ("auto (1 thread + key encoder thread on 2 free cores)" + tail,
-                {"num_threads": "auto", "overlap_key_encoder": "auto", "fused_forward": fused})
-    n, _, key = base.partition("+")
-    if key not in ("", "key") or not n.isdigit():
-        raise SystemExit(f"--threads: expected config, auto, N or N+key (each optionally +modules or +fused), "
-                         f"got {spec!r}")
-    label = f"{n} thread(s)" + (" + key encoder thread" if key else ", key encoder inline") + tail
-    return label, {"num_threads": int(n), "overlap_key_encoder": "true" if key else "false", "fused_forward": fused}
+    """``config`` (the shipped config as is: 2 threads) | ``auto`` (the automatic choice: 1 thread for the
+    MLP) | ``N`` (N intra-op threads) -> (label, overrides for :func:`_apply`)."""
+    if spec == "config":
+        return "as configs/yeast-authors.yaml (2 threads)", {}
+    if spec == "auto":
+        return "auto (1 thread for the MLP)", {"num_threads": "auto"}
+    if not spec.isdigit():
+        raise SystemExit(f"--threads: expected config, auto or N, got {spec!r}")
+    return f"{spec} thread(s)", {"num_threads": int(spec)}
 
 
 def bench_vector(threads: list[str], s1: int, s2: int, repeats: int, profile: bool) -> dict:
@@ -275,7 +248,7 @@ def bench_denormals(spec: str, epochs: int, rounds: int) -> None:
                 run = Path(tmp) / f"flush-{flush}"
                 shutil.rmtree(run, ignore_errors=True)
                 shutil.copytree(base, run)
-                variant = {**cfg, "flush_denormals": flush}
+                variant = {**cfg, "cpu": {**cfg["cpu"], "flush_denormals": flush}}
                 save_config(variant, run / "config.yaml")  # the copy resumes under this one setting changed
                 w = time.perf_counter()
                 pretrain(variant, run, resume=True, quiet=True, data=data, stop_after_epochs=1, echo=False)
@@ -293,7 +266,8 @@ def bench_images(archs: list[str], sizes: list[int], batch: int, steps: int) -> 
     """Images/s of MoCo pretraining steps with ResNets, and where the time goes."""
     from mulsupcon.losses import MulSupConLoss
     from mulsupcon.models import ProjectionHead, TorchvisionBackbone
-    from mulsupcon.moco import MoCo
+    from mulsupcon.moco import LabelQueue, MoCo
+    from mulsupcon.ops import l2_normalize
     from mulsupcon.train.data import ImageViews
 
     print(f"\n## ResNet MoCo pretraining steps on the CPU, batch {batch}, {torch.get_num_threads()} threads ({_load()})\n")
@@ -306,10 +280,9 @@ def bench_images(archs: list[str], sizes: list[int], batch: int, steps: int) -> 
             small = size <= 64
             torch.manual_seed(0)
             backbone = TorchvisionBackbone(arch, small_input=small, in_channels=3)
-            moco = MoCo(torch.nn.Sequential(backbone, ProjectionHead(backbone.out_dim, 256, 128, 0.1)),
-                        n_labels=20, embed_dim=128, queue_size=1024, momentum=0.999)
+            moco = MoCo(backbone, ProjectionHead(backbone.out_dim, 256, 128, 0.1), LabelQueue(1024, 128, 20), 0.999)
             opt = torch.optim.Adam([p for p in moco.query_encoder.parameters() if p.requires_grad], lr=1e-3)
-            loss_fn = MulSupConLoss(temperature=0.1)
+            loss_fn = MulSupConLoss(temperature=0.1, normalize=False)
             stored = size + size // 8  # crops come from a slightly larger stored image
             views = ImageViews(size, "pretrain")
             x = torch.randint(0, 256, (batch, 3, stored, stored), dtype=torch.uint8, generator=g)
@@ -322,12 +295,12 @@ def bench_images(archs: list[str], sizes: list[int], batch: int, steps: int) -> 
                 v1, v2 = views(x), views(x)
                 t["augment"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                q = torch.nn.functional.normalize(moco.query_encoder(v1), dim=1)
+                q = l2_normalize(moco.query_encoder(v1))
                 t["query"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 with torch.no_grad():
                     moco.momentum_update()
-                    k = torch.nn.functional.normalize(moco.key_encoder(v2), dim=1)
+                    k = l2_normalize(moco.key_encoder(v2))
                     qk, ql = moco.queue.stored()
                     refs, ref_labels = torch.cat([k, qk]), torch.cat([y, ql])
                 t["key"] = time.perf_counter() - t0
@@ -356,11 +329,9 @@ def bench_images(archs: list[str], sizes: list[int], batch: int, steps: int) -> 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["vector", "vector-interleaved", "images", "full", "denormals", "all"])
-    ap.add_argument("--threads", nargs="+", default=["config", "auto", "1"],
-                    help="vector loop setups to compare: 'config' (yeast-authors.yaml as shipped), 'auto' (the "
-                         "automatic choice), N (N intra-op threads, key encoder inline) or N+key (key encoder on "
-                         "a second thread); '+modules' or '+fused' after any of them: pretrain.fused_forward "
-                         "false / true instead of the config's auto")
+    ap.add_argument("--threads", nargs="+", default=["config", "auto"],
+                    help="vector loop setups to compare: 'config' (yeast-authors.yaml as shipped, 2 threads), "
+                         "'auto' (the automatic choice, 1 thread) or N (N intra-op threads)")
     ap.add_argument("--steps", nargs=2, type=int, default=[100, 600], metavar=("S1", "S2"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5, help="vector-interleaved: rounds")
@@ -368,10 +339,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--profile", action="store_true", help="cProfile + torch.profiler tables of the vector loop")
     ap.add_argument("--beside-busy-process", action="store_true",
                     help="run a CPU-bound Python process during the vector timings (a shared machine)")
-    ap.add_argument("--renormalize", action="store_true",
-                    help="let the loss normalise MoCo's (already unit) embeddings again, as before the fix")
-    ap.add_argument("--torch-dropout", action="store_true",
-                    help="use torch's own CPU dropout instead of the loop's FastDropout (the 'before' numbers)")
     ap.add_argument("--epochs", type=int, default=12, help="denormals: epochs trained before the timed one")
     ap.add_argument("--arch", nargs="+", default=["resnet18", "resnet50"])
     ap.add_argument("--sizes", nargs="+", type=int, default=[32, 224])
@@ -380,17 +347,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--image-threads", type=int, default=None, help="torch.set_num_threads for the image steps")
     args = ap.parse_args(argv)
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, default intra-op threads {torch.get_num_threads()}")
-    if args.torch_dropout:
-        import mulsupcon.train.pretrain as pretrain_module
-
-        pretrain_module.use_fast_dropout = lambda module: module
-        print("dropout: torch's nn.Dropout (FastDropout disabled)")
-    if args.renormalize:
-        import mulsupcon.train.pretrain as pretrain_module
-
-        original = pretrain_module.MulSupConLoss
-        pretrain_module.MulSupConLoss = lambda *a, **k: original(*a, **{**k, "normalize": True})
-        print("loss: normalises the embeddings again (normalize=True)")
     if args.what in ("vector", "all"):
         hog = None
         if args.beside_busy_process:

@@ -16,25 +16,37 @@ from mulsupcon.ops import Dropout
 # ----------------------------------------------------------------------------- dropout
 @pytest.mark.parametrize("p", [0.1, 0.2, 0.5, 0.9])
 def test_dropout_keep_rate_and_scale(p: float) -> None:
-    """Kept fraction within 5 standard errors of 1 - p (over 4M draws); kept values scaled by 1 / (1 - p)."""
+    """Kept fraction within 5 standard errors of 1 - p (over 4M draws); kept values scaled so that E[out] = x;
+    the four 16-bit lanes of each random word give independent masks."""
     torch.manual_seed(0)
     x = torch.ones(2048, 2048)
     out = Dropout(p).train()(x)
     kept = out != 0
     se = (p * (1 - p) / x.numel()) ** 0.5
     assert abs(kept.float().mean().item() - (1 - p)) < 5 * se
-    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / (1 - p)))
+    q = 1 - round(p * 65536) / 65536  # the exact keep probability (p on a 2^-16 grid)
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / q))
+    corr = torch.corrcoef(kept.view(-1, 4).float().T)
+    assert (corr - torch.eye(4)).abs().max() < 0.01
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_dropout_mask_is_uniform_draws_at_least_p(dtype: torch.dtype) -> None:
-    """Oracle: the same global-generator draws, kept where ``rand >= p``."""
+def test_dropout_mask_is_the_documented_function_of_the_random_words(dtype: torch.dtype) -> None:
+    """Oracle in numpy: the same 64-bit draws of the global generator, split into signed 16-bit lanes v; keep
+    where v + 32768 >= round(p * 65536); scale 1 / (1 - that / 65536)."""
+    import numpy as np
+
+    p, shape = 0.3, (37, 29)  # an element count that is not a multiple of 4
+    n = shape[0] * shape[1]
     torch.manual_seed(5)
-    out = Dropout(0.3).train()(torch.ones(37, 29, dtype=dtype))
+    out = Dropout(p).train()(torch.ones(shape, dtype=dtype))
     torch.manual_seed(5)
-    draws = torch.rand(37, 29, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
-    expected = ((draws >= 0.3).to(draws.dtype) * (1.0 / 0.7)).to(dtype)
-    assert out.dtype == dtype and torch.equal(out, expected)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None).numpy()
+    lanes = words.view(np.int16)[:n].astype(np.int64) + 32768  # 0 .. 65535
+    dropped = round(p * 65536)
+    expected = np.where(lanes >= dropped, 65536.0 / (65536 - dropped), 0.0).reshape(shape)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.double(), torch.from_numpy(expected).to(dtype).double(), rtol=0, atol=0)
 
 
 def test_dropout_gradient_is_the_mask_and_eval_is_identity() -> None:

@@ -127,6 +127,8 @@ class MoCo(nn.Module):
             p.requires_grad_(False)
         self.queue = queue
         self.momentum = float(momentum)
+        # The same Parameter objects for the module's life (``.to()`` and SyncBatchNorm conversion keep them).
+        self._pairs = (list(self.key_encoder.parameters()), list(self.query_encoder.parameters()))
         self.key_train_mode = key_train_mode
         self.use_partial_queue = use_partial_queue
 
@@ -144,8 +146,8 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def momentum_update(self) -> None:
         """k <- m k + (1 - m) q for every parameter, as one multi-tensor lerp."""
-        torch._foreach_lerp_(list(self.key_encoder.parameters()),
-                             [p.detach() for p in self.query_encoder.parameters()], 1.0 - self.momentum)
+        keys, queries = self._pairs
+        torch._foreach_lerp_(keys, [p.detach() for p in queries], 1.0 - self.momentum)
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor, labels: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
