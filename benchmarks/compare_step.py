@@ -1,9 +1,15 @@
-"""The yeast-authors pretraining step of this checkout against another commit, side by side in one run.
+"""The yeast-authors pretraining step (or the loss) of one commit against another, side by side in one run.
 
 Usage (from the repository root, data home in MULSUPCON_DATA)::
 
     .venv/bin/python benchmarks/compare_step.py --before becd68a [--after HEAD]
         [--before-set pretrain.fused_forward=true] [--rounds 5] [--steps 200 1200]
+    .venv/bin/python benchmarks/compare_step.py --loss --before becd68a [--after HEAD] [--rounds 5]
+
+``--loss`` times ``MulSupConLoss`` forward + backward (one thread, D = 256, temperature 0.1, queries
+with gradient, keys without as in MoCo, labels with 10% ones) at B=64 K=320 C=14 (yeast),
+B=256 K=8448 C=80 (COCO) and B=1024 K=65536 C=365 (Objects365-sized), median of several calls per
+round, instead of the pretraining step.
 
 The commit ``--before`` (and ``--after``, default: the working tree) is checked out into a temporary
 git worktree. Each round runs, in a fresh
@@ -47,6 +53,39 @@ print(json.dumps(out[1:]))
 """
 
 
+CHILD_LOSS = r"""
+import json, statistics, time, torch
+from mulsupcon.losses import MulSupConLoss
+torch.set_num_threads(1)
+out = []
+for (b, k, c), reps in (((64, 320, 14), 200), ((256, 8448, 80), 10), ((1024, 65536, 365), 2)):
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(b, 256, generator=g, requires_grad=True)
+    keys = torch.randn(k, 256, generator=g)
+    y = (torch.rand(b, c, generator=g) < 0.1).to(torch.uint8)
+    yk = (torch.rand(k, c, generator=g) < 0.1).to(torch.uint8)
+    fn = MulSupConLoss(0.1)
+    fn(q, y, keys, yk).backward()  # warm-up
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn(q, y, keys, yk).backward()
+        times.append(time.perf_counter() - t)
+    out.append(statistics.median(times))
+print(json.dumps(out))
+"""
+LOSS_SIZES = ("B=64 K=320 C=14", "B=256 K=8448 C=80", "B=1024 K=65536 C=365")
+
+
+def _time_loss(src: Path) -> list[float]:
+    """Median seconds of one loss forward + backward at each of LOSS_SIZES (one fresh process)."""
+    proc = subprocess.run([sys.executable, "-c", CHILD_LOSS], env={**os.environ, "PYTHONPATH": str(src)},
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{src}: {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def _parse_set(items: list[str]) -> dict:
     import yaml
 
@@ -76,6 +115,7 @@ def main() -> None:
     ap.add_argument("--after-set", nargs="*", default=[], help="config overrides for this checkout (key=value)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, nargs=2, default=(200, 1200))
+    ap.add_argument("--loss", action="store_true", help="time the loss at three sizes instead of the step")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"before": args.before, "after": args.after}
@@ -87,6 +127,8 @@ def main() -> None:
             src = {n: (Path(tmp) / n / "src") if rev is not None else REPO / "src" for n, rev in trees.items()}
             versions = {"before": (src["before"], _parse_set(args.before_set)),
                         "after": (src["after"], _parse_set(args.after_set))}
+            if args.loss:
+                return _compare_loss(src, args)
             times: dict[str, list[float]] = {k: [] for k in versions}
             for r in range(args.rounds):
                 order = list(versions) if r % 2 == 0 else list(reversed(versions))
@@ -107,6 +149,23 @@ def main() -> None:
     print(f"| after ({args.after or 'this checkout'}) | {1e3 * statistics.median(times['after']):.2f} | "
           f"{args.after_set or 'config'} |")
     print(f"median per-round ratio after/before: {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+
+
+def _compare_loss(src: dict[str, Path], args: argparse.Namespace) -> None:
+    times: dict[str, list[list[float]]] = {k: [] for k in src}
+    for r in range(args.rounds):
+        for name in (list(src) if r % 2 == 0 else list(reversed(src))):
+            times[name].append(_time_loss(src[name]))
+        print(f"round {r + 1}: " + "; ".join(f"{k} " + ", ".join(f"{1e3 * t:.1f}" for t in v[-1]) + " ms"
+                                            for k, v in times.items()), flush=True)
+    print(f"\nMulSupConLoss forward + backward, 1 thread, {args.rounds} rounds taking turns")
+    print(f"| size | before ({args.before}) ms | after ({args.after or 'this checkout'}) ms | median ratio |")
+    print("|---|---:|---:|---:|")
+    for i, size in enumerate(LOSS_SIZES):
+        b = [t[i] for t in times["before"]]
+        a = [t[i] for t in times["after"]]
+        ratio = statistics.median(x / y for x, y in zip(a, b))
+        print(f"| {size} | {1e3 * statistics.median(b):.2f} | {1e3 * statistics.median(a):.2f} | {ratio:.3f} |")
 
 
 if __name__ == "__main__":
