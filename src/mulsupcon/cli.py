@@ -19,7 +19,9 @@ EPILOG = (
 
 
 def _add_run_args(p: argparse.ArgumentParser, *, config_default: Optional[str]) -> None:
-    p.add_argument("--config", "-c", default=config_default, help="shipped config name or YAML path (default: %(default)s)")
+    p.add_argument("--config", "-c", default=config_default,
+                   help="shipped config name or YAML path (default: with --dataset.path, 'vectors' or 'images' "
+                        "as the data is; otherwise 'yeast' for pretrain and the library defaults for train)")
     p.add_argument("--dataset", help="dataset name (shortcut for --dataset.name)")
     p.add_argument("--run-dir", help="run directory (default: runs/<dataset>-<kind>-<time>)")
     p.add_argument("--seed", type=int, help="run seed (shortcut for --seed)")
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("pretrain", help="contrastive pretraining (MoCo + label queue + MulSupCon loss)", epilog=EPILOG)
-    _add_run_args(p, config_default="yeast")
+    _add_run_args(p, config_default=None)
 
     p = sub.add_parser("train", help="probe / finetune a pretrained backbone, or train from scratch", epilog=EPILOG)
     _add_run_args(p, config_default=None)
@@ -52,6 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["paper", "validation", "fixed"], action="append",
                    help="protocol(s) to report (default: all three)")
     p.add_argument("--threshold", type=float, default=0.5, help="threshold of the fixed protocol")
+
+    p = sub.add_parser("predict", help="label probabilities (or 0/1 labels) of new rows or images with a trained run")
+    p.add_argument("run", help="classification run directory (or its model.pt)")
+    p.add_argument("--input", required=True, help="file or folder in the training formats (label columns are ignored)")
+    p.add_argument("--out", required=True, help="CSV to write: a header of the label names, one row per input row")
+    p.add_argument("--labels", action="store_true",
+                   help="write 0/1 at the run's threshold (chosen on its validation split for micro-F1)")
+    p.add_argument("--threshold", type=float, default=None, help="write 0/1 at this fixed threshold")
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("export", help="a trained run as TorchScript or ONNX (raw rows -> probabilities)")
+    p.add_argument("run", help="classification run directory (or its model.pt)")
+    p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
+    p.add_argument("--out", default=None, help="output file (default: RUN/model.torchscript.pt or RUN/model.onnx)")
 
     p = sub.add_parser("demo", help="the main job: MulSupCon vs BCE on the embedded multidigits data (minutes)")
     p.add_argument("--run-dir", default="runs/demo", help="where the demo's three runs go (default: %(default)s)")
@@ -135,7 +151,7 @@ def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
 
 
 def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[dict] = None) -> dict:
-    from mulsupcon.config import load_config, set_dotted, validate_config
+    from mulsupcon.config import load_config, resolve_paths, set_dotted, validate_config
 
     overrides = split_overrides(extra)
     if args.dataset:
@@ -148,9 +164,23 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
         cfg = copy.deepcopy(base)
         for k, v in overrides.items():
             set_dotted(cfg, k, v)
+        resolve_paths(cfg)
         validate_config(cfg)
         return cfg
-    return load_config(args.config, overrides)
+    return load_config(args.config or _default_config(args.command, overrides), overrides)
+
+
+def _default_config(command: str, overrides: dict[str, Any]) -> Optional[str]:
+    """Without --config: 'vectors' or 'images' for your own data (as the path holds), else 'yeast' for
+    pretraining and the plain defaults for classification."""
+    path = overrides.get("dataset.path")
+    if path:
+        from mulsupcon.data.user_files import guess_kind
+
+        if not Path(str(path)).expanduser().exists():
+            raise FileNotFoundError(f"dataset path not found: {path}")
+        return "images" if guess_kind(Path(str(path)).expanduser(), overrides.get("dataset.labels")) == "image" else "vectors"
+    return "yeast" if command == "pretrain" else None
 
 
 def _is_rank0() -> bool:
@@ -245,6 +275,23 @@ def _dispatch(args, extra, argv, parser) -> int:
         from mulsupcon.evaluate import evaluate_run
 
         print(evaluate_run(args.run, protocols=args.protocol, threshold=args.threshold))
+        return 0
+
+    if cmd == "predict":
+        from mulsupcon.predict import predict_file
+
+        out = predict_file(args.run, args.input, args.out, labels=args.labels, threshold=args.threshold,
+                           device=args.device)
+        print(out)
+        return 0
+
+    if cmd == "export":
+        from mulsupcon.predict import export_run
+
+        default = "model.torchscript.pt" if args.format == "torchscript" else "model.onnx"
+        run = Path(args.run)
+        out = Path(args.out) if args.out else (run if run.is_dir() else run.parent) / default
+        print(export_run(args.run, out, args.format))
         return 0
 
     if cmd == "demo":

@@ -26,7 +26,13 @@ DEFAULTS: dict[str, Any] = {
         "flush_denormals": True,  # subnormal floats (< 1.2e-38) become zero: x86 computes on them slowly
     },
     "dataset": {
-        "name": "yeast",
+        "name": "yeast",  # a registered dataset (mulsupcon datasets list); with `path`: a label for the data
+        "path": None,  # your own file or folder (CSV/TSV, NPZ, ARFF, HDF5, image folder, COCO or VOC layout)
+        "test_path": None,  # its official test part (same format); without it a test part is carved
+        "label_columns": None,  # CSV/TSV (and ARFF without xml): label column names "a,b,c", or N = the last N
+        "xml": None,  # Mulan ARFF: the label XML file
+        "labels": None,  # image folder: the label CSV (file name, then one 0/1 column per label)
+        "test_fraction": 0.2,  # carved as test (iterative stratification) when `path` has no test part
         "val_fraction": 0.2,  # carved from the official training split, seeded by split_seed
         "split_seed": 0,
         "standardize": True,  # vector data: fit on the training split only
@@ -157,8 +163,24 @@ def load_config(source: str | Path | None = None, overrides: Mapping[str, Any] |
         cfg = deep_merge(cfg, data, where=str(path))
     for dotted, value in (overrides or {}).items():
         set_dotted(cfg, dotted, value)
+    resolve_paths(cfg)
     validate_config(cfg)
     return cfg
+
+
+_PATH_KEYS = ("path", "test_path", "xml", "labels")
+
+
+def resolve_paths(cfg: dict[str, Any]) -> None:
+    """Make the dataset's file paths absolute (relative ones are against the working directory), so that
+    the saved config finds them from anywhere; a dataset read from ``path`` is named after it when the
+    config still holds the default name."""
+    ds = cfg["dataset"]
+    for key in _PATH_KEYS:
+        if ds.get(key) not in (None, ""):
+            ds[key] = str(Path(str(ds[key])).expanduser().resolve())
+    if ds.get("path") and ds["name"] == DEFAULTS["dataset"]["name"]:
+        ds["name"] = Path(ds["path"]).name.split(".")[0]
 
 
 def set_dotted(cfg: dict[str, Any], dotted: str, value: Any) -> None:
@@ -223,6 +245,12 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     vf = float(cfg["dataset"]["val_fraction"])
     if not 0.0 <= vf < 1.0:
         raise ValueError(f"dataset.val_fraction must be in [0, 1), got {vf!r}")
+    tf = float(cfg["dataset"]["test_fraction"])
+    if not 0.0 < tf < 1.0:
+        raise ValueError(f"dataset.test_fraction must be in (0, 1), got {tf!r}")
+    for key in ("test_path", "xml", "labels", "label_columns"):
+        if cfg["dataset"][key] not in (None, "") and not cfg["dataset"]["path"]:
+            raise ValueError(f"dataset.{key} goes with dataset.path (your own files); set --dataset.path too")
     nt = cfg["cpu"]["num_threads"]
     if nt != "auto" and (isinstance(nt, bool) or not isinstance(nt, int) or nt < 1):
         raise ValueError(f"cpu.num_threads must be 'auto' or a positive integer, got {nt!r}")

@@ -13,16 +13,36 @@ Files are looked up in the data home (:func:`get_data_home`: argument > ``MULSUP
 
 from __future__ import annotations
 
+from .catalogue import DataFile, DatasetSpec, ReadOptions, get_data_home
 from .dataset import MultiLabelDataset, Splits
 from .download import ChecksumError, DownloadError, MissingDataError, fetch
-from .preprocess import Standardizer, fit_standardizer, standardize_splits
-from .catalogue import DataFile, DatasetSpec, ReadOptions, get_data_home
 from .listing import dataset_info, format_dataset_list
-from .registry import REGISTRY, clear_cache, download, get_spec, list_datasets, load, load_parts, load_splits, register
-from .splits import SourceParts, load_split_indices, make_splits, save_split_indices, splits_from_indices
+from .preprocess import Standardizer, fit_standardizer, standardize_splits
+from .registry import (
+    REGISTRY,
+    clear_cache,
+    download,
+    get_spec,
+    list_datasets,
+    load,
+    load_parts,
+    load_splits,
+    register,
+)
+from .splits import (
+    SourceParts,
+    load_split_indices,
+    make_splits,
+    save_split_indices,
+    splits_from_indices,
+)
+from .user_files import from_arrays, from_file, read_dataset
 
 __all__ = [
     "MultiLabelDataset",
+    "from_arrays",
+    "from_file",
+    "read_dataset",
     "Splits",
     "SourceParts",
     "DatasetSpec",

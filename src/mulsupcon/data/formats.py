@@ -27,7 +27,7 @@ import numpy as np
 from mulsupcon.data.arff import DataFormatError, PathType, _default_name, read_bytes
 from mulsupcon.data.dataset import MultiLabelDataset
 
-__all__ = ["read_hdf5", "read_npz", "read_csv"]
+__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table"]
 
 
 def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -165,27 +165,18 @@ def read_npz(path: PathType, *, name: str = "") -> MultiLabelDataset:
     )
 
 
-def read_csv(path: PathType, label_columns: Sequence[str] | int, *, name: str = "") -> MultiLabelDataset:
-    """Read a comma-separated file with a header row; every value must be numeric.
-
-    Args:
-        path: the CSV file (``.gz``/``.bz2``/``.xz`` compressed files work too).
-        label_columns: names of the label columns (any position; labels in this order) or an
-            int ``n``: the last ``n`` columns.
-        name: dataset name (default: the file name without suffixes).
-
-    Returns:
-        MultiLabelDataset: features (N, F) float32 (the non-label columns in file order),
-        labels (N, L) uint8.
-
-    Raises:
-        DataFormatError: no header, unknown/duplicate column names, ragged or empty fields,
-            non-numeric values, labels other than 0/1 (with line and column).
-    """
+def read_table(path: PathType, *, delimiter: str = ",") -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A delimited file with a header row and numeric rows: ``(header, data (N, columns) float64, the file
+    line of each row (N,))``; every value must be numeric (errors name the line and column)."""
     path = Path(path)
     source = str(path)
     text = read_bytes(path).decode("utf-8-sig")
     lines = text.splitlines()
+    if delimiter != ",":  # one field syntax below: commas (no field may then hold a comma)
+        if "," in text:
+            raise DataFormatError(f"{source}: a {delimiter!r}-separated file that also contains commas")
+        lines = [ln.replace(delimiter, ",") for ln in lines]
+        text = "\n".join(lines)
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if first is None:
         raise DataFormatError(f"{source}: the file is empty")
@@ -194,24 +185,6 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, name: str = 
     dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
     if dup is not None:
         raise DataFormatError(f"{source}:{first + 1}: column name {dup!r} appears twice in the header")
-    if isinstance(label_columns, (int, np.integer)) and not isinstance(label_columns, bool):
-        n = int(label_columns)
-        if not 1 <= n < n_col:
-            raise ValueError(f"{source}: label_columns={n} but the header has {n_col} columns (need 1..{n_col - 1})")
-        lab = list(range(n_col - n, n_col))
-    else:
-        if isinstance(label_columns, str):
-            raise TypeError(f"{source}: label_columns must be a list of names or an int, not {label_columns!r}")
-        wanted = list(label_columns)
-        missing = [c for c in wanted if c not in header]
-        if missing:
-            raise DataFormatError(f"{source}: label column(s) {missing} not in the header {header[:10]}...")
-        if not wanted:
-            raise ValueError(f"{source}: label_columns is empty")
-        lab = [header.index(c) for c in wanted]
-    lab_set = set(lab)
-    feat = [j for j in range(n_col) if j not in lab_set]
-
     body = lines[first + 1:]
     keep = [i for i, ln in enumerate(body) if ln.strip()]
     rows_text = [body[i] for i in keep]
@@ -244,12 +217,54 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, name: str = 
                 except ValueError:
                     what = "empty field" if not v.strip() else f"non-numeric value {v.strip()!r}"
                     raise DataFormatError(f"{where}: {what} in column {header[j]!r}") from None
+    return header, data, np.asarray([first + 2 + i for i in keep], dtype=np.int64)  # and the file line of each row
+
+
+def read_csv(path: PathType, label_columns: Sequence[str] | int, *, name: str = "", delimiter: str = ",") -> MultiLabelDataset:
+    """Read a comma- (or ``delimiter``-) separated file with a header row; every value must be numeric.
+
+    Args:
+        path: the CSV file (``.gz``/``.bz2``/``.xz`` compressed files work too).
+        delimiter: the field separator (``"\t"`` for TSV).
+        label_columns: names of the label columns (any position; labels in this order) or an
+            int ``n``: the last ``n`` columns.
+        name: dataset name (default: the file name without suffixes).
+
+    Returns:
+        MultiLabelDataset: features (N, F) float32 (the non-label columns in file order),
+        labels (N, L) uint8.
+
+    Raises:
+        DataFormatError: no header, unknown/duplicate column names, ragged or empty fields,
+            non-numeric values, labels other than 0/1 (with line and column).
+    """
+    path = Path(path)
+    source = str(path)
+    header, data, line_of = read_table(path, delimiter=delimiter)
+    n_col = len(header)
+    if isinstance(label_columns, (int, np.integer)) and not isinstance(label_columns, bool):
+        n = int(label_columns)
+        if not 1 <= n < n_col:
+            raise ValueError(f"{source}: label_columns={n} but the header has {n_col} columns (need 1..{n_col - 1})")
+        lab = list(range(n_col - n, n_col))
+    else:
+        if isinstance(label_columns, str):
+            raise TypeError(f"{source}: label_columns must be a list of names or an int, not {label_columns!r}")
+        wanted = list(label_columns)
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise DataFormatError(f"{source}: label column(s) {missing} not in the header {header[:10]}...")
+        if not wanted:
+            raise ValueError(f"{source}: label_columns is empty")
+        lab = [header.index(c) for c in wanted]
+    lab_set = set(lab)
+    feat = [j for j in range(n_col) if j not in lab_set]
     y = data[:, lab]
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise DataFormatError(
-            f"{source}:{first + 2 + keep[r]}: label column {header[lab[c]]!r} has value {y[r, c]:g}; "
+            f"{source}:{line_of[r]}: label column {header[lab[c]]!r} has value {y[r, c]:g}; "
             "label values must be 0 or 1"
         )
     return MultiLabelDataset(

@@ -30,7 +30,7 @@ CACHE_VERSION = 1
 RESIZE_METHOD = "direct-bilinear"  # part of the fingerprint: changing it must invalidate caches
 
 # ============================================================================ the cache
-def _decode(path: Path, size: int) -> np.ndarray:
+def decode_image(path: str | Path, size: int) -> np.ndarray:
     """Decode one image file -> (3, size, size) uint8 (RGB, direct bilinear resize)."""
     from PIL import Image
 
@@ -229,7 +229,7 @@ def _write_pixels(
                    file=sys.stderr, disable=not progress, dynamic_ncols=True)
         for i, p in enumerate(bar):
             try:
-                out[len(rows)] = _decode(p, size)
+                out[len(rows)] = decode_image(p, size)
             except errors as err:
                 reason = f"{type(err).__name__}: {err}"
                 if not skip_corrupt:

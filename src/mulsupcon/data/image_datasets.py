@@ -92,25 +92,29 @@ def _folder(spec: DatasetSpec, home: Path, folder: str, what: str) -> Path:
     return root
 
 
-def _cache(spec: DatasetSpec, images: ImageList, root: Path, part: str, options: ReadOptions, *,
-           skip_corrupt: bool = False) -> MultiLabelDataset:
-    """Decode ``images`` into the image cache (once) at ``options``' size and folder; the cached dataset."""
+def cache_images(name: str, images: ImageList, root: Path, part: str, options: ReadOptions, *,
+                 skip_corrupt: bool = False) -> MultiLabelDataset:
+    """Decode ``images`` (of dataset ``name``, folder ``root``) into the image cache once, at ``options``'
+    size and folder; the cached dataset (uint8 (N, 3, S, S), memory-mapped)."""
     size = DEFAULT_IMAGE_SIZE if options.image_size is None else int(options.image_size)
     cache_dir = default_cache_dir(options.cache_dir)
     missing = [p for p in images.paths if not p.is_file()]
-    if len(missing) == len(images.paths):
+    if images.paths and len(missing) == len(images.paths):
         raise MissingDataError(
-            f"dataset '{spec.name}' ({part}): none of the {len(images)} images listed by {images.source} exists "
+            f"dataset '{name}' ({part}): none of the {len(images)} images listed by {images.source} exists "
             f"(first expected at {images.paths[0]}): the image files are needed, not only the labels"
         )
     if missing and not skip_corrupt:
-        raise MissingDataError(
-            f"dataset '{spec.name}' ({part}): {len(missing)} of {len(images)} images are missing, "
-            f"first {missing[0]}"
-        )
+        raise MissingDataError(f"dataset '{name}' ({part}): {len(missing)} of {len(images)} images are missing, "
+                               f"first {missing[0]}")
     tag = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:8]
-    path = Path(cache_dir) / f"{spec.name}-{part}-{size}-{tag}.npy"
-    return build_image_cache(images, path, size=size, skip_corrupt=skip_corrupt, progress=True, name=spec.name)
+    path = Path(cache_dir) / f"{Path(name).name}-{part}-{size}-{tag}.npy"
+    return build_image_cache(images, path, size=size, skip_corrupt=skip_corrupt, progress=True, name=name)
+
+
+def _cache(spec: DatasetSpec, images: ImageList, root: Path, part: str, options: ReadOptions, *,
+           skip_corrupt: bool = False) -> MultiLabelDataset:
+    return cache_images(spec.name, images, root, part, options, skip_corrupt=skip_corrupt)
 
 
 def _same_labels(spec: DatasetSpec, train: ImageList, test: ImageList) -> None:

@@ -75,6 +75,21 @@ def carve_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(perm[k:]).astype(np.int64), np.sort(perm[:k]).astype(np.int64)
 
 
+def stratified_carve(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`carve_indices`, with the carved rows chosen by iterative stratification (Sechidis et
+    al. 2011; the ``iterative-stratification`` package), so that every label keeps about its share in both
+    parts. Falls back to the seeded random carve where stratification is not possible (fewer than 4 rows)."""
+    n = labels.shape[0]
+    k = int(round(fraction * n))
+    if fraction <= 0 or n < 4 or not 0 < k < n:
+        return carve_indices(n, fraction, seed)
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=k, random_state=seed)
+    kept, carved = next(splitter.split(np.zeros((n, 1)), np.asarray(labels)))
+    return np.sort(kept).astype(np.int64), np.sort(carved).astype(np.int64)
+
+
 def concat_datasets(parts: Sequence[MultiLabelDataset], name: str | None = None) -> MultiLabelDataset:
     """Rows of ``parts`` stacked in order (all parts must share label and feature layout).
 
@@ -123,7 +138,7 @@ def labels_fingerprint(labels: np.ndarray) -> str:
 
 
 def _pool_and_test(
-    parts: SourceParts, test_fraction: float
+    parts: SourceParts, test_fraction: float, stratify: bool = False
 ) -> tuple[MultiLabelDataset, MultiLabelDataset, dict[str, Any]]:
     """(pool, test, info about how they were formed)."""
     info: dict[str, Any] = {}
@@ -137,9 +152,13 @@ def _pool_and_test(
         return pool, parts.test, info
     if parts.val is not None:
         raise ValueError("a dataset with an official validation part must also have an official test part")
-    keep, carved = carve_indices(parts.train.n_samples, test_fraction, TEST_SPLIT_SEED)
+    if stratify:
+        keep, carved = stratified_carve(parts.train.labels, test_fraction, TEST_SPLIT_SEED)
+    else:
+        keep, carved = carve_indices(parts.train.n_samples, test_fraction, TEST_SPLIT_SEED)
     info.update(
         test_source="carved",
+        carve="iterative-stratification" if stratify else "random",
         test_fraction=test_fraction,
         test_seed=TEST_SPLIT_SEED,
         test_index=carved.tolist(),
@@ -158,6 +177,7 @@ def make_splits(
     val_fraction: float = 0.2,
     seed: int = 0,
     test_fraction: float = DEFAULT_TEST_FRACTION,
+    stratify: bool = False,
 ) -> Splits:
     """Train / val / test from a dataset's source parts (semantics in the module docstring).
 
@@ -167,6 +187,9 @@ def make_splits(
         val_fraction: share of the pool used for validation; 0 means no validation part.
         seed: seed of the validation carve.
         test_fraction: share of all rows carved as test when there is no official test part.
+        stratify: carve test and validation rows by iterative stratification (:func:`stratified_carve`)
+            instead of at random (what users' own files get; the registered datasets keep the random
+            carve their published splits were made with).
 
     Returns:
         ``Splits`` whose ``info`` holds: dataset, seed, val_fraction, test_fraction, val_source
@@ -176,7 +199,7 @@ def make_splits(
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    pool, test, info = _pool_and_test(parts, test_fraction)
+    pool, test, info = _pool_and_test(parts, test_fraction, stratify)
     n = pool.n_samples
     if parts.val is not None:
         n_tr = parts.train.n_samples
@@ -189,7 +212,7 @@ def make_splits(
     elif val_fraction == 0:
         train_idx, val_idx, val_source = np.arange(n, dtype=np.int64), np.zeros(0, np.int64), "none"
     else:
-        train_idx, val_idx = carve_indices(n, val_fraction, seed)
+        train_idx, val_idx = stratified_carve(pool.labels, val_fraction, seed) if stratify else carve_indices(n, val_fraction, seed)
         val_source = "carved"
     info.update(
         format=SPLIT_FORMAT,

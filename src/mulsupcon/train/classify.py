@@ -39,8 +39,8 @@ from mulsupcon.train.data import (
     TensorSource,
     VectorMasking,
     epoch_order,
+    as_prepared,
     epoch_seed,
-    prepare_data,
     process_seed,
 )
 from mulsupcon.train.optim import make_optimizer
@@ -164,7 +164,7 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
     with contextlib.ExitStack() as stack:  # restores what the run changes process-wide, however it ends
         flush = bool(cfg["cpu"]["flush_denormals"]) and device.type == "cpu"
         stack.enter_context(flush_denormals(flush))  # before the first parallel region (see pretrain)
-        data = data if data is not None else prepare_data(cfg["dataset"])
+        data = as_prepared(data, cfg["dataset"])
         if data.val is None:
             raise ValueError("classification needs a validation split for model selection: set dataset.val_fraction > 0")
         ctx.check_divisible(min(int(c["batch_size"]), data.train.n), "classify.batch_size")  # before any file is written
@@ -261,12 +261,28 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
         run.write_bytes("scores.npz", buf.getvalue())
         run.write_json("metrics.json", results)
         run.write_text("metrics.md", metrics_markdown(results, title=f"{mode} on {cfg['dataset']['name']} ({Path(run.path or '.').name})"))
-        run.save("model.pt", {"model": model.state_dict(), "model_cfg": dict(cfg["model"]), "meta": meta,
-                              "input_shape": list(data.input_shape), "label_names": data.label_names,
-                              "backbone": model.backbone.state_dict(), "dataset": cfg["dataset"]["name"]})
+        run.save("model.pt", self_contained_model(model, cfg, data, meta, val_scores, val_targets))
         run.log(f"{mode} done in {format_seconds(time.time() - t0)}; best epoch {results['best_epoch']}; test metrics:")
         run.log(metrics_markdown(results))
         return results
+
+
+def self_contained_model(model: MultiLabelClassifier, cfg: Mapping[str, Any], data: PreparedData, meta: dict,
+                         val_scores: np.ndarray, val_targets: np.ndarray) -> dict:
+    """What ``model.pt`` holds: everything prediction needs without the training data.
+
+    The weights (``model``; ``backbone`` again for transfer), the architecture (``model_cfg``), the input
+    (``input_shape``, ``is_image``, ``feature_names``, ``standardizer`` mean/std (F,) of the training split),
+    ``label_names``, and ``thresholds``: per thresholded metric the grid value best on the validation split
+    (the ``validation`` protocol's choice); ``threshold`` is the micro-F1 one (what ``predict --labels`` uses).
+    """
+    thresholds = evaluate(val_scores, val_targets, protocol="paper")["thresholds"]  # best on validation
+    return {"format": "mulsupcon-model-v1", "model": model.state_dict(), "model_cfg": dict(cfg["model"]),
+            "meta": meta, "input_shape": list(data.input_shape), "is_image": data.is_image,
+            "feature_names": list(data.feature_names), "label_names": list(data.label_names),
+            "standardizer": {"mean": data.train.mean, "std": data.train.std},
+            "thresholds": thresholds, "threshold": thresholds["micro_f1"],
+            "backbone": model.backbone.state_dict(), "dataset": cfg["dataset"]["name"], "config": dict(cfg)}
 
 
 def parameter_groups(model: MultiLabelClassifier, mode: str, c: Mapping[str, Any]) -> list[dict]:

@@ -19,6 +19,8 @@ import torch
 from mulsupcon.data import REGISTRY, ReadOptions, fit_standardizer, load_splits, register
 from mulsupcon.data.dataset import MultiLabelDataset, Splits
 from mulsupcon.data.image_datasets import HDF5_PREFIX, hdf5_folder_spec
+from mulsupcon.data.splits import SourceParts, make_splits
+from mulsupcon.data.user_files import read_dataset
 
 
 class TensorSource:
@@ -240,6 +242,7 @@ class PreparedData:
     input_shape: tuple[int, ...]
     is_image: bool
     split_info: dict = field(default_factory=dict)
+    feature_names: list[str] = field(default_factory=list)  # vectors: the column names, in model order
 
     @property
     def n_labels(self) -> int:
@@ -254,15 +257,49 @@ def load_dataset_splits(ds_cfg: Mapping[str, Any]) -> Splits:
     ``cache_dir``.
     """
     name = str(ds_cfg["name"])
+    options = read_options(ds_cfg)
+    if ds_cfg.get("path"):
+        parts, files = read_dataset(ds_cfg["path"], test_path=ds_cfg.get("test_path"),
+                                    label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"),
+                                    labels=ds_cfg.get("labels"), options=options)
+        splits = make_splits(parts, dataset=name, val_fraction=float(ds_cfg.get("val_fraction", 0.2)),
+                             seed=int(ds_cfg.get("split_seed", 0)), test_fraction=float(ds_cfg.get("test_fraction", 0.2)),
+                             stratify=True)
+        splits.info.update(path=str(ds_cfg["path"]), files=files)
+        return splits
     if name.startswith(HDF5_PREFIX) and name not in REGISTRY:
         register(hdf5_folder_spec(name[len(HDF5_PREFIX):]), overwrite=True)
+    return load_splits(name, val_fraction=float(ds_cfg.get("val_fraction", 0.2)), seed=int(ds_cfg.get("split_seed", 0)),
+                       options=options)
+
+
+def read_options(ds_cfg: Mapping[str, Any]) -> ReadOptions:
+    """The image size and cache folder of a config's ``dataset`` section."""
     size = ds_cfg.get("image_size")
     if size is not None and (isinstance(size, bool) or int(size) != size or int(size) < 1):
         raise ValueError(f"dataset.image_size must be a positive integer or null, got {size!r}")
     cache = ds_cfg.get("cache_dir")
-    options = ReadOptions(None if size is None else int(size), None if cache is None else str(cache))
-    return load_splits(name, val_fraction=float(ds_cfg.get("val_fraction", 0.2)), seed=int(ds_cfg.get("split_seed", 0)),
-                       options=options)
+    return ReadOptions(None if size is None else int(size), None if cache is None else str(cache))
+
+
+def as_prepared(data: Any, ds_cfg: Mapping[str, Any]) -> "PreparedData":
+    """What a training loop's ``data=`` may be, as :class:`PreparedData`: None (the config's dataset),
+    PreparedData, Splits, SourceParts, or one MultiLabelDataset (``mulsupcon.data.from_arrays`` /
+    ``from_file``: test and validation rows carved by iterative stratification, fractions from ``ds_cfg``)."""
+    if data is None:
+        return prepare_data(ds_cfg)
+    if isinstance(data, PreparedData):
+        return data
+    if isinstance(data, Splits):
+        return prepare_data(ds_cfg, data)
+    if isinstance(data, MultiLabelDataset):
+        data = SourceParts(train=data)
+    if isinstance(data, SourceParts):
+        splits = make_splits(data, dataset=str(ds_cfg["name"]), val_fraction=float(ds_cfg.get("val_fraction", 0.2)),
+                             seed=int(ds_cfg.get("split_seed", 0)), test_fraction=float(ds_cfg.get("test_fraction", 0.2)),
+                             stratify=True)
+        return prepare_data(ds_cfg, splits)
+    raise TypeError(f"data must be PreparedData, Splits, SourceParts or a MultiLabelDataset, got {type(data).__name__}")
 
 
 def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> PreparedData:
@@ -287,6 +324,7 @@ def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> 
         input_shape=sources["train"].sample_shape,
         is_image=train.is_image,
         split_info=dict(splits.info),
+        feature_names=list(train.feature_names) if not train.is_image else [],
     )
 
 

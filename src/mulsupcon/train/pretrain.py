@@ -29,9 +29,9 @@ from mulsupcon.train.data import (
     PreparedData,
     VectorMasking,
     epoch_order,
+    as_prepared,
     epoch_seed,
     image_view_loader,
-    prepare_data,
     process_seed,
 )
 from mulsupcon.train.optim import make_optimizer, scheduled_factor, set_lr
@@ -52,7 +52,9 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             :meth:`RunDir.in_memory` keeps everything in memory (``run.files["backbone.pt"]``).
         resume: continue from ``checkpoints/last.pt``.
         quiet: plain log lines instead of progress bars; ``echo=False`` prints nothing at all.
-        data: already-prepared data (the estimator passes arrays this way).
+        data: the data instead of the config's dataset section: PreparedData, Splits, or one
+            MultiLabelDataset (``mulsupcon.data.from_arrays(X, Y)`` / ``from_file(path)``), see
+            :func:`mulsupcon.train.data.as_prepared`.
         stop_after_epochs: stop cleanly, with a checkpoint, after this many epochs of this call
             (``--stop-after-epochs``: cut a long run into pieces, each continued with ``--resume``).
     """
@@ -63,7 +65,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         # Before the first parallel region (data preparation), so that OpenMP's threads copy the flag.
         flush = bool(cfg["cpu"]["flush_denormals"]) and device.type == "cpu"
         stack.enter_context(flush_denormals(flush))
-        data = data if data is not None else prepare_data(cfg["dataset"])
+        data = as_prepared(data, cfg["dataset"])
         global_bs = int(p["batch_size"])
         ctx.check_divisible(min(global_bs, data.train.n), "pretrain.batch_size")  # before any file is written
         run = stack.enter_context(open_run_dir(ctx, run_dir, cfg, data.split_info, "pretrain", resume, quiet, echo))

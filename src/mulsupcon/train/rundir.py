@@ -33,6 +33,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from mulsupcon.config import DEFAULTS, flatten, save_config
+from mulsupcon.data.user_files import check_files_unchanged
 from mulsupcon.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
 from mulsupcon.train.checkpoint import load_checkpoint
 
@@ -88,6 +89,9 @@ class RunDir:
                 detail = config_differences(run.path, cfg)
                 if detail:
                     raise ValueError(f"cannot resume {run.path}: the config differs from the saved one ({detail})")
+                saved_split = json.loads((run.path / "split.json").read_text()) if (run.path / "split.json").is_file() else {}
+                if saved_split.get("files"):
+                    check_files_unchanged(saved_split["files"], dict(split_info.get("files") or {}), f"cannot resume {run.path}")
             else:
                 run._new_run = True
                 save_config(dict(cfg), saved)

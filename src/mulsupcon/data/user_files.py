@@ -1,0 +1,251 @@
+"""Your own files as a dataset: one call from a path to the dataset's parts, with the files' sha256.
+
+Formats, chosen by the path (``read_path``):
+
+===================================  ==========================================================
+path                                 read as
+===================================  ==========================================================
+``*.csv`` / ``*.tsv`` (``.gz`` ...)   header row, numeric rows; ``label_columns`` names the label
+                                     columns (comma-separated names) or is N (the last N columns)
+``*.npz``                            arrays ``features``/``X`` and ``labels``/``Y`` (optional
+                                     ``label_names``, ``feature_names``; 4-D uint8 = images)
+``*.arff`` (``.gz``, ``.bz2``)       Mulan ARFF with ``xml`` (the label XML), MEKA ARFF (``-C n``
+                                     in the relation name), or ``label_columns`` = N (the last N)
+``*.h5`` / ``*.hdf5``                ``feature``/``target`` (vectors) or ``Image``/``target``
+folder + ``labels`` (a CSV)          images: first column the file name relative to the folder,
+                                     then one 0/1 column per label (header: the label names), or
+                                     ``filename,labels`` with ``;``-separated names
+folder with ``annotations/``         MS-COCO format (``instances_*.json``, as COCO, Objects365 and
+                                     most detection exports ship): a ``*train*`` json is the
+                                     training part, a ``*val*`` / ``*test*`` json the test part
+folder with ``JPEGImages/``          PASCAL VOC layout (``ImageSets/Main``): trainval, and test
+                                     when listed
+folder with ``train.hdf5``           the embedded features ``mulsupcon embed`` writes
+===================================  ==========================================================
+
+Images are decoded once into the pixel cache (:mod:`.image_cache`; size and folder from
+:class:`~.catalogue.ReadOptions`). The identity of a dataset is the sha256 of the files that hold its
+labels (the data file itself; for image folders the label file or annotation json): runs save them,
+and a file changed since is a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .arff import read_arff
+from .catalogue import ReadOptions
+from .dataset import MultiLabelDataset
+from .formats import read_csv, read_hdf5, read_npz
+from .image_datasets import cache_images
+from .image_layouts import coco_layout, read_coco, read_image_folder, read_voc
+from .splits import SourceParts, concat_datasets
+
+_COMPRESSED = (".gz", ".bz2", ".xz")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def format_suffix(path: Path) -> str:
+    """``data.csv.gz`` -> ``.csv``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSED:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def parse_label_columns(value: object) -> Optional[Sequence[str] | int]:
+    """``--dataset.label_columns``: ``"a,b,c"`` or a list -> names; ``3`` or ``"3"`` -> the last 3 columns."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"dataset.label_columns must be label column names or a number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if text.isdigit() else [c.strip() for c in text.split(",") if c.strip()]
+    return [str(c) for c in value]  # a YAML list
+
+
+def guess_kind(path: str | Path, labels: Optional[str | Path] = None) -> str:
+    """``"image"`` or ``"vector"``: what a path holds, decided cheaply (for the default config)."""
+    path = Path(path)
+    if path.is_dir():
+        return "vector" if (path / "train.hdf5").is_file() else "image"
+    suffix = format_suffix(path)
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return "image" if "Image" in f else "vector"
+    if suffix == ".npz":
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as z:
+            key = "features" if "features" in z.files else "X"
+            return "image" if key in z.files and z[key].ndim == 4 else "vector"
+    return "vector"
+
+
+def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[str | Path] = None,
+              labels: Optional[str | Path] = None, options: ReadOptions = ReadOptions(),
+              part: str = "train") -> tuple[SourceParts, dict[str, str]]:
+    """The dataset at ``path`` (see the module docstring) as its parts, and {file: sha256} of what was read.
+
+    ``part`` names the cache files of images (``"train"``, ``"test"``). A folder in COCO or VOC layout
+    that holds a test part too gives ``SourceParts(train, test)``; everything else gives ``train`` only.
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"dataset path not found: {path}")
+    if path.is_dir():
+        return _read_folder(path, labels, options, part)
+    if labels is not None:
+        raise ValueError(f"dataset.labels names an image label file; {path} is a file, not a folder of images")
+    name = path.name.split(".")[0]
+    suffix = format_suffix(path)
+    columns = parse_label_columns(label_columns)
+    if suffix in (".csv", ".tsv", ".txt"):
+        if columns is None:
+            raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... "
+                             f"(their names in the header) or --dataset.label_columns N (the last N columns)")
+        ds = read_csv(path, columns, name=name, delimiter="\t" if suffix == ".tsv" else ",")
+    elif suffix == ".npz":
+        ds = read_npz(path, name=name)
+    elif suffix == ".arff":
+        ds = read_arff(path, columns, name=name, xml=Path(xml).expanduser().resolve() if xml else None)
+    elif suffix in (".h5", ".hdf5"):
+        ds = read_hdf5(path, name=name)
+    else:
+        raise ValueError(f"{path}: unknown file type {suffix!r}; expected .csv, .tsv, .npz, .arff, .h5/.hdf5 "
+                         f"(or a folder of images with --dataset.labels FILE.csv)")
+    files = {str(path): sha256_of(path)}
+    if xml:
+        files[str(Path(xml).expanduser().resolve())] = sha256_of(Path(xml).expanduser())
+    return SourceParts(train=ds), files
+
+
+def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions, part: str
+                 ) -> tuple[SourceParts, dict[str, str]]:
+    name = root.name
+    if labels is not None:
+        label_file = Path(labels).expanduser().resolve()
+        images = read_image_folder(root, label_file)
+        return SourceParts(train=cache_images(name, images, root, part, options)), {str(label_file): sha256_of(label_file)}
+    if (root / "train.hdf5").is_file():
+        parts = {p: root / f"{p}.hdf5" for p in ("train", "val", "test") if (root / f"{p}.hdf5").is_file()}
+        read = {p: read_hdf5(f, name=name) for p, f in parts.items()}
+        return SourceParts(train=read["train"], test=read.get("test"), val=read.get("val")), \
+            {str(f): sha256_of(f) for f in parts.values()}
+    if (root / "annotations").is_dir():
+        jsons = sorted((root / "annotations").glob("instances_*.json"))
+        if not jsons:
+            raise ValueError(f"{root}/annotations holds no instances_*.json (the MS-COCO annotation files)")
+        splits = [j.stem[len("instances_"):] for j in jsons]
+        train = [s for s in splits if "train" in s.lower()] or splits[:1]
+        test = [s for s in splits if s not in train and any(w in s.lower() for w in ("val", "test"))]
+        read = {}
+        for split in train[:1] + test[:1]:
+            ann, img_dir = coco_layout(root, split)
+            read[split] = cache_images(name, read_coco(ann, img_dir, keep_empty=True), root, split, options)
+        files = {str(root / "annotations" / f"instances_{s}.json"): sha256_of(root / "annotations" / f"instances_{s}.json")
+                 for s in read}
+        return SourceParts(train=read[train[0]], test=read[test[0]] if test else None), files
+    voc = next((r for r in (root, root / "VOCdevkit" / "VOC2007") if (r / "JPEGImages").is_dir()), None)
+    if voc is not None:
+        lists = {s: voc / "ImageSets" / "Main" / f"{s}.txt" for s in ("trainval", "test")}
+        read = {s: cache_images(name, read_voc(voc, s, difficult="negative"), voc, s, options)
+                for s, f in lists.items() if f.is_file()}
+        if "trainval" not in read:
+            raise ValueError(f"{voc}: no ImageSets/Main/trainval.txt (the PASCAL VOC layout)")
+        return SourceParts(train=read["trainval"], test=read.get("test")), \
+            {str(f): sha256_of(f) for s, f in lists.items() if s in read}
+    raise ValueError(f"{root}: not a dataset folder mulsupcon can read. Expected one of: images with "
+                     f"--dataset.labels FILE.csv (file name, then one 0/1 column per label); annotations/"
+                     f"instances_*.json (MS-COCO format); JPEGImages/ + ImageSets/Main/ (PASCAL VOC); train.hdf5 + "
+                     f"test.hdf5 (mulsupcon embed)")
+
+
+def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, label_columns: object = None,
+                 xml: Optional[str | Path] = None, labels: Optional[str | Path] = None,
+                 options: ReadOptions = ReadOptions()) -> tuple[SourceParts, dict[str, str]]:
+    """``path`` (and an official test part at ``test_path``, same format) as the dataset's parts.
+
+    Returns ``(parts, files)``: ``parts.test`` is None when neither path gives a test part (the caller
+    then carves one); ``files`` maps every file read (absolute path) to its sha256.
+    """
+    parts, files = read_path(path, label_columns=label_columns, xml=xml, labels=labels, options=options)
+    if test_path is not None:
+        test_parts, test_files = read_path(test_path, label_columns=label_columns, xml=xml, labels=labels,
+                                           options=options, part="test")
+        if parts.test is not None:
+            raise ValueError(f"{path} holds a test part already; drop --dataset.test_path or point --dataset.path "
+                             f"at the training part alone")
+        test = test_parts.train if test_parts.test is None else concat_datasets([test_parts.train, test_parts.test])
+        if test.label_names != parts.train.label_names:
+            raise ValueError(f"{test_path}: labels {test.label_names[:5]}... differ from those of {path} "
+                             f"({parts.train.label_names[:5]}...)")
+        parts = SourceParts(train=parts.train, test=test, val=parts.val)
+        files.update(test_files)
+    return parts, files
+
+
+def check_files_unchanged(saved: dict[str, str], now: dict[str, str], what: str) -> None:
+    """Raise ValueError when a file recorded in ``saved`` ({path: sha256}) is missing or has other bytes now."""
+    for path, digest in saved.items():
+        current = now.get(path) if path in now else (sha256_of(path) if Path(path).is_file() else None)
+        if current is None:
+            raise ValueError(f"{what}: the data file {path} is gone")
+        if current != digest:
+            raise ValueError(f"{what}: the data file {path} has changed since (sha256 {digest[:12]}... then, "
+                             f"{current[:12]}... now); restore it, or start a new run")
+
+
+def from_arrays(features, labels, label_names: Optional[Sequence[str]] = None,
+                feature_names: Optional[Sequence[str]] = None, name: str = "arrays") -> MultiLabelDataset:
+    """Arrays as a dataset: features (N, F) dense or scipy.sparse, or uint8 images (N, C, H, W);
+    labels (N, L) with values 0/1. Accepted wherever the training loops take ``data=``."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    y = np.asarray(labels)
+    if y.ndim != 2:
+        raise ValueError(f"labels must be an (N, L) 0/1 matrix, got shape {y.shape}")
+    bad = ~np.isin(y, (0, 1))
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(f"labels hold {y[r, c]!r} at row {r}, column {c}; label values must be 0 or 1")
+    x = features if sp.issparse(features) else np.asarray(features)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"features have {x.shape[0]} rows but labels {y.shape[0]}")
+    if not sp.issparse(x) and not (x.ndim == 4 and x.dtype == np.uint8):
+        if x.ndim != 2:
+            raise ValueError(f"features must be (N, F) or uint8 images (N, C, H, W), got shape {x.shape}")
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            r, c = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(f"features hold a non-finite value ({x[r, c]}) at row {r}, column {c}")
+    names = list(label_names) if label_names is not None else [f"label_{j}" for j in range(y.shape[1])]
+    if len(names) != y.shape[1]:
+        raise ValueError(f"{len(names)} label names for {y.shape[1]} label columns")
+    fnames = list(feature_names) if feature_names is not None else (
+        [f"f{j}" for j in range(x.shape[1])] if x.ndim == 2 else [])
+    return MultiLabelDataset(x, y.astype(np.uint8), names, feature_names=fnames, name=name, source=name)
+
+
+def from_file(path: str | Path, **kwargs) -> MultiLabelDataset:
+    """A file (or folder) as one dataset, every row of it (keyword arguments as :func:`read_path`)."""
+    parts, _ = read_path(path, **kwargs)
+    pieces = [p for p in (parts.train, parts.val, parts.test) if p is not None]
+    return pieces[0] if len(pieces) == 1 else concat_datasets(pieces)

@@ -1,0 +1,266 @@
+"""Prediction with a trained classification run, without its training data: ``load_run`` and ``predict``.
+
+>>> model = load_run("runs/my-ft")              # reads runs/my-ft/model.pt (self-contained)
+>>> proba = model.predict_proba(X)             # raw rows (N, F) as in the training file -> (N, L)
+>>> Y = model.predict(X)                       # 0/1 at the run's validation-chosen threshold
+>>> Z = model.transform(X)                     # backbone embeddings (N, D)
+
+``model.pt`` holds the weights, the architecture, the training split's standardisation, the label and
+feature names, the input shape and the thresholds chosen on the validation split
+(:func:`mulsupcon.train.classify.self_contained_model`). Images are given as uint8 arrays (N, 3, H, W)
+(any size: they are resized as the training images were) or as files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from mulsupcon.data.user_files import IMAGE_SUFFIXES, parse_label_columns
+from mulsupcon.io import atomic_write_text
+from mulsupcon.models import MultiLabelClassifier, build_backbone
+from mulsupcon.train.checkpoint import load_checkpoint
+from mulsupcon.train.data import ImageViews
+from mulsupcon.train.runtime import resolve_device
+
+
+class TrainedModel:
+    """A classifier loaded from ``model.pt``: ``predict_proba``, ``predict``, ``transform``.
+
+    Attributes: ``label_names`` (L), ``feature_names`` (F, vectors), ``thresholds`` (per thresholded
+    metric, chosen on the validation split), ``threshold`` (the micro-F1 one: what :meth:`predict` uses),
+    ``input_shape``, ``is_image``, ``config`` (the run's resolved config), ``model`` (the torch module).
+    """
+
+    def __init__(self, state: dict, device: str = "cpu", source: str = ""):
+        if "standardizer" not in state or "label_names" not in state:
+            raise ValueError(f"{source}: a model.pt written before models were self-contained (no standardizer); "
+                             f"train the run again to predict with it")
+        self.source = source
+        self.label_names: list[str] = list(state["label_names"])
+        self.feature_names: list[str] = list(state.get("feature_names") or [])
+        self.thresholds: dict[str, float] = dict(state["thresholds"])
+        self.threshold: float = float(state["threshold"])
+        self.input_shape = tuple(state["input_shape"])
+        self.is_image = bool(state["is_image"])
+        self.config: dict = dict(state.get("config") or {})
+        self.device = resolve_device(device)
+        backbone = build_backbone(state["model_cfg"], self.input_shape)
+        self.model = MultiLabelClassifier(backbone, len(self.label_names))
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.device).eval()
+        std = state["standardizer"]
+        self._mean, self._std = std["mean"], std["std"]
+        self._view = ImageViews(int(self.input_shape[-1]), "eval") if self.is_image else None
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The label names as an array (scikit-learn's name)."""
+        return np.asarray(self.label_names, dtype=object)
+
+    def _inputs(self, x: Any) -> torch.Tensor:
+        """Raw rows (N, F) (dense or sparse) or uint8 images (N, C, H, W) -> the model's input batch."""
+        if self.is_image:
+            t = torch.as_tensor(np.asarray(x))
+            if t.dim() != 4 or t.dtype != torch.uint8 or t.shape[1] != self.input_shape[0]:
+                raise ValueError(f"expected uint8 images (N, {self.input_shape[0]}, H, W), got {tuple(t.shape)} {t.dtype}")
+            return t
+        arr = x.toarray() if sp.issparse(x) else np.asarray(x)
+        if arr.ndim != 2 or arr.shape[1] != self.input_shape[0]:
+            raise ValueError(f"expected rows of {self.input_shape[0]} features (N, {self.input_shape[0]}), "
+                             f"got shape {arr.shape}")
+        t = torch.as_tensor(arr, dtype=torch.float32)
+        if not torch.isfinite(t).all():
+            r, c = (~torch.isfinite(t)).nonzero()[0].tolist()
+            raise ValueError(f"input holds a non-finite value at row {r}, column {c}")
+        return t if self._mean is None else (t - self._mean) / self._std
+
+    @torch.no_grad()
+    def _forward(self, x: Any, embed: bool, batch_size: int = 512) -> np.ndarray:
+        x = self._inputs(x)
+        out = []
+        for chunk in x.split(batch_size):
+            if self._view is not None:
+                chunk = self._view(chunk, None)
+            chunk = chunk.to(self.device)
+            out.append((self.model.embed(chunk) if embed else torch.sigmoid(self.model(chunk))).float().cpu())
+        width = self.model.fc.in_features if embed else len(self.label_names)
+        return torch.cat(out).numpy() if out else np.zeros((0, width), np.float32)
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Label probabilities (N, L) of raw rows (N, F) or uint8 images (N, C, H, W)."""
+        return self._forward(x, embed=False)
+
+    def predict(self, x: Any, threshold: Optional[float] = None) -> np.ndarray:
+        """0/1 labels (N, L): probability >= ``threshold`` (default: :attr:`threshold`, chosen on validation)."""
+        return (self.predict_proba(x) >= (self.threshold if threshold is None else float(threshold))).astype(np.uint8)
+
+    def transform(self, x: Any) -> np.ndarray:
+        """Backbone embeddings (N, D)."""
+        return self._forward(x, embed=True)
+
+    def read_input(self, path: str | Path) -> tuple[Any, Optional[list[str]]]:
+        """Inputs from a file or folder in the training formats: ``(x, image file names or None)``.
+
+        Vectors: CSV/TSV (columns found by the training feature names, in any order; label columns and
+        others are ignored), NPZ (``features``/``X``), HDF5 (``feature``), ARFF (read as in training).
+        Images: a folder (every image file in it, sorted by name, or those listed in the first column of
+        a ``labels.csv`` there), an HDF5 ``Image`` or NPZ array.
+        """
+        return read_inputs(path, self)
+
+
+def load_run(run: str | Path, device: str = "cpu") -> TrainedModel:
+    """The classifier of a finished classification run (its folder, or a ``model.pt`` itself)."""
+    path = Path(run)
+    path = path / "model.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"no model.pt in {run}: expected a finished `mulsupcon train` run")
+    return TrainedModel(load_checkpoint(path), device=device, source=str(path))
+
+
+# ----------------------------------------------------------------------------- reading inputs
+def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[list[str]]]:
+    """See :meth:`TrainedModel.read_input`."""
+    from mulsupcon.data.user_files import format_suffix
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {path}")
+    if path.is_dir():
+        if not model.is_image:
+            raise ValueError(f"{path} is a folder, but the model takes vectors of {model.input_shape[0]} features")
+        return _read_image_folder(path, int(model.config.get("dataset", {}).get("image_size") or model.input_shape[-1]))
+    suffix = format_suffix(path)
+    if suffix in (".csv", ".tsv", ".txt"):
+        from mulsupcon.data.formats import read_table
+
+        header, data, _ = read_table(path, delimiter="\t" if suffix == ".tsv" else ",")
+        missing = [f for f in model.feature_names if f not in header]
+        if missing:
+            raise ValueError(f"{path}: the model's feature column(s) {missing[:5]} are not in the header "
+                             f"({len(missing)} missing; the training file's columns are needed, labels are not)")
+        return data[:, [header.index(f) for f in model.feature_names]].astype(np.float32), None
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            key = next((k for k in ("features", "X") if k in z.files), None)
+            if key is None:
+                raise ValueError(f"{path}: no 'features' (or 'X') array; found {z.files}")
+            return z[key], None
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if "Image" in f:
+                return np.ascontiguousarray(f["Image"][()].transpose(0, 3, 1, 2)), None
+            if "feature" not in f:
+                raise ValueError(f"{path}: no 'feature' (or 'Image') dataset; found {sorted(f.keys())}")
+            return f["feature"][()], None
+    if suffix == ".arff":
+        from mulsupcon.data.arff import read_arff
+
+        ds_cfg = model.config.get("dataset", {})
+        ds = read_arff(path, parse_label_columns(ds_cfg.get("label_columns")), xml=ds_cfg.get("xml"))
+        return ds.features, None
+    raise ValueError(f"{path}: unknown input type {suffix!r}; expected .csv, .tsv, .npz, .h5/.hdf5, .arff "
+                     f"or a folder of images")
+
+
+def _read_image_folder(folder: Path, size: int) -> tuple[np.ndarray, list[str]]:
+    from mulsupcon.data.image_cache import decode_image
+
+    listing = folder / "labels.csv"
+    if listing.is_file():
+        with open(listing, newline="", encoding="utf-8") as fh:
+            names = [row[0].strip() for row in list(csv.reader(fh))[1:] if row and row[0].strip()]
+    else:
+        names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+    pixels = np.stack([decode_image(folder / n, size) for n in names])
+    return pixels, names
+
+
+def write_predictions(out: str | Path, values: np.ndarray, label_names: Sequence[str],
+                      files: Optional[Sequence[str]] = None, labels: bool = False) -> Path:
+    """CSV: a header of the label names (after ``file`` for images), one row per input row (atomic write)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow((["file"] if files is not None else []) + list(label_names))
+    for i, row in enumerate(values):
+        cells = [str(int(v)) for v in row] if labels else [f"{float(v):.6g}" for v in row]
+        writer.writerow(([files[i]] if files is not None else []) + cells)
+    out = Path(out)
+    atomic_write_text(out, buf.getvalue())
+    return out
+
+
+def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, labels: bool = False,
+                 threshold: Optional[float] = None, device: str = "cpu") -> Path:
+    """``mulsupcon predict``: probabilities (or 0/1 with ``labels`` / a ``threshold``) of every input row."""
+    model = load_run(run, device=device)
+    x, files = model.read_input(input_path)
+    if labels or threshold is not None:
+        return write_predictions(out, model.predict(x, threshold), model.label_names, files, labels=True)
+    return write_predictions(out, model.predict_proba(x), model.label_names, files)
+
+
+# ----------------------------------------------------------------------------- export
+class _Exported(torch.nn.Module):
+    """Standardisation + classifier + sigmoid in one module: raw rows (N, F) -> probabilities (N, L).
+    For images the input is the evaluation view, float (N, 3, S, S) normalised with ImageNet statistics."""
+
+    def __init__(self, model: TrainedModel):
+        super().__init__()
+        self.net = model.model.cpu().eval()
+        mean = model._mean if model._mean is not None else torch.zeros(())
+        std = model._std if model._std is not None else torch.ones(())
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net((x - self.mean) / self.std))
+
+
+def export_run(run: str | Path, out: str | Path, fmt: str = "torchscript") -> Path:
+    """``mulsupcon export``: the run's classifier as TorchScript (``.pt``) or ONNX (``.onnx``, needs the
+    ``onnx`` package: ``pip install mulsupcon[onnx]``), mapping raw rows (N, F) to probabilities (N, L)
+    (images: the normalised evaluation view (N, 3, S, S))."""
+    model = load_run(run)
+    wrapper = _Exported(model).eval()
+    example = torch.zeros((2, *model.input_shape))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "torchscript":
+        import warnings
+
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch marks jit as deprecated, and the input shape check is traced as a constant (it is one).
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            traced = torch.jit.trace(wrapper, example)
+            buf = io.BytesIO()
+            torch.jit.save(traced, buf)
+        from mulsupcon.io import atomic_write_bytes
+
+        atomic_write_bytes(out, buf.getvalue())
+        return out
+    if fmt == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise RuntimeError("ONNX export needs the onnx package: pip install 'mulsupcon[onnx]'") from None
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(wrapper, (example,), str(out), dynamo=False, input_names=["input"],
+                              output_names=["probabilities"], dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}})
+        return out
+    raise ValueError(f"unknown export format {fmt!r}; expected torchscript or onnx")

@@ -1,0 +1,261 @@
+"""Your own data end to end through the CLI: every format, then evaluate, predict, export, load_run.
+
+Tiny synthetic files with a learnable signal (labels are functions of the features or of the image
+colours) are written per test; each format runs ``mulsupcon train --mode scratch --dataset.path ...`` at a
+tiny size; the CSV case runs the whole chain (pretrain -> finetune -> evaluate -> predict -> export ->
+load_run in a fresh process) and checks that prediction reproduces the run's own test scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = ["cat", "dog", "fish"]
+VEC = ["--model.hidden", "[16]", "--model.head_hidden", "8", "--model.embed_dim", "8", "--pretrain.epochs", "2",
+       "--pretrain.batch_size", "16", "--pretrain.queue_size", "32", "--classify.epochs", "2",
+       "--classify.batch_size", "16", "-q"]
+IMG = ["--model.backbone", "resnet18", "--model.small_input", "true", "--dataset.image_size", "16",
+       "--classify.epochs", "1", "--classify.batch_size", "8", "--classify.steps_per_epoch", "2", "-q"]
+
+
+def _cli(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MULSUPCON_CACHE": str(cwd / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "mulsupcon", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _vectors(n: int = 150, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    y = np.stack([x[:, 0] > 0, x[:, 1] + x[:, 2] > 0.5, x[:, 3] < -0.3], 1).astype(np.uint8)
+    return x, y
+
+
+def _write_csv(path: Path, x: np.ndarray, y: np.ndarray, sep: str = ",") -> None:
+    rows = [sep.join(["a", "b", "c", "d", "e", "g", *LABELS])]
+    rows += [sep.join([f"{v:.6f}" for v in xr] + [str(int(v)) for v in yr]) for xr, yr in zip(x, y)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def _write_arff(path: Path, x: np.ndarray, y: np.ndarray, relation: str = "toy") -> None:
+    lines = [f"@relation '{relation}'"] + [f"@attribute {n} numeric" for n in "abcdeg"]
+    lines += [f"@attribute {n} {{0,1}}" for n in LABELS] + ["@data"]
+    lines += [",".join([f"{v:.6f}" for v in xr] + [str(int(v)) for v in yr]) for xr, yr in zip(x, y)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _images(folder: Path, n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """n small PNGs; label j is on when colour channel j is bright."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    names, labels = [], []
+    for i in range(n):
+        on = rng.random(3) < 0.4
+        pixels = (rng.random((12, 12, 3)) * 60 + on * 180).astype(np.uint8)
+        name = f"im{i:03d}.png"
+        Image.fromarray(pixels).save(folder / name)
+        names.append(name)
+        labels.append(on.astype(np.uint8))
+    return names, np.array(labels)
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+# ----------------------------------------------------------------------------- vectors
+def test_csv_whole_chain_predict_equals_the_runs_test_scores(tmp_path):
+    x, y = _vectors()
+    _write_csv(tmp_path / "data.csv", x, y)
+    _cli("pretrain", "--dataset.path", "data.csv", "--dataset.label_columns", "3", *VEC, "--run-dir", "pre", cwd=tmp_path)
+    _cli("train", "--mode", "finetune", "--from", "pre", "-q", "--classify.epochs", "2", "--run-dir", "ft", cwd=tmp_path)
+    split = json.loads((tmp_path / "ft" / "split.json").read_text())
+    assert split["carve"] == "iterative-stratification" and split["path"] == str(tmp_path / "data.csv")
+    assert list(split["files"]) == [str(tmp_path / "data.csv")]  # absolute path + sha256 saved with the run
+    config = (tmp_path / "ft" / "config.yaml").read_text()
+    assert f"path: {tmp_path / 'data.csv'}" in config  # relative path saved as absolute
+    assert "evaluated on" not in _cli("evaluate", "ft", cwd=tmp_path).stdout
+
+    # The test rows of the run, written as a CSV with the label columns still in it (they are ignored).
+    test_rows = np.asarray(split["test_index"])
+    _write_csv(tmp_path / "test_rows.csv", x[test_rows], y[test_rows])
+    _cli("predict", "ft", "--input", "test_rows.csv", "--out", "pred.csv", cwd=tmp_path)
+    lines = (tmp_path / "pred.csv").read_text().splitlines()
+    assert lines[0] == ",".join(LABELS) and len(lines) == 1 + len(test_rows)
+    pred = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
+    scores = np.load(tmp_path / "ft" / "scores.npz")
+    np.testing.assert_allclose(pred, scores["test_scores"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(scores["test_targets"], y[test_rows])
+
+    # --labels: 0/1 at the run's validation-chosen (micro-F1) threshold; --threshold: a fixed one.
+    _cli("predict", "ft", "--input", "test_rows.csv", "--out", "labels.csv", "--labels", cwd=tmp_path)
+    threshold = torch.load(tmp_path / "ft" / "model.pt", weights_only=False)["threshold"]
+    got = np.loadtxt(tmp_path / "labels.csv", delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(got, (scores["test_scores"] >= threshold).astype(float))
+    _cli("predict", "ft", "--input", "test_rows.csv", "--out", "fixed.csv", "--threshold", "0.99", cwd=tmp_path)
+    assert np.loadtxt(tmp_path / "fixed.csv", delimiter=",", skiprows=1).sum() == (scores["test_scores"] >= 0.99).sum()
+
+    # load_run in a fresh process (no training data, no config): the same probabilities, and transform.
+    code = ("import numpy as np, sys; from mulsupcon import load_run; m = load_run(sys.argv[1]); "
+            "x = np.loadtxt(sys.argv[2], delimiter=',', skiprows=1)[:, :6]; "
+            "np.save(sys.argv[3], m.predict_proba(x)); print(m.label_names, m.transform(x).shape)")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    out = subprocess.run([sys.executable, "-c", code, "ft", "test_rows.csv", "fresh.npy"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"{LABELS} ({len(test_rows)}, 16)"
+    np.testing.assert_allclose(np.load(tmp_path / "fresh.npy"), scores["test_scores"], rtol=1e-5, atol=1e-6)
+
+    # export: TorchScript maps raw rows to the same probabilities.
+    _cli("export", "ft", "--format", "torchscript", "--out", "model.ts", cwd=tmp_path)
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    with torch.no_grad():
+        probs = scripted(torch.from_numpy(x[test_rows])).numpy()
+    np.testing.assert_allclose(probs, scores["test_scores"], rtol=1e-5, atol=1e-6)
+
+    # A data file changed since the run was made: --resume says which one.
+    _write_csv(tmp_path / "data.csv", x + 1.0, y)
+    proc = _cli("pretrain", "--run-dir", "pre", "--resume", "-q", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "data.csv has changed since" in proc.stderr
+
+
+def test_predict_refuses_inputs_without_the_training_columns(tmp_path):
+    x, y = _vectors(60)
+    _write_csv(tmp_path / "data.csv", x, y)
+    _cli("train", "--mode", "scratch", "--dataset.path", "data.csv", "--dataset.label_columns", "cat,dog,fish", *VEC,
+         "--run-dir", "r", cwd=tmp_path)
+    (tmp_path / "bad.csv").write_text("a,b,c\n1,2,3\n")
+    proc = _cli("predict", "r", "--input", "bad.csv", "--out", "p.csv", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "feature column(s) ['d', 'e', 'g']" in proc.stderr
+    proc = _cli("train", "--mode", "scratch", "--dataset.path", "data.csv", *VEC, "--run-dir", "r2", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "--dataset.label_columns" in proc.stderr
+    assert not (tmp_path / "r2").exists()  # a failed start leaves nothing behind
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "npz", "arff-xml", "arff-meka", "hdf5", "csv-test-path"])
+def test_vector_formats_train_end_to_end(tmp_path, fmt):
+    x, y = _vectors(120)
+    flags: list[str] = []
+    if fmt == "tsv":
+        _write_csv(tmp_path / "d.tsv", x, y, sep="\t")
+        flags = ["--dataset.path", "d.tsv", "--dataset.label_columns", "3"]
+    elif fmt == "npz":
+        np.savez(tmp_path / "d.npz", features=x, labels=y, label_names=np.array(LABELS))
+        flags = ["--dataset.path", "d.npz"]
+    elif fmt == "arff-xml":
+        _write_arff(tmp_path / "d.arff", x, y)
+        (tmp_path / "d.xml").write_text('<labels xmlns="http://mulan.sourceforge.net/labels">'
+                                        + "".join(f'<label name="{n}"></label>' for n in LABELS) + "</labels>")
+        flags = ["--dataset.path", "d.arff", "--dataset.xml", "d.xml"]
+    elif fmt == "arff-meka":
+        _write_arff(tmp_path / "d.arff", x, y, relation="toy: -C -3")
+        flags = ["--dataset.path", "d.arff"]
+    elif fmt == "hdf5":
+        import h5py
+
+        with h5py.File(tmp_path / "d.h5", "w") as f:
+            f["feature"], f["target"] = x, y
+        flags = ["--dataset.path", "d.h5"]
+    else:
+        _write_csv(tmp_path / "train.csv", x[:90], y[:90])
+        _write_csv(tmp_path / "test.csv", x[90:], y[90:])
+        flags = ["--dataset.path", "train.csv", "--dataset.test_path", "test.csv", "--dataset.label_columns", "3"]
+    _cli("train", "--mode", "scratch", *flags, *VEC, "--run-dir", "r", cwd=tmp_path)
+    m = _metrics(tmp_path / "r")
+    assert 0.3 < m["protocols"]["validation"]["mAP"] <= 1.0
+    split = json.loads((tmp_path / "r" / "split.json").read_text())
+    assert split["test_source"] == ("official" if fmt == "csv-test-path" else "carved")
+    assert all(Path(p).is_absolute() and len(h) == 64 for p, h in split["files"].items())
+    names = "cat,dog,fish" if fmt != "hdf5" else "label0,label1,label2"
+    assert (tmp_path / "r" / "history.csv").is_file()
+    _cli("predict", "r", "--input", flags[1], "--out", "p.csv", cwd=tmp_path)
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == names
+
+
+# ----------------------------------------------------------------------------- images
+def test_image_folder_with_a_label_csv_trains_and_predicts(tmp_path):
+    names, labels = _images(tmp_path / "imgs", 40, seed=1)
+    rows = ["file," + ",".join(LABELS)] + [f"{n}," + ",".join(map(str, lab)) for n, lab in zip(names, labels)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    _cli("train", "--mode", "scratch", "--dataset.path", "imgs", "--dataset.labels", "labels.csv", *IMG,
+         "--run-dir", "r", cwd=tmp_path)
+    cfg = (tmp_path / "r" / "config.yaml").read_text()
+    assert "backbone: resnet18" in cfg and "image_size: 16" in cfg
+    _cli("predict", "r", "--input", "imgs", "--out", "p.csv", cwd=tmp_path)
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "file," + ",".join(LABELS) and len(lines) == 41 and lines[1].startswith("im000.png,")
+
+
+def test_coco_and_voc_layout_folders_train(tmp_path):
+    # MS-COCO format: images + annotations/instances_{train,val}.json (test part from the val json).
+    root = tmp_path / "coco"
+    for split, n in (("train", 30), ("val", 10)):
+        names, labels = _images(root / split, n, seed=2 if split == "train" else 3)
+        anns = [{"id": int(100 * i + j), "image_id": i, "category_id": int(j) + 1, "bbox": [0, 0, 1, 1], "area": 1, "iscrowd": 0}
+                for i, lab in enumerate(labels) for j in np.flatnonzero(lab)]
+        (root / "annotations").mkdir(exist_ok=True)
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps({
+            "images": [{"id": i, "file_name": n, "width": 12, "height": 12} for i, n in enumerate(names)],
+            "annotations": anns, "categories": [{"id": j + 1, "name": c} for j, c in enumerate(LABELS)]}))
+    _cli("train", "--mode", "scratch", "--dataset.path", "coco", *IMG, "--run-dir", "c", cwd=tmp_path)
+    split = json.loads((tmp_path / "c" / "split.json").read_text())
+    assert split["test_source"] == "official" and len(split["files"]) == 2
+
+    # PASCAL VOC layout: JPEGImages + ImageSets/Main/<class>_<split>.txt for the 20 VOC classes.
+    from PIL import Image
+
+    from mulsupcon.data.image_layouts import VOC_CLASSES
+
+    voc = tmp_path / "voc"
+    (voc / "JPEGImages").mkdir(parents=True)
+    main = voc / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    for split, ids in (("trainval", range(24)), ("test", range(24, 32))):
+        labels = rng.random((len(ids), 20)) < 0.3
+        for i in ids:
+            Image.fromarray((rng.random((12, 12, 3)) * 255).astype(np.uint8)).save(voc / "JPEGImages" / f"{i:06d}.jpg")
+        (main / f"{split}.txt").write_text("".join(f"{i:06d}\n" for i in ids))
+        for j, cls in enumerate(VOC_CLASSES):
+            (main / f"{cls}_{split}.txt").write_text(
+                "".join(f"{i:06d} {1 if labels[k, j] else -1}\n" for k, i in enumerate(ids)))
+    _cli("train", "--mode", "scratch", "--dataset.path", "voc", *IMG, "--run-dir", "v", cwd=tmp_path)
+    assert json.loads((tmp_path / "v" / "split.json").read_text())["test_source"] == "official"
+
+
+# ----------------------------------------------------------------------------- Python
+def test_from_arrays_and_from_file_in_the_python_loops(tmp_path):
+    from mulsupcon.config import load_config
+    from mulsupcon.data import from_arrays, from_file
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.rundir import RunDir
+
+    x, y = _vectors(100)
+    cfg = load_config(None, {"model.hidden": [16], "classify.epochs": 2, "classify.mode": "scratch", "cpu.num_threads": 1})
+    run = RunDir.in_memory()
+    res = classify(cfg, run, data=from_arrays(x, y, label_names=LABELS), quiet=True, echo=False)
+    assert res["protocols"]["fixed"]["mAP"] > 0.3
+    model = run.files["model.pt"]
+    assert model["label_names"] == LABELS and model["feature_names"] == [f"f{j}" for j in range(6)]
+    _write_csv(tmp_path / "d.csv", x, y)
+    ds = from_file(tmp_path / "d.csv", label_columns="cat,dog,fish")
+    assert ds.n_samples == 100 and ds.label_names == LABELS
+    np.testing.assert_allclose(ds.features, x, atol=1e-6)
+    with pytest.raises(ValueError, match="label values must be 0 or 1"):
+        from_arrays(x, y * 2)
+    with pytest.raises(ValueError, match="non-finite value"):
+        from_arrays(np.full((3, 2), np.nan), np.zeros((3, 1)))
