@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mulsupcon"
 LAYERS = {
     "data": 0,
     "ops": 1, "io": 1, "config": 1, "metrics": 1, "tables": 1,
-    "models": 2, "losses": 2, "moco": 2,
+    "models": 2, "losses": 2, "moco": 2, "memory": 2,
     "train": 3,
     "cli": 4, "__main__": 4, "demo": 4, "reproduce": 4, "embed": 4, "estimator": 4, "evaluate": 4, "plots": 4, "predict": 4,
 }

@@ -88,3 +88,25 @@ def test_scheduled_lr_cosine_and_restarts():
     f = [scheduled_factor(sec, e, 0, 1) for e in range(8)]
     assert f[0] == pytest.approx(1.0) and f[2] == pytest.approx(1.0) and f[6] == pytest.approx(1.0)
     assert f[1] == pytest.approx(0.25 + 0.75 * 0.5) and f[4] == pytest.approx(0.25 + 0.75 * 0.5)
+
+
+def test_values_of_the_wrong_type_name_the_key_and_the_type():
+    with pytest.raises(ValueError, match="pretrain.lr must be a number, got 'fast'"):
+        load_config("yeast", {"pretrain.lr": "fast"})
+    with pytest.raises(ValueError, match="classify.batch_size must be an integer, got 1.5"):
+        load_config("yeast", {"classify.batch_size": 1.5})
+    with pytest.raises(ValueError, match=r"model.hidden must be a list"):
+        load_config("yeast", {"model.hidden": 5})
+    assert load_config("yeast", {"pretrain.eta_min": 0})["pretrain"]["eta_min"] == 0  # an int is a number
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    # The reader is gone before the first line is written (as `head` is after its lines): EPIPE on write.
+    proc = subprocess.Popen([sys.executable, "-m", "mulsupcon", "config", "show", "yeast"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

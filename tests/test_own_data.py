@@ -259,3 +259,41 @@ def test_from_arrays_and_from_file_in_the_python_loops(tmp_path):
         from_arrays(x, y * 2)
     with pytest.raises(ValueError, match="non-finite value"):
         from_arrays(np.full((3, 2), np.nan), np.zeros((3, 1)))
+
+
+def test_logger_callable_and_tensorboard(tmp_path):
+    """Every epoch's record reaches a logger; with log.tensorboard the scalars are in TensorBoard files."""
+    from mulsupcon.config import load_config
+    from mulsupcon.data import from_arrays
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.pretrain import pretrain
+
+    x, y = _vectors(80)
+    seen = []
+    cfg = load_config(None, {"model.hidden": [16], "model.head_hidden": 8, "model.embed_dim": 8, "pretrain.epochs": 3,
+                             "pretrain.queue_size": 16, "classify.epochs": 2, "classify.mode": "scratch"})
+    data = from_arrays(x, y, label_names=LABELS)
+    pretrain(cfg, tmp_path / "pre", data=data, quiet=True, echo=False, logger=seen.append)
+    assert [r["epoch"] for r in seen] == [1, 2, 3] and all({"loss", "lr"} <= set(r) for r in seen)
+    pytest.importorskip("tensorboard")
+    cfg["log"]["tensorboard"] = True
+    classify(cfg, tmp_path / "cls", data=data, quiet=True, echo=False, logger=seen.append)
+    assert {"train_loss", "val_loss", "val_mAP"} <= set(seen[-1])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "cls" / "tensorboard"))
+    events.Reload()
+    assert {"scratch/val_mAP", "scratch/train_loss", "scratch/lr"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("scratch/val_mAP")] == [1, 2]
+
+
+def test_onnx_export_is_a_valid_model(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    x, y = _vectors(60)
+    _write_csv(tmp_path / "data.csv", x, y)
+    _cli("train", "--mode", "scratch", "--dataset.path", "data.csv", "--dataset.label_columns", "3", *VEC,
+         "--run-dir", "r", cwd=tmp_path)
+    _cli("export", "r", "--format", "onnx", cwd=tmp_path)
+    model = onnx.load(str(tmp_path / "r" / "model.onnx"))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["probabilities"]

@@ -177,3 +177,15 @@ def test_multidigits_variants_registered():
     names = {s.name for s in list_datasets()}
     assert {"multidigits", "multidigits-attributes"} <= names
     assert REGISTRY["multidigits"].files == ()
+
+
+def test_listing_names_folders_and_image_shapes(tmp_path):
+    from mulsupcon.data import get_spec
+    from mulsupcon.data.listing import files_status, format_dataset_list
+
+    assert files_status(get_spec("coco-tiny-zzowenzz"), tmp_path) == "folder missing"
+    (tmp_path / "coco-tiny-zzowenzz").mkdir()
+    assert files_status(get_spec("coco-tiny-zzowenzz"), tmp_path) == "folder present"
+    assert files_status(get_spec("multidigits"), tmp_path) == "generated"
+    rows = {ln.split()[0]: ln.split() for ln in format_dataset_list(tmp_path).splitlines()[1:-1]}
+    assert rows["multidigits"][3] == "1x24x24" and rows["voc2007"][3] == "3xSxS" and rows["yeast"][3] == "103"

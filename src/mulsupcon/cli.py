@@ -151,7 +151,7 @@ def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
 
 
 def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[dict] = None) -> dict:
-    from mulsupcon.config import load_config, resolve_paths, set_dotted, validate_config
+    from mulsupcon.config import load_config, resolve_paths, set_dotted, validate_config, with_defaults
 
     overrides = split_overrides(extra)
     if args.dataset:
@@ -161,7 +161,7 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
     if base is not None:
         import copy
 
-        cfg = copy.deepcopy(base)
+        cfg = with_defaults(copy.deepcopy(base))
         for k, v in overrides.items():
             set_dotted(cfg, k, v)
         resolve_paths(cfg)
@@ -221,6 +221,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; a run continues with --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     finally:
         if "WORLD_SIZE" in os.environ:
             from mulsupcon.train.distributed import shutdown

@@ -100,6 +100,9 @@ DEFAULTS: dict[str, Any] = {
         "protocols": ["paper", "validation", "fixed"],
         "threshold": 0.5,
     },
+    "log": {
+        "tensorboard": False,  # also write per-epoch scalars to <run>/tensorboard (needs mulsupcon[tensorboard])
+    },
 }
 
 
@@ -183,6 +186,17 @@ def resolve_paths(cfg: dict[str, Any]) -> None:
         ds["name"] = Path(ds["path"]).name.split(".")[0]
 
 
+def with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every key it lacks taken from :data:`DEFAULTS` (a config saved before the key existed)."""
+    out = copy.deepcopy(dict(cfg))
+    for key, value in DEFAULTS.items():
+        if key not in out:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = {**copy.deepcopy(value), **out[key]}
+    return out
+
+
 def set_dotted(cfg: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``cfg["a"]["b"] = value`` for ``dotted == "a.b"``; the key must already exist."""
     parts = dotted.split(".")
@@ -224,8 +238,29 @@ _CHOICES = {
 }
 
 
+def _check_types(cfg: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str = "") -> None:
+    """Each value of the type its default has (a number where the default is a number, ...)."""
+    for key, default in defaults.items():
+        if key not in cfg:
+            continue
+        name, value = f"{prefix}{key}", cfg[key]
+        if isinstance(default, dict):
+            if isinstance(value, Mapping):
+                _check_types(value, default, f"{name}.")
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        elif isinstance(default, int) and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        elif isinstance(default, list) and not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list (e.g. [256,512,256]), got {value!r}")
+
+
 def validate_config(cfg: Mapping[str, Any]) -> None:
-    """Check enumerations and ranges; raise ``ValueError`` naming the key and allowed values."""
+    """Check types, enumerations and ranges; raise ``ValueError`` naming the key and what it takes."""
+    _check_types(cfg, DEFAULTS)
     for (section, key), allowed in _CHOICES.items():
         value = cfg[section][key]
         if value not in allowed:

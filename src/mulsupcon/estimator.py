@@ -1,11 +1,14 @@
-"""A scikit-learn style estimator: MulSupCon pretraining + finetuning on arrays.
+"""A scikit-learn estimator: MulSupCon pretraining + finetuning on arrays.
 
->>> clf = MulSupConClassifier(pretrain_epochs=20).fit(X, Y)      # X (N, F), Y (N, C) in {0,1}
->>> proba = clf.predict_proba(X_test)                            # (N_test, C)
->>> Z = clf.transform(X_test)                                    # (N_test, 256) backbone embeddings
+>>> clf = MulSupConClassifier().fit(X, Y)          # X (N, F) dense or sparse, Y (N, L) in {0, 1}
+>>> proba = clf.predict_proba(X_test)              # (N_test, L)
+>>> Y_hat = clf.predict(X_test)                    # 0/1 at the threshold chosen on the internal validation rows
+>>> Z = clf.transform(X_test)                      # (N_test, D) backbone embeddings
 
-Everything runs through the same library code as the command line (the pretraining and
-classification loops), in memory: no file is written.
+Everything runs through the same library code as the command line (the pretraining and classification
+loops), in memory: no file is written. A parameter left at ``None`` takes the value of the command line's
+default for vector data (``configs/vectors.yaml``), so the estimator and ``mulsupcon train --dataset.path``
+train the same model.
 """
 
 from __future__ import annotations
@@ -16,47 +19,46 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mulsupcon.config import load_config
+
+# estimator parameter -> config key (the estimator's names follow scikit-learn's habits)
+_CONFIG_KEYS = {
+    "hidden": "model.hidden", "dropout": "model.dropout", "embed_dim": "model.embed_dim",
+    "positives": "pretrain.positives", "weighting": "pretrain.weighting", "temperature": "pretrain.temperature",
+    "queue_size": "pretrain.queue_size", "momentum": "pretrain.momentum", "mask_prob": "pretrain.mask_prob",
+    "pretrain_epochs": "pretrain.epochs", "pretrain_batch_size": "pretrain.batch_size", "pretrain_lr": "pretrain.lr",
+    "epochs": "classify.epochs", "batch_size": "classify.batch_size", "lr": "classify.lr",
+    "lr_backbone": "classify.lr_backbone", "loss": "classify.loss", "val_fraction": "dataset.val_fraction",
+}
 
 
 class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Multi-label classifier pretrained with the MulSupCon loss (Zhang & Wu, AAAI 2024).
 
-    Parameters mirror the config keys of the command line (``pretrain.*`` and ``classify.*``).
-    ``mode="scratch"`` skips pretraining (the BCE baseline); ``mode="probe"`` trains only a linear
-    layer on the frozen pretrained backbone.
+    Parameters mirror the command line's config keys (``None``: the CLI's default for vector data).
+    ``mode="scratch"`` skips pretraining (the BCE baseline); ``mode="probe"`` trains only a linear layer on
+    the frozen pretrained backbone. ``threshold="validation"`` predicts at the threshold that is best for
+    micro-F1 on the internal validation rows (``val_fraction`` of the training rows, carved by iterative
+    stratification; model selection uses them too); a float predicts at that fixed threshold.
+    ``device="auto"``: CUDA when available, else the CPU.
 
-    Attributes (after fit): ``classifier_`` (torch module), ``n_features_in_``, ``n_labels_``,
-    ``mean_``/``scale_`` (standardisation fitted on the training part), ``history_``.
+    Attributes (after fit): ``classes_`` (``arange(n_labels)``, scikit-learn's convention for multi-label
+    targets), ``n_features_in_``, ``threshold_`` (the threshold :meth:`predict` uses), ``thresholds_`` (per
+    thresholded metric, chosen on validation), ``classifier_`` (the torch module), ``mean_``/``scale_``
+    (standardisation fitted on the training rows), ``history_`` (per epoch).
     """
 
-    def __init__(
-        self,
-        hidden: Sequence[int] = (256, 512, 256),
-        dropout: float = 0.2,
-        embed_dim: int = 256,
-        mode: str = "finetune",
-        positives: str = "mulsupcon",
-        weighting: str = "label",
-        temperature: float = 0.1,
-        queue_size: int = 256,
-        momentum: float = 0.999,
-        mask_prob: float = 0.5,
-        pretrain_epochs: int = 50,
-        pretrain_batch_size: int = 32,
-        pretrain_lr: float = 4e-4,
-        epochs: int = 30,
-        batch_size: int = 32,
-        lr: float = 4e-4,
-        lr_backbone: float = 4e-5,
-        loss: str = "bce",
-        val_fraction: float = 0.2,
-        threshold: float = 0.5,
-        random_state: Optional[int] = None,
-        verbose: bool = False,
-    ):
+    def __init__(self, hidden: Optional[Sequence[int]] = None, dropout: Optional[float] = None,
+                 embed_dim: Optional[int] = None, mode: str = "finetune", positives: Optional[str] = None,
+                 weighting: Optional[str] = None, temperature: Optional[float] = None, queue_size: Optional[int] = None,
+                 momentum: Optional[float] = None, mask_prob: Optional[float] = None,
+                 pretrain_epochs: Optional[int] = None, pretrain_batch_size: Optional[int] = None,
+                 pretrain_lr: Optional[float] = None, epochs: Optional[int] = None, batch_size: Optional[int] = None,
+                 lr: Optional[float] = None, lr_backbone: Optional[float] = None, loss: Optional[str] = None,
+                 val_fraction: Optional[float] = None, threshold: float | str = "validation", device: str = "auto",
+                 random_state: Optional[int] = None, verbose: bool = False):
         self.hidden = hidden
         self.dropout = dropout
         self.embed_dim = embed_dim
@@ -77,101 +79,62 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.loss = loss
         self.val_fraction = val_fraction
         self.threshold = threshold
+        self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
     # ------------------------------------------------------------------ helpers
     def _config(self) -> dict:
-        seed = 0 if self.random_state is None else int(self.random_state)
-        return load_config(
-            None,
-            {
-                "seed": seed,
-                "device": "cpu",
-                "dataset.name": "arrays",
-                "model.hidden": list(self.hidden),
-                "model.dropout": float(self.dropout),
-                "model.embed_dim": int(self.embed_dim),
-                "pretrain.positives": self.positives,
-                "pretrain.weighting": self.weighting,
-                "pretrain.temperature": float(self.temperature),
-                "pretrain.queue_size": int(self.queue_size),
-                "pretrain.momentum": float(self.momentum),
-                "pretrain.mask_prob": float(self.mask_prob),
-                "pretrain.epochs": int(self.pretrain_epochs),
-                "pretrain.batch_size": int(self.pretrain_batch_size),
-                "pretrain.lr": float(self.pretrain_lr),
-                "classify.mode": self.mode,
-                "classify.epochs": int(self.epochs),
-                "classify.batch_size": int(self.batch_size),
-                "classify.lr": float(self.lr),
-                "classify.lr_backbone": float(self.lr_backbone),
-                "classify.loss": self.loss,
-                "eval.protocols": ["fixed"],
-            },
-        )
+        overrides = {key: getattr(self, name) for name, key in _CONFIG_KEYS.items() if getattr(self, name) is not None}
+        if "model.hidden" in overrides:
+            overrides["model.hidden"] = [int(h) for h in overrides["model.hidden"]]
+        overrides.update({"seed": 0 if self.random_state is None else int(self.random_state), "device": self.device,
+                          "dataset.name": "arrays", "classify.mode": self.mode, "eval.protocols": ["fixed"]})
+        return load_config("vectors", overrides)
 
     def _check_X(self, X, *, reset: bool) -> np.ndarray | sp.csr_matrix:
-        X = check_array(X, accept_sparse="csr", dtype=np.float32, ensure_min_samples=1)
-        if reset:
-            self.n_features_in_ = X.shape[1]
-        elif X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features as input"
-            )
-        return X
+        return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32, ensure_min_samples=1)
 
     @staticmethod
     def _check_Y(Y, n: int) -> np.ndarray:
         if Y is None:
             raise ValueError("MulSupConClassifier requires y to be passed, but the target y is None")
-        Y = np.asarray(Y)
+        Y = Y.toarray() if sp.issparse(Y) else np.asarray(Y)
         if not np.isin(Y, (0, 1)).all():
-            raise ValueError(
-                "Unknown label type: Y must hold only 0 and 1 (a multi-hot label matrix, one column per label)"
-            )
+            raise ValueError("Unknown label type: Y must hold only 0 and 1 (a multi-hot label matrix, one column per label)")
         if Y.ndim == 1:
             raise ValueError(
                 "Y must be a 2-D multi-hot label matrix (n_samples, n_labels) with values in {0, 1}; "
                 f"got a 1-D array of shape {Y.shape}. For class labels use sklearn.preprocessing.MultiLabelBinarizer "
-                "or LabelBinarizer first."
-            )
+                "or LabelBinarizer first.")
         if Y.ndim != 2 or Y.shape[0] != n:
             raise ValueError(f"Y must have shape ({n}, n_labels); got {Y.shape}")
         return Y.astype(np.uint8)
 
     def _data(self, X, Y, cfg):
         from mulsupcon.data.dataset import MultiLabelDataset, Splits
+        from mulsupcon.data.splits import stratified_carve
         from mulsupcon.train.data import prepare_data
 
-        n = X.shape[0]
-        rng = np.random.default_rng(int(cfg["seed"]))
-        perm = rng.permutation(n)
-        n_val = max(1, int(round(self.val_fraction * n))) if n > 1 else 0
-        val_idx, tr_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-        if len(tr_idx) == 0:
-            tr_idx = val_idx
-        names = [f"label_{j}" for j in range(Y.shape[1])]
-        full = MultiLabelDataset(X, Y, names, name="arrays", source="arrays passed to fit")
-        splits = Splits(train=full.subset(tr_idx), val=full.subset(val_idx if n_val else tr_idx),
-                        test=full.subset(val_idx if n_val else tr_idx),
-                        info={"train_rows": tr_idx.tolist(), "val_rows": val_idx.tolist()})
+        full = MultiLabelDataset(X, Y, [f"label_{j}" for j in range(Y.shape[1])], name="arrays", source="arrays passed to fit")
+        train_idx, val_idx = stratified_carve(Y, float(cfg["dataset"]["val_fraction"]), int(cfg["seed"]))
+        val = full.subset(val_idx if len(val_idx) else train_idx)
+        # The loops score a test part too: here it is the validation rows (the estimator reports nothing on it).
+        splits = Splits(train=full.subset(train_idx), val=val, test=val,
+                        info={"train_rows": train_idx.tolist(), "val_rows": val_idx.tolist()})
         return prepare_data(cfg["dataset"], splits)
 
     # ------------------------------------------------------------------ API
     def fit(self, X, Y) -> "MulSupConClassifier":
-        """Pretrain (unless ``mode="scratch"``) and train the classifier.
-
-        Args:
-            X: (N, F) features (dense or scipy sparse).
-            Y: (N, C) multi-hot labels.
-        """
+        """Pretrain (unless ``mode="scratch"``) and train the classifier on X (N, F) and Y (N, L)."""
         from mulsupcon.train.classify import build_classifier, classify
         from mulsupcon.train.pretrain import pretrain
         from mulsupcon.train.rundir import RunDir
 
         if self.mode not in ("finetune", "probe", "scratch"):
             raise ValueError(f"mode must be finetune, probe or scratch; got {self.mode!r}")
+        if not (self.threshold == "validation" or isinstance(self.threshold, (int, float))):
+            raise ValueError(f"threshold must be 'validation' or a number, got {self.threshold!r}")
         X = self._check_X(X, reset=True)
         Y = self._check_Y(Y, X.shape[0])
         if X.shape[0] < 2:
@@ -185,12 +148,14 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             from_run = pre.files["backbone.pt"]
         run = RunDir.in_memory(echo=self.verbose)
         classify(cfg, run, from_run=from_run, quiet=not self.verbose, echo=self.verbose, data=data)
+        saved = run.files["model.pt"]
         model, _ = build_classifier(cfg, data, None)
-        model.load_state_dict(run.files["model.pt"]["model"])
-        model.eval()
+        model.load_state_dict(saved["model"])
+        self.classifier_ = model.cpu().eval()
         self.history_ = run.history
-        self.classifier_ = model
-        self.n_labels_ = Y.shape[1]
+        self.classes_ = np.arange(Y.shape[1])
+        self.thresholds_ = dict(saved["thresholds"])
+        self.threshold_ = float(saved["threshold"] if self.threshold == "validation" else self.threshold)
         self.mean_, self.scale_ = data.train.mean, data.train.std  # (F,) each, or None without standardisation
         return self
 
@@ -201,13 +166,21 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     @torch.no_grad()
     def predict_proba(self, X) -> np.ndarray:
-        """(N, F) -> (N, C) label probabilities."""
+        """(N, F) -> (N, L) label probabilities."""
         check_is_fitted(self, "classifier_")
         return torch.sigmoid(self.classifier_(self._tensor(X))).numpy()
 
     def predict(self, X) -> np.ndarray:
-        """(N, F) -> (N, C) multi-hot predictions (probability >= ``threshold``)."""
-        return (self.predict_proba(X) >= self.threshold).astype(np.int64)
+        """(N, F) -> (N, L) multi-hot predictions (probability >= ``threshold_``)."""
+        return (self.predict_proba(X) >= self.threshold_).astype(np.int64)
+
+    @torch.no_grad()
+    def decision_function(self, X) -> np.ndarray:
+        """(N, F) -> (N, L) logits minus the logit of ``threshold_``: positive exactly where :meth:`predict`
+        says 1 (scikit-learn's convention), in the order of :meth:`predict_proba` within each label."""
+        check_is_fitted(self, "classifier_")
+        t = min(max(self.threshold_, 1e-6), 1 - 1e-6)
+        return self.classifier_(self._tensor(X)).numpy() - float(np.log(t) - np.log1p(-t))
 
     @torch.no_grad()
     def transform(self, X) -> np.ndarray:

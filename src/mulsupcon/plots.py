@@ -94,6 +94,7 @@ def heatmap_runs(runs: Sequence[str | Path], out: Optional[str | Path] = None, s
         sim, counts = class_similarity(emb, lab, temperature)
         panels.append((Path(run), kind, sim, counts, names))
     out = Path(out) if out else Path(runs[0]) / "heatmap.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     n = len(panels)
     C = panels[0][2].shape[0]
     size = max(3.5, 0.28 * C + 1.5)
@@ -146,6 +147,7 @@ def curves(run: str | Path, out: Optional[str | Path] = None) -> Path:
             ax.legend(fontsize=8)
     fig.suptitle(run.name, fontsize=10)
     out = Path(out) if out else run / "curves.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

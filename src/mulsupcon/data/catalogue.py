@@ -115,6 +115,10 @@ class DatasetSpec:
         notes: caveats (label conventions, provenance, known quirks).
         test_fraction: share carved as test when there is no official split.
         kind: ``"vector"`` or ``"image"``.
+        folder: for data read from a folder of the data home without a file list (the image sets):
+            that folder, so that listings can say whether it is there.
+        sample_shape: the shape of one sample as loaded, when it is fixed (``(1, 24, 24)`` for the
+            multidigits images; file-based image sets are cached at ``dataset.image_size``).
     """
 
     name: str
@@ -133,6 +137,8 @@ class DatasetSpec:
     notes: str = ""
     test_fraction: float = DEFAULT_TEST_FRACTION
     kind: str = "vector"
+    folder: str = ""
+    sample_shape: Optional[tuple[int, ...]] = None
 
     @property
     def total_bytes(self) -> int | None:
@@ -471,7 +477,7 @@ CATALOGUE.append(
         n_labels=10, n_features=576, n_train=3000, n_test=1000, n_samples=5000,
         reader=_multidigits_loader("digits"),
         citation=_MULTIDIGITS_CITATION,
-        notes=_MULTIDIGITS_NOTE, kind="image",
+        notes=_MULTIDIGITS_NOTE, kind="image", sample_shape=(1, 24, 24),
     )
 )
 
@@ -491,6 +497,6 @@ def multidigits_variants() -> list[DatasetSpec]:
             n_labels=10, n_features=576, n_train=3000, n_test=1000, n_samples=5000,
             reader=_multidigits_loader(variant),
             citation=_MULTIDIGITS_CITATION,
-            notes=_MULTIDIGITS_NOTE, kind="image",
+            notes=_MULTIDIGITS_NOTE, kind="image", sample_shape=(1, 24, 24),
         ))
     return out

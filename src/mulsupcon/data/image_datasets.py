@@ -206,7 +206,7 @@ IMAGE_SPECS: list[DatasetSpec] = [
         citation=_COCO_CITATION,
         url=f"https://github.com/{repo}",
         notes=_SUBSET_NOTE.format(repo=repo, n_train=n_train, n_test=n_test, name=name),
-        kind="image",
+        kind="image", folder=name,
     )
     for name, (repo, n_train, n_test) in _SUBSET_REPOS.items()
 ] + [
@@ -217,7 +217,7 @@ IMAGE_SPECS: list[DatasetSpec] = [
         reader=coco_loader("coco", "train2014", "val2014"),
         citation=_COCO_CITATION, url="https://cocodataset.org",
         notes="Folder <data home>/coco/ with annotations/instances_{train,val}2014.json and train2014/, val2014/.",
-        kind="image",
+        kind="image", folder="coco",
     ),
     DatasetSpec(
         name="coco2017",
@@ -226,7 +226,7 @@ IMAGE_SPECS: list[DatasetSpec] = [
         reader=coco_loader("coco", "train2017", "val2017"),
         citation=_COCO_CITATION, url="https://cocodataset.org",
         notes="Folder <data home>/coco/ with annotations/instances_{train,val}2017.json and train2017/, val2017/.",
-        kind="image",
+        kind="image", folder="coco",
     ),
     DatasetSpec(
         name="voc2007",
@@ -239,7 +239,7 @@ IMAGE_SPECS: list[DatasetSpec] = [
             "Folder <data home>/voc2007/ holding VOCdevkit/VOC2007 (or VOC2007/) with ImageSets/Main and the JPEGImages "
             "of both the trainval and the test tarballs. Difficult-only classes are negatives."
         ),
-        kind="image",
+        kind="image", folder="voc2007",
     ),
     DatasetSpec(
         name="nus-wide",
@@ -253,7 +253,7 @@ IMAGE_SPECS: list[DatasetSpec] = [
             "Flickr/<concept>/<file>.jpg). Missing images are skipped with a warning, so counts depend on the copy "
             "(the paper reports 150000 / 59347)."
         ),
-        kind="image",
+        kind="image", folder="nus-wide",
     ),
     DatasetSpec(
         name="mirflickr",
@@ -266,7 +266,7 @@ IMAGE_SPECS: list[DatasetSpec] = [
             "Folder <data home>/mirflickr25k/ with mirflickr/im<N>.jpg and mirflickr25k_annotations_v080/. No official "
             "split: 20% carved as test with the fixed seed 0 (the paper: 19664 / 4917)."
         ),
-        kind="image",
+        kind="image", folder="mirflickr25k",
     ),
     DatasetSpec(
         name="objects365",
@@ -279,7 +279,7 @@ IMAGE_SPECS: list[DatasetSpec] = [
             f"Layout: {OBJECTS365_LAYOUT}. The paper used a random subset (515233 / 80000) that is not published; "
             "the full set needs several GB of memory to parse and ~150 KB of cache per image at 224 px."
         ),
-        kind="image",
+        kind="image", folder="objects365",
     ),
 ]
 

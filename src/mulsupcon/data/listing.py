@@ -11,8 +11,11 @@ from .splits import pool_of
 
 
 def files_status(spec: DatasetSpec, data_home: str | Path | None = None) -> str:
-    """``"generated"``, ``"present"``, ``"missing"`` or ``"partial k/n"`` (existence only, no hashing)."""
+    """``"generated"``, ``"present"``, ``"missing"`` or ``"partial k/n"`` (existence only, no hashing);
+    for a data set read from a folder: ``"folder present"`` or ``"folder missing"``."""
     if not spec.files:
+        if spec.folder:
+            return "folder present" if (get_data_home(data_home) / spec.folder).is_dir() else "folder missing"
         return "generated"
     home = get_data_home(data_home)
     have = sum((home / f.path).is_file() for f in spec.files)
@@ -39,6 +42,15 @@ def _samples_text(spec: DatasetSpec) -> str:
     return "?"
 
 
+def _features_text(spec: DatasetSpec) -> str:
+    """The features of one sample as loaded: a count for vectors, a shape for images."""
+    if spec.sample_shape:
+        return "x".join(str(d) for d in spec.sample_shape)
+    if spec.kind == "image":
+        return "3xSxS"  # cached at dataset.image_size (S, default 224)
+    return "?" if spec.n_features is None else str(spec.n_features)
+
+
 def format_dataset_list(data_home: str | Path | None = None) -> str:
     """A table of registered datasets: name, samples (train/test), labels, features, files, size."""
     home = get_data_home(data_home)
@@ -49,14 +61,14 @@ def format_dataset_list(data_home: str | Path | None = None) -> str:
                 spec.name,
                 _samples_text(spec),
                 "?" if spec.n_labels is None else str(spec.n_labels),
-                "?" if spec.n_features is None else str(spec.n_features),
+                _features_text(spec),
                 files_status(spec, home),
                 "-" if not spec.files else _fmt_bytes(spec.total_bytes),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.append(f"data home: {home}")
+    lines.append(f"data home: {home}   (images: S = dataset.image_size, 224 by default)")
     return "\n".join(lines)
 
 
@@ -68,7 +80,7 @@ def dataset_info(name: str, data_home: str | Path | None = None, *, describe: bo
     home = get_data_home(data_home)
     lines = [
         f"{spec.name}: {spec.description}",
-        f"  samples (train/test): {_samples_text(spec)}   labels: {spec.n_labels}   features: {spec.n_features}",
+        f"  samples (train/test): {_samples_text(spec)}   labels: {spec.n_labels}   features: {_features_text(spec)}",
         f"  reader: {spec.reader if isinstance(spec.reader, str) else 'custom loader'}"
         f"   official split: {'yes' if spec.official_split else f'no (test carved: {spec.test_fraction:g}, seed 0)'}",
     ]
@@ -88,7 +100,7 @@ def dataset_info(name: str, data_home: str | Path | None = None, *, describe: bo
     if spec.notes:
         lines.append(f"  notes: {spec.notes}")
     status = files_status(spec, home)
-    if describe and status in ("present", "generated"):
+    if describe and status in ("present", "generated", "folder present"):
         try:
             parts = load_parts(name, data_home=home)
             pool, test = pool_of(parts, {"test_fraction": spec.test_fraction})

@@ -85,8 +85,11 @@ def stratified_carve(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         return carve_indices(n, fraction, seed)
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
+    y = np.asarray(labels)
+    if y.shape[1] == 1:  # one label: the package wants an indicator matrix of two columns or more
+        y = np.column_stack([y, np.zeros_like(y)])
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=k, random_state=seed)
-    kept, carved = next(splitter.split(np.zeros((n, 1)), np.asarray(labels)))
+    kept, carved = next(splitter.split(np.zeros((n, 1)), y))
     return np.sort(kept).astype(np.int64), np.sort(carved).astype(np.int64)
 
 

@@ -78,23 +78,30 @@ class MulSupConLoss(nn.Module):
         return (f"temperature={self.temperature}, positives={self.positives!r}, weighting={self.weighting!r}, "
                 f"chunk_size={self.chunk_size}, normalize={self.normalize}")
 
-    def forward(self, query: Tensor, labels: Tensor, keys: Tensor | None = None, key_labels: Tensor | None = None) -> Tensor:
+    def forward(self, query: Tensor, labels: Tensor, keys: Tensor | None = None, key_labels: Tensor | None = None,
+                *, exclude_self: bool = False) -> Tensor:
         """The loss (scalar): ``total / count`` of :meth:`sum_and_count`."""
-        total, count = self.sum_and_count(query, labels, keys, key_labels)
+        total, count = self.sum_and_count(query, labels, keys, key_labels, exclude_self=exclude_self)
         return total / count.clamp_min(1).to(total.dtype)
 
     def sum_and_count(self, query: Tensor, labels: Tensor, keys: Tensor | None = None,
-                      key_labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                      key_labels: Tensor | None = None, *, exclude_self: bool = False) -> tuple[Tensor, Tensor]:
         """``(total, count)`` with ``loss = total / count``: count is the number of contributing
         (anchor, label) pairs (MulSupCon, Eq. 5) or anchors (Eq. 6, ALL, ANY). Multi-process training
-        adds the counts of every process so that the normalisation is the global one."""
+        adds the counts of every process so that the normalisation is the global one.
+
+        ``exclude_self``: the first B keys ARE the queries (the batch followed by a memory of past
+        embeddings, :class:`mulsupcon.memory.MultiLabelMemory`); anchor i's own entry, key i, is then left
+        out of its softmax and positives, as in in-batch mode."""
         check_contrastive_inputs(query, labels, keys, key_labels)
-        in_batch = keys is None
+        if exclude_self and (keys is None or keys.shape[0] < query.shape[0]):
+            raise ValueError("exclude_self=True needs keys whose first B rows are the B queries")
+        in_batch = keys is None or exclude_self
         dtype = torch.float64 if torch.float64 in (query.dtype, getattr(keys, "dtype", None)) else torch.float32
         q = query.to(dtype)
         q = l2_normalize(q) if self.normalize else q
         y = labels.detach().to(dtype)
-        if in_batch:
+        if keys is None:
             k, yk = q, y
         else:
             k = keys.to(dtype)

@@ -21,7 +21,7 @@ import contextlib
 import io
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
@@ -148,7 +148,8 @@ def set_train_mode(model: MultiLabelClassifier, mode: str) -> None:
 def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
              from_run: Optional[str | Path | Mapping[str, Any]] = None,
              resume: bool = False, quiet: bool = False, data: Optional[PreparedData] = None,
-             stop_after_epochs: Optional[int] = None, echo: bool = True) -> dict:
+             stop_after_epochs: Optional[int] = None, echo: bool = True,
+             logger: Optional[Callable[[dict], None]] = None) -> dict:
     """Train a classifier (``cfg["classify"]["mode"]``) and evaluate its best checkpoint on test.
 
     Returns the metrics dict written to ``metrics.json`` (one entry per protocol), or an empty dict when
@@ -202,6 +203,10 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
                     f"{data.n_labels} labels, loss={c['loss']}, {epochs} epochs, batch {bs}"
                     + (f", backbone from {source}" if source else "")
                     + (f", {ctx.world_size} processes" if ctx.enabled else ""))
+        if logger is not None:
+            run.loggers.append(logger)
+        if cfg["log"]["tensorboard"]:
+            run.add_tensorboard(mode)
         run.start_training()
 
         t0 = time.time()
@@ -235,6 +240,7 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
                 best["bad_epochs"] += 1
             best["stopped"] = best["bad_epochs"] >= int(c["early_stop_patience"])
             history.append(record)
+            run.epoch_done(record)
             run.save_checkpoint("last", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                          "plateau": plateau.state_dict(), "epoch": epoch + 1, "history": history,
                                          "best": best, "rng": rng_state(), "config": dict(cfg)})

@@ -43,7 +43,7 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # view1, view2, labels 
 
 def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bool = False, quiet: bool = False,
              data: Optional[PreparedData] = None, stop_after_epochs: Optional[int] = None,
-             echo: bool = True) -> Optional[Path]:
+             echo: bool = True, logger: Optional[Callable[[dict], None]] = None) -> Optional[Path]:
     """Run (or resume) contrastive pretraining; returns the run directory (None for an in-memory run).
 
     Args:
@@ -57,6 +57,8 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             :func:`mulsupcon.train.data.as_prepared`.
         stop_after_epochs: stop cleanly, with a checkpoint, after this many epochs of this call
             (``--stop-after-epochs``: cut a long run into pieces, each continued with ``--resume``).
+        logger: called with each epoch's record (``epoch``, ``loss``, ``lr``, ``seconds``); with
+            ``log.tensorboard: true`` the records also go to TensorBoard.
     """
     ctx = dist_utils.context()
     device = ctx.device if ctx.enabled else resolve_device(cfg["device"])
@@ -101,6 +103,10 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                     f"positives={p['positives']} weighting={p['weighting']} queue={p['queue_size']} device={device}"
                     + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {torch.get_num_threads()} thread(s)")
         batches_of = view_batches(cfg, data, ctx, device, steps_per_epoch)
+        if logger is not None:
+            run.loggers.append(logger)
+        if cfg["log"]["tensorboard"]:
+            run.add_tensorboard("pretrain")
         run.start_training()
 
         t_start = time.time()
@@ -131,6 +137,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             mean_loss = ctx.mean_scalar(float(loss_sum) / max(1, n_steps))
             history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"],
                             "seconds": round(time.perf_counter() - t_epoch, 3)})
+            run.epoch_done(history[-1])
             last = epoch + 1 == epochs
             stopping = stop_after_epochs is not None and epoch + 1 - start_epoch >= stop_after_epochs
             if last or stopping or (epoch + 1) % int(p["checkpoint_every"]) == 0:

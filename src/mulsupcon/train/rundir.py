@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 import yaml
 from filelock import FileLock, Timeout
@@ -51,6 +51,7 @@ class RunDir:
         self.path = None if path is None else Path(path)
         self.files: dict[str, Any] = {}  # in memory (path None): what would have been written, by file name
         self.history: list[dict] = []
+        self.loggers: list[Callable[[dict], None]] = []  # called with each epoch's record (main process only)
         self.is_main = is_main
         self.quiet = quiet or not echo
         self.echo = echo
@@ -190,6 +191,17 @@ class RunDir:
         writer.writerows(history)
         atomic_write_text(self.path / "history.csv", buf.getvalue())
 
+    def epoch_done(self, record: Mapping[str, Any]) -> None:
+        """Hand one epoch's record (``epoch``, losses, ``lr``, validation metrics) to every logger."""
+        if self.is_main:
+            for logger in self.loggers:
+                logger(dict(record))
+
+    def add_tensorboard(self, kind: str) -> None:
+        """Also write each epoch's numbers as TensorBoard scalars under ``<run>/tensorboard`` (``log.tensorboard``)."""
+        if self.is_main and self.path is not None:
+            self.loggers.append(TensorBoardLogger(self.path / "tensorboard", kind))
+
     # -- log and progress -----------------------------------------------------------------------------------
     def log(self, text: str) -> None:
         """Append a time-stamped line to ``log.txt`` and show it (above the progress bar, if any)."""
@@ -232,6 +244,24 @@ def open_run_dir(ctx: "DistContext", path: "str | Path | RunDir", cfg: Mapping[s
     run = run or RunDir(path, is_main=False)
     with run:
         yield run
+
+
+class TensorBoardLogger:
+    """A logger (``logger(record)``) writing every number of an epoch's record as a TensorBoard scalar
+    ``<kind>/<key>`` at step ``record["epoch"]``. Needs the ``tensorboard`` package (``mulsupcon[tensorboard]``)."""
+
+    def __init__(self, folder: Path, kind: str):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise RuntimeError("log.tensorboard needs the tensorboard package: pip install 'mulsupcon[tensorboard]'") from None
+        self.writer, self.kind = SummaryWriter(str(folder)), kind
+
+    def __call__(self, record: dict) -> None:
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"{self.kind}/{key}", value, int(record["epoch"]))
+        self.writer.flush()
 
 
 class _NullBar:
