@@ -570,3 +570,15 @@ def test_l2_normalize_matches_f_normalize_values_and_gradients() -> None:
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-12, atol=0)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-10, atol=0)
     assert torch.autograd.gradcheck(l2_normalize, (torch.randn(4, 3, dtype=torch.float64, requires_grad=True),))
+
+
+def test_validate_false_skips_value_checks_but_not_shapes() -> None:
+    """What the training loop uses (the guard watches the loss): no value read back, shapes still checked."""
+    fn = MulSupConLoss(validate=False)
+    q, y = torch.randn(4, 3), torch.ones(4, 2)
+    nan_q = q.clone()
+    nan_q[1, 2] = float("nan")
+    assert torch.isnan(fn(nan_q, y))  # returned, not raised
+    assert torch.equal(fn(q, y), MulSupConLoss()(q, y))
+    with pytest.raises(ValueError, match="labels has 3 rows but query has 4"):
+        fn(q, y[:3])

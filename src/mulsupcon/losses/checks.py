@@ -26,8 +26,8 @@ def check_embeddings(name: str, x: Tensor, finite: bool = True) -> None:
             raise ValueError(f"{name} contains a non-finite value ({float(x[r, c])}) at row {r}, column {c}")
 
 
-def check_labels(name: str, y: Tensor) -> None:
-    """Raise ValueError unless ``y`` is a 2-D tensor with values in {0, 1}."""
+def check_labels(name: str, y: Tensor, values: bool = True) -> None:
+    """Raise ValueError unless ``y`` is a 2-D tensor (with values in {0, 1}, when ``values``)."""
     if not isinstance(y, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
     if y.dim() != 2:
@@ -36,6 +36,8 @@ def check_labels(name: str, y: Tensor) -> None:
         return
     if y.is_complex():
         raise ValueError(f"{name} must be bool, integer or real floating point, got dtype {y.dtype}")
+    if not values:
+        return
     if y.dtype == torch.uint8 and not bool(y.gt(1).any()):  # the queue's dtype: one comparison suffices
         return
     bad = (y != 0) & (y != 1)  # NaN compares unequal to both, so it is caught here too
@@ -44,10 +46,11 @@ def check_labels(name: str, y: Tensor) -> None:
         raise ValueError(f"{name} must be multi-hot with values in {{0, 1}}; found {y[r, c].item()} at row {r}, column {c}")
 
 
-def check_contrastive_inputs(query: Tensor, labels: Tensor, keys: Tensor | None, key_labels: Tensor | None) -> None:
-    """Shapes, dtypes and labels of a contrastive loss call (finiteness is checked on the result)."""
+def check_contrastive_inputs(query: Tensor, labels: Tensor, keys: Tensor | None, key_labels: Tensor | None,
+                             values: bool = True) -> None:
+    """Shapes, dtypes and (with ``values``) labels of a contrastive loss call (finiteness: on the result)."""
     check_embeddings("query", query, finite=False)
-    check_labels("labels", labels)
+    check_labels("labels", labels, values)
     if labels.shape[0] != query.shape[0]:
         raise ValueError(f"labels has {labels.shape[0]} rows but query has {query.shape[0]}: "
                          f"query {tuple(query.shape)}, labels {tuple(labels.shape)}")
@@ -57,7 +60,7 @@ def check_contrastive_inputs(query: Tensor, labels: Tensor, keys: Tensor | None,
     if keys is None or key_labels is None:
         return
     check_embeddings("keys", keys, finite=False)
-    check_labels("key_labels", key_labels)
+    check_labels("key_labels", key_labels, values)
     if keys.shape[1] != query.shape[1]:
         raise ValueError(f"keys have dimension {keys.shape[1]} but query has {query.shape[1]}: "
                          f"query {tuple(query.shape)}, keys {tuple(keys.shape)}")

@@ -51,6 +51,10 @@ class MulSupConLoss(nn.Module):
             same values and gradients).
         normalize: L2-normalise query and keys inside (default); ``False`` for callers that already did
             (MoCo returns unit vectors).
+        validate: check the values (labels in {0, 1}; a non-finite result explained by the offending
+            embedding). Each check reads a value back from the device; a training loop that validates its
+            labels once and watches the loss itself (:mod:`mulsupcon.train.guard`) passes ``False``, so
+            that a step needs no host synchronisation. Shapes are always checked.
 
     Call: ``loss_fn(query (B, D), labels (B, C), keys (K, D) | None, key_labels (K, C) | None) -> scalar``
     (float32, or float64 when an embedding is float64; half-precision inputs are upcast). ValueError for
@@ -59,7 +63,7 @@ class MulSupConLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.1, positives: Literal["mulsupcon", "all", "any"] = "mulsupcon",
                  weighting: Literal["label", "sample"] = "label", chunk_size: int | None = None,
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, validate: bool = True) -> None:
         super().__init__()
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
             raise ValueError(f"temperature must be a positive number, got {temperature!r}")
@@ -72,7 +76,7 @@ class MulSupConLoss(nn.Module):
         if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size <= 0):
             raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
         self.temperature, self.positives, self.weighting = float(temperature), positives, weighting
-        self.chunk_size, self.normalize = chunk_size, bool(normalize)
+        self.chunk_size, self.normalize, self.validate = chunk_size, bool(normalize), bool(validate)
 
     def extra_repr(self) -> str:
         return (f"temperature={self.temperature}, positives={self.positives!r}, weighting={self.weighting!r}, "
@@ -93,7 +97,7 @@ class MulSupConLoss(nn.Module):
         ``exclude_self``: the first B keys ARE the queries (the batch followed by a memory of past
         embeddings, :class:`mulsupcon.memory.MultiLabelMemory`); anchor i's own entry, key i, is then left
         out of its softmax and positives, as in in-batch mode."""
-        check_contrastive_inputs(query, labels, keys, key_labels)
+        check_contrastive_inputs(query, labels, keys, key_labels, values=self.validate)
         if exclude_self and (keys is None or keys.shape[0] < query.shape[0]):
             raise ValueError("exclude_self=True needs keys whose first B rows are the B queries")
         in_batch = keys is None or exclude_self
@@ -116,7 +120,7 @@ class MulSupConLoss(nn.Module):
             total, count = label_set_total(qs, k, y, yk, self.positives, in_batch, self.chunk_size)
         # A NaN or inf in query or keys always reaches the total (0 * nan = nan): the inputs are scanned for
         # the offending element only to explain a bad result, not on every call.
-        if not math.isfinite(total.item()):
+        if self.validate and not math.isfinite(total.item()):
             check_embeddings("query", query)
             if keys is not None:
                 check_embeddings("keys", keys)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -43,6 +44,7 @@ from mulsupcon.train.data import (
     epoch_seed,
     process_seed,
 )
+from mulsupcon.train.guard import DivergenceGuard, classification_divergence
 from mulsupcon.train.optim import make_optimizer
 from mulsupcon.train.rundir import RunDir, format_seconds, open_run_dir
 from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denormals, num_threads_for, resolve_device
@@ -187,6 +189,7 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
         train_module = ctx.wrap_ddp(model)  # probing trains only the linear layer; DDP still averages its gradients
         loss_fn = make_loss(c).to(device)
         train_view, eval_view = _views(c, data)
+        guard = DivergenceGuard([q for q in model.parameters() if q.requires_grad], f"{mode} training")
 
         epochs, bs = int(c["epochs"]), int(c["batch_size"])
         start_epoch, history = 0, []
@@ -217,7 +220,7 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             torch.manual_seed(process_seed(seed, epoch, 11, ctx.rank))  # dropout differs per process
             aug_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 12))
             total, count = 0.0, 0
-            for idx in epoch_order(data.train.n, bs, c["steps_per_epoch"], seed + 7919, epoch):
+            for step, idx in enumerate(epoch_order(data.train.n, bs, c["steps_per_epoch"], seed + 7919, epoch)):
                 x, y = data.train.batch(idx)
                 x = train_view(x, aug_gen) if train_view is not None else (eval_view(x, None) if eval_view else x)
                 x, y = ctx.shard(x), ctx.shard(y)
@@ -225,12 +228,20 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach())
+                guard.observe(loss, step)
+                total += float(loss.detach())  # a host sync per step (classification is short); the guard reads it
                 count += 1
+                if epoch == 0 and step == 0:
+                    first_step_loss = float(loss.detach())  # the untrained model's: the divergence warning's yardstick
+                if not math.isfinite(total):
+                    guard.check(epoch)
+            guard.check(epoch)  # before this epoch's checkpoint: last.pt stays the last good one
             vs, vt, val_loss = score_split(model, data.val, device, loss_fn=loss_fn, view=eval_view)
             plateau.step(val_loss)
             record = {"epoch": epoch + 1, "train_loss": total / max(1, count), "val_loss": val_loss,
                       "val_mAP": float(evaluate(vs, vt, protocol="fixed")["mAP"]), "lr": optimizer.param_groups[0]["lr"]}
+            if epoch == 0:
+                record["first_step_loss"] = first_step_loss
             score = val_loss if c["select_by"] == "val_loss" else -record["val_mAP"]
             improved = score < best["score"]
             if improved:
@@ -253,6 +264,9 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
                 ctx.barrier()
                 return {}
         ctx.barrier()
+        warning = classification_divergence(history)
+        if warning:
+            run.warn(warning)
 
         # ---- evaluate the best-on-validation checkpoint on test
         state = run.load_checkpoint("best", map_location=device)

@@ -34,6 +34,7 @@ from mulsupcon.train.data import (
     image_view_loader,
     process_seed,
 )
+from mulsupcon.train.guard import DivergenceGuard, pretraining_divergence
 from mulsupcon.train.optim import make_optimizer, scheduled_factor, set_lr
 from mulsupcon.train.rundir import RunDir, format_seconds, open_run_dir
 from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denormals, num_threads_for, resolve_device
@@ -82,10 +83,13 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         if data.is_image and bool(p["channels_last"]) and device.type == "cuda":
             moco = moco.to(memory_format=torch.channels_last)
         model = ctx.wrap_ddp(moco, broadcast_buffers=False)  # the queue is the same on every process
-        optimizer = make_optimizer([{"params": [q for q in moco.query_encoder.parameters() if q.requires_grad]}], p)
+        trained = [q for q in moco.query_encoder.parameters() if q.requires_grad]
+        optimizer = make_optimizer([{"params": trained}], p)
         amp_dtype, scaler = mixed_precision(bool(p["amp"]), device)
+        # MoCo returns unit vectors; labels were checked when read, and the guard watches the loss: no host
+        # synchronisation inside the loss.
         loss_fn = MulSupConLoss(float(p["temperature"]), str(p["positives"]), str(p["weighting"]),
-                                chunk_size=p["chunk_size"], normalize=False)  # MoCo returns unit vectors
+                                chunk_size=p["chunk_size"], normalize=False, validate=False)
         if ctx.enabled:
             loss_fn = dist_utils.GlobalNormalizedLoss(loss_fn, ctx)
 
@@ -103,6 +107,10 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                     f"positives={p['positives']} weighting={p['weighting']} queue={p['queue_size']} device={device}"
                     + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {torch.get_num_threads()} thread(s)")
         batches_of = view_batches(cfg, data, ctx, device, steps_per_epoch)
+        guard = DivergenceGuard(trained, "pretraining")
+        if float(p["temperature"]) < 0.01 and start_epoch == 0:
+            run.warn(f"pretrain.temperature {p['temperature']} is far below the usual 0.05-0.5: the scores are divided "
+                     f"by it, and the softmax saturates or overflows")
         if logger is not None:
             run.loggers.append(logger)
         if cfg["log"]["tensorboard"]:
@@ -118,6 +126,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             # Dropout and image augmentation differ per process (rank); vector views do not (see view_batches).
             torch.manual_seed(process_seed(seed, epoch, 1, ctx.rank))
             loss_sum, n_steps = torch.zeros((), dtype=torch.float64, device=device), 0
+            guard.reset_epoch()
             for step, (v1, v2, y) in enumerate(batches_of(epoch)):
                 set_lr(optimizer, scheduled_factor(p, epoch, step, steps_per_epoch))
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -130,10 +139,13 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                 n_keys = y.shape[0] * ctx.world_size
                 moco.enqueue(refs[:n_keys], ref_labels[:n_keys])  # this step's (global) keys
                 loss_sum += loss.detach().double()  # stays on the device: no host sync per step
+                guard.observe(loss, step)  # likewise
                 n_steps += 1
-                if step % 25 == 0 or step == steps_per_epoch - 1:
+                if step % 25 == 0 or step == steps_per_epoch - 1:  # the logging interval: here the host syncs
+                    guard.check(epoch)
                     bar.set_postfix(loss=f"{loss_sum.item() / n_steps:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
                 bar.update(1)
+            guard.check(epoch)  # before this epoch's checkpoint: last.pt stays the last good one
             mean_loss = ctx.mean_scalar(float(loss_sum) / max(1, n_steps))
             history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"],
                             "seconds": round(time.perf_counter() - t_epoch, 3)})
@@ -149,6 +161,9 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             if stopping and not last:
                 break
         run.close_bar()
+        warning = pretraining_divergence(guard.norm_growth())
+        if warning:
+            run.warn(warning)
         if len(history) == epochs:
             run.save("backbone.pt", {"backbone": moco.backbone.state_dict(), "model": dict(cfg["model"]),
                                      "input_shape": list(data.input_shape), "label_names": data.label_names,

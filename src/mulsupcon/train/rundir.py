@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
@@ -190,6 +191,17 @@ class RunDir:
         writer.writeheader()
         writer.writerows(history)
         atomic_write_text(self.path / "history.csv", buf.getvalue())
+
+    def warn(self, text: str) -> None:
+        """A warning: shown, in ``log.txt``, and kept in ``run.json`` under ``warnings``."""
+        self.log(f"warning: {text}")
+        if self.writes_files and (self.path / "run.json").is_file():
+            info = json.loads((self.path / "run.json").read_text())
+            info.setdefault("warnings", []).append(text)
+            atomic_write_json(self.path / "run.json", info)
+        elif self.path is None:  # an in-memory run (the estimator) may print nothing: a Python warning too
+            self.files.setdefault("warnings", []).append(text)
+            warnings.warn(text, RuntimeWarning, stacklevel=3)
 
     def epoch_done(self, record: Mapping[str, Any]) -> None:
         """Hand one epoch's record (``epoch``, losses, ``lr``, validation metrics) to every logger."""

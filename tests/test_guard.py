@@ -1,0 +1,109 @@
+"""Divergence: non-finite values stop a run (keeping the last good checkpoint); runaway training warns;
+normal runs of the shipped configs never warn."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mulsupcon.config import load_config
+from mulsupcon.train.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"model.hidden": [32], "model.head_hidden": 16, "model.embed_dim": 16, "pretrain.epochs": 3,
+         "pretrain.steps_per_epoch": 8, "classify.epochs": 3, "classify.steps_per_epoch": 8}
+
+
+@pytest.fixture(scope="module")
+def demo_data():
+    from mulsupcon.train.data import prepare_data
+
+    cfg = load_config("demo", SMALL)
+    return cfg, prepare_data(cfg["dataset"])
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([sys.executable, "-m", "mulsupcon", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_exploding_classification_and_pretraining_warn_everywhere(tmp_path):
+    flags = ["--config", "demo", "--model.hidden", "[32]", "--model.head_hidden", "16", "--model.embed_dim", "16",
+             "--classify.epochs", "3", "--classify.steps_per_epoch", "10", "--pretrain.epochs", "2",
+             "--pretrain.steps_per_epoch", "10", "-q"]
+    for cmd, lr, run in ((["train", "--mode", "scratch"], ["--classify.lr", "1000"], "bce"),
+                         (["pretrain"], ["--pretrain.lr", "1000"], "pre")):
+        proc = _cli(*cmd, *flags, *lr, "--run-dir", run, cwd=tmp_path)
+        if proc.returncode != 0:  # a NaN instead of a finite explosion: then the run must stop with the reason
+            assert "diverged" in proc.stderr and "epoch" in proc.stderr, proc.stderr
+            continue
+        assert "diverged" in proc.stderr
+        assert "diverged" in (tmp_path / run / "log.txt").read_text()
+        assert any("diverged" in w for w in json.loads((tmp_path / run / "run.json").read_text())["warnings"])
+
+
+def test_a_non_finite_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(demo_data, tmp_path, monkeypatch):
+    from mulsupcon.losses import MulSupConLoss
+    from mulsupcon.train.guard import DivergenceError
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg, data = demo_data
+    pretrain(cfg, tmp_path / "r", data=data, quiet=True, echo=False, stop_after_epochs=2)
+    real, calls = MulSupConLoss.forward, []
+
+    def nan_at_step_5(self, *args, **kw):
+        calls.append(1)
+        out = real(self, *args, **kw)
+        return out * float("nan") if len(calls) == 5 else out
+
+    monkeypatch.setattr(MulSupConLoss, "forward", nan_at_step_5)
+    with pytest.raises(DivergenceError, match=r"loss became nan at epoch 3, step 5"):
+        pretrain(cfg, tmp_path / "r", data=data, resume=True, quiet=True, echo=False)
+    assert load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")["epoch"] == 2
+
+
+def test_a_non_finite_parameter_stops_classification(demo_data, tmp_path, monkeypatch):
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.guard import DivergenceError
+
+    cfg, data = demo_data
+    c = copy.deepcopy(cfg)
+    c["classify"]["mode"] = "scratch"
+    real_step = torch.optim.Adam.step
+
+    def poisoned(self, *a, **kw):
+        out = real_step(self, *a, **kw)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", poisoned)
+    with pytest.raises(DivergenceError, match="scratch training diverged: .*epoch 1"):
+        classify(c, tmp_path / "c", data=data, quiet=True, echo=False)
+
+
+@pytest.mark.parametrize("name", ["demo", "yeast", "scene", "yeast-authors"])
+def test_normal_runs_of_the_shipped_configs_never_warn(name, tmp_path):
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.data import prepare_data
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg = load_config(name, {"pretrain.epochs": 4, "pretrain.steps_per_epoch": 20, "classify.epochs": 4,
+                             "classify.steps_per_epoch": 20})
+    try:
+        data = prepare_data(cfg["dataset"])
+    except FileNotFoundError as err:
+        pytest.skip(f"dataset of config {name} not present: {err}")
+    pre = pretrain(cfg, tmp_path / "pre", data=data, quiet=True, echo=False)
+    classify(cfg, tmp_path / "ft", from_run=pre, data=data, quiet=True, echo=False)
+    for run in ("pre", "ft"):
+        assert "warnings" not in json.loads((tmp_path / run / "run.json").read_text()), run
+        assert "diverged" not in (tmp_path / run / "log.txt").read_text()
