@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name")
     d.add_argument("--data-home")
     d.add_argument("--force", action="store_true", help="download again even if present and valid")
+    d.add_argument("--timeout", type=float, default=30,
+                   help="seconds an attempt may wait to connect or for each 64 KiB (default: %(default)s)")
+    d.add_argument("--retries", type=int, default=2, help="further attempts, with backoff (default: %(default)s)")
+    d.add_argument("--deadline", type=float, default=600, help="seconds for all attempts (default: %(default)s)")
 
     p = sub.add_parser("config", help="show shipped configs")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
@@ -215,16 +219,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     try:
         return _dispatch(args, extra, argv, parser)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except BrokenPipeError:  # output piped into `head` and the like: end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: FileNotFoundError, a failed download or write
         print(f"mulsupcon {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; a run continues with --resume", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like: end quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
     finally:
         if "WORLD_SIZE" in os.environ:
             from mulsupcon.train.distributed import shutdown
@@ -313,7 +317,8 @@ def _dispatch(args, extra, argv, parser) -> int:
         elif args.datasets_command == "info":
             print(dataset_info(args.name, data_home=home))
         elif args.datasets_command == "download":
-            paths = download(args.name, data_home=home, force=args.force)
+            paths = download(args.name, data_home=home, force=args.force, timeout=args.timeout, retries=args.retries,
+                             deadline=args.deadline)
             for pth in paths:
                 print(pth)
         else:

@@ -15,6 +15,16 @@ Design choices (why):
   hundred MB/s, so even the largest registered file (bookmarks, 49 MB) costs well under a second.
 * ``MULSUPCON_BASE_URL`` (or ``base_url=``) replaces the public location of every file by
   ``<base_url>/<path in the data home>``: a mirror is just a copy of a data home served over HTTP.
+* Nothing the user has is lost: a file already in place is replaced only by a download that verified
+  (``os.replace``); one that did not match its registered hash is kept beside it as
+  ``<file>.replaced`` when a verified one takes its place.
+* Nothing waits without end or word: each attempt has a ``timeout`` (connecting, and any stretch of that
+  many seconds in which less than one 64 KiB block arrives: a server that trickles a byte now and then is
+  abandoned), failed attempts are retried (at once after one that brought bytes, else after 1, 2, 4, 8 s), an overall ``deadline`` bounds them all,
+  and every attempt after the first is announced on stderr.
+* Why not ``pooch`` (the well-kept library for verified downloads): it does not resume a partial file,
+  and resuming matters for the 30-50 MB files of this catalogue on slow links; the rest (hash check,
+  atomic move) is the few lines above.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import http.client
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -121,16 +132,18 @@ def fetch(
     sha256: str | None,
     size: int | None = None,
     progress: bool = True,
-    timeout: float = 60,
+    timeout: float = 30,
     retries: int = 0,
+    deadline: float | None = 600,
+    force: bool = False,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming a partial ``dest.part`` and verifying size and sha256.
 
-    An existing ``dest`` whose hash matches is returned without network access; one that does not
-    match is deleted and fetched again (never used). On success the verified file is moved into
-    place atomically (``os.replace``). On a hash/size mismatch the download is deleted and
-    :class:`ChecksumError` raised; on an interrupted transfer the partial file is kept as
-    ``dest.part`` so that a later call resumes it (``retries`` extra attempts are made at once).
+    An existing ``dest`` whose hash matches is returned without network access (unless ``force``); one
+    that does not match is never used, and stays in place until a verified download replaces it (it is
+    then kept as ``dest.replaced``). On success the verified file is moved into place atomically
+    (``os.replace``). On a hash/size mismatch the download is deleted and :class:`ChecksumError` raised;
+    on an interrupted transfer the partial file is kept as ``dest.part`` so that a later call resumes it.
 
     Args:
         url: where to get the file (http/https/file URL).
@@ -138,39 +151,57 @@ def fetch(
         sha256: expected hex digest; ``None`` skips the hash check (only for files without one).
         size: expected byte size, or ``None`` when unknown.
         progress: show a tqdm bar on stderr (only when stderr is a terminal).
-        timeout: socket timeout in seconds.
-        retries: how many times to resume at once after an interrupted transfer.
+        timeout: seconds an attempt may wait to connect, or for each 64 KiB block (see the module doc).
+        retries: further attempts after a failed one (resuming; after 1, 2, 4, 8 s when nothing arrived).
+        deadline: seconds all attempts together may take (None: no limit).
+        force: download again even when ``dest`` verifies.
 
     Returns:
         ``dest`` as a ``Path``.
 
     Raises:
-        DownloadError: network failure or interrupted transfer (message names URL and path).
+        DownloadError: network failure, a stalled or interrupted transfer, or the deadline passed (the
+            message names the URL, the path and the time spent).
         ChecksumError: the complete download has the wrong size or hash.
     """
     dest = Path(dest)
-    if dest.exists():
+    if dest.exists() and not force:
         ok, _ = _verified(dest, sha256, size)
         if ok:
             return dest
-        _unlink(dest)  # corrupt or stale: never use it, fetch again
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    attempt = 0
+    started = time.monotonic()
+    attempt = failures = 0
     while True:
+        remaining = None if deadline is None else deadline - (time.monotonic() - started)
+        if remaining is not None and remaining <= 0:
+            raise DownloadError(f"could not download {url}: gave up after {time.monotonic() - started:.0f} s "
+                                f"(deadline {deadline:g} s); partial file kept at {part}; call again to resume")
+        had = part.stat().st_size if part.exists() else 0
         try:
-            _transfer(url, part, size=size, progress=progress, timeout=timeout, desc=dest.name)
+            _transfer(url, part, size=size, progress=progress, timeout=min(timeout, remaining or timeout),
+                      desc=dest.name)
             break
-        except DownloadError:
+        except DownloadError as err:
             attempt += 1
             if attempt > retries:
                 raise
+            # An attempt that brought bytes resumes at once; one that brought nothing waits 1, 2, 4, 8 s.
+            grew = (part.stat().st_size if part.exists() else 0) > had
+            failures = 0 if grew else failures + 1
+            wait = 0.0 if grew else min(2.0 ** (failures - 1), 8.0, max(0.0, (remaining or 60.0) - 0.1))
+            print(f"download of {dest.name}: {err}; retrying" + (f" in {wait:.0f} s" if wait else "")
+                  + f" (attempt {attempt + 1} of {retries + 1})", file=sys.stderr, flush=True)
+            time.sleep(wait)
     ok, reason = _verified(part, sha256, size)
     if not ok:
         _unlink(part)
         raise ChecksumError(
             f"download of {url} is corrupt ({reason}); the file was deleted and not installed at {dest}"
         )
+    if dest.exists() and not _verified(dest, sha256, size)[0]:
+        os.replace(dest, dest.with_name(dest.name + ".replaced"))  # someone's edited copy: kept aside
     os.replace(part, dest)
     return dest
 
@@ -212,7 +243,12 @@ def _transfer(url: str, part: Path, *, size: int | None, progress: bool, timeout
             with open(part, mode) as out:
                 while True:
                     try:
-                        block = response.read(CHUNK)
+                        block = _read_block(response, timeout)
+                    except TimeoutError as err:
+                        raise DownloadError(
+                            f"transfer of {url} stalled: less than {CHUNK // 1024} KiB in {timeout:g} s after "
+                            f"{start + received} bytes; partial file kept at {part}; call again to resume"
+                        ) from err
                     except (http.client.IncompleteRead, OSError) as err:
                         raise DownloadError(
                             f"transfer of {url} interrupted after {start + received} bytes ({err}); "
@@ -235,6 +271,22 @@ def _transfer(url: str, part: Path, *, size: int | None, progress: bool, timeout
             f"transfer of {url} ended after {start + received} of {size} bytes; "
             f"partial file kept at {part}; call again to resume"
         )
+
+
+def _read_block(response, timeout: float) -> bytes:
+    """Up to CHUNK bytes; TimeoutError when a full block (or the end) does not arrive within ``timeout``
+    seconds (the socket timeout alone would let a server that trickles a byte now and then go on forever)."""
+    deadline = time.monotonic() + timeout
+    parts, have = [], 0
+    while have < CHUNK:
+        piece = response.read1(CHUNK - have) if hasattr(response, "read1") else response.read(CHUNK - have)
+        if not piece:
+            break
+        parts.append(piece)
+        have += len(piece)
+        if have < CHUNK and time.monotonic() > deadline:
+            raise TimeoutError(f"{have} bytes in {timeout:g} s")
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------------------------- local checks
@@ -309,6 +361,9 @@ def ensure_files(
     verify: bool = True,
     force: bool = False,
     files: Iterable["DataFile"] | None = None,
+    timeout: float = 30,
+    retries: int = 2,
+    deadline: float | None = 600,
 ) -> list[Path]:
     """Make sure every file of ``spec`` is present and verified in ``data_home``.
 
@@ -319,7 +374,9 @@ def ensure_files(
         base_url: mirror prefix (see :func:`resolve_url`).
         progress: progress bars while downloading.
         verify: check size/sha256 of present files (lazily cached).
-        force: delete and re-fetch files even when they verify (implies ``download``).
+        force: fetch files again even when they verify (implies ``download``); the present file is replaced
+            only once the new one verified.
+        timeout, retries, deadline: per attempt, further attempts, all attempts together (see :func:`fetch`).
         files: restrict to these entries of ``spec.files``.
 
     Returns:
@@ -351,10 +408,9 @@ def ensure_files(
                 problem += "; delete it and fetch it again"
             raise MissingDataError(_missing_message(spec.name, f, path, url, home, problem))
         try:
-            if path.exists():
-                path.unlink()
             _unlink(_sidecar(path))
-            fetch(url, path, sha256=f.sha256, size=f.size, progress=progress, retries=2)
+            fetch(url, path, sha256=f.sha256, size=f.size, progress=progress, retries=retries, timeout=timeout,
+                  deadline=deadline, force=force)
             if f.sha256:
                 write_sidecar(path, f.sha256)
         except (DownloadError, PermissionError, OSError) as err:

@@ -308,16 +308,21 @@ def download(
     force: bool = False,
     base_url: str | None = None,
     progress: bool = True,
+    timeout: float = 30,
+    retries: int = 2,
+    deadline: float | None = 600,
 ) -> list[Path]:
     """Fetch (and verify) every file of ``name`` into the data home; returns the local paths.
 
-    Present files that verify are kept unless ``force`` is True. Generated datasets need nothing
-    and return ``[]``.
+    Present files that verify are kept unless ``force`` is True (then they are replaced only by a download
+    that verified). ``timeout``/``retries``/``deadline``: see :func:`mulsupcon.data.download.fetch`.
+    Generated datasets need nothing and return ``[]``.
     """
     spec = get_spec(name)
     if not spec.files:
         return []
     home = get_data_home(data_home)
-    paths = ensure_files(spec, home, True, base_url=base_url, progress=progress, force=force)
+    paths = ensure_files(spec, home, True, base_url=base_url, progress=progress, force=force, timeout=timeout,
+                         retries=retries, deadline=deadline)
     clear_cache()
     return paths
