@@ -107,3 +107,33 @@ def test_normal_runs_of_the_shipped_configs_never_warn(name, tmp_path):
     for run in ("pre", "ft"):
         assert "warnings" not in json.loads((tmp_path / run / "run.json").read_text()), run
         assert "diverged" not in (tmp_path / run / "log.txt").read_text()
+
+
+def test_batch_sizes_are_checked_and_reported_as_used(demo_data, tmp_path):
+    """Batch 1 is refused before any file is written (not a BatchNorm message); a batch larger than the
+    training split is logged as the batch actually used."""
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg, data = demo_data
+    c = copy.deepcopy(cfg)
+    c["pretrain"]["batch_size"] = 1
+    with pytest.raises(ValueError, match="pretrain.batch_size=1 gives 1 row.* needs at least 2"):
+        pretrain(c, tmp_path / "b1", data=data, quiet=True, echo=False)
+    assert not (tmp_path / "b1").exists()
+    c["pretrain"].update(batch_size=50_000, epochs=1, steps_per_epoch=1)
+    pretrain(c, tmp_path / "big", data=data, quiet=True, echo=False)
+    log = (tmp_path / "big" / "log.txt").read_text()
+    assert f"batch {data.train.n} (pretrain.batch_size 50000 > {data.train.n} training rows)" in log
+
+
+def test_litter_of_a_killed_write_is_removed_at_the_next_start(demo_data, tmp_path):
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg, data = demo_data
+    c = copy.deepcopy(cfg)
+    c["pretrain"].update(epochs=2, steps_per_epoch=2)
+    pretrain(c, tmp_path / "r", data=data, quiet=True, echo=False, stop_after_epochs=1)
+    litter = tmp_path / "r" / "checkpoints" / ".last.pt.abc123.tmp"
+    litter.write_bytes(b"half a checkpoint")
+    pretrain(c, tmp_path / "r", data=data, resume=True, quiet=True, echo=False)
+    assert not litter.exists() and not list((tmp_path / "r").rglob("*.tmp"))

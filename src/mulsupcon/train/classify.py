@@ -203,7 +203,7 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             run.log(f"resumed from {run.checkpoint('last')} at epoch {start_epoch}/{epochs}")
         else:
             run.log(f"{mode} on {cfg['dataset']['name']}: {data.train.n} train / {data.val.n} val / {data.test.n} test, "
-                    f"{data.n_labels} labels, loss={c['loss']}, {epochs} epochs, batch {bs}"
+                    f"{data.n_labels} labels, loss={c['loss']}, {epochs} epochs, batch {min(bs, data.train.n)}"
                     + (f", backbone from {source}" if source else "")
                     + (f", {ctx.world_size} processes" if ctx.enabled else ""))
         if logger is not None:

@@ -69,8 +69,12 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         flush = bool(cfg["cpu"]["flush_denormals"]) and device.type == "cpu"
         stack.enter_context(flush_denormals(flush))
         data = as_prepared(data, cfg["dataset"])
-        global_bs = int(p["batch_size"])
-        ctx.check_divisible(min(global_bs, data.train.n), "pretrain.batch_size")  # before any file is written
+        global_bs = min(int(p["batch_size"]), data.train.n)  # a batch larger than the split is the whole split
+        ctx.check_divisible(global_bs, "pretrain.batch_size")  # before any file is written
+        if global_bs // ctx.world_size < 2:
+            raise ValueError(f"pretrain.batch_size={p['batch_size']} gives {global_bs // ctx.world_size} row(s) per "
+                             f"process; contrastive pretraining needs at least 2 (the projection head's BatchNorm "
+                             f"and the in-batch references do)")
         run = stack.enter_context(open_run_dir(ctx, run_dir, cfg, data.split_info, "pretrain", resume, quiet, echo))
 
         seed_everything(seed)
@@ -103,7 +107,9 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             run.log("no checkpoint yet: starting from the beginning")
         if start_epoch == 0:
             run.log(f"pretraining on {cfg['dataset']['name']}: {data.train.n} samples, {data.n_labels} labels, "
-                    f"input {tuple(data.input_shape)}, {epochs} epochs x {steps_per_epoch} steps, batch {global_bs}, "
+                    f"input {tuple(data.input_shape)}, {epochs} epochs x {steps_per_epoch} steps, batch {global_bs}"
+                    + (f" (pretrain.batch_size {p['batch_size']} > {data.train.n} training rows)"
+                       if int(p["batch_size"]) > global_bs else "") + ", "
                     f"positives={p['positives']} weighting={p['weighting']} queue={p['queue_size']} device={device}"
                     + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {torch.get_num_threads()} thread(s)")
         batches_of = view_batches(cfg, data, ctx, device, steps_per_epoch)

@@ -83,6 +83,8 @@ class RunDir:
         run._created_folder = not run.path.exists()
         run.path.mkdir(parents=True, exist_ok=True)
         run._acquire_lock()
+        for litter in (*run.path.glob(".*.tmp"), *run.path.glob("checkpoints/.*.tmp")):
+            litter.unlink(missing_ok=True)  # a write killed half-way (atomic writes leave only these behind)
         try:
             saved = run.path / "config.yaml"
             if saved.is_file():
