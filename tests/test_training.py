@@ -254,7 +254,7 @@ def test_a_start_that_fails_before_training_leaves_nothing_behind(small_setup, t
     assert sorted(p.name for p in run.iterdir()) == [".lock", "mine.txt"]  # the user's file stays
     c["classify"]["mode"] = "scratch"
     assert classify(c, run, quiet=True, data=data)["best_epoch"] == 1
-    assert (run / "history.csv").read_text().splitlines()[0] == "epoch,train_loss,val_loss,val_mAP,lr"
+    assert (run / "history.csv").read_text().splitlines()[0] == "epoch,train_loss,val_loss,val_mAP,lr,first_step_loss"
 
 
 def test_in_memory_runs_write_nothing_and_equal_folder_runs(small_setup, tmp_path, monkeypatch):
