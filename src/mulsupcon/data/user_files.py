@@ -31,13 +31,13 @@ and a file changed since is a clear error.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .arff import read_arff
 from .catalogue import ReadOptions
 from .dataset import MultiLabelDataset
+from .download import sha256_file as sha256_of
 from .formats import read_csv, read_hdf5, read_npz
 from .image_datasets import cache_images
 from .image_layouts import coco_layout, read_coco, read_image_folder, read_voc
@@ -45,15 +45,6 @@ from .splits import SourceParts, concat_datasets
 
 _COMPRESSED = (".gz", ".bz2", ".xz")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def format_suffix(path: Path) -> str:
