@@ -268,6 +268,19 @@ HEAD = "@relation r\n@attribute a numeric\n@attribute b numeric\n@attribute y {0
         ("1,2,2\n", r"bad\.arff:6: value 2 of nominal attribute 'y' is not one of its declared values"),
         ("1,x,1\n", r"bad\.arff:6: attribute 'b' is numeric but the value is 'x'"),
         ("1,,1\n", r"bad\.arff:6: empty value for attribute 'b'"),
+        # A NaN literal is not ARFF's missing value '?': say what the file holds.
+        ("1,2,0\n1,NaN,1\n", r"bad\.arff:7: attribute 'b' has the value 'NaN': ARFF writes a missing value as '\?'"),
+        ("1,nan,0\n'1',2,1\n", r"bad\.arff:6: attribute 'b' has the value 'nan'"),
+        ("{0 1,1 nan}\n", r"bad\.arff:6: attribute 'b' has the value 'nan'"),
+        # A fractional sparse index is not an integer (it is within range).
+        ("{0 1,1.5 2}\n", r"bad\.arff:6: sparse index 1\.5 is not an integer"),
+        ("{0 1,1.5 2}\n{0 'x'}\n", r"bad\.arff:6: sparse index '1\.5' is not an integer"),
+        # Infinite or float32-overflowing features fail at read time with line and attribute.
+        ("1,2,0\n2,inf,1\n", r"bad\.arff:7: attribute 'b' has the value 'inf', which is not a finite float32"),
+        ("1,2,0\n2,1e400,1\n", r"bad\.arff:7: attribute 'b' has the value '1e400', which is not a finite"),
+        ("1,-1e39,0\n", r"bad\.arff:6: attribute 'b' has the value '-1e39', which is not a finite"),
+        ("{1 1e400}\n", r"bad\.arff:6: attribute 'b' has the value '1e400'"),
+        ("'1',-Infinity,0\n", r"bad\.arff:6: attribute 'b' has the value '-Infinity'"),
     ],
 )
 def test_malformed_data_rows(tmp_path, body, pattern):
@@ -376,7 +389,9 @@ MULAN = [
 def test_mulan_datasets_match_readme(case):
     name, folder, files, xml, sizes, n_feat, n_attr, n_lab, card, sparse = case
     d = require_dataset_folder(folder)
-    parts = [read_arff(d / f, xml=d / xml, name=name) for f in files]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a complete label XML never warns about unlisted labels
+        parts = [read_arff(d / f, xml=d / xml, name=name) for f in files]
     for ds, n in zip(parts, sizes):
         assert ds.n_samples == n
         assert ds.n_features == n_feat
@@ -611,3 +626,90 @@ def test_csv_label_count_out_of_range(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_csv(p, 1).n_labels == 1
+
+
+# ----------------------------------------------------------------------------- line ends, BOM
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr-only"])
+@pytest.mark.parametrize("bom", [False, True], ids=["no-bom", "bom"])
+def test_line_ends_and_byte_order_mark_are_accepted(tmp_path, newline, bom):
+    text = HEAD + "1,2,0\n% comment\n3,4,1\n"
+    p = tmp_path / "le.arff"
+    p.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.replace("\n", newline).encode())
+    ds = read_arff(p, labels=1)
+    np.testing.assert_array_equal(_dense(ds), [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(ds.labels, [[0], [1]])
+    # Line numbers in messages are still those an editor shows.
+    p.write_bytes((b"\xef\xbb\xbf" if bom else b"") + (text + "5,x,0\n").replace("\n", newline).encode())
+    with pytest.raises(DataFormatError, match=r"le\.arff:9: attribute 'b' is numeric but the value is 'x'"):
+        read_arff(p, labels=1)
+
+
+# ----------------------------------------------------------------------------- partial label XML
+def _xml_without(src: Path, drop: set[str], out: Path) -> Path:
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(src).getroot()
+    for el in list(root):
+        if el.get("name") in drop:
+            root.remove(el)
+    ET.ElementTree(root).write(out)
+    return out
+
+
+@pytest.mark.parametrize("folder, arff, drop", [
+    ("yeast", "yeast-train.arff", {"Class14"}),          # after the listed labels
+    ("yeast", "yeast-train.arff", {"Class5", "Class9"}),  # between listed labels
+    ("yeast", "yeast-train.arff", {"Class1"}),           # before them, numbered like them
+    ("scene", "scene-train.arff", {"Urban"}),
+])
+def test_label_xml_listing_only_some_labels_warns_naming_them(tmp_path, folder, arff, drop):
+    d = require_dataset_folder(folder)
+    xml = _xml_without(d / f"{folder}.xml", drop, tmp_path / "part.xml")
+    with pytest.warns(UserWarning, match=r"look like labels too and are read as FEATURES") as rec:
+        ds = read_arff(d / arff, xml=xml)
+    message = str(rec[0].message)
+    for name in drop:
+        assert f"'{name}' (line " in message
+    assert f"lists {ds.n_labels} labels, but {len(drop)} unlisted" in message
+    assert set(ds.label_names).isdisjoint(drop) and drop <= set(ds.feature_names)
+
+
+def test_unlisted_label_warning_on_a_tiny_file(tmp_path):
+    text = ("@relation r\n@attribute f {0,1}\n@attribute c1 {0,1}\n@attribute c2 {0,1}\n@data\n0,1,0\n")
+    p = _write(tmp_path, "t.arff", text)
+    # c2 follows the only listed label: suspect.
+    (tmp_path / "one.xml").write_text('<labels xmlns="http://mulan.sourceforge.net/labels"><label name="c1"/></labels>')
+    with pytest.warns(UserWarning, match=r"'c2' \(line 4\)"):
+        read_arff(p, xml=tmp_path / "one.xml")
+    # Listing both: the binary feature before them is not reported (it cannot be told apart).
+    (tmp_path / "two.xml").write_text('<labels><label name="c1"/><label name="c2"/></labels>')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = read_arff(p, xml=tmp_path / "two.xml")
+    assert ds.label_names == ["c1", "c2"] and ds.feature_names == ["f"]
+
+
+# ----------------------------------------------------------------------------- damaged NPZ
+def test_damaged_npz_names_the_file(tmp_path):
+    from mulsupcon.data.user_files import guess_kind, read_path
+
+    ok = tmp_path / "ok.npz"
+    np.savez(ok, features=np.random.rand(40, 4).astype(np.float32), labels=np.eye(40, 3, dtype=np.uint8))
+    raw = ok.read_bytes()
+    (tmp_path / "zero.npz").write_bytes(b"")
+    (tmp_path / "half.npz").write_bytes(raw[: len(raw) // 2])
+    (tmp_path / "tail.npz").write_bytes(raw[:-30])
+    bad = bytearray(raw)
+    bad[200:260] = bytes(60)  # inside the first member: the zip directory is intact, its CRC is not
+    (tmp_path / "crc.npz").write_bytes(bytes(bad))
+    expect = {
+        "zero.npz": r"zero\.npz: the file is empty \(0 bytes\)",
+        "half.npz": r"half\.npz: not a readable \.npz file, truncated or damaged",
+        "tail.npz": r"tail\.npz: not a readable \.npz file, truncated or damaged",
+        "crc.npz": r"crc\.npz: array 'features' cannot be read: the file is truncated or damaged",
+    }
+    for name, pattern in expect.items():
+        for reader in (read_npz, guess_kind, read_path):
+            with pytest.raises(DataFormatError, match=pattern):
+                reader(tmp_path / name)
+    assert read_npz(ok).n_samples == 40

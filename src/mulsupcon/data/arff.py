@@ -28,6 +28,13 @@
   (a missing nominal value gives an all-zero one-hot group); ``"nan"`` stores NaN (a missing
   nominal value gives NaN in every column of its one-hot group).  A quoted ``'?'`` is also
   read as missing.
+* **Non-finite values**: ``NaN``/``inf`` written as text, and numbers float32 cannot hold
+  (``1e400``, ``1e39``), are errors naming the line and attribute (ARFF's missing value is ``?``).
+* **Line ends**: LF, CR LF and lone CR (old Mac files) are all accepted, as is a UTF-8 byte order
+  mark; line numbers in messages are those an editor shows.
+* **A label XML that forgets labels**: unlisted attributes that look like labels (the labels' type,
+  between or after the listed ones, or numbered like them) are read as features with a warning
+  naming them.
 * ``.gz``, ``.bz2`` and ``.xz`` files are decompressed transparently, recognised by their
   magic bytes (so a compressed file with a plain name also works).
 
@@ -48,6 +55,7 @@ import functools
 import gzip
 import lzma
 import math
+import os
 import re
 import warnings
 import xml.etree.ElementTree as ET
@@ -239,8 +247,21 @@ def _take_name(rest: str, where: str) -> tuple[str, str]:
     return m.group(0), rest[m.end():].strip()
 
 
+def _normalise_newlines(buf: bytes) -> bytes:
+    """Drop a UTF-8 byte order mark and turn CR LF and lone CR (old Mac) line ends into LF.
+
+    Every line end stays one line end, so the line numbers in messages are those an editor shows."""
+    if buf.startswith(b"\xef\xbb\xbf"):
+        buf = buf[3:]
+    if b"\r" in buf:
+        buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return buf
+
+
 def parse_arff_header(buf: bytes, source: str = "") -> ArffHeader:
     """Parse the header (everything before ``@data``) of an ARFF file held in ``buf``.
+
+    ``buf`` has LF line ends (``read_arff`` normalises CR LF, lone CR and a byte order mark first).
 
     Raises:
         DataFormatError: empty file, no ``@data`` line, no attribute, duplicate attribute
@@ -410,10 +431,16 @@ def _parse_fast(
             return None
         if flat.size != 2 * counts.sum():
             return None
+        if _has_non_finite(flat):
+            return None  # the per-line path names the value, its line and attribute
         idx_f, codes = flat[0::2], flat[1::2]
         cols = idx_f.astype(np.int64)
-        bad = (cols != idx_f) | (cols < 0) | (cols >= n_attr)
         rows = np.repeat(np.arange(len(lines), dtype=np.int64), counts)
+        fractional = cols != idx_f
+        if fractional.any():
+            e = int(np.argmax(fractional))
+            raise DataFormatError(f"{source}:{nums[rows[e]]}: sparse index {idx_f[e]:g} is not an integer")
+        bad = (cols < 0) | (cols >= n_attr)
         if bad.any():
             e = int(np.argmax(bad))
             raise DataFormatError(
@@ -438,7 +465,23 @@ def _parse_fast(
         return None
     if flat.size != n_attr * len(lines):
         return None  # empty fields or old numpy stopping early: let the slow path explain
+    if _has_non_finite(flat):
+        return None  # the per-line path names the value, its line and attribute
     return _Parsed(nums, dense=flat.reshape(len(lines), n_attr))
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# A NaN or infinity written as text (nan, NaN, inf, -Infinity): not ARFF, which writes '?' for missing.
+_NON_FINITE_LITERAL = re.compile(rb"(?i)(?<![^ ,{\n])[+-]?(?:nan|inf)")
+
+
+def _has_non_finite(flat: np.ndarray) -> bool:
+    """Whether bulk-parsed values hold an infinity or a value float32 cannot hold (1e400, 1e39).
+
+    NaN is fine here: it stands for '?' (``_missing_to_nan``); NaN *literals* never reach the bulk
+    parse (``read_arff`` skips it for them)."""
+    with np.errstate(invalid="ignore"):
+        return bool((np.abs(flat) > _FLOAT32_MAX).any())
 
 
 def _missing_to_nan(buf: bytes) -> bytes:
@@ -499,11 +542,22 @@ def _code_of(token: str, attr: ArffAttribute, lookup: dict[str, int] | None, whe
         return math.nan
     if attr.kind == "numeric":
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise DataFormatError(
                 f"{where}: attribute '{attr.name}' is numeric but the value is {value!r}"
             ) from None
+        if math.isnan(number):
+            raise DataFormatError(
+                f"{where}: attribute '{attr.name}' has the value {value!r}: ARFF writes a missing value "
+                "as '?' (then pass missing='zero' or missing='nan' to accept it)"
+            )
+        if not abs(number) <= _FLOAT32_MAX:
+            raise DataFormatError(
+                f"{where}: attribute '{attr.name}' has the value {value!r}, which is not a finite float32 "
+                f"number (|x| <= {_FLOAT32_MAX:.3g}); features must be finite"
+            )
+        return number
     if attr.kind == "nominal":
         assert lookup is not None
         i = lookup.get(value)
@@ -655,8 +709,52 @@ def _label_indices(
     if not names:
         raise ValueError(f"{source}: the label list is empty")
     idx = [position[n] for n in names]
+    if from_xml:
+        _warn_unlisted_labels(attrs, sorted(idx), xml, source)
     # A Mulan XML names a *set* of labels (yeast.xml lists them shuffled): keep file order.
     return sorted(idx) if from_xml else idx
+
+
+def _warn_unlisted_labels(attrs: list[ArffAttribute], idx: list[int], xml: PathType, source: str) -> None:
+    """Warn about attributes that look like labels the XML forgot (they would become features).
+
+    An unlisted attribute with the labels' type (e.g. ``{0,1}``) is suspect when it lies between two
+    listed labels, after the last one (Mulan files put their labels last), or in the run just before
+    the first one, numbered like the labels (``Class1`` when the XML lists ``Class2..Class14``).
+    A label the XML drops from the front of a block whose names share no prefix (scene's ``Beach``)
+    cannot be told from a binary feature and is not reported.
+    """
+    listed = set(idx)
+    kinds = {(attrs[i].kind, tuple(attrs[i].values)) for i in idx}
+
+    def label_like(j: int) -> bool:
+        return j not in listed and (attrs[j].kind, tuple(attrs[j].values)) in kinds
+
+    suspect = [j for j in range(idx[0], idx[-1]) if label_like(j)]
+    if idx[0] > 0:  # labels-last layout: whatever follows the labels is suspect
+        j = idx[-1] + 1
+        while j < len(attrs) and label_like(j):
+            suspect.append(j)
+            j += 1
+    # Numbered labels (Class1..Class14): an unlisted 'Class<digits>' just before them is suspect.
+    stem = os.path.commonprefix([attrs[i].name for i in idx]).rstrip("0123456789")
+    numbered = re.compile(re.escape(stem) + r"\d+")
+    if stem and all(numbered.fullmatch(attrs[i].name) for i in idx):
+        j = idx[0] - 1
+        while j >= 0 and label_like(j):
+            if numbered.fullmatch(attrs[j].name):
+                suspect.append(j)
+            j -= 1
+    if suspect:
+        suspect.sort()
+        shown = ", ".join(f"'{attrs[j].name}' (line {attrs[j].line})" for j in suspect[:10])
+        more = f" and {len(suspect) - 10} more" if len(suspect) > 10 else ""
+        warnings.warn(
+            f"{source}: the label file {xml} lists {len(idx)} labels, but {len(suspect)} unlisted attribute(s) "
+            f"look like labels too and are read as FEATURES: {shown}{more}. Add them to the XML if they are "
+            "labels, or pass labels=[names] to say exactly which attributes are labels.",
+            stacklevel=4,
+        )
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -899,7 +997,7 @@ def read_arff(
         raise ValueError(f"missing must be one of {_MISSING_POLICIES}, got {missing!r}")
     path = Path(path)
     source = str(path)
-    buf = read_bytes(path)
+    buf = _normalise_newlines(read_bytes(path))
     header = parse_arff_header(buf, source)
     attrs = header.attributes
     label_idx = _label_indices(attrs, labels, xml, header.relation, source)
@@ -918,6 +1016,8 @@ def read_arff(
                 floats[j] = f
         elif a.kind in ("string", "date"):
             fast_ok = False  # their values are text: only the general path reads them
+    if fast_ok and _NON_FINITE_LITERAL.search(data):
+        fast_ok = False  # 'nan'/'inf' written as text: the per-line path reports line and attribute
     if fast_ok:
         data = _normalise_ws(data)  # keeps every newline, so line numbers stay right
     lines, nums = _data_lines(data, header.data_line)

@@ -19,6 +19,8 @@ field is an error naming the line and column.
 from __future__ import annotations
 
 import csv
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +29,7 @@ import numpy as np
 from mulsupcon.data.arff import DataFormatError, PathType, _default_name, read_bytes
 from mulsupcon.data.dataset import MultiLabelDataset
 
-__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table"]
+__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "open_npz"]
 
 
 def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -116,6 +118,55 @@ def read_hdf5(
     )
 
 
+class _NpzFile:
+    """``np.load`` of an ``.npz`` whose member reads name the file when it is damaged."""
+
+    def __init__(self, path: Path) -> None:
+        self.source = str(path)
+        if path.stat().st_size == 0:
+            raise DataFormatError(f"{self.source}: the file is empty (0 bytes); expected an .npz archive")
+        try:
+            self._z = np.load(path, allow_pickle=False)
+        except _NPZ_ERRORS as exc:
+            raise DataFormatError(f"{self.source}: not a readable .npz file, truncated or damaged "
+                                  f"({type(exc).__name__}: {exc})") from exc
+        if not hasattr(self._z, "files"):
+            self._z = None
+            raise DataFormatError(f"{self.source}: holds a single .npy array, not an .npz archive of named arrays")
+        self.files: list[str] = list(self._z.files)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return self._z[key]
+        except _NPZ_ERRORS as exc:
+            raise DataFormatError(f"{self.source}: array {key!r} cannot be read: the file is truncated or "
+                                  f"damaged ({type(exc).__name__}: {exc})") from exc
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.files
+
+    def __enter__(self) -> "_NpzFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._z is not None:
+            self._z.close()
+
+
+# What numpy and zipfile raise on a damaged archive (zipfile.BadZipFile, zlib.error, EOFError, ...).
+_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def open_npz(path: PathType) -> _NpzFile:
+    """Open an ``.npz`` archive for reading (a context manager; ``z.files``, ``z[key]``).
+
+    Raises:
+        DataFormatError: the file is empty, truncated or otherwise damaged, naming the file (and
+            the array whose bytes cannot be read).
+    """
+    return _NpzFile(Path(path))
+
+
 def read_npz(path: PathType, *, name: str = "") -> MultiLabelDataset:
     """Read a ``.npz`` with ``features``/``X`` and ``labels``/``Y`` (+ optional names).
 
@@ -131,11 +182,7 @@ def read_npz(path: PathType, *, name: str = "") -> MultiLabelDataset:
     """
     path = Path(path)
     source = str(path)
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataFormatError(f"{source}: not a readable .npz file ({exc})") from exc
-    with z:
+    with open_npz(path) as z:
         keys = set(z.files)
 
         def pick(options: tuple[str, str], what: str) -> np.ndarray:

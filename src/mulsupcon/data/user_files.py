@@ -38,7 +38,7 @@ from .arff import read_arff
 from .catalogue import ReadOptions
 from .dataset import MultiLabelDataset
 from .download import sha256_file as sha256_of
-from .formats import read_csv, read_hdf5, read_npz
+from .formats import open_npz, read_csv, read_hdf5, read_npz
 from .image_datasets import cache_images
 from .image_layouts import coco_layout, read_coco, read_image_folder, read_voc
 from .splits import SourceParts, concat_datasets
@@ -81,9 +81,7 @@ def guess_kind(path: str | Path, labels: Optional[str | Path] = None) -> str:
         with h5py.File(path, "r") as f:
             return "image" if "Image" in f else "vector"
     if suffix == ".npz":
-        import numpy as np
-
-        with np.load(path, allow_pickle=False) as z:
+        with open_npz(path) as z:
             key = "features" if "features" in z.files else "X"
             return "image" if key in z.files and z[key].ndim == 4 else "vector"
     return "vector"
