@@ -480,8 +480,10 @@ def _has_non_finite(flat: np.ndarray) -> bool:
 
     NaN is fine here: it stands for '?' (``_missing_to_nan``); NaN *literals* never reach the bulk
     parse (``read_arff`` skips it for them)."""
-    with np.errstate(invalid="ignore"):
-        return bool((np.abs(flat) > _FLOAT32_MAX).any())
+    if flat.size == 0:
+        return False
+    # fmax/fmin skip NaN and allocate nothing (this runs over every value of big files).
+    return bool(np.fmax.reduce(flat) > _FLOAT32_MAX or np.fmin.reduce(flat) < -_FLOAT32_MAX)
 
 
 def _missing_to_nan(buf: bytes) -> bytes:
@@ -1016,7 +1018,7 @@ def read_arff(
                 floats[j] = f
         elif a.kind in ("string", "date"):
             fast_ok = False  # their values are text: only the general path reads them
-    if fast_ok and _NON_FINITE_LITERAL.search(data):
+    if fast_ok and any(c in data for c in (b"n", b"N", b"i", b"I")) and _NON_FINITE_LITERAL.search(data):
         fast_ok = False  # 'nan'/'inf' written as text: the per-line path reports line and attribute
     if fast_ok:
         data = _normalise_ws(data)  # keeps every newline, so line numbers stay right
