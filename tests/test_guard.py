@@ -137,3 +137,38 @@ def test_litter_of_a_killed_write_is_removed_at_the_next_start(demo_data, tmp_pa
     litter.write_bytes(b"half a checkpoint")
     pretrain(c, tmp_path / "r", data=data, resume=True, quiet=True, echo=False)
     assert not litter.exists() and not list((tmp_path / "r").rglob("*.tmp"))
+
+
+def _limit_file_size(limit: int):
+    """preexec_fn: files may grow to ``limit`` bytes; past it a write fails with EFBIG (as a full disk does)."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_failed_checkpoint_write_names_the_file_and_keeps_the_previous_one(tmp_path):
+    flags = ["pretrain", "--config", "demo", "--model.hidden", "[256]", "--model.head_hidden", "16",
+             "--model.embed_dim", "16", "--pretrain.epochs", "3", "--pretrain.steps_per_epoch", "2", "-q",
+             "--run-dir", "r"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    cmd = [sys.executable, "-m", "mulsupcon", *flags]
+    first = subprocess.run([*cmd, "--stop-after-epochs", "1"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr
+    last = tmp_path / "r" / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    assert len(before) > 600_000  # the limit below fails this write, and not the small files of the run
+    proc = subprocess.run([*cmd, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=_limit_file_size(500_000))
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"could not write {last}" in proc.stderr and "the previous file is unchanged" in proc.stderr, proc.stderr
+    assert last.read_bytes() == before and not list((tmp_path / "r").rglob("*.tmp"))
+    again = subprocess.run([*cmd, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert load_checkpoint(last)["epoch"] == 3

@@ -22,20 +22,32 @@ __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atom
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (parent folders are created)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc, len(data)) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc, len(data)) from exc
         raise
+
+
+def _write_error(path: Path, exc: OSError, size: int) -> OSError:
+    """The OSError of a failed write, naming the file (a full disk's ENOSPC names nothing)."""
+    kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+    reason = exc.strerror or str(exc)
+    return OSError(exc.errno, f"could not write {os.path.abspath(path)} ({size:,} bytes): {reason}; {kept}")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
