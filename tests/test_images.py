@@ -4,6 +4,7 @@ and the preprocessing cache (reuse, rebuild, corrupt files)."""
 from __future__ import annotations
 
 import json
+import io
 import os
 from pathlib import Path
 
@@ -334,11 +335,25 @@ def test_cache_reused_without_decoding_and_rebuilt_on_change(tmp_path, monkeypat
     build_image_cache(il, tmp_path / "c.npy", size=16, skip_corrupt=True, progress=False)
     assert calls["n"] == 0
     np.testing.assert_array_equal(reused.features, first)
-    # Changed file (new modification time) -> fingerprint differs -> everything decoded again.
+    # Only the modification time changed (touch): same bytes, the cache is reused.
     st = os.stat(il.paths[2])
     os.utime(il.paths[2], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     build_image_cache(il, tmp_path / "c.npy", size=16, progress=False)
+    assert calls["n"] == 0
+    # An image rewritten in place with the same size AND modification time -> rebuilt, new pixels.
+    st = os.stat(il.paths[2])
+    buf = io.BytesIO()
+    with real_open(il.paths[2]) as im:
+        Image.new("RGB", im.size, (255, 0, 0)).save(buf, format="png")
+    assert buf.tell() < st.st_size
+    # A flat red image padded to the old size (PNG readers stop at the IEND chunk).
+    il.paths[2].write_bytes(buf.getvalue() + bytes(st.st_size - buf.tell()))
+    os.utime(il.paths[2], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(il.paths[2]).st_size == st.st_size and os.stat(il.paths[2]).st_mtime_ns == st.st_mtime_ns
+    changed = build_image_cache(il, tmp_path / "c.npy", size=16, progress=False)
     assert calls["n"] == 4
+    assert not np.array_equal(changed.features[2], first[2])
+    np.testing.assert_array_equal(changed.features[[0, 1, 3]], first[[0, 1, 3]])
     # Changed labels -> rebuild too, and the new labels are returned.
     il2 = ImageList(paths=il.paths, labels=1 - il.labels, label_names=il.label_names, source="test")
     ds2 = build_image_cache(il2, tmp_path / "c.npy", size=16, progress=False)
