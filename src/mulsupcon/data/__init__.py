@@ -14,7 +14,7 @@ Files are looked up in the data home (:func:`get_data_home`: argument > ``MULSUP
 from __future__ import annotations
 
 from .catalogue import DataFile, DatasetSpec, ReadOptions, get_data_home
-from .dataset import MultiLabelDataset, Splits
+from .dataset import MultiLabelDataset, RowSubset, Splits
 from .download import ChecksumError, DownloadError, MissingDataError, fetch
 from .listing import dataset_info, format_dataset_list
 from .preprocess import Standardizer, fit_standardizer, standardize_splits
@@ -40,6 +40,7 @@ from .user_files import from_arrays, from_file, read_dataset
 
 __all__ = [
     "MultiLabelDataset",
+    "RowSubset",
     "from_arrays",
     "from_file",
     "read_dataset",

@@ -8,7 +8,6 @@ replays exactly what the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -17,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from mulsupcon.data import REGISTRY, ReadOptions, fit_standardizer, load_splits, register
-from mulsupcon.data.dataset import MultiLabelDataset, Splits
+from mulsupcon.data.dataset import MultiLabelDataset, RowSubset, Splits
 from mulsupcon.data.image_datasets import HDF5_PREFIX, hdf5_folder_spec
 from mulsupcon.data.splits import SourceParts, make_splits
 from mulsupcon.data.user_files import read_dataset
@@ -39,18 +38,21 @@ class TensorSource:
         self.is_image = ds.is_image
         self.labels = torch.from_numpy(np.ascontiguousarray(ds.labels))
         self._csr: Optional[sp.csr_matrix] = None
+        self._mapped = None
         self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)  # (F,) or None
         self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
         if ds.is_sparse:
             self._csr = ds.features.tocsr().astype(np.float32)
             self.features = None
             self.sample_shape: tuple[int, ...] = (ds.features.shape[1],)
+        elif ds.is_image and isinstance(ds.features, (np.memmap, RowSubset)):
+            # An image cache (or rows of one): rows are read from the file when a batch asks for them;
+            # nothing is copied up front, and DataLoader workers map the file themselves.
+            self.features = None
+            self._mapped: Optional[RowSubset] = RowSubset(ds.features)
+            self.sample_shape = tuple(ds.features.shape[1:])
         elif ds.is_image:
-            # The image cache is a read-only memory map: wrap it without copying (pages are read on
-            # demand) and never write to it; torch warns about read-only arrays, which is moot here.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                self.features = torch.from_numpy(np.ascontiguousarray(ds.features))
+            self.features = torch.from_numpy(np.ascontiguousarray(ds.features))
             self.sample_shape = tuple(ds.features.shape[1:])
         else:
             x = torch.from_numpy(np.ascontiguousarray(ds.features, dtype=np.float32))
@@ -61,6 +63,9 @@ class TensorSource:
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows ``idx`` (B,) -> (x, y)."""
+        if self._mapped is not None:
+            rows = idx.numpy() if torch.is_tensor(idx) else np.asarray(idx)
+            return torch.from_numpy(self._mapped[rows]), self.labels[idx]
         if self._csr is not None:
             x = torch.from_numpy(self._csr[idx.numpy()].toarray())
             if self.mean is not None:
