@@ -53,6 +53,15 @@ def test_queue_is_saved_and_restored_with_state_dict():
     for a, b in zip(q.contents(), r.contents()):
         assert torch.equal(a, b)
     assert int(r.ptr) == int(q.ptr) == 3 and int(r.filled) == 6
+    # The host pointers came back too (nested in a parent module as well): the next push lands where q's does.
+    parent = torch.nn.Module()
+    parent.queue = LabelQueue(6, 2, 3)
+    parent.load_state_dict({f"queue.{k}": v for k, v in q.state_dict().items()})
+    for restored in (r, parent.queue):
+        assert restored.n_filled == 6 and restored.is_full
+        new = torch.randn(2, 2)
+        restored.enqueue(new, torch.ones(2, 3, dtype=torch.uint8))
+        assert torch.equal(restored.keys[3:5], new) and int(restored.ptr) == 5
 
 
 def test_queue_rejects_wrong_shapes():

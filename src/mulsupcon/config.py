@@ -71,7 +71,8 @@ DEFAULTS: dict[str, Any] = {
         "mask_prob": 0.5,  # vector views: fraction of input elements zeroed
         "chunk_size": None,  # loss computed over reference chunks of this size (bounded memory)
         "checkpoint_every": 1,  # epochs between checkpoints
-        "amp": False,  # CUDA only: mixed precision for the encoders (loss stays float32)
+        "amp": False,  # CUDA only: mixed precision for the encoders (loss stays float32): false | true (bf16
+        # where the GPU has it, else fp16 with a GradScaler) | bf16 | fp16
         "channels_last": False,  # CUDA only
         "num_workers": 0,  # images: DataLoader workers computing the augmented views
     },
@@ -92,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
         "early_stop_patience": 20,
         "select_by": "val_loss",  # val_loss | val_mAP: which checkpoint is evaluated on test
         "augment": "none",  # none | mask (vectors) | flip_crop | pretrain (images)
+        "num_workers": 0,  # images: DataLoader workers computing the training views
         "asl_gamma_neg": 4.0,
         "asl_gamma_pos": 0.0,
         "asl_clip": 0.05,
@@ -235,7 +237,9 @@ _CHOICES = {
     ("classify", "optimizer"): ("adam", "sgd"),
     ("classify", "select_by"): ("val_loss", "val_mAP"),
     ("classify", "augment"): ("none", "mask", "flip_crop", "pretrain"),
+    ("pretrain", "amp"): (False, True, "bf16", "fp16"),
 }
+_NOT_ONLY_BOOL = {"pretrain.amp"}  # true/false or a name: checked by _CHOICES
 
 
 def _check_types(cfg: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str = "") -> None:
@@ -247,6 +251,8 @@ def _check_types(cfg: Mapping[str, Any], defaults: Mapping[str, Any], prefix: st
         if isinstance(default, dict):
             if isinstance(value, Mapping):
                 _check_types(value, default, f"{name}.")
+        elif name in _NOT_ONLY_BOOL:
+            continue
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false, got {value!r}")
@@ -263,8 +269,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     _check_types(cfg, DEFAULTS)
     for (section, key), allowed in _CHOICES.items():
         value = cfg[section][key]
-        if value not in allowed:
-            raise ValueError(f"{section}.{key} must be one of {', '.join(allowed)}; got {value!r}")
+        if not any(value is a or (type(value) is type(a) and value == a) for a in allowed):  # 1 is not True
+            shown = ", ".join(str(a).lower() if isinstance(a, bool) else a for a in allowed)
+            raise ValueError(f"{section}.{key} must be one of {shown}; got {value!r}")
     for section in ("pretrain", "classify"):
         for key in ("epochs", "batch_size"):
             v = cfg[section][key]
@@ -286,6 +293,10 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     for key in ("test_path", "xml", "labels", "label_columns"):
         if cfg["dataset"][key] not in (None, "") and not cfg["dataset"]["path"]:
             raise ValueError(f"dataset.{key} goes with dataset.path (your own files); set --dataset.path too")
+    for section in ("pretrain", "classify"):
+        w = cfg[section]["num_workers"]
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise ValueError(f"{section}.num_workers must be a non-negative integer, got {w!r}")
     nt = cfg["cpu"]["num_threads"]
     if nt != "auto" and (isinstance(nt, bool) or not isinstance(nt, int) or nt < 1):
         raise ValueError(f"cpu.num_threads must be 'auto' or a positive integer, got {nt!r}")

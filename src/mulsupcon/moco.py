@@ -32,6 +32,10 @@ class LabelQueue(nn.Module):
 
     Any batch size works with any queue size: a batch larger than the queue keeps only its last
     ``size`` rows (the newest), exactly as pushing the rows one by one would.
+
+    The write pointer and fill count live on the host (Python ints), so a step never reads a
+    number back from the GPU; the ``ptr``/``filled`` buffers mirror them for ``state_dict()`` and are
+    read once, when a state dict is loaded.
     """
 
     keys: torch.Tensor
@@ -48,14 +52,25 @@ class LabelQueue(nn.Module):
         self.register_buffer("labels", torch.zeros(self.size, n_labels, dtype=torch.uint8))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+        self._ptr, self._filled = 0, 0  # the host copies the step uses
+        self.register_load_state_dict_post_hook(LabelQueue._read_pointers)
+
+    @staticmethod
+    def _read_pointers(module: "LabelQueue", incompatible_keys: object) -> None:
+        module._ptr, module._filled = int(module.ptr), int(module.filled)  # one read per load, not per step
 
     @property
     def is_full(self) -> bool:
-        return int(self.filled) == self.size
+        return self._filled == self.size
+
+    @property
+    def n_filled(self) -> int:
+        """How many slots hold keys."""
+        return self._filled
 
     def contents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The stored keys (n, D) and labels (n, C), oldest first (n = number filled)."""
-        n, p = int(self.filled), int(self.ptr)
+        n, p = self._filled, self._ptr
         if n < self.size:
             return self.keys[:n], self.labels[:n]
         order = torch.cat([torch.arange(p, self.size), torch.arange(0, p)]).to(self.keys.device)
@@ -63,7 +78,7 @@ class LabelQueue(nn.Module):
 
     def stored(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The filled slots in storage order (cheaper than :meth:`contents`; the loss is order-free)."""
-        n = int(self.filled)
+        n = self._filled
         return self.keys[:n], self.labels[:n]
 
     @torch.no_grad()
@@ -84,18 +99,21 @@ class LabelQueue(nn.Module):
         if n >= self.size:
             self.keys.copy_(keys[n - self.size :])
             self.labels.copy_(labels[n - self.size :])
-            self.ptr.zero_()
-            self.filled.fill_(self.size)
+            self._set_pointers(0, self.size)
             return
-        p = int(self.ptr)
+        p = self._ptr
         first = min(n, self.size - p)
         self.keys[p : p + first] = keys[:first]
         self.labels[p : p + first] = labels[:first]
         if first < n:  # wrap around to the start
             self.keys[: n - first] = keys[first:]
             self.labels[: n - first] = labels[first:]
-        self.ptr.fill_((p + n) % self.size)
-        self.filled.fill_(min(self.size, int(self.filled) + n))
+        self._set_pointers((p + n) % self.size, min(self.size, self._filled + n))
+
+    def _set_pointers(self, ptr: int, filled: int) -> None:
+        self._ptr, self._filled = ptr, filled
+        self.ptr.fill_(ptr)  # host-to-device writes: queued, never waited for
+        self.filled.fill_(filled)
 
 
 class MoCo(nn.Module):

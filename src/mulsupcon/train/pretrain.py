@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
+from torch import nn
 
 from mulsupcon.losses import MulSupConLoss
 from mulsupcon.models import ProjectionHead, build_backbone
@@ -89,7 +90,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         model = ctx.wrap_ddp(moco, broadcast_buffers=False)  # the queue is the same on every process
         trained = [q for q in moco.query_encoder.parameters() if q.requires_grad]
         optimizer = make_optimizer([{"params": trained}], p)
-        amp_dtype, scaler = mixed_precision(bool(p["amp"]), device)
+        amp_dtype, scaler = mixed_precision(p["amp"], device)
         # MoCo returns unit vectors; labels were checked when read, and the guard watches the loss: no host
         # synchronisation inside the loss.
         loss_fn = MulSupConLoss(float(p["temperature"]), str(p["positives"]), str(p["weighting"]),
@@ -133,18 +134,10 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             torch.manual_seed(process_seed(seed, epoch, 1, ctx.rank))
             loss_sum, n_steps = torch.zeros((), dtype=torch.float64, device=device), 0
             guard.reset_epoch()
-            for step, (v1, v2, y) in enumerate(batches_of(epoch)):
+            for step, batch in enumerate(batches_of(epoch)):
                 set_lr(optimizer, scheduled_factor(p, epoch, step, steps_per_epoch))
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    query, refs, ref_labels = model(v1, v2, y)
-                loss = loss_fn(query, y, refs, ref_labels)  # float32, outside autocast
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()  # the scaler is a pass-through unless float16 is on
-                scaler.step(optimizer)
-                scaler.update()
-                n_keys = y.shape[0] * ctx.world_size
-                moco.enqueue(refs[:n_keys], ref_labels[:n_keys])  # this step's (global) keys
-                loss_sum += loss.detach().double()  # stays on the device: no host sync per step
+                loss = pretrain_step(model, moco, loss_fn, optimizer, scaler, amp_dtype, batch, ctx.world_size)
+                loss_sum += loss.double()  # stays on the device: no host sync per step
                 guard.observe(loss, step)  # likewise
                 n_steps += 1
                 if step % 25 == 0 or step == steps_per_epoch - 1:  # the logging interval: here the host syncs
@@ -191,13 +184,46 @@ def build_moco(cfg: Mapping[str, Any], input_shape: tuple[int, ...], n_labels: i
                 use_partial_queue=bool(p["use_partial_queue"]))
 
 
-def mixed_precision(enabled: bool, device: torch.device) -> tuple[Optional[torch.dtype], torch.amp.GradScaler]:
-    """(autocast dtype or None, GradScaler) for ``pretrain.amp`` on CUDA: bfloat16 needs no loss scaling,
-    float16 (older GPUs) gets a GradScaler; the scaler is disabled (a pass-through) otherwise."""
-    if not (enabled and device.type == "cuda"):
+def mixed_precision(amp: object, device: torch.device) -> tuple[Optional[torch.dtype], torch.amp.GradScaler]:
+    """(autocast dtype or None, GradScaler) for ``pretrain.amp`` on CUDA.
+
+    ``true`` picks bfloat16 where the GPU has it (no loss scaling needed), else float16; ``"bf16"`` and
+    ``"fp16"`` force one. float16 gets a GradScaler; otherwise the scaler is disabled (a pass-through).
+    Off the GPU, and for ``false``, no autocast."""
+    if amp is False or device.type != "cuda":
         return None, torch.amp.GradScaler("cuda", enabled=False)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return dtype, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    if amp == "fp16" or (amp is True and not torch.cuda.is_bf16_supported()):
+        return torch.float16, torch.amp.GradScaler("cuda")
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"pretrain.amp bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or true")
+    return torch.bfloat16, torch.amp.GradScaler("cuda", enabled=False)
+
+
+def pretrain_step(model: nn.Module, moco: MoCo, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                  scaler: torch.amp.GradScaler, amp_dtype: Optional[torch.dtype], batch: Batch,
+                  world_size: int = 1) -> torch.Tensor:
+    """One MoCo step: both encoders, the loss, backward, the optimiser step, then this step's keys enqueued.
+
+    Args:
+        model: ``moco`` itself, or its DistributedDataParallel wrapper.
+        batch: (view1 (B, ...), view2 (B, ...), labels (B, C)) of this process, on the device.
+        world_size: processes; the queue takes the W * B gathered keys.
+
+    Returns:
+        The loss, a 0-d float32 tensor left on the device: nothing in the step is read back to the
+        host (with fused optimisers even float16 loss scaling skips its inf check on the host).
+    """
+    v1, v2, y = batch
+    with torch.autocast(v1.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        query, refs, ref_labels = model(v1, v2, y)
+    loss = loss_fn(query, y, refs, ref_labels)  # float32, outside autocast
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()  # the scaler is a pass-through unless float16 is on
+    scaler.step(optimizer)
+    scaler.update()
+    n_keys = y.shape[0] * world_size
+    moco.enqueue(refs[:n_keys], ref_labels[:n_keys])  # this step's (global) keys
+    return loss.detach()
 
 
 def restore(run: RunDir, moco: MoCo, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
