@@ -195,3 +195,38 @@ def test_image_pretraining_is_identical_with_and_without_loader_workers(tmp_path
     assert without_times(states[0]["history"]) == without_times(states[1]["history"])
     for key, value in states[0]["model"].items():
         torch.testing.assert_close(states[1]["model"][key], value, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("augment", ["flip_crop", "none"])
+def test_image_classification_augments_in_workers_and_is_identical_for_any_worker_count(tmp_path, augment):
+    """Classification views come from the DataLoader too: 0 or 2 workers give the same model."""
+    from mulsupcon.config import load_config
+    from mulsupcon.train.checkpoint import load_checkpoint
+    from mulsupcon.train.classify import classify, training_batches
+    from mulsupcon.train.data import ImageViews, prepare_data
+    from mulsupcon.train import distributed as dist_utils
+
+    cfg = load_config("multidigits-images", {
+        "model.backbone": "resnet18", "classify.mode": "scratch", "classify.epochs": 2, "classify.steps_per_epoch": 3,
+        "classify.batch_size": 16, "classify.augment": augment, "device": "cpu",
+    })
+    data = prepare_data(cfg["dataset"])
+    states = []
+    for workers in (0, 2):
+        cfg["classify"]["num_workers"] = workers
+        classify(cfg, tmp_path / f"w{workers}", quiet=True, echo=False, data=data)
+        states.append(load_checkpoint(tmp_path / f"w{workers}" / "checkpoints" / "last.pt"))
+    strip = [[{k: v for k, v in h.items() if k != "seconds"} for h in s["history"]] for s in states]
+    assert strip[0] == strip[1]
+    for key, value in states[0]["model"].items():
+        torch.testing.assert_close(states[1]["model"][key], value, rtol=0, atol=0, msg=key)
+    # The views really are augmented (flip_crop) or not (none), batch by batch, in the loader.
+    size = data.input_shape[-1]
+    batches = training_batches(cfg, data, dist_utils.context(), torch.device("cpu"),
+                               ImageViews(size, "flip_crop") if augment != "none" else None, ImageViews(size, "eval"))
+    x0, _ = next(iter(batches(0)))
+    x1, _ = next(iter(batches(1)))
+    assert x0.dtype == torch.float32 and tuple(x0.shape) == (16, *data.input_shape)
+    again, _ = next(iter(batches(0)))
+    torch.testing.assert_close(again, x0, rtol=0, atol=0)  # a pure function of (seed, epoch, step)
+    assert not torch.equal(x0, x1)

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
@@ -35,14 +34,17 @@ from mulsupcon.tables import metrics_table
 from mulsupcon.train import distributed as dist_utils
 from mulsupcon.train.checkpoint import load_checkpoint, rng_state, seed_everything
 from mulsupcon.train.data import (
+    ImageViewBatches,
     ImageViews,
     PreparedData,
     TensorSource,
     VectorMasking,
-    epoch_order,
     as_prepared,
+    epoch_order,
     epoch_seed,
+    image_view_loader,
     process_seed,
+    to_device,
 )
 from mulsupcon.train.guard import DivergenceGuard, classification_divergence
 from mulsupcon.train.optim import make_optimizer
@@ -189,6 +191,7 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
         train_module = ctx.wrap_ddp(model)  # probing trains only the linear layer; DDP still averages its gradients
         loss_fn = make_loss(c).to(device)
         train_view, eval_view = _views(c, data)
+        batches_of = training_batches(cfg, data, ctx, device, train_view, eval_view)
         guard = DivergenceGuard([q for q in model.parameters() if q.requires_grad], f"{mode} training")
 
         epochs, bs = int(c["epochs"]), int(c["batch_size"])
@@ -218,30 +221,26 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
                 break
             set_train_mode(model, mode)
             torch.manual_seed(process_seed(seed, epoch, 11, ctx.rank))  # dropout differs per process
-            aug_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 12))
-            total, count = 0.0, 0
-            for step, idx in enumerate(epoch_order(data.train.n, bs, c["steps_per_epoch"], seed + 7919, epoch)):
-                x, y = data.train.batch(idx)
-                x = train_view(x, aug_gen) if train_view is not None else (eval_view(x, None) if eval_view else x)
-                x, y = ctx.shard(x), ctx.shard(y)
-                loss = loss_fn(train_module(x.to(device)), y.to(device).float())
+            total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+            for step, (x, y) in enumerate(batches_of(epoch)):
+                loss = loss_fn(train_module(x), y.float())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 guard.observe(loss, step)
-                total += float(loss.detach())  # a host sync per step (classification is short); the guard reads it
+                total += loss.detach().double()  # stays on the device: no host sync per step
                 count += 1
                 if epoch == 0 and step == 0:
-                    first_step_loss = float(loss.detach())  # the untrained model's: the divergence warning's yardstick
-                if not math.isfinite(total):
+                    first_step_loss = loss.detach()  # the untrained model's: the divergence warning's yardstick
+                if step % 25 == 0:  # the logging interval: here the host syncs
                     guard.check(epoch)
             guard.check(epoch)  # before this epoch's checkpoint: last.pt stays the last good one
             vs, vt, val_loss = score_split(model, data.val, device, loss_fn=loss_fn, view=eval_view)
             plateau.step(val_loss)
-            record = {"epoch": epoch + 1, "train_loss": total / max(1, count), "val_loss": val_loss,
+            record = {"epoch": epoch + 1, "train_loss": float(total) / max(1, count), "val_loss": val_loss,
                       "val_mAP": float(evaluate(vs, vt, protocol="fixed")["mAP"]), "lr": optimizer.param_groups[0]["lr"]}
             if epoch == 0:
-                record["first_step_loss"] = first_step_loss
+                record["first_step_loss"] = float(first_step_loss)
             score = val_loss if c["select_by"] == "val_loss" else -record["val_mAP"]
             improved = score < best["score"]
             if improved:
@@ -316,6 +315,42 @@ def parameter_groups(model: MultiLabelClassifier, mode: str, c: Mapping[str, Any
         return [{"params": list(model.fc.parameters()), "lr": float(c["lr"])},
                 {"params": list(model.backbone.parameters()), "lr": float(c["lr_backbone"])}]
     return [{"params": list(model.parameters()), "lr": float(c["lr"])}]
+
+
+def training_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils.DistContext, device: torch.device,
+                     train_view, eval_view) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """``batches_of(epoch)``: the epoch's (x, y) training batches of this process, viewed, on ``device``.
+
+    Rows follow :func:`epoch_order` (seeded by ``seed + 7919``). Images are augmented in a DataLoader
+    (``classify.num_workers`` persistent workers, pinned memory on CUDA), each batch from a seed derived
+    from (seed, epoch, step, rank), so the run does not depend on the worker count; vectors are masked
+    inline from a generator seeded by (seed, epoch).
+    """
+    c, seed = cfg["classify"], int(cfg["seed"])
+    bs, steps = int(c["batch_size"]), c["steps_per_epoch"]
+    if data.is_image:
+        view = train_view if train_view is not None else eval_view
+        n_steps = len(epoch_order(data.train.n, bs, steps, seed + 7919, 0))
+        loader = image_view_loader(
+            ImageViewBatches(data.train, view, bs, steps, seed + 7919, ctx.rank, ctx.world_size, n_views=1),
+            n_steps, int(c["num_workers"]), pin_memory=device.type == "cuda")
+
+        def image_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            loader.sampler.epoch = epoch
+            for x, y in loader:
+                yield to_device(x, device), to_device(y, device)
+
+        return image_batches
+
+    def vector_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        aug_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 12))
+        for idx in epoch_order(data.train.n, bs, steps, seed + 7919, epoch):
+            x, y = data.train.batch(idx)
+            if train_view is not None:
+                x = train_view(x, aug_gen)
+            yield to_device(ctx.shard(x), device), to_device(ctx.shard(y), device)
+
+    return vector_batches
 
 
 def _views(c: Mapping[str, Any], data: PreparedData):

@@ -127,7 +127,8 @@ def process_seed(seed: int, epoch: int, salt: int, rank: int) -> int:
 
 # ----------------------------------------------------------------------------- image batches
 class ImageViewBatches(torch.utils.data.Dataset):
-    """Both augmented views of every pretraining batch of images, keyed by ``(epoch, step)``.
+    """The augmented views of every batch of images (two for pretraining, one for classification),
+    keyed by ``(epoch, step)``.
 
     Image augmentation is the CPU-heavy part of image pretraining, so it runs where a
     :class:`torch.utils.data.DataLoader` puts it: in persistent worker processes when
@@ -138,17 +139,18 @@ class ImageViewBatches(torch.utils.data.Dataset):
     """
 
     def __init__(self, source: "TensorSource", views: Callable, batch_size: int, steps: Optional[int],
-                 seed: int, rank: int = 0, world_size: int = 1):
+                 seed: int, rank: int = 0, world_size: int = 1, n_views: int = 2):
         self.source, self.views = source, views
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.n_views = rank, world_size, n_views
         self._epoch: Optional[int] = None
         self._order: list[torch.Tensor] = []
 
     def __len__(self) -> int:  # not used by the sampler, which yields (epoch, step) keys
         return len(epoch_order(self.source.n, self.batch_size, self.steps, self.seed, 0))
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        """(view_1, ..., view_n, labels) of batch ``key = (epoch, step)``, this process's shard."""
         epoch, step = key
         if self._epoch != epoch:
             self._order = epoch_order(self.source.n, self.batch_size, self.steps, self.seed, epoch)
@@ -160,8 +162,8 @@ class ImageViewBatches(torch.utils.data.Dataset):
         x, y = self.source.batch(idx)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(process_seed(self.seed, epoch, 1000 + step, self.rank))
-            v1, v2 = self.views(x, None), self.views(x, None)
-        return v1, v2, y
+            views = tuple(self.views(x, None) for _ in range(self.n_views))
+        return (*views, y)
 
 
 class EpochSteps(torch.utils.data.Sampler):
@@ -339,3 +341,10 @@ def fit_mean_std(train: MultiLabelDataset) -> tuple[np.ndarray, np.ndarray]:
     # element then means "the training mean", as in the paper's dense pipeline.
     st = fit_standardizer(train.features, with_mean=True)
     return np.asarray(st.mean_, dtype=np.float32), np.asarray(st.scale_, dtype=np.float32)
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move a batch to ``device``; on CUDA through pinned memory so that the copy overlaps compute."""
+    if device.type != "cuda":
+        return t
+    return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)

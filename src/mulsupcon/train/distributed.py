@@ -10,7 +10,7 @@ with the combined batch of W*B computes (up to float summation order):
   scaled by W so that DistributedDataParallel's gradient averaging yields the global gradient;
 * only rank 0 writes files.
 
-Outside torchrun (no ``WORLD_SIZE`` in the environment) :func:`context` returns a disabled
+Outside torchrun (no ``WORLD_SIZE``/``RANK`` in the environment) :func:`context` returns a disabled
 context whose methods are identities, so the training loops have one code path.
 """
 
@@ -122,10 +122,12 @@ def context(sync_bn: bool = False) -> DistContext:
     global _CONTEXT
     if _CONTEXT is not None:
         return _CONTEXT
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
         _CONTEXT = DistContext()
         return _CONTEXT
+    # torchrun sets both, also for one process: that run is DistributedDataParallel too (as users of
+    # `torchrun --nproc_per_node 1` expect, and what a one-GPU check of the NCCL path needs).
+    world = int(os.environ["WORLD_SIZE"])
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and os.environ.get("MULSUPCON_DIST_BACKEND", "") != "gloo"

@@ -34,6 +34,7 @@ from mulsupcon.train.data import (
     epoch_seed,
     image_view_loader,
     process_seed,
+    to_device,
 )
 from mulsupcon.train.guard import DivergenceGuard, pretraining_divergence
 from mulsupcon.train.optim import make_optimizer, scheduled_factor, set_lr
@@ -278,10 +279,3 @@ def view_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils.Dis
             yield to_device(ctx.shard(v1), device), to_device(ctx.shard(v2), device), to_device(ctx.shard(y), device)
 
     return vector_batches
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Move a batch to ``device``; on CUDA through pinned memory so that the copy overlaps compute."""
-    if device.type != "cuda":
-        return t
-    return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
