@@ -60,8 +60,13 @@ class DivergenceGuard:
                 f"{self.what} diverged: the loss became {float(self._bad_value)} at epoch {epoch + 1}, step "
                 f"{first_bad + 1}. The run stopped; checkpoints/last.pt holds the last good epoch. Lower the "
                 f"learning rate (or raise the temperature) and start again")
+        if not self.params:
+            return
+        finite = torch.stack([torch.isfinite(p.detach()).all() for p in self.params])
+        if bool(finite.all()):  # one read-back for all parameters; the loop below runs only on a failure
+            return
         for i, p in enumerate(self.params):
-            if not bool(torch.isfinite(p.detach()).all()):
+            if not bool(finite[i]):
                 raise DivergenceError(
                     f"{self.what} diverged: parameter {i} (shape {tuple(p.shape)}) is not finite at epoch {epoch + 1} "
                     f"(a gradient overflowed). The run stopped; checkpoints/last.pt holds the last good epoch. Lower "
