@@ -110,3 +110,33 @@ def test_output_piped_into_head_ends_quietly(tmp_path):
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_scheduled_epochs_bound_the_optimiser_steps():
+    from mulsupcon.train.optim import scheduled_epochs
+
+    sec = {"epochs": 150, "min_steps": None, "max_steps": None}
+    assert scheduled_epochs(sec, 4) == 150 and scheduled_epochs(sec, 600) == 150
+    sec.update(min_steps=3000, max_steps=20000)
+    assert scheduled_epochs(sec, 4) == 750            # a tiny set: 750 epochs x 4 steps = 3000 steps
+    assert scheduled_epochs(sec, 37) == 150           # yeast-sized: 5550 steps, inside the bounds
+    assert scheduled_epochs(sec, 600) == 33           # a large set: 19,800 steps
+    assert scheduled_epochs(sec, 50_000) == 1         # never below one epoch
+    with pytest.raises(ValueError, match="min_steps .* larger than pretrain.max_steps"):
+        load_config("vectors", {"pretrain.min_steps": 10, "pretrain.max_steps": 5})
+    with pytest.raises(ValueError, match="pretrain.max_steps must be a positive integer or null"):
+        load_config("vectors", {"pretrain.max_steps": 0})
+
+
+def test_a_bounded_schedule_runs_and_says_so(tmp_path):
+    from mulsupcon.train.pretrain import pretrain
+    from mulsupcon.train.rundir import RunDir
+
+    cfg = load_config("demo", {"model.hidden": [16], "model.head_hidden": 16, "model.embed_dim": 8,
+                               "pretrain.epochs": 1, "pretrain.steps_per_epoch": 2, "pretrain.min_steps": 6})
+    lines: list[str] = []
+    run = RunDir.in_memory()
+    run.log = lines.append  # what the loop would print
+    pretrain(cfg, run, quiet=True, echo=False)
+    assert len(run.history) == 3  # 3 epochs x 2 steps = min_steps
+    assert any("3 epochs x 2 steps" in ln and "bounded by min_steps 6" in ln for ln in lines)

@@ -111,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_embed_parser(sub)
 
+    p = sub.add_parser("benchmark", help="MulSupCon against BCE, ASL, scikit-learn's MLP and a random forest (same rows)")
+    p.add_argument("what", choices=["vectors"], help="vectors: the vector datasets of the data home")
+    p.add_argument("--datasets", nargs="+", default=None, help="default: all (see mulsupcon.benchmark.DATASETS)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--methods", nargs="+", default=None, help="default: all (see mulsupcon.benchmark.METHODS)")
+    p.add_argument("--config", default="vectors", help="the config MulSupCon, BCE and ASL run with")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. classify.epochs=100")
+    p.add_argument("--out", default="results/baselines.md")
+    p.add_argument("--work", default="runs/benchmark", help="per-result files (a rerun continues from them)")
+
     p = sub.add_parser("reproduce", help="re-run the paper's experiments that fit this machine")
     p.add_argument("what", choices=["vectors"], help="vectors: Tables 2/3 on yeast, scene, delicious")
     p.add_argument("--datasets", nargs="+", default=None)
@@ -354,6 +364,21 @@ def _dispatch(args, extra, argv, parser) -> int:
 
         return run_embed(args)
 
+    if cmd == "benchmark":
+        from mulsupcon.benchmark import DATASETS, METHODS, benchmark_vectors
+        from mulsupcon.config import parse_value
+
+        overrides = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+            overrides[key] = parse_value(value)
+        benchmark_vectors(args.datasets or DATASETS, args.seeds, args.methods or METHODS, work=Path(args.work),
+                          out=Path(args.out), config=args.config, overrides=overrides,
+                          command="mulsupcon " + " ".join(argv))
+        print(f"report: {args.out}")
+        return 0
     if cmd == "reproduce":
         from mulsupcon.reproduce import reproduce_vectors
 

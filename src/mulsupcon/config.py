@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "pretrain": {
         "epochs": 150,
         "steps_per_epoch": None,  # None = one pass over the training split per epoch
+        "min_steps": None,  # optimiser steps at least (more epochs on small sets); None = epochs as given
+        "max_steps": None,  # optimiser steps at most (fewer epochs on large sets); None = epochs as given
         "batch_size": 32,
         "optimizer": "adam",  # adam | sgd
         "lr": 4.0e-4,
@@ -280,6 +282,12 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         spe = cfg[section]["steps_per_epoch"]
         if spe is not None and (not isinstance(spe, int) or spe <= 0):
             raise ValueError(f"{section}.steps_per_epoch must be a positive integer or null, got {spe!r}")
+    lo, hi = cfg["pretrain"]["min_steps"], cfg["pretrain"]["max_steps"]
+    for key, v in (("min_steps", lo), ("max_steps", hi)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+            raise ValueError(f"pretrain.{key} must be a positive integer or null, got {v!r}")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"pretrain.min_steps ({lo}) is larger than pretrain.max_steps ({hi})")
     if not float(cfg["pretrain"]["temperature"]) > 0:
         raise ValueError(f"pretrain.temperature must be > 0, got {cfg['pretrain']['temperature']!r}")
     if not 0.0 <= float(cfg["pretrain"]["mask_prob"]) < 1.0:

@@ -28,6 +28,23 @@ def make_optimizer(groups: Iterable[dict], section: Mapping[str, Any]) -> torch.
         return cls(groups, foreach=True, **kwargs)
 
 
+def scheduled_epochs(section: Mapping[str, Any], steps_per_epoch: int) -> int:
+    """``section["epochs"]``, raised so that the run takes at least ``min_steps`` optimiser steps and lowered so
+    that it takes at most ``max_steps`` (each when set, never below one epoch).
+
+    A schedule in epochs gives a set of 100 training rows 4 steps per epoch and one of 20,000 rows 600: the
+    same "150 epochs" undertrains the first and overtrains the second. The bounds make the default schedule
+    hold across dataset sizes; the paper's configs leave them unset.
+    """
+    epochs = int(section["epochs"])
+    lo, hi = section.get("min_steps"), section.get("max_steps")
+    if lo is not None:
+        epochs = max(epochs, math.ceil(int(lo) / steps_per_epoch))
+    if hi is not None:
+        epochs = min(epochs, max(1, int(hi) // steps_per_epoch))
+    return epochs
+
+
 def scheduled_factor(section: Mapping[str, Any], epoch: int, step: int, steps_per_epoch: int) -> float:
     """Learning-rate multiplier at (epoch, step) for the pretraining schedules, a pure function.
 

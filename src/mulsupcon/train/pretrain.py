@@ -37,7 +37,7 @@ from mulsupcon.train.data import (
     to_device,
 )
 from mulsupcon.train.guard import DivergenceGuard, pretraining_divergence
-from mulsupcon.train.optim import make_optimizer, scheduled_factor, set_lr
+from mulsupcon.train.optim import make_optimizer, scheduled_epochs, scheduled_factor, set_lr
 from mulsupcon.train.rundir import RunDir, format_seconds, open_run_dir
 from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denormals, num_threads_for, resolve_device
 
@@ -99,8 +99,9 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         if ctx.enabled:
             loss_fn = dist_utils.GlobalNormalizedLoss(loss_fn, ctx)
 
-        epochs = int(p["epochs"])
         steps_per_epoch = p["steps_per_epoch"] or max(1, data.train.n // min(global_bs, data.train.n))
+        epochs = scheduled_epochs(p, steps_per_epoch)  # pretrain.epochs within min_steps / max_steps
+        schedule = dict(p, epochs=epochs)
         start_epoch, history = 0, []
         if resume and run.has_checkpoint("last"):
             start_epoch, history = restore(run, moco, optimizer, scaler, device)
@@ -110,6 +111,8 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         if start_epoch == 0:
             run.log(f"pretraining on {cfg['dataset']['name']}: {data.train.n} samples, {data.n_labels} labels, "
                     f"input {tuple(data.input_shape)}, {epochs} epochs x {steps_per_epoch} steps, batch {global_bs}"
+                    + (f" (pretrain.epochs {p['epochs']} bounded by min_steps {p['min_steps']} / max_steps "
+                       f"{p['max_steps']})" if epochs != int(p["epochs"]) else "")
                     + (f" (pretrain.batch_size {p['batch_size']} > {data.train.n} training rows)"
                        if int(p["batch_size"]) > global_bs else "") + ", "
                     f"positives={p['positives']} weighting={p['weighting']} queue={p['queue_size']} device={device}"
@@ -136,7 +139,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             loss_sum, n_steps = torch.zeros((), dtype=torch.float64, device=device), 0
             guard.reset_epoch()
             for step, batch in enumerate(batches_of(epoch)):
-                set_lr(optimizer, scheduled_factor(p, epoch, step, steps_per_epoch))
+                set_lr(optimizer, scheduled_factor(schedule, epoch, step, steps_per_epoch))
                 loss = pretrain_step(model, moco, loss_fn, optimizer, scaler, amp_dtype, batch, ctx.world_size)
                 loss_sum += loss.double()  # stays on the device: no host sync per step
                 guard.observe(loss, step)  # likewise

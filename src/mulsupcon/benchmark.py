@@ -1,0 +1,319 @@
+"""``mulsupcon benchmark vectors``: MulSupCon against what a user would pick instead, on identical rows.
+
+For every dataset the train / validation / test rows are fixed once (the dataset's official split, or
+a carved one, validation carved by ``split_seed`` 0) and every method sees exactly those rows, the
+same standardised features, and the same seeds:
+
+=====================  ========================================================================
+``mulsupcon-finetune`` MoCo + MulSupCon pretraining, then finetuning (the config's ``classify``)
+``mulsupcon-probe``    the same pretrained backbone, frozen, with a linear layer
+``bce``                the same MLP trained from scratch with binary cross-entropy
+``asl``                the same, with the asymmetric loss
+``sklearn-mlp``        ``sklearn.neural_network.MLPClassifier`` with its defaults, hidden 256-512-256
+``random-forest``      ``sklearn.ensemble.RandomForestClassifier``, 500 trees, other defaults
+=====================  ========================================================================
+
+Every method's test probabilities are scored by :func:`mulsupcon.metrics.evaluate` under the
+``validation`` protocol (thresholds chosen on the validation rows) and the ``paper`` protocol. Each
+(dataset, method, seed) result is stored as one JSON file under ``--work`` as soon as it is done, so an
+interrupted benchmark continues where it stopped; the markdown report is rewritten after every result.
+
+BOOMER (``mlrl-boomer``) is not included: its current release (0.12.3, via ``mlrl-common``) requires
+``scikit-learn<1.8``, which cannot coexist with the scikit-learn this package is tested with.
+
+``yeast-3labels`` is a derived case for rows without any label (common in real data): yeast with only
+its three rarest labels kept, so that most rows have none (they stay, as references that are only
+negatives in pretraining and as all-negative rows in classification).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from mulsupcon.config import load_config
+from mulsupcon.data.dataset import MultiLabelDataset, Splits
+from mulsupcon.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from mulsupcon.metrics import evaluate
+from mulsupcon.train.classify import classify
+from mulsupcon.train.data import PreparedData, load_dataset_splits, prepare_data
+from mulsupcon.train.pretrain import pretrain
+from mulsupcon.train.rundir import RunDir
+
+METHODS = ("mulsupcon-finetune", "mulsupcon-probe", "bce", "asl", "sklearn-mlp", "random-forest")
+# Every vector set of the data home with an official split, then the two with a carved one, then the
+# derived no-label case.
+DATASETS = ("yeast", "scene", "medical", "genbase", "flags", "bibtex", "corel5k", "tmc2007-500", "delicious",
+            "cal500", "foodtruck", "yeast-3labels")
+METRICS = ("mAP", "hamming_accuracy", "example_f1", "macro_f1", "micro_f1", "precision_at_1")
+PROTOCOLS = ("validation", "paper")
+# Datasets whose pretraining would take hours here at the default schedule (delicious: 12,920 rows,
+# 983 labels) run a reduced one; the report says so.
+REDUCED = {"delicious": {"pretrain.epochs": 20, "classify.epochs": 20}}
+NO_LABEL_CASES = {"yeast-3labels": ("yeast", 3)}
+
+
+# ----------------------------------------------------------------------------- data
+def benchmark_config(dataset: str, config: str = "vectors", overrides: Optional[Mapping[str, Any]] = None) -> dict:
+    """The config every MulSupCon/BCE/ASL run of ``dataset`` uses: ``config`` with the dataset set."""
+    base = NO_LABEL_CASES.get(dataset, (dataset,))[0]
+    values: dict[str, Any] = {"dataset.name": base, "device": "cpu" if not torch.cuda.is_available() else "auto"}
+    values.update(REDUCED.get(dataset, {}))
+    values.update(overrides or {})
+    return load_config(config, values)
+
+
+def benchmark_data(dataset: str, cfg: Mapping[str, Any]) -> PreparedData:
+    """The fixed rows of ``dataset`` (standardised on its training rows)."""
+    splits = load_dataset_splits(cfg["dataset"])
+    if dataset in NO_LABEL_CASES:
+        splits = keep_rarest_labels(splits, NO_LABEL_CASES[dataset][1], name=dataset)
+    return prepare_data(cfg["dataset"], splits)
+
+
+def keep_rarest_labels(splits: Splits, k: int, name: str) -> Splits:
+    """``splits`` with only the ``k`` labels rarest in the training rows; rows left without a label stay."""
+    keep = np.sort(np.argsort(splits.train.labels.sum(0), kind="stable")[:k])
+
+    def cut(ds: Optional[MultiLabelDataset]) -> Optional[MultiLabelDataset]:
+        if ds is None:
+            return None
+        return MultiLabelDataset(features=ds.features, labels=ds.labels[:, keep],
+                                 label_names=[ds.label_names[j] for j in keep], feature_names=ds.feature_names,
+                                 source=ds.source, name=name)
+
+    return Splits(train=cut(splits.train), val=cut(splits.val), test=cut(splits.test),
+                  info=dict(splits.info, kept_labels=[splits.train.label_names[j] for j in keep]))
+
+
+def arrays(data: PreparedData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(x standardised float32 (N, F), y uint8 (N, L)) of train, val and test, as the MLPs see them."""
+    out = {}
+    for part in ("train", "val", "test"):
+        source = getattr(data, part)
+        x, y = source.batch(torch.arange(source.n))
+        out[part] = (x.numpy(), y.numpy())
+    return out
+
+
+# ----------------------------------------------------------------------------- methods
+def _scored(test_scores: np.ndarray, test_y: np.ndarray, val_scores: np.ndarray, val_y: np.ndarray) -> dict:
+    return {p: {m: float(evaluate(test_scores, test_y, protocol=p, val_scores=val_scores, val_targets=val_y)[m])
+                for m in METRICS} for p in PROTOCOLS}
+
+
+def _classify_scores(cfg: dict, data: PreparedData, from_run: Any = None) -> dict:
+    """The loop's own test metrics (it scores its best-on-validation checkpoint) and which epoch that was."""
+    c = copy.deepcopy(cfg)
+    c["eval"]["protocols"] = list(PROTOCOLS)
+    run = RunDir.in_memory()
+    results = classify(c, run, from_run=from_run, data=data, quiet=True, echo=False)
+    out: dict[str, Any] = {p: {m: float(results["protocols"][p][m]) for m in METRICS} for p in PROTOCOLS}
+    out["best_epoch"], out["epochs_run"] = int(results["best_epoch"]), len(run.history)
+    return out
+
+
+def run_mulsupcon(cfg: dict, data: PreparedData, backbone_file: Path, mode: str) -> dict:
+    """Pretrain once per (dataset, seed) (the backbone is kept in ``backbone_file``), then probe or finetune."""
+    if backbone_file.is_file():
+        backbone = torch.load(backbone_file, map_location="cpu", weights_only=False)
+    else:
+        run = RunDir.in_memory()
+        pretrain(cfg, run, data=data, quiet=True, echo=False)
+        backbone = run.files["backbone.pt"]
+        atomic_torch_save(backbone_file, backbone)
+    c = copy.deepcopy(cfg)
+    c["classify"]["mode"] = mode
+    return _classify_scores(c, data, from_run=backbone)
+
+
+def run_scratch(cfg: dict, data: PreparedData, loss: str) -> dict:
+    c = copy.deepcopy(cfg)
+    c["classify"].update(mode="scratch", loss=loss)
+    return _classify_scores(c, data)
+
+
+def run_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int) -> dict:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    (xtr, ytr), (xva, yva), (xte, yte) = parts["train"], parts["val"], parts["test"]
+    if kind == "sklearn-mlp":
+        model = MLPClassifier(hidden_layer_sizes=(256, 512, 256), random_state=seed)
+    else:
+        model = RandomForestClassifier(n_estimators=500, random_state=seed, n_jobs=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # its default 200 iterations, as a user would run it
+        model.fit(xtr, ytr)
+    return _scored(_probabilities(model, xte), yte, _probabilities(model, xva), yva)
+
+
+def _probabilities(model: Any, x: np.ndarray) -> np.ndarray:
+    """(N, L) probability of label 1 from a scikit-learn multi-label classifier."""
+    p = model.predict_proba(x)
+    if isinstance(p, list):  # a forest: one (N, classes seen) array per label
+        cols = []
+        for probs, classes in zip(p, model.classes_):
+            hit = np.flatnonzero(np.asarray(classes) == 1)
+            cols.append(probs[:, hit[0]] if hit.size else np.zeros(len(x)))
+        p = np.stack(cols, axis=1)
+    return np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- the benchmark
+def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] = (0, 1, 2),
+                      methods: Sequence[str] = METHODS, *, work: Path = Path("runs/benchmark"),
+                      out: Path = Path("results/baselines.md"), config: str = "vectors",
+                      overrides: Optional[Mapping[str, Any]] = None, command: str = "",
+                      say: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> Path:
+    """Run (or continue) the comparison and write the report; returns ``out``.
+
+    Args:
+        datasets, seeds, methods: what to run (names from :data:`DATASETS` / :data:`METHODS`).
+        work: where the per-cell results and pretrained backbones are kept (resumable).
+        out: the markdown report, rewritten after every cell.
+        config: the shipped config (or YAML file) MulSupCon, BCE and ASL run with.
+        overrides: ``section.key`` values on top of it (e.g. a trial of new defaults).
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")
+    work = Path(work)
+    cells = [(d, m, s) for d in datasets for s in seeds for m in methods]
+    done = 0
+    for d in datasets:
+        cfg = benchmark_config(d, config, overrides)
+        data: Optional[PreparedData] = None
+        for s in seeds:
+            for m in methods:
+                done += 1
+                cell = work / "cells" / d / f"{m}-seed{s}.json"
+                if cell.is_file():
+                    continue
+                if data is None:
+                    data = benchmark_data(d, cfg)
+                    parts = arrays(data)
+                    shapes[d] = {"train": data.train.n, "val": data.val.n, "test": data.test.n,
+                                 "features": int(parts["train"][0].shape[1]), "labels": data.n_labels,
+                                 "empty_train_rows": float((parts["train"][1].sum(1) == 0).mean())}
+                    atomic_write_json(work / "cells" / d / "shape.json", shapes[d])
+                c = copy.deepcopy(cfg)
+                c["seed"] = int(s)
+                t0 = time.perf_counter()
+                with contextlib.redirect_stdout(sys.stderr):
+                    if m.startswith("mulsupcon-"):
+                        scores = run_mulsupcon(c, data, work / "backbones" / f"{d}-seed{s}.pt", m.split("-")[1])
+                    elif m in ("bce", "asl"):
+                        scores = run_scratch(c, data, m)
+                    else:
+                        scores = run_sklearn(m, parts, int(s))
+                seconds = time.perf_counter() - t0
+                atomic_write_json(cell, {"dataset": d, "method": m, "seed": s, "seconds": round(seconds, 2),
+                                         "metrics": scores})
+                say(f"[{done}/{len(cells)}] {d} {m} seed {s}: test mAP {scores['validation']['mAP']:.4f} "
+                    f"({seconds:.1f} s)")
+                write_report(work, out, datasets, seeds, methods, config, overrides, command)
+    write_report(work, out, datasets, seeds, methods, config, overrides, command)
+    return out
+
+
+shapes: dict[str, dict] = {}
+
+
+def _load_cells(work: Path, datasets: Sequence[str], seeds: Sequence[int], methods: Sequence[str]) -> dict:
+    found: dict = {}
+    for d in datasets:
+        for m in methods:
+            for s in seeds:
+                f = work / "cells" / d / f"{m}-seed{s}.json"
+                if f.is_file():
+                    found.setdefault(d, {}).setdefault(m, []).append(json.loads(f.read_text()))
+    return found
+
+
+def _mean_std(cells: list[dict], protocol: str, metric: str) -> tuple[float, float]:
+    v = np.array([c["metrics"][protocol][metric] for c in cells], dtype=np.float64)
+    return float(v.mean()), float(v.std())
+
+
+def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence[int], methods: Sequence[str],
+                 config: str, overrides: Optional[Mapping[str, Any]], command: str) -> None:
+    """The markdown report from the cells found under ``work`` (also for a partial benchmark)."""
+    found = _load_cells(Path(work), datasets, seeds, methods)
+    lines = ["# MulSupCon against the usual alternatives on vector data", "",
+             f"Command: `{command or 'mulsupcon benchmark vectors'}`", "",
+             f"Config for MulSupCon / BCE / ASL: `{config}`" + (f" with {dict(overrides)}" if overrides else "")
+             + f"; seeds {', '.join(map(str, seeds))}; machine: {platform.processor() or platform.machine()}, "
+             f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}. "
+             "Every method sees identical train/val/test rows; all are scored by `mulsupcon.metrics`. "
+             "mean ± std over seeds; time is the mean wall time of one seed (MulSupCon: pretraining included "
+             "in finetune, the probe reuses its backbone).", ""]
+    reduced = [d for d in datasets if d in REDUCED]
+    if reduced:
+        lines += [f"Reduced schedule: " + "; ".join(f"{d} {REDUCED[d]}" for d in reduced), ""]
+    lines += ["## Summary (validation protocol: thresholds chosen on the validation rows)", "",
+              "| dataset | train rows | labels | " + " | ".join(f"{m} mAP" for m in methods)
+              + " | finetune beats BCE (of 6) | finetune mAP ≥ sklearn MLP |",
+              "|---" * (3 + len(methods) + 2) + "|"]
+    for d in datasets:
+        if d not in found:
+            continue
+        shape = _shape(work, d)
+        row = [d, str(shape.get("train", "?")), str(shape.get("labels", "?"))]
+        for m in methods:
+            cells = found[d].get(m)
+            row.append(f"{_mean_std(cells, 'validation', 'mAP')[0]:.3f}" + ("" if len(cells) == len(seeds) else f" ({len(cells)} seed)")
+                       if cells else "-")
+        ft, bce, mlp = (found[d].get(k) for k in ("mulsupcon-finetune", "bce", "sklearn-mlp"))
+        if ft and bce:
+            wins = sum(_mean_std(ft, "validation", m)[0] > _mean_std(bce, "validation", m)[0] for m in METRICS)
+            row.append(f"{wins}")
+        else:
+            row.append("-")
+        row.append(("yes" if _mean_std(ft, "validation", "mAP")[0] >= _mean_std(mlp, "validation", "mAP")[0] else "no")
+                   if ft and mlp else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    for protocol in PROTOCOLS:
+        lines += ["", f"## All six metrics, {protocol} protocol", ""]
+        for d in datasets:
+            if d not in found:
+                continue
+            shape = _shape(work, d)
+            lines += [f"**{d}** ({shape.get('train', '?')} train / {shape.get('val', '?')} val / "
+                      f"{shape.get('test', '?')} test rows, {shape.get('features', '?')} features, "
+                      f"{shape.get('labels', '?')} labels, {100 * shape.get('empty_train_rows', 0):.0f}% of training "
+                      "rows without a label)", "",
+                      "| method | " + " | ".join(METRICS) + " | seconds | best epoch / run | seeds |",
+                      "|---" * (len(METRICS) + 4) + "|"]
+            for m in methods:
+                cells = found[d].get(m)
+                if not cells:
+                    continue
+                vals = [f"{a:.3f} ± {b:.3f}" for a, b in (_mean_std(cells, protocol, k) for k in METRICS)]
+                secs = float(np.mean([c["seconds"] for c in cells]))
+                epochs = ("-" if "best_epoch" not in cells[0]["metrics"] else
+                          f"{np.mean([c['metrics']['best_epoch'] for c in cells]):.0f} / "
+                          f"{np.mean([c['metrics']['epochs_run'] for c in cells]):.0f}")
+                lines.append(f"| {m} | " + " | ".join(vals) + f" | {secs:.1f} | {epochs} | {len(cells)} |")
+            lines.append("")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
+
+
+def _shape(work: Path, d: str) -> dict:
+    f = Path(work) / "cells" / d / "shape.json"
+    return shapes.get(d) or (json.loads(f.read_text()) if f.is_file() else {})

@@ -1,0 +1,69 @@
+"""mulsupcon benchmark vectors: identical rows for every method, scores from mulsupcon.metrics, resumable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import require_dataset_folder
+
+FAST = {"pretrain.epochs": 3, "classify.epochs": 3, "model.hidden": [32], "model.head_hidden": 16, "model.embed_dim": 16}
+
+
+def test_benchmark_on_flags_scores_every_method_and_resumes(tmp_path, capsys):
+    require_dataset_folder("flags")
+    from mulsupcon.benchmark import benchmark_vectors
+
+    methods = ["mulsupcon-finetune", "mulsupcon-probe", "bce", "sklearn-mlp", "random-forest"]
+    out = tmp_path / "baselines.md"
+    lines: list[str] = []
+    benchmark_vectors(["flags"], [0, 1], methods, work=tmp_path / "w", out=out, overrides=FAST, say=lines.append)
+    assert len(lines) == 10 and lines[0].startswith("[1/10] flags mulsupcon-finetune seed 0")
+    cells = sorted((tmp_path / "w" / "cells" / "flags").glob("*-seed*.json"))
+    assert len(cells) == 10
+    for f in cells:
+        metrics = json.loads(f.read_text())["metrics"]
+        for protocol in ("validation", "paper"):
+            assert set(metrics[protocol]) == {"mAP", "hamming_accuracy", "example_f1", "macro_f1", "micro_f1",
+                                              "precision_at_1"}
+            assert all(0.0 <= v <= 1.0 for v in metrics[protocol].values())
+    # mAP does not depend on thresholds: both protocols agree on it.
+    bce = json.loads((tmp_path / "w" / "cells" / "flags" / "bce-seed0.json").read_text())["metrics"]
+    assert bce["validation"]["mAP"] == bce["paper"]["mAP"]
+    report = out.read_text()
+    assert "| flags | 103 | 7 |" in report and "random-forest" in report and "± " in report
+    # A second call finds every result and computes nothing.
+    again: list[str] = []
+    benchmark_vectors(["flags"], [0, 1], methods, work=tmp_path / "w", out=out, overrides=FAST, say=again.append)
+    assert again == [] and out.read_text() == report
+
+
+def test_the_sklearn_rows_are_scored_like_an_independent_computation(tmp_path):
+    require_dataset_folder("flags")
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import average_precision_score
+
+    from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, run_sklearn
+
+    cfg = benchmark_config("flags")
+    parts = arrays(benchmark_data("flags", cfg))
+    got = run_sklearn("random-forest", parts, seed=0)
+    (xtr, ytr), (xte, yte) = parts["train"], parts["test"]
+    rf = RandomForestClassifier(n_estimators=500, random_state=0, n_jobs=-1).fit(xtr, ytr)
+    proba = np.stack([p[:, list(c).index(1)] if 1 in c else np.zeros(len(xte)) for p, c in
+                      zip(rf.predict_proba(xte), rf.classes_)], axis=1)
+    present = yte.sum(0) > 0  # mAP over the labels present in the test rows
+    expect = np.mean([average_precision_score(yte[:, j], proba[:, j]) for j in np.flatnonzero(present)])
+    assert got["validation"]["mAP"] == pytest.approx(expect, abs=1e-9)
+
+
+def test_rows_without_labels_case_keeps_its_rarest_labels():
+    require_dataset_folder("yeast")
+    from mulsupcon.benchmark import benchmark_config, benchmark_data
+
+    data = benchmark_data("yeast-3labels", benchmark_config("yeast-3labels"))
+    y = data.train.labels.numpy()
+    assert data.n_labels == 3 and (y.sum(1) == 0).mean() > 0.5  # most rows have no label left
+    assert data.train.n + data.val.n == 1500 and data.test.n == 917
