@@ -140,3 +140,16 @@ def test_a_bounded_schedule_runs_and_says_so(tmp_path):
     pretrain(cfg, run, quiet=True, echo=False)
     assert len(run.history) == 3  # 3 epochs x 2 steps = min_steps
     assert any("3 epochs x 2 steps" in ln and "bounded by min_steps 6" in ln for ln in lines)
+
+
+def test_an_explicit_epoch_count_is_not_bounded_by_the_default_steps():
+    base = load_config("vectors")
+    assert (base["pretrain"]["min_steps"], base["pretrain"]["max_steps"]) == (3000, 20000)
+    mine = load_config("vectors", {"pretrain.epochs": 2})
+    assert mine["pretrain"]["epochs"] == 2 and mine["pretrain"]["min_steps"] is None and mine["pretrain"]["max_steps"] is None
+    both = load_config("vectors", {"pretrain.epochs": 2, "pretrain.min_steps": 10})
+    assert both["pretrain"]["min_steps"] == 10 and both["pretrain"]["max_steps"] is None
+    # The paper's configs keep their schedule in epochs.
+    for name in ("yeast", "scene", "delicious", "yeast-authors"):
+        cfg = load_config(name)
+        assert cfg["pretrain"]["min_steps"] is None and cfg["pretrain"]["max_steps"] is None

@@ -20,7 +20,8 @@ def test_gpu_check_smoke_reports_every_row_and_no_host_sync_in_the_step(tmp_path
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["smoke"] and result["all_pass"] and result["total_seconds"] < 300
+    # ~55 s on an idle 2-core machine (benchmarks/README.md); the bound only catches a runaway on a loaded one.
+    assert result["smoke"] and result["all_pass"] and result["total_seconds"] < 480
     rows = result["rows"]
     assert {r["row"] for r in rows} == set("abcdef")
     assert not [r for r in rows if str(r.get("status", "ok")).startswith("error")]

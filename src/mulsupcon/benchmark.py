@@ -57,9 +57,6 @@ DATASETS = ("yeast", "scene", "medical", "genbase", "flags", "bibtex", "corel5k"
             "cal500", "foodtruck", "yeast-3labels")
 METRICS = ("mAP", "hamming_accuracy", "example_f1", "macro_f1", "micro_f1", "precision_at_1")
 PROTOCOLS = ("validation", "paper")
-# Datasets whose pretraining would take hours here at the default schedule (delicious: 12,920 rows,
-# 983 labels) run a reduced one; the report says so.
-REDUCED = {"delicious": {"pretrain.epochs": 20, "classify.epochs": 20}}
 NO_LABEL_CASES = {"yeast-3labels": ("yeast", 3)}
 
 
@@ -68,7 +65,6 @@ def benchmark_config(dataset: str, config: str = "vectors", overrides: Optional[
     """The config every MulSupCon/BCE/ASL run of ``dataset`` uses: ``config`` with the dataset set."""
     base = NO_LABEL_CASES.get(dataset, (dataset,))[0]
     values: dict[str, Any] = {"dataset.name": base, "device": "cpu" if not torch.cuda.is_available() else "auto"}
-    values.update(REDUCED.get(dataset, {}))
     values.update(overrides or {})
     return load_config(config, values)
 
@@ -262,9 +258,6 @@ def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence
              "Every method sees identical train/val/test rows; all are scored by `mulsupcon.metrics`. "
              "mean ± std over seeds; time is the mean wall time of one seed (MulSupCon: pretraining included "
              "in finetune, the probe reuses its backbone).", ""]
-    reduced = [d for d in datasets if d in REDUCED]
-    if reduced:
-        lines += [f"Reduced schedule: " + "; ".join(f"{d} {REDUCED[d]}" for d in reduced), ""]
     lines += ["## Summary (validation protocol: thresholds chosen on the validation rows)", "",
               "| dataset | train rows | labels | " + " | ".join(f"{m} mAP" for m in methods)
               + " | finetune beats BCE (of 6) | finetune mAP ≥ sklearn MLP |",

@@ -146,7 +146,9 @@ def load_config(source: str | Path | None = None, overrides: Mapping[str, Any] |
 
     Args:
         source: a path to a YAML file, the name of a shipped config (``"yeast"``), or ``None``.
-        overrides: ``{"pretrain.lr": 1e-3, ...}`` dotted keys (already parsed values).
+        overrides: ``{"pretrain.lr": 1e-3, ...}`` dotted keys (already parsed values). Overriding
+            ``pretrain.epochs`` also clears ``pretrain.min_steps``/``max_steps`` unless they are overridden
+            too: an explicit number of epochs is run as given.
     """
     cfg = copy.deepcopy(DEFAULTS)
     if source is not None:
@@ -168,7 +170,13 @@ def load_config(source: str | Path | None = None, overrides: Mapping[str, Any] |
         data = dict(data)
         data.pop("description", None)
         cfg = deep_merge(cfg, data, where=str(path))
-    for dotted, value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    if "pretrain.epochs" in overrides:
+        # An explicit number of epochs is run as given: the step bounds adapt the config's OWN epochs
+        # to the data's size, they do not overrule the user (unless they are given explicitly too).
+        for bound in ("pretrain.min_steps", "pretrain.max_steps"):
+            overrides.setdefault(bound, None)
+    for dotted, value in overrides.items():
         set_dotted(cfg, dotted, value)
     resolve_paths(cfg)
     validate_config(cfg)
