@@ -16,13 +16,13 @@ def test_benchmark_on_flags_scores_every_method_and_resumes(tmp_path, capsys):
     require_dataset_folder("flags")
     from mulsupcon.benchmark import benchmark_vectors
 
-    methods = ["mulsupcon-finetune", "mulsupcon-probe", "bce", "sklearn-mlp", "random-forest"]
+    methods = ["mulsupcon-finetune", "mulsupcon-probe", "bce", "sklearn-mlp", "random-forest", "finetune+forest"]
     out = tmp_path / "baselines.md"
     lines: list[str] = []
     benchmark_vectors(["flags"], [0, 1], methods, work=tmp_path / "w", out=out, overrides=FAST, say=lines.append)
-    assert len(lines) == 10 and lines[0].startswith("[1/10] flags mulsupcon-finetune seed 0")
+    assert len(lines) == 12 and lines[0].startswith("[1/12] flags mulsupcon-finetune seed 0")
     cells = sorted((tmp_path / "w" / "cells" / "flags").glob("*-seed*.json"))
-    assert len(cells) == 10
+    assert len(cells) == 12
     for f in cells:
         metrics = json.loads(f.read_text())["metrics"]
         for protocol in ("validation", "paper"):
@@ -32,6 +32,18 @@ def test_benchmark_on_flags_scores_every_method_and_resumes(tmp_path, capsys):
     # mAP does not depend on thresholds: both protocols agree on it.
     bce = json.loads((tmp_path / "w" / "cells" / "flags" / "bce-seed0.json").read_text())["metrics"]
     assert bce["validation"]["mAP"] == bce["paper"]["mAP"]
+    # The ensemble is the mean of the finetuned model's saved probabilities and a forest's (recomputed here).
+    from sklearn.ensemble import RandomForestClassifier
+
+    from mulsupcon.benchmark import _probabilities, arrays, benchmark_config, benchmark_data
+    from mulsupcon.metrics import evaluate
+
+    parts = arrays(benchmark_data("flags", benchmark_config("flags", overrides=FAST)))
+    z = np.load(tmp_path / "w" / "scores" / "flags-finetune-seed1.npz")
+    forest = RandomForestClassifier(n_estimators=500, random_state=1, n_jobs=-1).fit(*parts["train"])
+    mean = (z["test_scores"] + _probabilities(forest, parts["test"][0])) / 2
+    ens = json.loads((tmp_path / "w" / "cells" / "flags" / "finetune+forest-seed1.json").read_text())["metrics"]
+    assert ens["paper"]["micro_f1"] == pytest.approx(evaluate(mean, parts["test"][1], protocol="paper")["micro_f1"])
     report = out.read_text()
     assert "| flags | 103 | 7 |" in report and "random-forest" in report and "± " in report
     # A second call finds every result and computes nothing.

@@ -11,6 +11,8 @@ same standardised features, and the same seeds:
 ``asl``                the same, with the asymmetric loss
 ``sklearn-mlp``        ``sklearn.neural_network.MLPClassifier`` with its defaults, hidden 256-512-256
 ``random-forest``      ``sklearn.ensemble.RandomForestClassifier``, 500 trees, other defaults
+``finetune+forest``    the mean of the finetuned MulSupCon model's and the forest's probabilities
+                       (the stretch idea of issue 15: an ensemble with a tree model)
 =====================  ========================================================================
 
 Every method's test probabilities are scored by :func:`mulsupcon.metrics.evaluate` under the
@@ -43,14 +45,14 @@ import torch
 
 from mulsupcon.config import load_config
 from mulsupcon.data.dataset import MultiLabelDataset, Splits
-from mulsupcon.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from mulsupcon.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
 from mulsupcon.metrics import evaluate
 from mulsupcon.train.classify import classify
 from mulsupcon.train.data import PreparedData, load_dataset_splits, prepare_data
 from mulsupcon.train.pretrain import pretrain
 from mulsupcon.train.rundir import RunDir
 
-METHODS = ("mulsupcon-finetune", "mulsupcon-probe", "bce", "asl", "sklearn-mlp", "random-forest")
+METHODS = ("mulsupcon-finetune", "mulsupcon-probe", "bce", "asl", "sklearn-mlp", "random-forest", "finetune+forest")
 # Every vector set of the data home with an official split, then the two with a carved one, then the
 # derived no-label case.
 DATASETS = ("yeast", "scene", "medical", "genbase", "flags", "bibtex", "corel5k", "tmc2007-500", "delicious",
@@ -108,18 +110,21 @@ def _scored(test_scores: np.ndarray, test_y: np.ndarray, val_scores: np.ndarray,
                 for m in METRICS} for p in PROTOCOLS}
 
 
-def _classify_scores(cfg: dict, data: PreparedData, from_run: Any = None) -> dict:
-    """The loop's own test metrics (it scores its best-on-validation checkpoint) and which epoch that was."""
+def _classify_scores(cfg: dict, data: PreparedData, from_run: Any = None, keep: Optional[Path] = None) -> dict:
+    """The loop's own test metrics (it scores its best-on-validation checkpoint) and which epoch that was;
+    ``keep``: where its validation and test probabilities are saved (for the ensemble)."""
     c = copy.deepcopy(cfg)
     c["eval"]["protocols"] = list(PROTOCOLS)
     run = RunDir.in_memory()
     results = classify(c, run, from_run=from_run, data=data, quiet=True, echo=False)
+    if keep is not None:
+        atomic_write_bytes(keep, run.files["scores.npz"])
     out: dict[str, Any] = {p: {m: float(results["protocols"][p][m]) for m in METRICS} for p in PROTOCOLS}
     out["best_epoch"], out["epochs_run"] = int(results["best_epoch"]), len(run.history)
     return out
 
 
-def run_mulsupcon(cfg: dict, data: PreparedData, backbone_file: Path, mode: str) -> dict:
+def run_mulsupcon(cfg: dict, data: PreparedData, backbone_file: Path, mode: str, keep: Optional[Path] = None) -> dict:
     """Pretrain once per (dataset, seed) (the backbone is kept in ``backbone_file``), then probe or finetune."""
     if backbone_file.is_file():
         backbone = torch.load(backbone_file, map_location="cpu", weights_only=False)
@@ -130,7 +135,7 @@ def run_mulsupcon(cfg: dict, data: PreparedData, backbone_file: Path, mode: str)
         atomic_torch_save(backbone_file, backbone)
     c = copy.deepcopy(cfg)
     c["classify"]["mode"] = mode
-    return _classify_scores(c, data, from_run=backbone)
+    return _classify_scores(c, data, from_run=backbone, keep=keep)
 
 
 def run_scratch(cfg: dict, data: PreparedData, loss: str) -> dict:
@@ -139,12 +144,27 @@ def run_scratch(cfg: dict, data: PreparedData, loss: str) -> dict:
     return _classify_scores(c, data)
 
 
+def run_ensemble(finetuned: Path, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int) -> dict:
+    """The mean of the finetuned model's probabilities (saved by its cell) and a 500-tree forest's."""
+    z = np.load(finetuned)
+    forest = _fit_sklearn("random-forest", parts, seed)
+    (xva, yva), (xte, yte) = parts["val"], parts["test"]
+    return _scored((z["test_scores"] + _probabilities(forest, xte)) / 2, yte,
+                   (z["val_scores"] + _probabilities(forest, xva)) / 2, yva)
+
+
 def run_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int) -> dict:
+    model = _fit_sklearn(kind, parts, seed)
+    (xva, yva), (xte, yte) = parts["val"], parts["test"]
+    return _scored(_probabilities(model, xte), yte, _probabilities(model, xva), yva)
+
+
+def _fit_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int) -> Any:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    (xtr, ytr), (xva, yva), (xte, yte) = parts["train"], parts["val"], parts["test"]
+    xtr, ytr = parts["train"]
     if kind == "sklearn-mlp":
         model = MLPClassifier(hidden_layer_sizes=(256, 512, 256), random_state=seed)
     else:
@@ -152,7 +172,7 @@ def run_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # its default 200 iterations, as a user would run it
         model.fit(xtr, ytr)
-    return _scored(_probabilities(model, xte), yte, _probabilities(model, xva), yva)
+    return model
 
 
 def _probabilities(model: Any, x: np.ndarray) -> np.ndarray:
@@ -211,8 +231,14 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
                 c["seed"] = int(s)
                 t0 = time.perf_counter()
                 with contextlib.redirect_stdout(sys.stderr):
+                    finetuned = work / "scores" / f"{d}-finetune-seed{s}.npz"
+                    if m == "finetune+forest" and not finetuned.is_file():  # an older cell kept no scores
+                        run_mulsupcon(c, data, work / "backbones" / f"{d}-seed{s}.pt", "finetune", keep=finetuned)
                     if m.startswith("mulsupcon-"):
-                        scores = run_mulsupcon(c, data, work / "backbones" / f"{d}-seed{s}.pt", m.split("-")[1])
+                        scores = run_mulsupcon(c, data, work / "backbones" / f"{d}-seed{s}.pt", m.split("-")[1],
+                                               keep=finetuned if m == "mulsupcon-finetune" else None)
+                    elif m == "finetune+forest":
+                        scores = run_ensemble(finetuned, parts, int(s))
                     elif m in ("bce", "asl"):
                         scores = run_scratch(c, data, m)
                     else:

@@ -170,7 +170,9 @@ class RunDir:
             atomic_torch_save(self.path / name, obj)
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        if self.writes_files:
+        if self.path is None:
+            self.files[name] = data  # in memory: kept, like everything else the run would have written
+        elif self.is_main:
             atomic_write_bytes(self.path / name, data)
 
     def write_json(self, name: str, obj: Any) -> None:
