@@ -79,3 +79,15 @@ def test_rows_without_labels_case_keeps_its_rarest_labels():
     y = data.train.labels.numpy()
     assert data.n_labels == 3 and (y.sum(1) == 0).mean() > 0.5  # most rows have no label left
     assert data.train.n + data.val.n == 1500 and data.test.n == 917
+
+
+def test_cli_benchmark_runs_one_cell_and_writes_the_report(tmp_path):
+    require_dataset_folder("flags")
+    from mulsupcon.cli import main
+
+    out = tmp_path / "b.md"
+    code = main(["benchmark", "vectors", "--datasets", "flags", "--seeds", "0", "--methods", "bce", "random-forest",
+                 "--set", "classify.epochs=2", "--work", str(tmp_path / "w"), "--out", str(out)])
+    assert code == 0 and "| flags | 103 | 7 |" in out.read_text()
+    assert "classify.epochs" in out.read_text()  # the overrides are part of the report
+    assert main(["benchmark", "vectors", "--datasets", "nope", "--work", str(tmp_path / "w2")]) == 2

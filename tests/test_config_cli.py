@@ -72,7 +72,7 @@ def test_cli_config_show_and_help_run_as_a_program():
     assert "steps_per_epoch: 1000" in out
     out = subprocess.run([sys.executable, "-m", "mulsupcon", "--help"], capture_output=True, text=True,
                          env={"PYTHONPATH": SRC, "PATH": ""}, check=True).stdout
-    for cmd in ("pretrain", "train", "evaluate", "demo", "datasets", "plot", "reproduce"):
+    for cmd in ("pretrain", "train", "evaluate", "demo", "datasets", "plot", "reproduce", "benchmark"):
         assert cmd in out
 
 

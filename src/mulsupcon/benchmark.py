@@ -60,6 +60,7 @@ DATASETS = ("yeast", "scene", "medical", "genbase", "flags", "bibtex", "corel5k"
 METRICS = ("mAP", "hamming_accuracy", "example_f1", "macro_f1", "micro_f1", "precision_at_1")
 PROTOCOLS = ("validation", "paper")
 NO_LABEL_CASES = {"yeast-3labels": ("yeast", 3)}
+shapes: dict[str, dict] = {}  # dataset -> its row counts (also saved beside its cells)
 
 
 # ----------------------------------------------------------------------------- data
@@ -253,8 +254,6 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
     return out
 
 
-shapes: dict[str, dict] = {}
-
 
 def _load_cells(work: Path, datasets: Sequence[str], seeds: Sequence[int], methods: Sequence[str]) -> dict:
     found: dict = {}
@@ -273,8 +272,9 @@ def _mean_std(cells: list[dict], protocol: str, metric: str) -> tuple[float, flo
 
 
 def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence[int], methods: Sequence[str],
-                 config: str, overrides: Optional[Mapping[str, Any]], command: str) -> None:
-    """The markdown report from the cells found under ``work`` (also for a partial benchmark)."""
+                 config: str, overrides: Optional[Mapping[str, Any]], command: str, notes: Sequence[str] = ()) -> None:
+    """The markdown report from the cells found under ``work`` (also for a partial benchmark); ``notes``:
+    paragraphs added under the summary."""
     found = _load_cells(Path(work), datasets, seeds, methods)
     lines = ["# MulSupCon against the usual alternatives on vector data", "",
              f"Command: `{command or 'mulsupcon benchmark vectors'}`", "",
@@ -306,6 +306,8 @@ def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence
         row.append(("yes" if _mean_std(ft, "validation", "mAP")[0] >= _mean_std(mlp, "validation", "mAP")[0] else "no")
                    if ft and mlp else "-")
         lines.append("| " + " | ".join(row) + " |")
+    for note in notes:
+        lines += ["", note]
     for protocol in PROTOCOLS:
         lines += ["", f"## All six metrics, {protocol} protocol", ""]
         for d in datasets:
