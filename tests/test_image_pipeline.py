@@ -189,12 +189,17 @@ def test_image_pretraining_is_identical_with_and_without_loader_workers(tmp_path
         cfg["pretrain"]["num_workers"] = workers
         pretrain(cfg, tmp_path / f"w{workers}", quiet=True, echo=False, data=data)
         states.append(load_checkpoint(tmp_path / f"w{workers}" / "checkpoints" / "last.pt"))
+    assert_same_run(*states)
+
+
+def assert_same_run(a: dict, b: dict) -> None:
+    """Two checkpoints hold the same history (but for wall times) and bitwise-equal weights."""
     def without_times(history):
         return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
-    assert without_times(states[0]["history"]) == without_times(states[1]["history"])
-    for key, value in states[0]["model"].items():
-        torch.testing.assert_close(states[1]["model"][key], value, rtol=0, atol=0, msg=key)
+    assert without_times(a["history"]) == without_times(b["history"])
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
 
 
 @pytest.mark.parametrize("augment", ["flip_crop", "none"])
@@ -216,10 +221,7 @@ def test_image_classification_augments_in_workers_and_is_identical_for_any_worke
         cfg["classify"]["num_workers"] = workers
         classify(cfg, tmp_path / f"w{workers}", quiet=True, echo=False, data=data)
         states.append(load_checkpoint(tmp_path / f"w{workers}" / "checkpoints" / "last.pt"))
-    strip = [[{k: v for k, v in h.items() if k != "seconds"} for h in s["history"]] for s in states]
-    assert strip[0] == strip[1]
-    for key, value in states[0]["model"].items():
-        torch.testing.assert_close(states[1]["model"][key], value, rtol=0, atol=0, msg=key)
+    assert_same_run(*states)
     # The views really are augmented (flip_crop) or not (none), batch by batch, in the loader.
     size = data.input_shape[-1]
     batches = training_batches(cfg, data, dist_utils.context(), torch.device("cpu"),

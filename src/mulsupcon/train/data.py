@@ -38,7 +38,7 @@ class TensorSource:
         self.is_image = ds.is_image
         self.labels = torch.from_numpy(np.ascontiguousarray(ds.labels))
         self._csr: Optional[sp.csr_matrix] = None
-        self._mapped = None
+        self._mapped: Optional[RowSubset] = None
         self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)  # (F,) or None
         self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
         if ds.is_sparse:
@@ -49,7 +49,7 @@ class TensorSource:
             # An image cache (or rows of one): rows are read from the file when a batch asks for them;
             # nothing is copied up front, and DataLoader workers map the file themselves.
             self.features = None
-            self._mapped: Optional[RowSubset] = RowSubset(ds.features)
+            self._mapped = RowSubset(ds.features)
             self.sample_shape = tuple(ds.features.shape[1:])
         elif ds.is_image:
             self.features = torch.from_numpy(np.ascontiguousarray(ds.features))
