@@ -280,3 +280,41 @@ def test_in_memory_runs_write_nothing_and_equal_folder_runs(small_setup, tmp_pat
     results = classify(c, cls, from_run=mem.files["backbone.pt"], quiet=True, data=data)
     assert results["protocols"]["fixed"]["mAP"] > 0 and len(cls.history) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_selection_by_validation_map_breaks_ties_by_validation_loss():
+    from mulsupcon.train.classify import selection_score
+
+    epochs = [{"val_mAP": 0.5, "val_loss": 0.30}, {"val_mAP": 0.9, "val_loss": 0.20},
+              {"val_mAP": 0.9, "val_loss": 0.10}, {"val_mAP": 0.9, "val_loss": 0.15}, {"val_mAP": 0.8, "val_loss": 0.05}]
+    assert min(range(5), key=lambda i: selection_score(epochs[i], "val_mAP")) == 2  # the tie goes to the lower loss
+    assert min(range(5), key=lambda i: selection_score(epochs[i], "val_loss")) == 4
+
+
+def test_val_map_selection_drives_the_checkpoint_and_the_plateau(small_setup):
+    """The chosen epoch is the history's best (mAP, then loss); the LR plateau follows the validation mAP."""
+    cfg, data, root = small_setup
+    # lr 3e-2: the validation mAP peaks (epoch 4 here) while the validation loss still falls
+    c, res = _trained(cfg, data, root, "scratch", epochs=8, lr=3e-2, select_by="val_mAP", plateau_patience=0,
+                      plateau_cooldown=0, early_stop_patience=100)
+    run = sorted(p for p in root.iterdir() if p.name.startswith("scratch"))[-1]
+    hist = json.loads((run / "history.json").read_text())
+    assert res["best_epoch"] == 1 + min(range(len(hist)), key=lambda i: (-hist[i]["val_mAP"], hist[i]["val_loss"]))
+    # an independent replay of the plateau rule on the recorded validation mAP: patience 0, factor 0.1
+    lr, best_map = 3e-2, -1.0
+    for h in hist:
+        if h["val_mAP"] > best_map * (1 + float(c["classify"]["plateau_threshold"])):
+            best_map = h["val_mAP"]
+        else:
+            lr *= float(c["classify"]["plateau_factor"])
+        assert h["lr"] == pytest.approx(lr)
+    assert lr < 3e-2, "the case must include an epoch where the mAP did not improve"
+
+
+def test_constant_scheduler_keeps_the_learning_rate(small_setup):
+    cfg, data, root = small_setup
+    _, res = _trained(cfg, data, root, "scratch", epochs=8, lr=3e-2, select_by="val_mAP", scheduler="constant",
+                      plateau_patience=0, plateau_cooldown=0, early_stop_patience=100)
+    run = sorted(p for p in root.iterdir() if p.name.startswith("scratch"))[-1]
+    hist = json.loads((run / "history.json").read_text())
+    assert len(hist) == 8 and all(h["lr"] == 3e-2 for h in hist)

@@ -88,12 +88,13 @@ DEFAULTS: dict[str, Any] = {
         "lr": 4.0e-4,  # linear layer (and the whole model in scratch mode)
         "lr_backbone": 4.0e-5,  # finetune mode
         "weight_decay": 0.0,
+        "scheduler": "plateau",  # plateau (ReduceLROnPlateau on the select_by criterion) | constant
         "plateau_factor": 0.1,
         "plateau_patience": 2,
         "plateau_cooldown": 1,
         "plateau_threshold": 1.0e-3,
         "early_stop_patience": 20,
-        "select_by": "val_loss",  # val_loss | val_mAP: which checkpoint is evaluated on test
+        "select_by": "val_loss",  # val_loss | val_mAP (ties broken by the loss): the checkpoint evaluated on test
         "augment": "none",  # none | mask (vectors) | flip_crop | pretrain (images)
         "num_workers": 0,  # images: DataLoader workers computing the training views
         "asl_gamma_neg": 4.0,
@@ -246,6 +247,7 @@ _CHOICES = {
     ("classify", "loss"): ("bce", "asl"),
     ("classify", "optimizer"): ("adam", "sgd"),
     ("classify", "select_by"): ("val_loss", "val_mAP"),
+    ("classify", "scheduler"): ("plateau", "constant"),
     ("classify", "augment"): ("none", "mask", "flip_crop", "pretrain"),
     ("pretrain", "amp"): (False, True, "bf16", "fp16"),
 }
