@@ -48,7 +48,9 @@ def test_generation_is_fast():
     make_multidigits(seed=5)  # warm the sklearn load
     t0 = time.perf_counter()
     make_multidigits(seed=6)
-    assert time.perf_counter() - t0 < 1.0
+    # 0.5 s measured on a VM four times slower than usual; the bound leaves room for a busy one (7 s with four
+    # processes on it), while a per-canvas Python loop would take minutes
+    assert time.perf_counter() - t0 < 3.0
 
 
 def test_sources_disjoint_and_complete(digits_splits, sk_digits):

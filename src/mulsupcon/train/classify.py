@@ -3,7 +3,7 @@
 * ``probe``: the pretrained backbone is frozen AND kept in eval mode (dropout off, BatchNorm
   statistics fixed); only the linear layer learns.
 * ``finetune``: everything learns; the linear layer at ``lr``, the backbone at ``lr_backbone``
-  (4e-4 / 4e-5 in the paper's vector configs; 4e-4 for both in `configs/vectors.yaml`).
+  (4e-4 / 4e-5 for vectors, as in the paper).
 * ``scratch``: a randomly initialised backbone trained with BCE (or ASL) — the paper's baseline.
 
 Every epoch the validation split is scored by ``select_by`` (the validation loss, or the validation
