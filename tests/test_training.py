@@ -313,8 +313,8 @@ def test_val_map_selection_drives_the_checkpoint_and_the_plateau(small_setup):
 
 def test_constant_scheduler_keeps_the_learning_rate(small_setup):
     cfg, data, root = small_setup
-    _, res = _trained(cfg, data, root, "scratch", epochs=8, lr=3e-2, select_by="val_mAP", scheduler="constant",
-                      plateau_patience=0, plateau_cooldown=0, early_stop_patience=100)
+    _trained(cfg, data, root, "scratch", epochs=8, lr=3e-2, select_by="val_mAP", scheduler="constant",
+             plateau_patience=0, plateau_cooldown=0, early_stop_patience=100)
     run = sorted(p for p in root.iterdir() if p.name.startswith("scratch"))[-1]
     hist = json.loads((run / "history.json").read_text())
     assert len(hist) == 8 and all(h["lr"] == 3e-2 for h in hist)
