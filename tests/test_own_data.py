@@ -287,6 +287,32 @@ def test_logger_callable_and_tensorboard(tmp_path):
     assert [e.step for e in events.Scalars("scratch/val_mAP")] == [1, 2]
 
 
+def test_epoch_hook_sees_the_scored_model_and_changes_nothing(tmp_path):
+    """The hook gets the model that produced the epoch's validation mAP (rescoring it in the hook gives the
+    same number), once per epoch, and scoring inside it leaves the run identical (dropout back on, same RNG)."""
+    from mulsupcon.config import load_config
+    from mulsupcon.data import from_arrays
+    from mulsupcon.metrics import evaluate
+    from mulsupcon.train.classify import classify, score_split
+    from mulsupcon.train.data import as_prepared
+
+    x, y = _vectors(80)
+    cfg = load_config(None, {"model.hidden": [16], "model.head_hidden": 8, "model.embed_dim": 8, "classify.epochs": 3,
+                             "classify.mode": "scratch", "classify.early_stop_patience": 10})
+    data = as_prepared(from_arrays(x, y, label_names=LABELS), cfg["dataset"])
+    rescored = []
+
+    def hook(model, record):
+        vs, vt, _ = score_split(model, data.val, torch.device("cpu"))
+        rescored.append((record["epoch"], float(evaluate(vs, vt, protocol="fixed")["mAP"]), record["val_mAP"]))
+
+    with_hook = classify(cfg, tmp_path / "a", data=data, quiet=True, echo=False, epoch_hook=hook)
+    without = classify(cfg, tmp_path / "b", data=data, quiet=True, echo=False)
+    assert [e for e, _, _ in rescored] == [1, 2, 3]
+    assert all(abs(a - b) < 1e-12 for _, a, b in rescored)
+    assert with_hook["protocols"]["fixed"] == without["protocols"]["fixed"]
+
+
 def test_onnx_export_is_a_valid_model(tmp_path):
     onnx = pytest.importorskip("onnx")
     x, y = _vectors(60)

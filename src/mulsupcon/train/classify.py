@@ -153,12 +153,16 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
              from_run: Optional[str | Path | Mapping[str, Any]] = None,
              resume: bool = False, quiet: bool = False, data: Optional[PreparedData] = None,
              stop_after_epochs: Optional[int] = None, echo: bool = True,
-             logger: Optional[Callable[[dict], None]] = None) -> dict:
+             logger: Optional[Callable[[dict], None]] = None,
+             epoch_hook: Optional[Callable[[MultiLabelClassifier, dict], None]] = None) -> dict:
     """Train a classifier (``cfg["classify"]["mode"]``) and evaluate its best checkpoint on test.
 
     Returns the metrics dict written to ``metrics.json`` (one entry per protocol), or an empty dict when
     stopped early by ``stop_after_epochs`` (then ``--resume`` continues). Arguments as for
     :func:`mulsupcon.train.pretrain.pretrain`; ``from_run`` names the pretrained run (probe, finetune).
+    ``epoch_hook(model, record)``, on the main process after each epoch's checkpoint, sees the model as it
+    stands (a diagnostic, e.g. scoring the test split every epoch in ``benchmarks/selection_rules.py``; it
+    must not change the model).
     """
     ctx = dist_utils.context()
     c, seed = cfg["classify"], int(cfg["seed"])
@@ -255,6 +259,8 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             best["stopped"] = best["bad_epochs"] >= int(c["early_stop_patience"])
             history.append(record)
             run.epoch_done(record)
+            if epoch_hook is not None and ctx.is_main:
+                epoch_hook(model, dict(record))
             run.save_checkpoint("last", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                          "plateau": plateau.state_dict(), "epoch": epoch + 1, "history": history,
                                          "best": best, "rng": rng_state(), "config": dict(cfg)})
