@@ -31,7 +31,6 @@ import torch
 from mulsupcon import benchmark as bench
 from mulsupcon.metrics import mean_average_precision
 from mulsupcon.train.classify import classify, score_split
-from mulsupcon.train.pretrain import pretrain
 from mulsupcon.train.rundir import RunDir
 
 PATIENCE = 50
@@ -58,15 +57,7 @@ def trace(dataset: str, seed: int, method: str, backbones: Path) -> dict:
     c["eval"]["protocols"] = ["fixed"]
     backbone = None
     if method == "finetune":
-        file = backbones / f"{dataset}-seed{seed}.pt"
-        if file.is_file():
-            backbone = torch.load(file, map_location="cpu", weights_only=False)
-        else:
-            run = RunDir.in_memory()
-            pretrain(cfg, run, data=data, quiet=True, echo=False)
-            backbone = run.files["backbone.pt"]
-            file.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(backbone, file)
+        backbone = bench.pretrained_backbone(cfg, data, backbones / f"{dataset}-seed{seed}.pt")
         c["classify"]["mode"] = "finetune"
     else:
         c["classify"].update(mode="scratch", loss="bce")

@@ -125,15 +125,19 @@ def _classify_scores(cfg: dict, data: PreparedData, from_run: Any = None, keep: 
     return out
 
 
+def pretrained_backbone(cfg: dict, data: PreparedData, backbone_file: Path) -> dict:
+    """The contents of ``backbone_file``, pretraining (and saving it there) first when it does not exist."""
+    if backbone_file.is_file():
+        return torch.load(backbone_file, map_location="cpu", weights_only=False)
+    run = RunDir.in_memory()
+    pretrain(cfg, run, data=data, quiet=True, echo=False)
+    atomic_torch_save(backbone_file, run.files["backbone.pt"])
+    return run.files["backbone.pt"]
+
+
 def run_mulsupcon(cfg: dict, data: PreparedData, backbone_file: Path, mode: str, keep: Optional[Path] = None) -> dict:
     """Pretrain once per (dataset, seed) (the backbone is kept in ``backbone_file``), then probe or finetune."""
-    if backbone_file.is_file():
-        backbone = torch.load(backbone_file, map_location="cpu", weights_only=False)
-    else:
-        run = RunDir.in_memory()
-        pretrain(cfg, run, data=data, quiet=True, echo=False)
-        backbone = run.files["backbone.pt"]
-        atomic_torch_save(backbone_file, backbone)
+    backbone = pretrained_backbone(cfg, data, backbone_file)
     c = copy.deepcopy(cfg)
     c["classify"]["mode"] = mode
     return _classify_scores(c, data, from_run=backbone, keep=keep)
