@@ -26,7 +26,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mulsupcon import benchmark as bench
 from mulsupcon.metrics import mean_average_precision
@@ -45,8 +44,9 @@ def trace(dataset: str, seed: int, method: str, backbones: Path) -> dict:
     rows: dict[str, list] = {"val_mAP": [], "val_loss": [], "val_se": [], "test_mAP": []}
 
     def hook(model, record):
-        vs, vt, _ = score_split(model, data.val, torch.device("cpu"))
-        ts, tt, _ = score_split(model, data.test, torch.device("cpu"))
+        device = next(model.parameters()).device  # the run's device (a GPU when the config picks one)
+        vs, vt, _ = score_split(model, data.val, device)  # again: the record holds the mAP, not the scores
+        ts, tt, _ = score_split(model, data.test, device)
         boot = [mean_average_precision(vs[i], vt[i]) for i in (rng.integers(0, len(vs), len(vs)) for _ in range(30))]
         rows["val_mAP"].append(record["val_mAP"])
         rows["val_loss"].append(record["val_loss"])

@@ -160,7 +160,7 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
     Returns the metrics dict written to ``metrics.json`` (one entry per protocol), or an empty dict when
     stopped early by ``stop_after_epochs`` (then ``--resume`` continues). Arguments as for
     :func:`mulsupcon.train.pretrain.pretrain`; ``from_run`` names the pretrained run (probe, finetune).
-    ``epoch_hook(model, record)``, on the main process after each epoch's checkpoint, sees the model as it
+    ``epoch_hook(model, record)``, on the main process after each epoch's validation, sees the model as it
     stands (a diagnostic, e.g. scoring the test split every epoch in ``benchmarks/selection_rules.py``; it
     must not change the model).
     """
