@@ -91,3 +91,32 @@ def test_cli_benchmark_runs_one_cell_and_writes_the_report(tmp_path):
     assert code == 0 and "| flags | 103 | 7 |" in out.read_text()
     assert "classify.epochs" in out.read_text()  # the overrides are part of the report
     assert main(["benchmark", "vectors", "--datasets", "nope", "--work", str(tmp_path / "w2")]) == 2
+
+
+def _cell(work, dataset, method, seed, **metrics):
+    from mulsupcon.benchmark import METRICS
+
+    scores = {m: metrics.get(m, 0.5) for m in METRICS}
+    path = work / "cells" / dataset / f"{method}-seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"dataset": dataset, "method": method, "seed": seed, "seconds": 1.0,
+                                "metrics": {"validation": scores, "paper": scores}}))
+
+
+def test_compare_trials_counts_wins_against_the_reference_bce_on_shared_seeds(tmp_path):
+    from mulsupcon.benchmark import compare_trials
+
+    ref, trial = tmp_path / "ref", tmp_path / "trial"
+    for s, bce_map in ((0, 0.40), (1, 0.42)):
+        _cell(ref, "flags", "bce", s, mAP=bce_map, hamming_accuracy=0.9)
+        _cell(ref, "flags", "sklearn-mlp", s, mAP=0.30)
+        _cell(ref, "flags", "mulsupcon-finetune", s, mAP=0.30)  # loses mAP, ties the rest: 0 wins
+        _cell(ref, "flags", "mulsupcon-probe", s, mAP=0.25)
+    # the trial: seed 0 only; beats the paired BCE seed (0.40, not the two-seed mean 0.41) on mAP and
+    # example_f1, loses hamming accuracy, ties the other three: 2 wins
+    _cell(trial, "flags", "mulsupcon-finetune", 0, mAP=0.405, hamming_accuracy=0.8, example_f1=0.6)
+    _cell(trial, "flags", "mulsupcon-finetune", 7, mAP=0.99)  # no BCE seed 7 in the reference: ignored
+    table = compare_trials(ref, [trial])
+    row = [line for line in table.splitlines() if line.startswith("| flags")]
+    assert row == ["| flags | 0.410 | 0.300 | 0.300, 0, 0.250 | 0.405, 2, - (1 of 2 seeds) |"]
+    assert "ref: finetune mAP" in table and "trial: finetune mAP" in table

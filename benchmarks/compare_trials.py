@@ -1,0 +1,25 @@
+"""Trials of new defaults against the shipped ones, from `mulsupcon benchmark vectors` work folders.
+
+    mulsupcon benchmark vectors --datasets medical flags --methods mulsupcon-finetune mulsupcon-probe bce sklearn-mlp \
+        --work runs/benchmark
+    mulsupcon benchmark vectors --datasets medical flags --methods mulsupcon-finetune mulsupcon-probe \
+        --set pretrain.momentum=0.99 --work runs/trial-momentum
+    python benchmarks/compare_trials.py runs/benchmark runs/trial-momentum
+
+prints, per dataset, each folder's finetune mAP, its wins (of 6 metrics) against the reference's BCE and
+its probe mAP (see mulsupcon.benchmark.compare_trials). A trial that changes only classification can
+reuse the reference's backbones: copy runs/benchmark/backbones into its folder first.
+"""
+
+import argparse
+from pathlib import Path
+
+from mulsupcon.benchmark import compare_trials
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("reference", type=Path, help="the work folder run with the shipped config")
+    ap.add_argument("trials", type=Path, nargs="+", help="work folders run with --set overrides")
+    ap.add_argument("--datasets", nargs="+", default=None)
+    args = ap.parse_args()
+    print(compare_trials(args.reference, args.trials, args.datasets), end="")
