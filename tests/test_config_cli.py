@@ -145,6 +145,7 @@ def test_a_bounded_schedule_runs_and_says_so(tmp_path):
 def test_an_explicit_epoch_count_is_not_bounded_by_the_default_steps():
     base = load_config("vectors")
     assert (base["pretrain"]["min_steps"], base["pretrain"]["max_steps"]) == (3000, 20000)
+    assert base["pretrain"]["weight_decay"] == 1e-4 and load_config("yeast")["pretrain"]["weight_decay"] == 0.0
     mine = load_config("vectors", {"pretrain.epochs": 2})
     assert mine["pretrain"]["epochs"] == 2 and mine["pretrain"]["min_steps"] is None and mine["pretrain"]["max_steps"] is None
     both = load_config("vectors", {"pretrain.epochs": 2, "pretrain.min_steps": 10})
