@@ -350,7 +350,7 @@ def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[S
     reference, trials = Path(reference), [Path(t) for t in trials]
     if datasets is None:
         datasets = [d for d in DATASETS if (reference / "cells" / d).is_dir()]
-    seeds = range(1000)  # whatever seeds the cells hold
+    seeds = sorted({int(f.stem.rsplit("-seed", 1)[1]) for w in [reference, *trials] for f in w.glob("cells/*/*-seed*.json")})
     ref = _load_cells(reference, datasets, seeds, METHODS)
     runs = [reference] + trials
     found = [ref] + [_load_cells(t, datasets, seeds, METHODS) for t in trials]
