@@ -71,6 +71,23 @@ def test_the_sklearn_rows_are_scored_like_an_independent_computation(tmp_path):
     assert got["validation"]["mAP"] == pytest.approx(expect, abs=1e-9)
 
 
+def test_the_logistic_regression_row_is_one_independent_model_per_label():
+    require_dataset_folder("flags")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+
+    from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, run_sklearn
+
+    parts = arrays(benchmark_data("flags", benchmark_config("flags")))
+    got = run_sklearn("logistic-regression", parts, seed=0)
+    (xtr, ytr), (xte, yte) = parts["train"], parts["test"]
+    proba = np.stack([LogisticRegression(max_iter=1000).fit(xtr, ytr[:, j]).predict_proba(xte)[:, 1]
+                      for j in range(ytr.shape[1])], axis=1)
+    present = yte.sum(0) > 0
+    expect = np.mean([average_precision_score(yte[:, j], proba[:, j]) for j in np.flatnonzero(present)])
+    assert got["validation"]["mAP"] == pytest.approx(expect, abs=1e-9)
+
+
 def test_rows_without_labels_case_keeps_its_rarest_labels():
     require_dataset_folder("yeast")
     from mulsupcon.benchmark import benchmark_config, benchmark_data
