@@ -157,14 +157,14 @@ def run_ensemble(finetuned: Path, parts: Mapping[str, tuple[np.ndarray, np.ndarr
     z = np.load(finetuned)
     forest = _fit_sklearn("random-forest", parts, seed)
     (xva, yva), (xte, yte) = parts["val"], parts["test"]
-    return _scored((z["test_scores"] + _probabilities(forest, xte)) / 2, yte,
-                   (z["val_scores"] + _probabilities(forest, xva)) / 2, yva)
+    return _scored((z["test_scores"] + positive_probabilities(forest, xte)) / 2, yte,
+                   (z["val_scores"] + positive_probabilities(forest, xva)) / 2, yva)
 
 
 def run_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int) -> dict:
     model = _fit_sklearn(kind, parts, seed)
     (xva, yva), (xte, yte) = parts["val"], parts["test"]
-    return _scored(_probabilities(model, xte), yte, _probabilities(model, xva), yva)
+    return _scored(positive_probabilities(model, xte), yte, positive_probabilities(model, xva), yva)
 
 
 def _fit_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int) -> Any:
@@ -190,7 +190,7 @@ def _fit_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], 
     return model
 
 
-def _probabilities(model: Any, x: np.ndarray) -> np.ndarray:
+def positive_probabilities(model: Any, x: np.ndarray) -> np.ndarray:
     """(N, L) probability of label 1 from a scikit-learn multi-label classifier."""
     p = model.predict_proba(x)
     if isinstance(p, list):  # a forest: one (N, classes seen) array per label
