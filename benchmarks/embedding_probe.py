@@ -15,7 +15,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, positive_probabilities, pretrained_backbone
