@@ -35,13 +35,13 @@ def test_benchmark_on_flags_scores_every_method_and_resumes(tmp_path, capsys):
     # The ensemble is the mean of the finetuned model's saved probabilities and a forest's (recomputed here).
     from sklearn.ensemble import RandomForestClassifier
 
-    from mulsupcon.benchmark import _probabilities, arrays, benchmark_config, benchmark_data
+    from mulsupcon.benchmark import positive_probabilities, arrays, benchmark_config, benchmark_data
     from mulsupcon.metrics import evaluate
 
     parts = arrays(benchmark_data("flags", benchmark_config("flags", overrides=FAST)))
     z = np.load(tmp_path / "w" / "scores" / "flags-finetune-seed1.npz")
     forest = RandomForestClassifier(n_estimators=500, random_state=1, n_jobs=-1).fit(*parts["train"])
-    mean = (z["test_scores"] + _probabilities(forest, parts["test"][0])) / 2
+    mean = (z["test_scores"] + positive_probabilities(forest, parts["test"][0])) / 2
     ens = json.loads((tmp_path / "w" / "cells" / "flags" / "finetune+forest-seed1.json").read_text())["metrics"]
     assert ens["paper"]["micro_f1"] == pytest.approx(evaluate(mean, parts["test"][1], protocol="paper")["micro_f1"])
     report = out.read_text()
