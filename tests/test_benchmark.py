@@ -35,7 +35,7 @@ def test_benchmark_on_flags_scores_every_method_and_resumes(tmp_path, capsys):
     # The ensemble is the mean of the finetuned model's saved probabilities and a forest's (recomputed here).
     from sklearn.ensemble import RandomForestClassifier
 
-    from mulsupcon.benchmark import positive_probabilities, arrays, benchmark_config, benchmark_data
+    from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, positive_probabilities
     from mulsupcon.metrics import evaluate
 
     parts = arrays(benchmark_data("flags", benchmark_config("flags", overrides=FAST)))

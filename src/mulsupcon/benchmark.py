@@ -181,8 +181,10 @@ def _fit_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], 
         # max_iter above the default 100: lbfgs stops short on the wide sparse sets; a label that never
         # occurs in the training rows gets a constant predictor (OneVsRestClassifier warns, we keep quiet).
         model = OneVsRestClassifier(LogisticRegression(max_iter=1000))
-    else:
+    elif kind == "random-forest":
         model = RandomForestClassifier(n_estimators=500, random_state=seed, n_jobs=-1)
+    else:
+        raise ValueError(f"unknown scikit-learn method {kind!r}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # its default 200 iterations, as a user would run it
         warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
