@@ -110,6 +110,16 @@ def test_cli_benchmark_runs_one_cell_and_writes_the_report(tmp_path):
     assert main(["benchmark", "vectors", "--datasets", "nope", "--work", str(tmp_path / "w2")]) == 2
 
 
+def test_repeated_set_flags_all_apply():
+    """`--set a=1 --set b=2` keeps both (a second --set once silently replaced the first)."""
+    from mulsupcon.cli import build_parser
+
+    args, _ = build_parser().parse_known_args(["benchmark", "vectors", "--set", "classify.head_init=fit",
+                                               "--set", "classify.lr=0.1", "classify.epochs=3"])
+    assert args.set == ["classify.head_init=fit", "classify.lr=0.1", "classify.epochs=3"]
+    assert build_parser().parse_known_args(["benchmark", "vectors"])[0].set == []
+
+
 def _cell(work, dataset, method, seed, **metrics):
     from mulsupcon.benchmark import METRICS
 

@@ -318,3 +318,57 @@ def test_constant_scheduler_keeps_the_learning_rate(small_setup):
     run = sorted(p for p in root.iterdir() if p.name.startswith("scratch"))[-1]
     hist = json.loads((run / "history.json").read_text())
     assert len(hist) == 8 and all(h["lr"] == 3e-2 for h in hist)
+
+
+def test_fit_logistic_matches_scikit_learn_per_label():
+    """Oracle: one scikit-learn LogisticRegression(C) per label on the standardised features."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mulsupcon.train.classify import fit_logistic
+
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(200, 6)) * np.array([1, 5, 0.2, 3, 1, 10]) + 2.0  # uneven scales: standardisation matters
+    truth = rng.normal(size=(6, 3))
+    y = (h @ truth + rng.normal(size=(200, 3)) > 2.0).astype(np.float32)
+    for c in (0.05, 1.0):
+        w, b, iterations = fit_logistic(torch.tensor(h, dtype=torch.float32), torch.tensor(y), c)
+        assert iterations > 0
+        z = (h - h.mean(0)) / h.std(0)
+        for j in range(3):
+            ref = LogisticRegression(C=c, tol=1e-10, max_iter=10000).fit(z, y[:, j])
+            ours = h @ w[j].double().numpy() + float(b[j])
+            np.testing.assert_allclose(ours, ref.decision_function(z), rtol=2e-3, atol=5e-3)  # float32 L-BFGS
+
+
+def test_fitted_head_starts_finetuning_and_is_the_first_candidate(small_setup):
+    """head_init=fit: the linear layer starts as the validation-chosen logistic regression, which is
+    checkpoint "epoch 0"; a run whose training only makes it worse evaluates that head."""
+    from mulsupcon.train.classify import build_classifier, fit_linear_head, frozen_features, score_split
+
+    cfg, data, root = small_setup
+    model, _ = build_classifier(cfg, data, root / "pre")
+    info = fit_linear_head(model, data.train, data.val, torch.device("cpu"), c_grid=[0.01, 1.0])
+    assert info["C"] in (0.01, 1.0)
+    h, y = frozen_features(model, data.train, torch.device("cpu"))
+    with torch.no_grad():
+        fresh = torch.nn.BCEWithLogitsLoss()(model.fc(h), y)
+    assert float(fresh) < float(np.log(2)), "the fitted head must beat a constant 0.5"
+    # lr 10: finetuning ruins the model, so the fitted head (epoch 0) is the best checkpoint
+    c, res = _trained(cfg, data, root, "finetune", head_init="fit", head_fit_c=[0.01, 1.0], lr=10.0,
+                      lr_backbone=10.0, select_by="val_mAP", early_stop_patience=100)
+    assert res["best_epoch"] == 0
+    run = sorted(p for p in root.iterdir() if p.name.startswith("finetune"))[-1]
+    best = load_checkpoint(run / "checkpoints" / "best.pt")["model"]
+    torch.testing.assert_close(best["fc.weight"], model.fc.weight.detach())
+    assert "logistic regression on the frozen features" in (run / "log.txt").read_text()
+    s, _, _ = score_split(model, data.test, torch.device("cpu"))
+    np.testing.assert_allclose(np.load(run / "scores.npz")["test_scores"], s, rtol=1e-5, atol=1e-6)
+
+
+def test_head_init_options_are_validated():
+    with pytest.raises(ValueError, match="classify.head_init"):
+        load_config("demo", {"classify.head_init": "zeros"})
+    with pytest.raises(ValueError, match="classify.head_fit_c"):
+        load_config("demo", {"classify.head_fit_c": [0.1, -1]})
+    with pytest.raises(ValueError, match="classify.head_fit_c"):
+        load_config("demo", {"classify.head_fit_c": []})

@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=None, help="default: all (see mulsupcon.benchmark.METHODS)")
     p.add_argument("--config", default="vectors", help="the config MulSupCon, BCE and ASL run with")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. classify.epochs=100")
+    p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. classify.epochs=100 (repeatable: every --set adds to the list)")
     p.add_argument("--out", default="results/baselines.md")
     p.add_argument("--work", default="runs/benchmark", help="per-result files (a rerun continues from them)")
 

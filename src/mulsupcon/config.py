@@ -96,6 +96,8 @@ DEFAULTS: dict[str, Any] = {
         "early_stop_patience": 20,
         "select_by": "val_loss",  # val_loss | val_mAP (ties broken by the loss): the checkpoint evaluated on test
         "augment": "none",  # none | mask (vectors) | flip_crop | pretrain (images)
+        "head_init": "random",  # random | fit (probe/finetune: start from a logistic regression on the frozen features)
+        "head_fit_c": [0.01, 0.1, 1.0],  # head_init=fit: inverse L2 strengths (scikit-learn's C); validation mAP picks
         "num_workers": 0,  # images: DataLoader workers computing the training views
         "asl_gamma_neg": 4.0,
         "asl_gamma_pos": 0.0,
@@ -249,6 +251,7 @@ _CHOICES = {
     ("classify", "select_by"): ("val_loss", "val_mAP"),
     ("classify", "scheduler"): ("plateau", "constant"),
     ("classify", "augment"): ("none", "mask", "flip_crop", "pretrain"),
+    ("classify", "head_init"): ("random", "fit"),
     ("pretrain", "amp"): (False, True, "bf16", "fp16"),
 }
 _NOT_ONLY_BOOL = {"pretrain.amp"}  # true/false or a name: checked by _CHOICES
@@ -300,6 +303,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"pretrain.min_steps ({lo}) is larger than pretrain.max_steps ({hi})")
     if not float(cfg["pretrain"]["temperature"]) > 0:
         raise ValueError(f"pretrain.temperature must be > 0, got {cfg['pretrain']['temperature']!r}")
+    grid = cfg["classify"]["head_fit_c"]
+    if not grid or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 for v in grid):
+        raise ValueError(f"classify.head_fit_c must be a non-empty list of numbers > 0 (e.g. [0.01,0.1,1]), got {grid!r}")
     if not 0.0 <= float(cfg["pretrain"]["mask_prob"]) < 1.0:
         raise ValueError(f"pretrain.mask_prob must be in [0, 1), got {cfg['pretrain']['mask_prob']!r}")
     vf = float(cfg["dataset"]["val_fraction"])
