@@ -123,6 +123,18 @@ def test_fit_predict_transform_clone_pickle_and_it_learns():
     assert c.get_params()["mode"] == "scratch"
 
 
+def test_fitted_head_option_reaches_the_probe():
+    """head_init="fit" reaches the classification loop: after one probe epoch the fitted layer ranks far
+    better than a random layer trained for that epoch."""
+    X, Y, Xt, Yt = _multidigit_vectors()
+    kw = dict(hidden=(64, 64), embed_dim=32, pretrain_epochs=5, epochs=1, batch_size=32, pretrain_batch_size=64,
+              queue_size=128, mode="probe", random_state=0)
+    assert MulSupConClassifier(head_init="fit")._config()["classify"]["head_init"] == "fit"
+    fitted = MulSupConClassifier(head_init="fit", **kw).fit(X, Y)
+    random = MulSupConClassifier(**kw).fit(X, Y)
+    assert fitted.score(Xt, Yt) > random.score(Xt, Yt) + 0.05
+
+
 def test_same_random_state_same_model():
     X, Y, Xt, _ = _multidigit_vectors(200)
     a = MulSupConClassifier(**TINY, random_state=3).fit(X, Y).predict_proba(Xt)

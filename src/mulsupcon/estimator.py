@@ -30,7 +30,8 @@ _CONFIG_KEYS = {
     "queue_size": "pretrain.queue_size", "momentum": "pretrain.momentum", "mask_prob": "pretrain.mask_prob",
     "pretrain_epochs": "pretrain.epochs", "pretrain_batch_size": "pretrain.batch_size", "pretrain_lr": "pretrain.lr",
     "epochs": "classify.epochs", "batch_size": "classify.batch_size", "lr": "classify.lr",
-    "lr_backbone": "classify.lr_backbone", "loss": "classify.loss", "val_fraction": "dataset.val_fraction",
+    "lr_backbone": "classify.lr_backbone", "loss": "classify.loss", "head_init": "classify.head_init",
+    "val_fraction": "dataset.val_fraction",
 }
 
 
@@ -39,7 +40,9 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Parameters mirror the command line's config keys (``None``: the CLI's default for vector data).
     ``mode="scratch"`` skips pretraining (the BCE baseline); ``mode="probe"`` trains only a linear layer on
-    the frozen pretrained backbone. ``threshold="validation"`` predicts at the threshold that is best for
+    the frozen pretrained backbone. ``head_init="fit"`` starts the linear layer of both as a logistic regression
+    on the frozen features (higher mAP, lower thresholded metrics: benchmarks/README.md, 'Linear probing,
+    then finetuning'). ``threshold="validation"`` predicts at the threshold that is best for
     micro-F1 on the internal validation rows (``val_fraction`` of the training rows, carved by iterative
     stratification; model selection uses them too); a float predicts at that fixed threshold.
     ``device="auto"``: CUDA when available, else the CPU.
@@ -57,7 +60,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                  pretrain_epochs: Optional[int] = None, pretrain_batch_size: Optional[int] = None,
                  pretrain_lr: Optional[float] = None, epochs: Optional[int] = None, batch_size: Optional[int] = None,
                  lr: Optional[float] = None, lr_backbone: Optional[float] = None, loss: Optional[str] = None,
-                 val_fraction: Optional[float] = None, threshold: float | str = "validation", device: str = "auto",
+                 head_init: Optional[str] = None, val_fraction: Optional[float] = None, threshold: float | str = "validation", device: str = "auto",
                  random_state: Optional[int] = None, verbose: bool = False):
         self.hidden = hidden
         self.dropout = dropout
@@ -77,6 +80,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.lr = lr
         self.lr_backbone = lr_backbone
         self.loss = loss
+        self.head_init = head_init
         self.val_fraction = val_fraction
         self.threshold = threshold
         self.device = device
