@@ -122,6 +122,13 @@ def make_loss(section: Mapping[str, Any]) -> nn.Module:
     return nn.BCEWithLogitsLoss()
 
 
+def _split_batches(source: TensorSource, view, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """A split's (x, y) batches in row order, through the evaluation ``view`` when there is one."""
+    for idx in torch.arange(source.n).split(batch_size):
+        x, y = source.batch(idx)
+        yield (x if view is None else view(x, None)), y
+
+
 @torch.no_grad()
 def score_split(
     model: nn.Module, source: TensorSource, device: torch.device, *, loss_fn: Optional[nn.Module] = None,
@@ -132,13 +139,10 @@ def score_split(
     was_training = model.training
     model.eval()
     scores, targets, total = [], [], 0.0
-    for idx in torch.arange(source.n).split(batch_size):
-        x, y = source.batch(idx)
-        if view is not None:
-            x = view(x, None)
+    for x, y in _split_batches(source, view, batch_size):
         logits = model(x.to(device)).float()
         if loss_fn is not None:
-            total += float(loss_fn(logits, y.to(device).float())) * len(idx)
+            total += float(loss_fn(logits, y.to(device).float())) * len(y)
         scores.append(torch.sigmoid(logits).cpu())
         targets.append(y)
     model.train(was_training)
@@ -347,10 +351,7 @@ def frozen_features(model: MultiLabelClassifier, source: TensorSource, device: t
     was_training = model.training
     model.eval()  # what a probe sees: dropout off, BatchNorm statistics fixed
     feats, targets = [], []
-    for idx in torch.arange(source.n).split(batch_size):
-        x, y = source.batch(idx)
-        if view is not None:
-            x = view(x, None)
+    for x, y in _split_batches(source, view, batch_size):
         feats.append(model.embed(x.to(device)).float())
         targets.append(y.to(device).float())
     model.train(was_training)
