@@ -232,3 +232,29 @@ def test_image_classification_augments_in_workers_and_is_identical_for_any_worke
     again, _ = next(iter(batches(0)))
     torch.testing.assert_close(again, x0, rtol=0, atol=0)  # a pure function of (seed, epoch, step)
     assert not torch.equal(x0, x1)
+
+
+def test_fitted_head_on_images_uses_the_evaluation_view(tmp_path):
+    """head_init=fit on an image backbone: the features come through the evaluation view, the probe starts
+    from the fitted layer (checkpoint epoch 0 when training cannot improve it: learning rate 0)."""
+    from mulsupcon.config import load_config
+    from mulsupcon.train.checkpoint import load_checkpoint
+    from mulsupcon.train.classify import build_classifier, classify, fit_linear_head
+    from mulsupcon.train.data import ImageViews, prepare_data
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg = load_config("multidigits-images", {
+        "model.backbone": "resnet18", "model.head_hidden": 32, "model.embed_dim": 16,
+        "pretrain.epochs": 1, "pretrain.steps_per_epoch": 2, "pretrain.batch_size": 16, "pretrain.queue_size": 32,
+        "classify.epochs": 1, "classify.steps_per_epoch": 2, "classify.batch_size": 16, "classify.lr": 0.0,
+        "classify.head_init": "fit", "classify.head_fit_c": [0.1], "device": "cpu",
+    })
+    data = prepare_data(cfg["dataset"])
+    pretrain(cfg, tmp_path / "pre", quiet=True, echo=False, data=data)
+    res = classify(cfg, tmp_path / "probe", from_run=tmp_path / "pre", quiet=True, echo=False, data=data)
+    model, _ = build_classifier(cfg, data, tmp_path / "pre")
+    fit_linear_head(model, data.train, data.val, torch.device("cpu"), c_grid=[0.1],
+                    view=ImageViews(int(data.input_shape[-1]), "eval"))
+    best = load_checkpoint(tmp_path / "probe" / "checkpoints" / "best.pt")
+    assert res["best_epoch"] == 0  # lr 0: epoch 1 equals epoch 0, and a tie keeps the earlier checkpoint
+    torch.testing.assert_close(best["model"]["fc.weight"], model.fc.weight.detach())
