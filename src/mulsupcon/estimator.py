@@ -60,7 +60,8 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                  pretrain_epochs: Optional[int] = None, pretrain_batch_size: Optional[int] = None,
                  pretrain_lr: Optional[float] = None, epochs: Optional[int] = None, batch_size: Optional[int] = None,
                  lr: Optional[float] = None, lr_backbone: Optional[float] = None, loss: Optional[str] = None,
-                 head_init: Optional[str] = None, val_fraction: Optional[float] = None, threshold: float | str = "validation", device: str = "auto",
+                 head_init: Optional[str] = None, val_fraction: Optional[float] = None,
+                 threshold: float | str = "validation", device: str = "auto",
                  random_state: Optional[int] = None, verbose: bool = False):
         self.hidden = hidden
         self.dropout = dropout
