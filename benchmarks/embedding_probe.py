@@ -19,18 +19,14 @@ import torch
 
 from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, positive_probabilities, pretrained_backbone
 from mulsupcon.metrics import evaluate
-from mulsupcon.models import build_backbone
-from mulsupcon.train.classify import load_backbone_weights
+from mulsupcon.train.classify import build_classifier, frozen_features
 
 
 def embedded(cfg: dict, data, parts: dict, backbone_file: Path) -> dict:
     """The frozen pretrained backbone's output (N, D) for train, val and test, with the labels."""
-    state = pretrained_backbone(cfg, data, backbone_file)
-    backbone = build_backbone({**cfg["model"], **state["model"]}, data.input_shape)
-    load_backbone_weights(backbone, state, data.input_shape)
-    backbone.eval()
-    with torch.no_grad():
-        return {p: (backbone(torch.from_numpy(x)).numpy(), y) for p, (x, y) in parts.items()}
+    model, _ = build_classifier(cfg, data, pretrained_backbone(cfg, data, backbone_file))
+    cpu = torch.device("cpu")
+    return {p: (frozen_features(model, getattr(data, p), cpu)[0].numpy(), y) for p, (_, y) in parts.items()}
 
 
 def probe_scores(parts: dict) -> dict[str, float]:
