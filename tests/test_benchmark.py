@@ -147,3 +147,45 @@ def test_compare_trials_counts_wins_against_the_reference_bce_on_shared_seeds(tm
     row = [line for line in table.splitlines() if line.startswith("| flags")]
     assert row == ["| flags | 0.410 | 0.300 | 0.300, 0, 0.250 | 0.405, 2, - (1 of 2 seeds) |"]
     assert "ref: finetune mAP" in table and "trial: finetune mAP" in table
+
+
+def test_average_finetunes_scores_the_mean_of_the_kept_probabilities(tmp_path, capsys, monkeypatch):
+    """benchmarks/average_finetunes.py: kept BCE probabilities are reused (no training), and each printed
+    mAP is the validation-protocol mAP of the mean probabilities, checked against scikit-learn."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from sklearn.metrics import average_precision_score
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "average_finetunes.py"
+    spec = importlib.util.spec_from_file_location("average_finetunes", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    rng = np.random.default_rng(0)
+    yv, yt = rng.integers(0, 2, (20, 3)), rng.integers(0, 2, (30, 3))
+    yt[0], yt[1] = 1, 0  # every label has a positive and a negative
+    runs = {}
+    for name, path in (("a", tmp_path / "a" / "scores" / "flags-finetune-seed0.npz"),
+                       ("b", tmp_path / "b" / "scores" / "flags-finetune-seed0.npz"),
+                       ("bce", tmp_path / "bce" / "flags-bce-seed0.npz"),
+                       ("bce2", tmp_path / "bce" / "flags-bce-seed1000.npz")):
+        runs[name] = {"val_scores": rng.random((20, 3)), "val_targets": yv,
+                      "test_scores": rng.random((30, 3)), "test_targets": yt}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **runs[name])
+    monkeypatch.setattr(mod, "run_scratch", lambda *a, **k: pytest.fail("BCE retrained although kept"))
+    monkeypatch.setattr(sys, "argv", ["average_finetunes.py", str(tmp_path / "a"), str(tmp_path / "b"),
+                                      "--datasets", "flags", "--seeds", "0", "--bce-work", str(tmp_path / "bce")])
+    mod.main()
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| flags")][0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+
+    def m_ap(scores):
+        return np.mean([average_precision_score(yt[:, j], scores[:, j]) for j in range(3)])
+
+    expected = [m_ap(runs["bce"]["test_scores"]), m_ap((runs["bce"]["test_scores"] + runs["bce2"]["test_scores"]) / 2),
+                m_ap(runs["a"]["test_scores"]), m_ap((runs["a"]["test_scores"] + runs["b"]["test_scores"]) / 2)]
+    assert [float(c) for c in cells[1:5]] == pytest.approx(expected, abs=5e-4)
+    assert all(0 <= int(c) <= 6 for c in cells[5:7])

@@ -157,14 +157,14 @@ def test_the_check_sees_a_worker_created_before_the_flush() -> None:
 def test_pretraining_notes_when_subnormals_are_not_flushed_everywhere(tmp_path) -> None:
     """A run started in a fresh process flushes on both threads (no note); one started after torch already
     computed on 2 threads says so in its log. Normal values: flushing is restored for the caller."""
-    code = f"""
+    code = """
         import sys, torch
         from mulsupcon.config import load_config
         from mulsupcon.train.pretrain import pretrain
         if sys.argv[1] == "late":
             torch.set_num_threads(2); torch.ones(1 << 20).mul_(2.0)
-        cfg = load_config("demo", {{"cpu.num_threads": 2, "pretrain.epochs": 1, "pretrain.steps_per_epoch": 2,
-                                   "model.hidden": [16], "model.head_hidden": 8, "model.embed_dim": 8}})
+        cfg = load_config("demo", {"cpu.num_threads": 2, "pretrain.epochs": 1, "pretrain.steps_per_epoch": 2,
+                                   "model.hidden": [16], "model.head_hidden": 8, "model.embed_dim": 8})
         pretrain(cfg, sys.argv[2], quiet=True, echo=False)
     """
     for when in ("early", "late"):

@@ -146,10 +146,11 @@ def run_mulsupcon(cfg: dict, data: PreparedData, backbone_file: Path, mode: str,
     return _classify_scores(c, data, from_run=backbone, keep=keep)
 
 
-def run_scratch(cfg: dict, data: PreparedData, loss: str) -> dict:
+def run_scratch(cfg: dict, data: PreparedData, loss: str, keep: Optional[Path] = None) -> dict:
+    """The same MLP trained from scratch with ``loss`` ("bce" or "asl"); ``keep`` as in _classify_scores."""
     c = copy.deepcopy(cfg)
     c["classify"].update(mode="scratch", loss=loss)
-    return _classify_scores(c, data)
+    return _classify_scores(c, data, keep=keep)
 
 
 def run_ensemble(finetuned: Path, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int) -> dict:
