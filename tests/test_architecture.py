@@ -17,7 +17,7 @@ LAYERS = {
     "ops": 1, "io": 1, "config": 1, "metrics": 1, "tables": 1,
     "models": 2, "losses": 2, "moco": 2, "memory": 2,
     "train": 3,
-    "cli": 4, "__main__": 4, "demo": 4, "reproduce": 4, "benchmark": 4, "embed": 4, "estimator": 4, "evaluate": 4, "plots": 4, "predict": 4,
+    "cli": 4, "__main__": 4, "demo": 4, "reproduce": 4, "benchmark": 4, "boomer_worker": 4, "embed": 4, "estimator": 4, "evaluate": 4, "plots": 4, "predict": 4,
 }
 LAYER_NAMES = {0: "data", 1: "building blocks (basic)", 2: "building blocks", 3: "training", 4: "applications"}
 

@@ -189,3 +189,114 @@ def test_average_finetunes_scores_the_mean_of_the_kept_probabilities(tmp_path, c
                 m_ap(runs["a"]["test_scores"]), m_ap((runs["a"]["test_scores"] + runs["b"]["test_scores"]) / 2)]
     assert [float(c) for c in cells[1:5]] == pytest.approx(expected, abs=5e-4)
     assert all(0 <= int(c) <= 6 for c in cells[5:7])
+
+
+# ----------------------------------------------------------------------------- BOOMER in its own interpreter
+FAKE_BOOMER = '''
+import numpy as np
+
+
+class BoomerClassifier:
+    """A deterministic stand-in with BOOMER's interface: the sigmoid of the first L features."""
+
+    def __init__(self, random_state=1):
+        if random_state < 1:  # as the real one: its seeds start at 1
+            raise ValueError("random_state must be at least 1")
+        self.random_state = random_state
+
+    def fit(self, x, y):
+        self.n_labels = y.shape[1]
+        return self
+
+    def predict_proba(self, x):
+        return 1.0 / (1.0 + np.exp(-x[:, : self.n_labels]))
+'''
+
+
+def _fake_boomer(tmp_path, monkeypatch):
+    package = tmp_path / "fake" / "mlrl"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "boosting.py").write_text(FAKE_BOOMER)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+
+
+def test_boomer_runs_in_the_given_interpreter_and_is_scored_like_the_others(tmp_path, monkeypatch):
+    require_dataset_folder("flags")
+    import sys
+
+    from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, benchmark_vectors
+    from mulsupcon.metrics import evaluate
+
+    _fake_boomer(tmp_path, monkeypatch)
+    out = tmp_path / "b.md"
+    benchmark_vectors(["flags"], [0], ["boomer"], work=tmp_path / "w", out=out, boomer=sys.executable,
+                      say=lambda s: None)
+    cell = json.loads((tmp_path / "w" / "cells" / "flags" / "boomer-seed0.json").read_text())
+    assert cell["version"] == "unknown"  # the stand-in has no distribution metadata
+    (xva, yva), (xte, yte) = (arrays(benchmark_data("flags", benchmark_config("flags")))[k] for k in ("val", "test"))
+    expect = evaluate(1 / (1 + np.exp(-xte[:, :7].astype(np.float64))), yte, protocol="validation",
+                      val_scores=1 / (1 + np.exp(-xva[:, :7].astype(np.float64))), val_targets=yva)
+    for metric, value in cell["metrics"]["validation"].items():
+        assert value == pytest.approx(float(expect[metric]), abs=1e-9), metric
+    assert "| flags | 103 | 7 |" in out.read_text() and "mlrl-boomer unknown" in out.read_text()
+
+
+def test_boomer_worker_drops_features_constant_on_the_training_rows(tmp_path, monkeypatch):
+    # The real mlrl-boomer 0.12.3 learns nothing when a constant column is present (genbase); the
+    # worker must hand it only the varying ones, in order, for train, val and test alike.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mulsupcon.benchmark
+
+    _fake_boomer(tmp_path, monkeypatch)
+    rng = np.random.default_rng(0)
+    x = {k: rng.normal(size=(n, 6)).astype(np.float32) for k, n in (("x_train", 20), ("x_val", 5), ("x_test", 7))}
+    x["x_train"][:, [0, 3]] = 2.5  # constant on the training rows only; val/test vary there
+    y = (rng.random((20, 2)) < 0.5).astype(np.uint8)
+    np.savez(tmp_path / "in.npz", y_train=y, seed=0, **x)
+    worker = Path(mulsupcon.benchmark.__file__).with_name("boomer_worker.py")
+    subprocess.run([sys.executable, str(worker), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")], check=True)
+    with np.load(tmp_path / "out.npz") as z:
+        for split in ("val", "test"):  # the stand-in scores with the first 2 columns it was given: 1 and 2
+            expect = 1 / (1 + np.exp(-x[f"x_{split}"][:, [1, 2]].astype(np.float64)))
+            np.testing.assert_allclose(z[f"{split}_scores"], expect, rtol=1e-6)
+
+
+def test_boomer_without_an_interpreter_or_without_mlrl_says_how_to_make_one(tmp_path):
+    require_dataset_folder("flags")
+    import sys
+
+    from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, benchmark_vectors, run_boomer
+
+    with pytest.raises(ValueError, match="--boomer-python"):
+        benchmark_vectors(["flags"], [0], ["boomer"], work=tmp_path / "w", out=tmp_path / "b.md", boomer=None)
+    parts = arrays(benchmark_data("flags", benchmark_config("flags")))
+    with pytest.raises(RuntimeError, match="pip install mlrl-boomer"):
+        run_boomer(parts, 0, sys.executable)  # this interpreter has no mlrl (tests never install it)
+    with pytest.raises(RuntimeError, match="cannot start"):
+        run_boomer(parts, 0, str(tmp_path / "no-such-python"))
+
+
+def test_boomer_is_left_out_of_the_default_methods_unless_an_interpreter_is_given(tmp_path, monkeypatch):
+    from mulsupcon import benchmark
+
+    seen = []
+    monkeypatch.setattr(benchmark, "write_report", lambda work, out, datasets, seeds, methods, *a: seen.append(methods))
+    benchmark.benchmark_vectors([], [0], work=tmp_path / "w", out=tmp_path / "b.md")
+    benchmark.benchmark_vectors([], [0], work=tmp_path / "w", out=tmp_path / "b.md", boomer="python3")
+    assert "boomer" not in seen[0] and "boomer" in seen[1]
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("MULSUPCON_BOOMER_PYTHON"),
+                    reason="set MULSUPCON_BOOMER_PYTHON to an interpreter with mlrl-boomer to run the real one")
+def test_the_real_boomer_beats_chance_on_flags():
+    require_dataset_folder("flags")
+    from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, boomer_python, run_boomer
+
+    parts = arrays(benchmark_data("flags", benchmark_config("flags")))
+    got = run_boomer(parts, 0, boomer_python())
+    base_rate = parts["test"][1].mean()  # mAP of a random ranking is about the labels' base rate
+    assert got["validation"]["mAP"] > base_rate + 0.1 and got["version"][0].isdigit()

@@ -15,6 +15,8 @@ same standardised features, and the same seeds:
 ``random-forest``      ``sklearn.ensemble.RandomForestClassifier``, 500 trees, other defaults
 ``finetune+forest``    the mean of the finetuned MulSupCon model's and the forest's probabilities
                        (the stretch idea of issue 15: an ensemble with a tree model)
+``boomer``             BOOMER (``mlrl-boomer``, gradient-boosted multi-label rules), its defaults, in the
+                       interpreter given by ``boomer_python`` (see below); left out when none is given
 =====================  ========================================================================
 
 Every method's test probabilities are scored by :func:`mulsupcon.metrics.evaluate` under the
@@ -22,8 +24,13 @@ Every method's test probabilities are scored by :func:`mulsupcon.metrics.evaluat
 (dataset, method, seed) result is stored as one JSON file under ``--work`` as soon as it is done, so an
 interrupted benchmark continues where it stopped; the markdown report is rewritten after every result.
 
-BOOMER (``mlrl-boomer``) is not included: its current release (0.12.3, via ``mlrl-common``) requires
-``scikit-learn<1.8``, which cannot coexist with the scikit-learn this package is tested with.
+BOOMER (``mlrl-boomer``) runs in a Python environment of its own: its current release (0.12.3, via
+``mlrl-common``) requires ``scikit-learn<1.8``, and installing it beside this package would downgrade
+the scikit-learn this package is tested with. ``python3 -m venv .venv-boomer && .venv-boomer/bin/pip
+install mlrl-boomer`` makes one (nothing else is needed there); ``--boomer-python .venv-boomer/bin/python``
+(or ``MULSUPCON_BOOMER_PYTHON``) points the benchmark at it. The cell's features and labels go to
+:mod:`mulsupcon.boomer_worker` in a file and its probabilities come back the same way, so BOOMER sees
+exactly the rows the other methods see and is scored by the same code.
 
 ``yeast-3labels`` is a derived case for rows without any label (common in real data): yeast with only
 its three rarest labels kept, so that most rows have none (they stay, as references that are only
@@ -35,8 +42,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -55,7 +65,7 @@ from mulsupcon.train.pretrain import pretrain
 from mulsupcon.train.rundir import RunDir
 
 METHODS = ("mulsupcon-finetune", "mulsupcon-probe", "bce", "asl", "sklearn-mlp", "logistic-regression", "random-forest",
-           "finetune+forest")
+           "finetune+forest", "boomer")
 # Every vector set of the data home with an official split, then the two with a carved one, then the
 # derived no-label case.
 DATASETS = ("yeast", "scene", "medical", "genbase", "flags", "bibtex", "corel5k", "tmc2007-500", "delicious",
@@ -168,6 +178,36 @@ def run_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], s
     return _scored(positive_probabilities(model, xte), yte, positive_probabilities(model, xva), yva)
 
 
+def boomer_python(given: Optional[str] = None) -> Optional[str]:
+    """The interpreter BOOMER runs in: ``given``, else ``$MULSUPCON_BOOMER_PYTHON``, else None (left out)."""
+    return given or os.environ.get("MULSUPCON_BOOMER_PYTHON") or None
+
+
+def run_boomer(parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int, python: str) -> dict:
+    """BOOMER fitted on the training rows by :mod:`mulsupcon.boomer_worker` in the interpreter ``python``;
+    its validation and test probabilities scored like every other method's."""
+    worker = Path(__file__).with_name("boomer_worker.py")
+    (xtr, ytr), (xva, yva), (xte, yte) = parts["train"], parts["val"], parts["test"]
+    with tempfile.TemporaryDirectory(prefix="mulsupcon-boomer-") as tmp:
+        given, back = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(given, x_train=xtr, y_train=ytr, x_val=xva, x_test=xte, seed=seed)
+        try:
+            proc = subprocess.run([python, str(worker), str(given), str(back)], capture_output=True, text=True)
+        except OSError as e:
+            raise RuntimeError(f"cannot start the BOOMER interpreter {python!r} ({e}); create it with "
+                               "python3 -m venv .venv-boomer && .venv-boomer/bin/pip install mlrl-boomer") from e
+        if proc.returncode != 0:
+            raise RuntimeError(f"BOOMER failed in {python} (exit status {proc.returncode}):\n"
+                               + proc.stderr.strip()[-2000:])
+        with np.load(back) as z:
+            val, test, version = z["val_scores"], z["test_scores"], str(z["version"])
+    if val.shape != yva.shape or test.shape != yte.shape:
+        raise RuntimeError(f"BOOMER returned scores of shapes {val.shape} / {test.shape}, expected {yva.shape} / {yte.shape}")
+    out: dict[str, Any] = _scored(test, yte, val, yva)
+    out["version"] = version
+    return out
+
+
 def _fit_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int) -> Any:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.exceptions import ConvergenceWarning
@@ -207,22 +247,32 @@ def positive_probabilities(model: Any, x: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the benchmark
 def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] = (0, 1, 2),
-                      methods: Sequence[str] = METHODS, *, work: Path = Path("runs/benchmark"),
+                      methods: Optional[Sequence[str]] = None, *, work: Path = Path("runs/benchmark"),
                       out: Path = Path("results/baselines.md"), config: str = "vectors",
                       overrides: Optional[Mapping[str, Any]] = None, command: str = "",
+                      boomer: Optional[str] = None,
                       say: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> Path:
     """Run (or continue) the comparison and write the report; returns ``out``.
 
     Args:
-        datasets, seeds, methods: what to run (names from :data:`DATASETS` / :data:`METHODS`).
+        datasets, seeds, methods: what to run (names from :data:`DATASETS` / :data:`METHODS`; methods
+            None: all of them, BOOMER only when ``boomer`` is given).
         work: where the per-cell results and pretrained backbones are kept (resumable).
         out: the markdown report, rewritten after every cell.
         config: the shipped config (or YAML file) MulSupCon, BCE and ASL run with.
         overrides: ``section.key`` values on top of it (e.g. a trial of new defaults).
+        boomer: the Python interpreter that has ``mlrl-boomer`` (see :func:`boomer_python`); needed
+            only when ``methods`` holds ``boomer``.
     """
+    if methods is None:
+        methods = [m for m in METHODS if m != "boomer" or boomer]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    if "boomer" in methods and not boomer:
+        raise ValueError("method 'boomer' needs a Python interpreter with mlrl-boomer: create one with "
+                         "python3 -m venv .venv-boomer && .venv-boomer/bin/pip install mlrl-boomer, then pass "
+                         "--boomer-python .venv-boomer/bin/python (or set MULSUPCON_BOOMER_PYTHON)")
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise ValueError(f"unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")
@@ -259,11 +309,15 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
                         scores = run_ensemble(finetuned, parts, int(s))
                     elif m in ("bce", "asl"):
                         scores = run_scratch(c, data, m)
+                    elif m == "boomer":
+                        scores = run_boomer(parts, int(s), boomer)
                     else:
                         scores = run_sklearn(m, parts, int(s))
                 seconds = time.perf_counter() - t0
-                atomic_write_json(cell, {"dataset": d, "method": m, "seed": s, "seconds": round(seconds, 2),
-                                         "metrics": scores})
+                record = {"dataset": d, "method": m, "seed": s, "seconds": round(seconds, 2)}
+                if "version" in scores:  # a method run outside this environment says which release it was
+                    record["version"] = scores.pop("version")
+                atomic_write_json(cell, {**record, "metrics": scores})
                 say(f"[{done}/{len(cells)}] {d} {m} seed {s}: test mAP {scores['validation']['mAP']:.4f} "
                     f"({seconds:.1f} s)")
                 write_report(work, out, datasets, seeds, methods, config, overrides, command)
@@ -301,6 +355,11 @@ def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence
              "Every method sees identical train/val/test rows; all are scored by `mulsupcon.metrics`. "
              "mean ± std over seeds; time is the mean wall time of one seed (MulSupCon: pretraining included "
              "in finetune, the probe reuses its backbone).", ""]
+    # Methods run in another interpreter (BOOMER) record their own library's version in each cell.
+    versions = sorted({c["version"] for by_method in found.values() for m, cells in by_method.items()
+                       if m == "boomer" for c in cells if "version" in c})
+    if versions:
+        lines += [f"`boomer`: mlrl-boomer {', '.join(versions)}, run in its own interpreter (`--boomer-python`).", ""]
     lines += ["## Summary (validation protocol: thresholds chosen on the validation rows)", "",
               "| dataset | train rows | labels | " + " | ".join(f"{m} mAP" for m in methods)
               + " | finetune beats BCE (of 6) | finetune mAP ≥ sklearn MLP |",

@@ -115,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["vectors"], help="vectors: the vector datasets of the data home")
     p.add_argument("--datasets", nargs="+", default=None, help="default: all (see mulsupcon.benchmark.DATASETS)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=None, help="default: all (see mulsupcon.benchmark.METHODS)")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="default: all (see mulsupcon.benchmark.METHODS; boomer only with --boomer-python)")
+    p.add_argument("--boomer-python", default=None, metavar="PYTHON",
+                   help="an interpreter with mlrl-boomer installed, for the boomer method (default: "
+                        "$MULSUPCON_BOOMER_PYTHON; make one: python3 -m venv .venv-boomer && "
+                        ".venv-boomer/bin/pip install mlrl-boomer)")
     p.add_argument("--config", default="vectors", help="the config MulSupCon, BCE and ASL run with")
     p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. classify.epochs=100 (repeatable: every --set adds to the list)")
@@ -366,7 +371,7 @@ def _dispatch(args, extra, argv, parser) -> int:
         return run_embed(args)
 
     if cmd == "benchmark":
-        from mulsupcon.benchmark import DATASETS, METHODS, benchmark_vectors
+        from mulsupcon.benchmark import DATASETS, benchmark_vectors, boomer_python
         from mulsupcon.config import parse_value
 
         overrides = {}
@@ -375,8 +380,9 @@ def _dispatch(args, extra, argv, parser) -> int:
             if not sep:
                 raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
             overrides[key] = parse_value(value)
-        benchmark_vectors(args.datasets or DATASETS, args.seeds, args.methods or METHODS, work=Path(args.work),
+        benchmark_vectors(args.datasets or DATASETS, args.seeds, args.methods, work=Path(args.work),
                           out=Path(args.out), config=args.config, overrides=overrides,
+                          boomer=boomer_python(args.boomer_python),
                           command="mulsupcon " + " ".join(argv))
         print(f"report: {args.out}")
         return 0
