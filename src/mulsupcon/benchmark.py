@@ -178,6 +178,11 @@ def run_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], s
     return _scored(positive_probabilities(model, xte), yte, positive_probabilities(model, xva), yva)
 
 
+# How to make the interpreter BOOMER runs in; said by every error about it (boomer_worker.py, which
+# imports nothing of this package, spells it out itself).
+BOOMER_SETUP = "python3 -m venv .venv-boomer && .venv-boomer/bin/pip install mlrl-boomer"
+
+
 def boomer_python(given: Optional[str] = None) -> Optional[str]:
     """The interpreter BOOMER runs in: ``given``, else ``$MULSUPCON_BOOMER_PYTHON``, else None (left out)."""
     return given or os.environ.get("MULSUPCON_BOOMER_PYTHON") or None
@@ -195,7 +200,7 @@ def run_boomer(parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int, py
             proc = subprocess.run([python, str(worker), str(given), str(back)], capture_output=True, text=True)
         except OSError as e:
             raise RuntimeError(f"cannot start the BOOMER interpreter {python!r} ({e}); create it with "
-                               "python3 -m venv .venv-boomer && .venv-boomer/bin/pip install mlrl-boomer") from e
+                               + BOOMER_SETUP) from e
         if proc.returncode != 0:
             raise RuntimeError(f"BOOMER failed in {python} (exit status {proc.returncode}):\n"
                                + proc.stderr.strip()[-2000:])
@@ -270,9 +275,8 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
     if "boomer" in methods and not boomer:
-        raise ValueError("method 'boomer' needs a Python interpreter with mlrl-boomer: create one with "
-                         "python3 -m venv .venv-boomer && .venv-boomer/bin/pip install mlrl-boomer, then pass "
-                         "--boomer-python .venv-boomer/bin/python (or set MULSUPCON_BOOMER_PYTHON)")
+        raise ValueError(f"method 'boomer' needs a Python interpreter with mlrl-boomer: create one with {BOOMER_SETUP}, "
+                         "then pass --boomer-python .venv-boomer/bin/python (or set MULSUPCON_BOOMER_PYTHON)")
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise ValueError(f"unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")
