@@ -23,9 +23,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mulsupcon.losses import MulSupConLoss
+from mulsupcon.losses import InstanceContrastLoss, MulSupConLoss
 from mulsupcon.moco import LabelQueue, MoCo
 from mulsupcon.train import distributed as dist_utils
+from mulsupcon.train.pretrain import GROUP_BYTES, column_groups, group_columns
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -38,6 +39,7 @@ CASES = [
     ("all", "label", None),
     ("any", "label", None),
     ("mulsupcon", "label", 5),  # the chunked custom-autograd path under DDP
+    ("mulsupcon", "label", "instance"),  # plus the instance term (pretrain.instance_weight): own key at rank * B
 ]
 
 
@@ -62,7 +64,9 @@ def _run_steps(positives: str, weighting: str, chunk: int | None, ctx: dist_util
     No dropout and no BatchNorm in the encoder: those are per-process by design (per-shard noise
     and statistics), everything else must match the combined-batch computation.
     """
-    moco = _moco()
+    instance = InstanceContrastLoss(0.2) if chunk == "instance" else None
+    moco = _moco(GROUP_BYTES if instance is not None else 0)
+    chunk = None if chunk == "instance" else chunk
     loss_fn: nn.Module = MulSupConLoss(temperature=0.2, positives=positives, weighting=weighting, chunk_size=chunk,
                                        normalize=False)
     model: nn.Module = moco
@@ -72,10 +76,16 @@ def _run_steps(positives: str, weighting: str, chunk: int | None, ctx: dist_util
     opt = torch.optim.SGD(moco.query_encoder.parameters(), lr=0.5)
     records = []
     for v1, v2, y in _batches():
+        if instance is not None:  # rows 1 and 4 identical (one instance), the others each their own
+            y = torch.cat([y, group_columns(torch.tensor([0, 1, 2, 3, 1, 5, 6, 7, 8, 9, 10, 11]))], dim=1)
         if ctx is not None:
             v1, v2, y = ctx.shard(v1), ctx.shard(v2), ctx.shard(y)
         query, refs, ref_labels = model(v1, v2, y)
-        loss = loss_fn(query, y, refs, ref_labels)
+        n_labels = C
+        loss = loss_fn(query, y[:, :n_labels], refs, ref_labels[:, :n_labels])
+        if instance is not None:  # what pretrain_step adds: the groups travel in the label rows
+            n_labels = y.shape[1] - GROUP_BYTES
+            loss = loss + 0.7 * instance(query, refs, column_groups(y[:, n_labels:]), column_groups(ref_labels[:, n_labels:]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         moco.enqueue(refs[:B], ref_labels[:B])  # the global batch's keys
@@ -93,10 +103,10 @@ def _run_steps(positives: str, weighting: str, chunk: int | None, ctx: dist_util
     return records
 
 
-def _moco() -> MoCo:
+def _moco(extra_columns: int = 0) -> MoCo:
     torch.manual_seed(0)
     encoder, head = nn.Sequential(nn.Linear(F_IN, 16), nn.ReLU()), nn.Linear(16, D)
-    return MoCo(encoder, head, LabelQueue(QUEUE, D, C), momentum=0.9)
+    return MoCo(encoder, head, LabelQueue(QUEUE, D, C + extra_columns), momentum=0.9)
 
 
 def _step_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
@@ -189,7 +199,7 @@ def two_process_steps(tmp_path_factory) -> list[dict]:
     return [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{p}-{w}" + (f"-chunk{c}" if c else "") for p, w, c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[f"{p}-{w}" + (f"-{c}" if c == "instance" else f"-chunk{c}" if c else "") for p, w, c in CASES])
 def test_two_processes_equal_one_process_with_the_combined_batch(two_process_steps, case):
     ref = _run_steps(*case, None)
     ranks = [out[case] for out in two_process_steps]

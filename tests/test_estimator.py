@@ -80,6 +80,7 @@ def test_defaults_are_the_command_lines_vector_defaults():
     assert cfg["dataset"]["val_fraction"] == vectors["dataset"]["val_fraction"]
     assert MulSupConClassifier().get_params()["device"] == "auto"
     assert MulSupConClassifier(pretrain_epochs=3)._config()["pretrain"]["epochs"] == 3
+    assert MulSupConClassifier(instance_weight=0.5)._config()["pretrain"]["instance_weight"] == 0.5
 
 
 def test_validation_threshold_is_chosen_on_validation_rows_and_a_float_is_fixed():

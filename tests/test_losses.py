@@ -582,3 +582,39 @@ def test_validate_false_skips_value_checks_but_not_shapes() -> None:
     assert torch.equal(fn(q, y), MulSupConLoss()(q, y))
     with pytest.raises(ValueError, match="labels has 3 rows but query has 4"):
         fn(q, y[:3])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the instance term (pretrain.instance_weight)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_instance_term_matches_a_loop_and_its_gradient_checks() -> None:
+    """Positives of query i: the references of its instance (its own key and its duplicates' keys)."""
+    from mulsupcon.losses import InstanceContrastLoss
+
+    g = torch.Generator().manual_seed(0)
+    q = F.normalize(torch.randn(5, 4, generator=g, dtype=torch.float64), dim=1)
+    k = F.normalize(torch.randn(11, 4, generator=g, dtype=torch.float64), dim=1)
+    qg = torch.tensor([0, 1, 2, 1, 3])  # queries 1 and 3: identical rows
+    kg = torch.tensor([0, 1, 2, 1, 3, 7, 1, 0, 9, 9, 8])  # this step's keys, then a queue holding 0 and 1 again
+    tau = 0.2
+    want = 0.0
+    for i in range(5):
+        s = [float(q[i] @ k[a]) / tau for a in range(11)]
+        lse = math.log(sum(math.exp(v) for v in s))
+        pos = [a for a in range(11) if kg[a] == qg[i]]
+        want += sum(-(s[a] - lse) for a in pos) / len(pos)
+    loss_fn = InstanceContrastLoss(tau)
+    assert float(loss_fn(q, k, qg, kg)) == pytest.approx(want / 5, rel=1e-12)
+    # every row its own instance: MoCo's InfoNCE, cross-entropy at the own key
+    own = torch.arange(5)
+    plain = F.cross_entropy(q @ k[:5].T / tau, own)
+    assert float(loss_fn(q, k[:5], own, own)) == pytest.approx(float(plain), rel=1e-12)
+    a, b = q.clone().requires_grad_(), k.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, y: loss_fn(x, y, qg, kg), (a, b))
+    with pytest.raises(ValueError, match="expected query"):
+        loss_fn(q, k[:, :3], qg, kg)
+    with pytest.raises(ValueError, match="groups"):
+        loss_fn(q, k, qg[:4], kg)
+

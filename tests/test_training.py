@@ -372,3 +372,60 @@ def test_head_init_options_are_validated():
         load_config("demo", {"classify.head_fit_c": [0.1, -1]})
     with pytest.raises(ValueError, match="classify.head_fit_c"):
         load_config("demo", {"classify.head_fit_c": []})
+
+
+
+def test_pretrain_step_adds_the_weighted_instance_term():
+    """pretrain.instance_weight w: the step's loss is MulSupCon + w * the instance term, on the same queries
+    and references; the duplicate groups go through the queue with the labels and come back intact."""
+    from torch import nn
+
+    from mulsupcon.losses import InstanceContrastLoss, MulSupConLoss
+    from mulsupcon.moco import LabelQueue, MoCo
+    from mulsupcon.train.pretrain import GROUP_BYTES, column_groups, group_columns, pretrain_step
+
+    big = torch.tensor([0, 1, 255, 256, 70_000, 2**32 - 1])
+    assert torch.equal(column_groups(group_columns(big)), big)
+    torch.manual_seed(0)
+    v1, v2 = torch.randn(4, 6), torch.randn(4, 6)
+    y = torch.tensor([[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 0]], dtype=torch.uint8)
+    groups = torch.tensor([0, 1, 0, 300])
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    mulsupcon, instance = MulSupConLoss(0.2, normalize=False), InstanceContrastLoss(0.2)
+    losses = []
+    for extra, batch in ((None, (v1, v2, y)), ((0.5, instance), (v1, v2, y, groups))):
+        torch.manual_seed(0)
+        m = MoCo(nn.Sequential(nn.Linear(6, 8), nn.ReLU()), nn.Linear(8, 4),
+                 LabelQueue(10, 4, 3 + (GROUP_BYTES if extra else 0)), momentum=0.9)
+        opt = torch.optim.SGD(m.query_encoder.parameters(), lr=0.1)
+        losses.append(float(pretrain_step(m, m, mulsupcon, opt, scaler, None, batch, instance=extra)))
+        if extra:
+            keys, tagged = m.queue.stored()
+            assert torch.equal(tagged[:, :3], y) and torch.equal(column_groups(tagged[:, 3:]), groups)
+    torch.manual_seed(0)
+    m = MoCo(nn.Sequential(nn.Linear(6, 8), nn.ReLU()), nn.Linear(8, 4), LabelQueue(10, 4, 3), momentum=0.9)
+    with torch.no_grad():
+        query, refs, _ = m(v1, v2, y)
+    assert losses[1] - losses[0] == pytest.approx(0.5 * float(instance(query, refs, groups, groups)), rel=1e-5)
+    with pytest.raises(ValueError, match="pretrain.instance_weight"):
+        load_config("demo", {"pretrain.instance_weight": -1.0})
+
+
+def test_duplicate_groups_of_dense_and_sparse_rows() -> None:
+    import scipy.sparse as sp
+    import warnings
+
+    from mulsupcon.data.dataset import MultiLabelDataset
+    from mulsupcon.train.data import TensorSource
+
+    x = np.array([[1, 0, 2], [0, 0, 0], [1, 0, 2], [3, 0, 0], [0, 0, 0], [1, 0, 2.5]], dtype=np.float32)
+    y = np.zeros((6, 2), dtype=np.uint8)
+    want = [0, 1, 0, 2, 1, 3]
+    dense = TensorSource(MultiLabelDataset(features=x, labels=y, label_names=['a', 'b']))
+    assert dense.duplicate_groups().tolist() == want
+    m = sp.csr_matrix(x)
+    with warnings.catch_warnings():  # SparseEfficiencyWarning
+        warnings.simplefilter("ignore")
+        m[3, 1] = 0.0  # an explicitly stored zero: the same row as without it
+    assert m.nnz == 8  # 7 non-zeros and the stored zero
+    assert TensorSource(MultiLabelDataset(features=m, labels=y, label_names=['a', 'b'])).duplicate_groups().tolist() == want

@@ -71,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
         "use_partial_queue": True,
         "key_train_mode": True,
         "mask_prob": 0.5,  # vector views: fraction of input elements zeroed
+        "instance_weight": 0.0,  # vectors: weight of MoCo's instance term (positives: own key, identical rows) added to MulSupCon
         "chunk_size": None,  # loss computed over reference chunks of this size (bounded memory)
         "checkpoint_every": 1,  # epochs between checkpoints
         "amp": False,  # CUDA only: mixed precision for the encoders (loss stays float32): false | true (bf16
@@ -306,6 +307,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     grid = cfg["classify"]["head_fit_c"]
     if not grid or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 for v in grid):
         raise ValueError(f"classify.head_fit_c must be a non-empty list of numbers > 0 (e.g. [0.01,0.1,1]), got {grid!r}")
+    if not float(cfg["pretrain"]["instance_weight"]) >= 0.0:
+        raise ValueError(f"pretrain.instance_weight must be >= 0 (0: MulSupCon alone), got {cfg['pretrain']['instance_weight']!r}")
     if not 0.0 <= float(cfg["pretrain"]["mask_prob"]) < 1.0:
         raise ValueError(f"pretrain.mask_prob must be in [0, 1), got {cfg['pretrain']['mask_prob']!r}")
     vf = float(cfg["dataset"]["val_fraction"])

@@ -28,6 +28,7 @@ _CONFIG_KEYS = {
     "hidden": "model.hidden", "dropout": "model.dropout", "embed_dim": "model.embed_dim",
     "positives": "pretrain.positives", "weighting": "pretrain.weighting", "temperature": "pretrain.temperature",
     "queue_size": "pretrain.queue_size", "momentum": "pretrain.momentum", "mask_prob": "pretrain.mask_prob",
+    "instance_weight": "pretrain.instance_weight",
     "pretrain_epochs": "pretrain.epochs", "pretrain_batch_size": "pretrain.batch_size", "pretrain_lr": "pretrain.lr",
     "epochs": "classify.epochs", "batch_size": "classify.batch_size", "lr": "classify.lr",
     "lr_backbone": "classify.lr_backbone", "loss": "classify.loss", "head_init": "classify.head_init",
@@ -57,6 +58,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                  embed_dim: Optional[int] = None, mode: str = "finetune", positives: Optional[str] = None,
                  weighting: Optional[str] = None, temperature: Optional[float] = None, queue_size: Optional[int] = None,
                  momentum: Optional[float] = None, mask_prob: Optional[float] = None,
+                 instance_weight: Optional[float] = None,
                  pretrain_epochs: Optional[int] = None, pretrain_batch_size: Optional[int] = None,
                  pretrain_lr: Optional[float] = None, epochs: Optional[int] = None, batch_size: Optional[int] = None,
                  lr: Optional[float] = None, lr_backbone: Optional[float] = None, loss: Optional[str] = None,
@@ -73,6 +75,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.queue_size = queue_size
         self.momentum = momentum
         self.mask_prob = mask_prob
+        self.instance_weight = instance_weight
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_batch_size = pretrain_batch_size
         self.pretrain_lr = pretrain_lr

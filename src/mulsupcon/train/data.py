@@ -77,6 +77,26 @@ class TensorSource:
             x = self.features[idx]
         return x, self.labels[idx]
 
+    def duplicate_groups(self) -> torch.Tensor:
+        """(N,) int64: rows with identical features share a number (vector data; 0, 1, ... by first row).
+
+        Exact duplicates are common in real tables (genbase: 370 training rows, 137 distinct, one row
+        repeated 77 times); the instance term of pretraining treats a group as one instance.
+        """
+        if self.is_image:
+            raise ValueError("duplicate groups are computed for vector data only")
+        if self._csr is not None:  # canonical rows (sorted indices, no stored zeros) compare byte for byte
+            m = self._csr.copy()
+            m.sum_duplicates()
+            m.eliminate_zeros()
+            m.sort_indices()
+            seen: dict[bytes, int] = {}
+            rows = [m.indices[a:b].tobytes() + m.data[a:b].tobytes() for a, b in zip(m.indptr[:-1], m.indptr[1:])]
+            return torch.tensor([seen.setdefault(r, len(seen)) for r in rows], dtype=torch.long)
+        _, inverse = np.unique(self.features.numpy(), axis=0, return_inverse=True)
+        first = {}  # renumber by first occurrence (np.unique numbers by sorted order)
+        return torch.tensor([first.setdefault(int(g), len(first)) for g in inverse.reshape(-1)], dtype=torch.long)
+
 
 def epoch_order(n: int, batch_size: int, steps: Optional[int], seed: int, epoch: int, *, drop_last: bool = True) -> list[torch.Tensor]:
     """The batches (lists of row indices) of one epoch, a pure function of ``(seed, epoch)``.

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 import torch
 from torch import nn
 
-from mulsupcon.losses import MulSupConLoss
+from mulsupcon.losses import InstanceContrastLoss, MulSupConLoss
 from mulsupcon.models import ProjectionHead, build_backbone
 from mulsupcon.moco import LabelQueue, MoCo
 from mulsupcon.train import distributed as dist_utils
@@ -41,7 +41,8 @@ from mulsupcon.train.optim import make_optimizer, scheduled_epochs, scheduled_fa
 from mulsupcon.train.rundir import RunDir, format_seconds, open_run_dir
 from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denormals, num_threads_for, resolve_device
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # view1, view2, labels of this process
+GROUP_BYTES = 4  # the instance term's duplicate-group numbers (below 2**32) ride in this many label-row columns
+Batch = tuple[torch.Tensor, ...]  # view1, view2, labels of this process (and duplicate groups: instance term)
 
 
 def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bool = False, quiet: bool = False,
@@ -80,7 +81,12 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         run = stack.enter_context(open_run_dir(ctx, run_dir, cfg, data.split_info, "pretrain", resume, quiet, echo))
 
         seed_everything(seed)
-        moco = build_moco(cfg, data.input_shape, data.n_labels).to(device)
+        w = float(p["instance_weight"])
+        if w > 0 and data.is_image:
+            raise ValueError("pretrain.instance_weight is for vector data (rows with identical features are found "
+                             "by comparing them); set it to 0 for images")
+        # The instance term's duplicate groups travel in the label rows (see pretrain_step).
+        moco = build_moco(cfg, data.input_shape, data.n_labels + (GROUP_BYTES if w > 0 else 0)).to(device)
         stack.enter_context(cpu_threads(num_threads_for(moco.query_encoder, device, cfg["cpu"]["num_threads"])))
         if flush and not denormals_flushed():
             run.log("note: subnormal floats are not flushed on every thread (the CPU lacks the flags, or torch "
@@ -98,6 +104,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                                 chunk_size=p["chunk_size"], normalize=False, validate=False)
         if ctx.enabled:
             loss_fn = dist_utils.GlobalNormalizedLoss(loss_fn, ctx)
+        instance = (w, InstanceContrastLoss(float(p["temperature"]))) if w > 0 else None
 
         steps_per_epoch = p["steps_per_epoch"] or max(1, data.train.n // min(global_bs, data.train.n))
         epochs = scheduled_epochs(p, steps_per_epoch)  # pretrain.epochs within min_steps / max_steps
@@ -116,8 +123,9 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                     + (f" (pretrain.batch_size {p['batch_size']} > {data.train.n} training rows)"
                        if int(p["batch_size"]) > global_bs else "") + ", "
                     f"positives={p['positives']} weighting={p['weighting']} queue={p['queue_size']} device={device}"
+                    + (f", instance term x{w:g}" if w > 0 else "")
                     + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {torch.get_num_threads()} thread(s)")
-        batches_of = view_batches(cfg, data, ctx, device, steps_per_epoch)
+        batches_of = view_batches(cfg, data, ctx, device, steps_per_epoch, with_groups=w > 0)
         guard = DivergenceGuard(trained, "pretraining")
         if float(p["temperature"]) < 0.01 and start_epoch == 0:
             run.warn(f"pretrain.temperature {p['temperature']} is far below the usual 0.05-0.5: the scores are divided "
@@ -140,7 +148,8 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             guard.reset_epoch()
             for step, batch in enumerate(batches_of(epoch)):
                 set_lr(optimizer, scheduled_factor(schedule, epoch, step, steps_per_epoch))
-                loss = pretrain_step(model, moco, loss_fn, optimizer, scaler, amp_dtype, batch, ctx.world_size)
+                loss = pretrain_step(model, moco, loss_fn, optimizer, scaler, amp_dtype, batch, ctx.world_size,
+                                     instance)
                 loss_sum += loss.double()  # stays on the device: no host sync per step
                 guard.observe(loss, step)  # likewise
                 n_steps += 1
@@ -205,29 +214,50 @@ def mixed_precision(amp: object, device: torch.device) -> tuple[Optional[torch.d
 
 def pretrain_step(model: nn.Module, moco: MoCo, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                   scaler: torch.amp.GradScaler, amp_dtype: Optional[torch.dtype], batch: Batch,
-                  world_size: int = 1) -> torch.Tensor:
+                  world_size: int = 1, instance: Optional[tuple[float, nn.Module]] = None) -> torch.Tensor:
     """One MoCo step: both encoders, the loss, backward, the optimiser step, then this step's keys enqueued.
 
     Args:
         model: ``moco`` itself, or its DistributedDataParallel wrapper.
-        batch: (view1 (B, ...), view2 (B, ...), labels (B, C)) of this process, on the device.
+        batch: (view1 (B, ...), view2 (B, ...), labels (B, C)[, groups (B,) int64]) of this process, on the
+            device; ``groups`` (rows with identical features share a number) only with ``instance``.
         world_size: processes; the queue takes the W * B gathered keys.
+        instance: (weight, :class:`~mulsupcon.losses.InstanceContrastLoss`) added to the loss, or None.
 
     Returns:
         The loss, a 0-d float32 tensor left on the device: nothing in the step is read back to the
         host (with fused optimisers even float16 loss scaling skips its inf check on the host).
     """
-    v1, v2, y = batch
+    v1, v2, y = batch[:3]
+    # With the instance term the label rows carry each row's duplicate group (batch[3]) in GROUP_BYTES
+    # extra columns, so that the queue and the all-gather keep it beside the labels with no code of their own.
+    tagged = y if instance is None else torch.cat([y, group_columns(batch[3])], dim=1)
     with torch.autocast(v1.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        query, refs, ref_labels = model(v1, v2, y)
-    loss = loss_fn(query, y, refs, ref_labels)  # float32, outside autocast
+        query, refs, ref_tagged = model(v1, v2, tagged)
+    n_labels = y.shape[1]
+    loss = loss_fn(query, y, refs, ref_tagged[:, :n_labels])  # float32, outside autocast
+    if instance is not None:  # (weight, InstanceContrastLoss)
+        weight, instance_loss = instance
+        loss = loss + weight * instance_loss(query, refs, batch[3], column_groups(ref_tagged[:, n_labels:]))
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()  # the scaler is a pass-through unless float16 is on
     scaler.step(optimizer)
     scaler.update()
     n_keys = y.shape[0] * world_size
-    moco.enqueue(refs[:n_keys], ref_labels[:n_keys])  # this step's (global) keys
+    moco.enqueue(refs[:n_keys], ref_tagged[:n_keys])  # this step's (global) keys
     return loss.detach()
+
+
+def group_columns(groups: torch.Tensor) -> torch.Tensor:
+    """(B,) int64 group numbers -> (B, GROUP_BYTES) uint8, little-endian (label-row columns)."""
+    shifts = torch.arange(0, 8 * GROUP_BYTES, 8, device=groups.device)
+    return ((groups[:, None] >> shifts) & 255).to(torch.uint8)
+
+
+def column_groups(columns: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`group_columns`: (K, GROUP_BYTES) uint8 -> (K,) int64."""
+    shifts = torch.arange(0, 8 * GROUP_BYTES, 8, device=columns.device)
+    return (columns.long() << shifts).sum(1)
 
 
 def restore(run: RunDir, moco: MoCo, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
@@ -246,8 +276,9 @@ def restore(run: RunDir, moco: MoCo, optimizer: torch.optim.Optimizer, scaler: t
 
 
 def view_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils.DistContext, device: torch.device,
-                 steps_per_epoch: int) -> Callable[[int], Iterator[Batch]]:
-    """``batches_of(epoch)``: the epoch's (view1, view2, labels) of this process, on ``device``.
+                 steps_per_epoch: int, with_groups: bool = False) -> Callable[[int], Iterator[Batch]]:
+    """``batches_of(epoch)``: the epoch's (view1, view2, labels) of this process, on ``device``; with
+    ``with_groups`` (vectors) a fourth element, the rows' duplicate groups (B,) int64 (the instance term).
 
     Vectors: both views (50% masking) of the GLOBAL batch are drawn on every process from a generator
     seeded by (seed, epoch) (cheap), so a multi-process run sees exactly the noise of one process.
@@ -273,12 +304,14 @@ def view_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils.Dis
 
         return image_batches
     views = VectorMasking(float(p["mask_prob"]))
+    groups = data.train.duplicate_groups() if with_groups else None
 
     def vector_batches(epoch: int) -> Iterator[Batch]:
         aug_gen = torch.Generator().manual_seed(epoch_seed(seed, epoch, 2))
         for idx in epoch_order(data.train.n, global_bs, fixed_steps, seed, epoch):
             x, y = data.train.batch(idx)
             v1, v2 = views(x, aug_gen), views(x, aug_gen)
-            yield to_device(ctx.shard(v1), device), to_device(ctx.shard(v2), device), to_device(ctx.shard(y), device)
+            batch = (to_device(ctx.shard(v1), device), to_device(ctx.shard(v2), device), to_device(ctx.shard(y), device))
+            yield batch if groups is None else (*batch, to_device(ctx.shard(groups[idx]), device))
 
     return vector_batches
