@@ -6,7 +6,8 @@ other view, and the keys of rows with identical features), and
 
     L = mean_i  -1/|P_i| sum_{p in P_i} log softmax_a(z_q^(i) . z_k^(a) / tau)[p]
 
-(the ALL rule of :mod:`.mulsupcon` with the instance as the label). Added to MulSupCon
+(the ALL rule of :mod:`.mulsupcon` with the instance as the label; computed here from the group numbers
+directly, since one-hot instance labels would make every label row N training rows wide). Added to MulSupCon
 (``pretrain.instance_weight``) it asks the embedding to tell the training rows apart, not only rows of
 different labels: on a few hundred rows the label term alone keeps little of the input. Identical rows
 cannot be told apart, so they are positives of each other rather than negatives.
