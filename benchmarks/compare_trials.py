@@ -7,7 +7,8 @@
     python benchmarks/compare_trials.py runs/benchmark runs/trial-momentum
 
 prints, per dataset, each folder's finetune mAP, its wins (of 6 metrics) against the reference's BCE and
-its probe mAP (see mulsupcon.benchmark.compare_trials). A trial that changes only classification can
+its probe mAP (see mulsupcon.benchmark.compare_trials), and per folder the number of datasets that
+meet both of issue 15's targets; --seeds 0 1 2 compares on those seeds only. A trial that changes only classification can
 reuse the reference's backbones: copy runs/benchmark/backbones into its folder first.
 """
 
@@ -21,5 +22,6 @@ if __name__ == "__main__":
     ap.add_argument("reference", type=Path, help="the work folder run with the shipped config")
     ap.add_argument("trials", type=Path, nargs="+", help="work folders run with --set overrides")
     ap.add_argument("--datasets", nargs="+", default=None)
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds (default: all found)")
     args = ap.parse_args()
-    print(compare_trials(args.reference, args.trials, args.datasets), end="")
+    print(compare_trials(args.reference, args.trials, args.datasets, args.seeds), end="")

@@ -147,6 +147,32 @@ def test_compare_trials_counts_wins_against_the_reference_bce_on_shared_seeds(tm
     row = [line for line in table.splitlines() if line.startswith("| flags")]
     assert row == ["| flags | 0.410 | 0.300 | 0.300, 0, 0.250 | 0.405, 2, - (1 of 2 seeds) |"]
     assert "ref: finetune mAP" in table and "trial: finetune mAP" in table
+    assert table.splitlines()[-1] == "| both targets met | | | 0 sets | 0 sets |"
+
+
+def test_compare_trials_counts_the_sets_meeting_both_targets_on_the_chosen_seeds(tmp_path):
+    """Both targets: at least 4 of 6 metrics above BCE, and finetune mAP at least the MLP's on the same
+    seeds; --seeds restricts every mean to those seeds."""
+    from mulsupcon.benchmark import compare_trials
+
+    ref, trial = tmp_path / "ref", tmp_path / "trial"
+    for d in ("flags", "yeast"):
+        for s in (0, 1):
+            _cell(ref, d, "bce", s, mAP=0.40)
+            _cell(ref, d, "mulsupcon-finetune", s, mAP=0.30)
+    _cell(ref, "flags", "sklearn-mlp", 0, mAP=0.41)
+    _cell(ref, "flags", "sklearn-mlp", 1, mAP=0.30)
+    _cell(ref, "yeast", "sklearn-mlp", 0, mAP=0.45)
+    _cell(ref, "yeast", "sklearn-mlp", 1, mAP=0.45)
+    better = {m: 0.6 for m in ("hamming_accuracy", "example_f1", "macro_f1", "micro_f1")}  # 4 wins
+    for s in (0, 1):
+        _cell(trial, "flags", "mulsupcon-finetune", s, mAP=0.405, **better)  # beats the MLP's mean 0.355 only
+        _cell(trial, "yeast", "mulsupcon-finetune", s, mAP=0.44, **better)  # 5 wins, below the MLP's 0.45
+    both_seeds = compare_trials(ref, [trial])
+    assert both_seeds.splitlines()[-1] == "| both targets met | | | 0 sets | 1 sets |"
+    seed0 = compare_trials(ref, [trial], seeds=[0])  # flags' MLP is 0.41 on seed 0: above the trial's 0.405
+    assert seed0.splitlines()[-1] == "| both targets met | | | 0 sets | 0 sets |"
+    assert "| flags | 0.400 | 0.410 |" in seed0
 
 
 def test_average_finetunes_scores_the_mean_of_the_kept_probabilities(tmp_path, capsys, monkeypatch):

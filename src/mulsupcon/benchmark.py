@@ -415,42 +415,53 @@ def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
 
 
-def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[Sequence[str]] = None) -> str:
+def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[Sequence[str]] = None,
+                   seeds: Optional[Sequence[int]] = None) -> str:
     """A markdown table of trial benchmarks (``--work`` folders run with ``--set`` overrides) against a
     reference one: per dataset, the reference's BCE and scikit-learn MLP mAP, then for the reference and
     each trial its finetune mAP, the metrics (of 6) on which that finetuning beats the reference's BCE,
     and its probe mAP, over the seeds the finetune cell and the reference's BCE cell share
-    (validation protocol). A trial that changes only classification can reuse the reference's
-    pretrained backbones: copy ``backbones/`` into its folder before running it.
+    (validation protocol); a last row counts, per folder, the datasets that meet both of issue 15's
+    targets (at least 4 wins, and finetune mAP at least the MLP's on the same seeds). ``seeds``: only
+    these (default: every seed found). A trial that changes only classification can reuse the
+    reference's pretrained backbones: copy ``backbones/`` into its folder before running it.
     """
     reference, trials = Path(reference), [Path(t) for t in trials]
     if datasets is None:
         datasets = [d for d in DATASETS if (reference / "cells" / d).is_dir()]
-    seeds = sorted({int(f.stem.rsplit("-seed", 1)[1]) for w in [reference, *trials] for f in w.glob("cells/*/*-seed*.json")})
+    if seeds is None:
+        seeds = sorted({int(f.stem.rsplit("-seed", 1)[1]) for w in [reference, *trials]
+                        for f in w.glob("cells/*/*-seed*.json")})
     ref = _load_cells(reference, datasets, seeds, METHODS)
     runs = [reference] + trials
     found = [ref] + [_load_cells(t, datasets, seeds, METHODS) for t in trials]
     lines = ["| dataset | BCE mAP | MLP mAP | " + " | ".join(f"{r.name}: finetune mAP, wins, probe mAP" for r in runs) + " |",
              "|---" * (3 + len(runs)) + "|"]
+    meets = [0] * len(runs)
     for d in datasets:
         bce = {c["seed"]: c for c in ref.get(d, {}).get("bce", [])}
         if not bce:
             continue
-        mlp = ref[d].get("sklearn-mlp")
+        mlp = {c["seed"]: c for c in ref[d].get("sklearn-mlp", [])}
         row = [d, f"{_mean_std(list(bce.values()), 'validation', 'mAP')[0]:.3f}",
-               f"{_mean_std(mlp, 'validation', 'mAP')[0]:.3f}" if mlp else "-"]
-        for cells in found:
+               f"{_mean_std(list(mlp.values()), 'validation', 'mAP')[0]:.3f}" if mlp else "-"]
+        for i, cells in enumerate(found):
             ft = [c for c in cells.get(d, {}).get("mulsupcon-finetune", []) if c["seed"] in bce]
             if not ft:
                 row.append("-")
                 continue
             paired = [bce[c["seed"]] for c in ft]
             wins = sum(_mean_std(ft, "validation", m)[0] > _mean_std(paired, "validation", m)[0] for m in METRICS)
+            ft_map = _mean_std(ft, "validation", "mAP")[0]
+            paired_mlp = [mlp[c["seed"]] for c in ft if c["seed"] in mlp]
+            if wins >= 4 and len(paired_mlp) == len(ft) and ft_map >= _mean_std(paired_mlp, "validation", "mAP")[0]:
+                meets[i] += 1
             probe = cells[d].get("mulsupcon-probe")
-            row.append(f"{_mean_std(ft, 'validation', 'mAP')[0]:.3f}, {wins}, "
+            row.append(f"{ft_map:.3f}, {wins}, "
                        + (f"{_mean_std(probe, 'validation', 'mAP')[0]:.3f}" if probe else "-")
                        + (f" ({len(ft)} of {len(bce)} seeds)" if len(ft) != len(bce) else ""))
         lines.append("| " + " | ".join(row) + " |")
+    lines.append("| both targets met | | | " + " | ".join(f"{n} sets" for n in meets) + " |")
     return "\n".join(lines) + "\n"
 
 
