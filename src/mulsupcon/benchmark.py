@@ -346,6 +346,11 @@ def _mean_std(cells: list[dict], protocol: str, metric: str) -> tuple[float, flo
     return float(v.mean()), float(v.std())
 
 
+def _wins(cells: list[dict], other: list[dict]) -> int:
+    """The metrics (of 6) on which the mean over ``cells`` is above the mean over ``other`` (validation protocol)."""
+    return sum(_mean_std(cells, "validation", m)[0] > _mean_std(other, "validation", m)[0] for m in METRICS)
+
+
 def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence[int], methods: Sequence[str],
                  config: str, overrides: Optional[Mapping[str, Any]], command: str, notes: Sequence[str] = ()) -> None:
     """The markdown report from the cells found under ``work`` (also for a partial benchmark); ``notes``:
@@ -379,8 +384,7 @@ def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence
                        if cells else "-")
         ft, bce, mlp = (found[d].get(k) for k in ("mulsupcon-finetune", "bce", "sklearn-mlp"))
         if ft and bce:
-            wins = sum(_mean_std(ft, "validation", m)[0] > _mean_std(bce, "validation", m)[0] for m in METRICS)
-            row.append(f"{wins}")
+            row.append(f"{_wins(ft, bce)}")
         else:
             row.append("-")
         row.append(("yes" if _mean_std(ft, "validation", "mAP")[0] >= _mean_std(mlp, "validation", "mAP")[0] else "no")
@@ -451,7 +455,7 @@ def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[S
                 row.append("-")
                 continue
             paired = [bce[c["seed"]] for c in ft]
-            wins = sum(_mean_std(ft, "validation", m)[0] > _mean_std(paired, "validation", m)[0] for m in METRICS)
+            wins = _wins(ft, paired)
             ft_map = _mean_std(ft, "validation", "mAP")[0]
             paired_mlp = [mlp[c["seed"]] for c in ft if c["seed"] in mlp]
             if wins >= 4 and len(paired_mlp) == len(ft) and ft_map >= _mean_std(paired_mlp, "validation", "mAP")[0]:
