@@ -23,8 +23,12 @@ def test_benchmark_on_flags_scores_every_method_and_resumes(tmp_path, capsys):
     assert len(lines) == 12 and lines[0].startswith("[1/12] flags mulsupcon-finetune seed 0")
     cells = sorted((tmp_path / "w" / "cells" / "flags").glob("*-seed*.json"))
     assert len(cells) == 12
+    from mulsupcon.benchmark import code_fingerprint
+
     for f in cells:
-        metrics = json.loads(f.read_text())["metrics"]
+        record = json.loads(f.read_text())
+        assert (record["code"], record["config"], record["overrides"]) == (code_fingerprint(), "vectors", FAST)
+        metrics = record["metrics"]
         for protocol in ("validation", "paper"):
             assert set(metrics[protocol]) == {"mAP", "hamming_accuracy", "example_f1", "macro_f1", "micro_f1",
                                               "precision_at_1"}
@@ -46,6 +50,7 @@ def test_benchmark_on_flags_scores_every_method_and_resumes(tmp_path, capsys):
     assert ens["paper"]["micro_f1"] == pytest.approx(evaluate(mean, parts["test"][1], protocol="paper")["micro_f1"])
     report = out.read_text()
     assert "| flags | 103 | 7 |" in report and "random-forest" in report and "± " in report
+    assert "Mixed provenance" not in report
     # A second call finds every result and computes nothing.
     again: list[str] = []
     benchmark_vectors(["flags"], [0, 1], methods, work=tmp_path / "w", out=out, overrides=FAST, say=again.append)
@@ -328,3 +333,26 @@ def test_the_real_boomer_beats_chance_on_flags():
     got = run_boomer(parts, 0, boomer_python())
     base_rate = parts["test"][1].mean()  # mAP of a random ranking is about the labels' base rate
     assert got["validation"]["mAP"] > base_rate + 0.1 and got["version"][0].isdigit()
+
+
+def test_the_report_says_when_its_cells_come_from_different_code_or_configs(tmp_path):
+    """Cells are never recomputed, so a resumed --work can mix code versions or --set values; the report
+    names each with its count (older cells record neither)."""
+    from mulsupcon.benchmark import code_fingerprint, provenance_note, write_report
+
+    fp = code_fingerprint()
+    assert len(fp) == 12 and int(fp, 16) >= 0 and code_fingerprint() == fp
+    same = {"code": fp, "config": "vectors", "overrides": {}}
+    found = {"flags": {"bce": [dict(same), dict(same)], "mulsupcon-finetune": [dict(same)]}}
+    assert provenance_note(found) is None
+    found["yeast"] = {"bce": [dict(same, code="ffffffffffff", overrides={"pretrain.lr": 0.001}), {"metrics": {}}]}
+    note = provenance_note(found)
+    assert "code (" + fp + ": 3 cells; ffffffffffff: 1 cells; not recorded: 1 cells)" in note
+    assert ('config (vectors {"pretrain.lr": 0.001}: 1 cells; vectors {}: 3 cells; not recorded: 1 cells)' in note)
+    # In the written report: two cells of one set, from two code versions.
+    for s in (0, 1):
+        _cell(tmp_path, "flags", "bce", s)
+    cell = tmp_path / "cells" / "flags" / "bce-seed1.json"
+    cell.write_text(json.dumps(dict(json.loads(cell.read_text()), code=fp)))
+    write_report(tmp_path, tmp_path / "r.md", ["flags"], [0, 1], ["bce"], "vectors", None, "")
+    assert f"code ({fp}: 1 cells; not recorded: 1 cells)" in (tmp_path / "r.md").read_text()

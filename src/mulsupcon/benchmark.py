@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -116,6 +118,44 @@ def arrays(data: PreparedData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         x, y = source.batch(torch.arange(source.n))
         out[part] = (x.numpy(), y.numpy())
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def code_fingerprint() -> str:
+    """12 hex digits hashing this package's Python source and shipped configs (names and bytes).
+
+    Every cell records it: a resumed benchmark never recomputes a finished cell, so one report can
+    combine cells computed by different code, which then differ for no visible reason (2026-12-06: a
+    table's small sets came from an earlier version of the instance term). The report says when it does.
+    """
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def provenance_note(found: Mapping[str, Mapping[str, list[dict]]]) -> Optional[str]:
+    """A warning paragraph when the cells in ``found`` (dataset -> method -> cells) were computed by
+    more than one code version or config (see :func:`code_fingerprint`), else None."""
+    kinds = {"code": lambda c: c.get("code"),
+             "config": lambda c: None if "config" not in c else f"{c['config']} {json.dumps(c.get('overrides') or {}, sort_keys=True)}"}
+    parts = []
+    for what, key in kinds.items():
+        counts: dict = {}
+        for by_method in found.values():
+            for cells in by_method.values():
+                for c in cells:
+                    counts[key(c)] = counts.get(key(c), 0) + 1
+        if len(counts) > 1:
+            shown = "; ".join(f"{'not recorded' if k is None else k}: {n} cells" for k, n in
+                              sorted(counts.items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
+            parts.append(f"{what} ({shown})")
+    if not parts:
+        return None
+    return ("**Mixed provenance.** The cells of this report were computed with more than one " + " and ".join(parts)
+            + ". Cells are never recomputed once written, so a change of code or `--set` between runs into the same "
+            "`--work` mixes them; compare like with like in a fresh `--work` folder.")
 
 
 # ----------------------------------------------------------------------------- methods
@@ -318,7 +358,8 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
                     else:
                         scores = run_sklearn(m, parts, int(s))
                 seconds = time.perf_counter() - t0
-                record = {"dataset": d, "method": m, "seed": s, "seconds": round(seconds, 2)}
+                record = {"dataset": d, "method": m, "seed": s, "seconds": round(seconds, 2), "code": code_fingerprint(),
+                          "config": config, "overrides": dict(overrides or {})}
                 if "version" in scores:  # a method run outside this environment says which release it was
                     record["version"] = scores.pop("version")
                 atomic_write_json(cell, {**record, "metrics": scores})
@@ -369,6 +410,9 @@ def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence
                        if m == "boomer" for c in cells if "version" in c})
     if versions:
         lines += [f"`boomer`: mlrl-boomer {', '.join(versions)}, run in its own interpreter (`--boomer-python`).", ""]
+    mixed = provenance_note(found)
+    if mixed:
+        lines += [mixed, ""]
     lines += ["## Summary (validation protocol: thresholds chosen on the validation rows)", "",
               "| dataset | train rows | labels | " + " | ".join(f"{m} mAP" for m in methods)
               + " | finetune beats BCE (of 6) | finetune mAP ≥ sklearn MLP |",
