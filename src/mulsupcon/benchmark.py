@@ -39,6 +39,7 @@ negatives in pretraining and as all-negative rows in classification).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import functools
@@ -140,13 +141,10 @@ def provenance_note(found: Mapping[str, Mapping[str, list[dict]]]) -> Optional[s
     more than one code version or config (see :func:`code_fingerprint`), else None."""
     kinds = {"code": lambda c: c.get("code"),
              "config": lambda c: None if "config" not in c else f"{c['config']} {json.dumps(c.get('overrides') or {}, sort_keys=True)}"}
+    cells = [c for by_method in found.values() for method_cells in by_method.values() for c in method_cells]
     parts = []
     for what, key in kinds.items():
-        counts: dict = {}
-        for by_method in found.values():
-            for cells in by_method.values():
-                for c in cells:
-                    counts[key(c)] = counts.get(key(c), 0) + 1
+        counts = collections.Counter(key(c) for c in cells)
         if len(counts) > 1:
             shown = "; ".join(f"{'not recorded' if k is None else k}: {n} cells" for k, n in
                               sorted(counts.items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
