@@ -115,6 +115,66 @@ def test_cli_benchmark_runs_one_cell_and_writes_the_report(tmp_path):
     assert main(["benchmark", "vectors", "--datasets", "nope", "--work", str(tmp_path / "w2")]) == 2
 
 
+def _own_csv(path, n=160, seed=0):
+    """A CSV of 6 features and 3 labels that are functions of them (header a..g, then the label names)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6))
+    y = np.stack([x[:, 0] > 0, x[:, 1] + x[:, 2] > 0.5, x[:, 3] < -0.3], 1).astype(int)
+    rows = ["a,b,c,d,e,g,cat,dog,fish"] + [",".join([f"{v:.6f}" for v in xr] + [str(v) for v in yr]) for xr, yr in zip(x, y)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_own_files_join_the_benchmark_as_name_equals_path(tmp_path):
+    """`--datasets mine=data.csv` runs on the rows `mulsupcon train --dataset.path data.csv` would use, records
+    the file's sha256, and refuses to continue when the file has changed since."""
+    from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, benchmark_vectors, run_sklearn
+    from mulsupcon.data.download import sha256_file
+    from mulsupcon.train.data import load_dataset_splits
+
+    csv = tmp_path / "data.csv"
+    _own_csv(csv)
+    options = {**FAST, "dataset.label_columns": 3}
+    work, out = tmp_path / "w", tmp_path / "b.md"
+    lines: list[str] = []
+    benchmark_vectors([f"mine={csv}"], [0], ["bce", "logistic-regression"], work=work, out=out, overrides=options,
+                      say=lines.append)
+    assert [line.split(":")[0] for line in lines] == ["[1/2] mine bce seed 0", "[2/2] mine logistic-regression seed 0"]
+    record = json.loads((work / "cells" / "mine" / "logistic-regression-seed0.json").read_text())
+    assert record["data"] == {str(csv.resolve()): sha256_file(csv)}
+    # The same rows as the train command's reading of the file (carved test and validation rows).
+    cfg = benchmark_config("mine", overrides=options, path=str(csv.resolve()))
+    splits = load_dataset_splits(cfg["dataset"])
+    shape = json.loads((work / "cells" / "mine" / "shape.json").read_text())
+    assert (shape["train"], shape["val"], shape["test"]) == (splits.train.n_samples, splits.val.n_samples,
+                                                             splits.test.n_samples)
+    assert shape["train"] + shape["val"] + shape["test"] == 160 and shape["labels"] == 3
+    again = run_sklearn("logistic-regression", arrays(benchmark_data("mine", cfg)), seed=0)
+    assert again["validation"]["mAP"] == pytest.approx(record["metrics"]["validation"]["mAP"], abs=1e-12)
+    assert record["metrics"]["validation"]["mAP"] > 0.8  # the labels are (nearly) linear in the features
+    assert "| mine | " in out.read_text()
+    # A changed file is not mixed with the cells of the old one.
+    _own_csv(csv, seed=1)
+    with pytest.raises(ValueError, match="computed from"):
+        benchmark_vectors([f"mine={csv}"], [0, 1], ["bce"], work=work, out=out, overrides=options, say=lines.append)
+
+
+def test_dataset_entries_that_cannot_be_read_say_why(tmp_path):
+    from mulsupcon.benchmark import parse_datasets
+
+    (tmp_path / "d.csv").write_text("a,cat\n1,0\n")
+    assert parse_datasets(["flags", f"mine={tmp_path / 'd.csv'}"]) == {"flags": None, "mine": str(tmp_path / "d.csv")}
+    with pytest.raises(ValueError, match="NAME=PATH"):
+        parse_datasets(["emotions"])
+    with pytest.raises(ValueError, match="dataset of the data home"):
+        parse_datasets([f"flags={tmp_path / 'd.csv'}"])
+    with pytest.raises(ValueError, match="letters, digits"):
+        parse_datasets([f"my data={tmp_path / 'd.csv'}"])
+    with pytest.raises(FileNotFoundError, match="no file or folder"):
+        parse_datasets([f"mine={tmp_path / 'missing.csv'}"])
+    with pytest.raises(ValueError, match="named twice"):
+        parse_datasets(["flags", "flags"])
+
+
 def test_repeated_set_flags_all_apply():
     """`--set a=1 --set b=2` keeps both (a second --set once silently replaced the first)."""
     from mulsupcon.cli import build_parser
@@ -148,9 +208,11 @@ def test_compare_trials_counts_wins_against_the_reference_bce_on_shared_seeds(tm
     # example_f1, loses hamming accuracy, ties the other three: 2 wins
     _cell(trial, "flags", "mulsupcon-finetune", 0, mAP=0.405, hamming_accuracy=0.8, example_f1=0.6)
     _cell(trial, "flags", "mulsupcon-finetune", 7, mAP=0.99)  # no BCE seed 7 in the reference: ignored
+    _cell(ref, "mine", "bce", 0, mAP=0.5)  # a user's own file (NAME=PATH) comes after the data home's sets
     table = compare_trials(ref, [trial])
     row = [line for line in table.splitlines() if line.startswith("| flags")]
     assert row == ["| flags | 0.410 | 0.300 | 0.300, 0, 0.250 | 0.405, 2, - (1 of 2 seeds) |"]
+    assert [line.split(" |")[0] for line in table.splitlines()[2:4]] == ["| flags", "| mine"]
     assert "ref: finetune mAP" in table and "trial: finetune mAP" in table
     assert table.splitlines()[-1] == "| both targets met | | | 0 sets | 0 sets |"
 

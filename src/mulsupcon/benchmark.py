@@ -47,6 +47,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ import torch
 
 from mulsupcon.config import load_config
 from mulsupcon.data.dataset import MultiLabelDataset, Splits
+from mulsupcon.data.download import sha256_file
 from mulsupcon.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
 from mulsupcon.metrics import evaluate
 from mulsupcon.train.classify import classify
@@ -80,12 +82,59 @@ shapes: dict[str, dict] = {}  # dataset -> its row counts (also saved beside its
 
 
 # ----------------------------------------------------------------------------- data
-def benchmark_config(dataset: str, config: str = "vectors", overrides: Optional[Mapping[str, Any]] = None) -> dict:
-    """The config every MulSupCon/BCE/ASL run of ``dataset`` uses: ``config`` with the dataset set."""
+def parse_datasets(entries: Sequence[str]) -> dict[str, Optional[str]]:
+    """``--datasets`` entries -> {name: None for a set of :data:`DATASETS`, or the absolute path of your own
+    file or folder, given as ``NAME=PATH``}. ValueError / FileNotFoundError say what is wrong with an entry."""
+    out: dict[str, Optional[str]] = {}
+    for entry in entries:
+        name, sep, path = str(entry).partition("=")
+        if name in out:
+            raise ValueError(f"--datasets: {name!r} is named twice")
+        if not sep:
+            if name not in DATASETS:
+                raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}, or give your own "
+                                 "file as NAME=PATH (read as by `mulsupcon train --dataset.path PATH`)")
+            out[name] = None
+            continue
+        if name in DATASETS:
+            raise ValueError(f"--datasets {entry}: {name!r} is a dataset of the data home; give your file another name")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ValueError(f"--datasets {entry}: the name {name!r} must be letters, digits, '.', '_' or '-' "
+                             "(it names the dataset's folder under --work)")
+        resolved = Path(path).expanduser().resolve()
+        if not path or not resolved.exists():
+            raise FileNotFoundError(f"--datasets {entry}: no file or folder at {resolved}")
+        out[name] = str(resolved)
+    return out
+
+
+def benchmark_config(dataset: str, config: str = "vectors", overrides: Optional[Mapping[str, Any]] = None,
+                     path: Optional[str] = None) -> dict:
+    """The config every MulSupCon/BCE/ASL run of ``dataset`` uses: ``config`` with the dataset set
+    (``path``: your own file, read with the ``dataset.*`` options of ``overrides``, as `mulsupcon train` does)."""
     base = NO_LABEL_CASES.get(dataset, (dataset,))[0]
     values: dict[str, Any] = {"dataset.name": base, "device": "cpu" if not torch.cuda.is_available() else "auto"}
+    if path is not None:
+        values["dataset.path"] = path
     values.update(overrides or {})
     return load_config(config, values)
+
+
+def data_files(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """{absolute path: sha256} of the files a config's own-data options name (path, test_path, xml, labels);
+    empty for a dataset of the data home (its catalogue pins its files)."""
+    ds = cfg["dataset"]
+    files = [Path(ds[k]) for k in ("path", "test_path", "xml", "labels") if ds.get(k)]
+    return {str(f): sha256_file(f) for f in files if f.is_file()}
+
+
+def check_same_data(work: Path, dataset: str, files: Mapping[str, str]) -> None:
+    """Raise ValueError when a cell of ``dataset`` under ``work`` was computed from other data files."""
+    for cell in sorted((Path(work) / "cells" / dataset).glob("*-seed*.json")):
+        before = json.loads(cell.read_text()).get("data", {})
+        if before != dict(files):
+            raise ValueError(f"{cell} was computed from {before or 'a dataset of the data home'}, not from {dict(files)}: "
+                             f"give this data another name, or use another --work folder")
 
 
 def benchmark_data(dataset: str, cfg: Mapping[str, Any]) -> PreparedData:
@@ -299,7 +348,11 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
 
     Args:
         datasets, seeds, methods: what to run (names from :data:`DATASETS` / :data:`METHODS`; methods
-            None: all of them, BOOMER only when ``boomer`` is given).
+            None: all of them, BOOMER only when ``boomer`` is given). A dataset may also be your own
+            file as ``NAME=PATH``, read as `mulsupcon train --dataset.path PATH` reads it, with the
+            ``dataset.*`` options of ``overrides`` (``dataset.xml``, ``dataset.test_path``,
+            ``dataset.label_columns``; without a test part one is carved, ``dataset.test_fraction``);
+            its cells record the files' sha256, and a rerun refuses cells of other files.
         work: where the per-cell results and pretrained backbones are kept (resumable).
         out: the markdown report, rewritten after every cell.
         config: the shipped config (or YAML file) MulSupCon, BCE and ASL run with.
@@ -315,14 +368,15 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
     if "boomer" in methods and not boomer:
         raise ValueError(f"method 'boomer' needs a Python interpreter with mlrl-boomer: create one with {BOOMER_SETUP}, "
                          "then pass --boomer-python .venv-boomer/bin/python (or set MULSUPCON_BOOMER_PYTHON)")
-    unknown = [d for d in datasets if d not in DATASETS]
-    if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; choose from {', '.join(DATASETS)}")
+    paths = parse_datasets(datasets)
+    datasets = list(paths)
     work = Path(work)
     cells = [(d, m, s) for d in datasets for s in seeds for m in methods]
     done = 0
     for d in datasets:
-        cfg = benchmark_config(d, config, overrides)
+        cfg = benchmark_config(d, config, overrides, paths[d])
+        files = data_files(cfg) if paths[d] else {}
+        check_same_data(work, d, files)
         data: Optional[PreparedData] = None
         for s in seeds:
             for m in methods:
@@ -357,7 +411,7 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
                         scores = run_sklearn(m, parts, int(s))
                 seconds = time.perf_counter() - t0
                 record = {"dataset": d, "method": m, "seed": s, "seconds": round(seconds, 2), "code": code_fingerprint(),
-                          "config": config, "overrides": dict(overrides or {})}
+                          "config": config, "overrides": dict(overrides or {}), **({"data": files} if files else {})}
                 if "version" in scores:  # a method run outside this environment says which release it was
                     record["version"] = scores.pop("version")
                 atomic_write_json(cell, {**record, "metrics": scores})
@@ -474,7 +528,8 @@ def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[S
     """
     reference, trials = Path(reference), [Path(t) for t in trials]
     if datasets is None:
-        datasets = [d for d in DATASETS if (reference / "cells" / d).is_dir()]
+        found_sets = {f.name for f in (reference / "cells").iterdir() if f.is_dir()} if (reference / "cells").is_dir() else set()
+        datasets = [d for d in DATASETS if d in found_sets] + sorted(found_sets - set(DATASETS))
     if seeds is None:
         seeds = sorted({int(f.stem.rsplit("-seed", 1)[1]) for w in [reference, *trials]
                         for f in w.glob("cells/*/*-seed*.json")})

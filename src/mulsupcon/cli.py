@@ -112,8 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_embed_parser(sub)
 
     p = sub.add_parser("benchmark", help="MulSupCon against BCE, ASL, scikit-learn's MLP and a random forest (same rows)")
-    p.add_argument("what", choices=["vectors"], help="vectors: the vector datasets of the data home")
-    p.add_argument("--datasets", nargs="+", default=None, help="default: all (see mulsupcon.benchmark.DATASETS)")
+    p.add_argument("what", choices=["vectors"], help="vectors: the vector datasets of the data home, or your own")
+    p.add_argument("--datasets", nargs="+", default=None, metavar="NAME|NAME=PATH",
+                   help="default: all of the data home (see mulsupcon.benchmark.DATASETS); NAME=PATH adds your own "
+                        "file, read as by `mulsupcon train --dataset.path PATH` with the --set dataset.* options "
+                        "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.test_fraction)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=None,
                    help="default: all (see mulsupcon.benchmark.METHODS; boomer only with --boomer-python)")
