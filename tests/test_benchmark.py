@@ -242,6 +242,28 @@ def test_compare_trials_counts_the_sets_meeting_both_targets_on_the_chosen_seeds
     assert "| flags | 0.400 | 0.410 |" in seed0
 
 
+def test_seed_by_seed_pairs_each_seed_with_the_reference_bce_and_mlp_of_that_seed(tmp_path):
+    """Each cell: wins of the trial's finetune against the reference's BCE of the same seed, then its mAP
+    minus the reference's MLP of that seed; the count needs both (>= 4 wins, difference >= 0); a seed
+    missing one of the three cells is shown as '-' and not counted."""
+    from mulsupcon.benchmark import seed_by_seed
+
+    ref, trial = tmp_path / "ref", tmp_path / "trial"
+    better = {m: 0.6 for m in ("hamming_accuracy", "example_f1", "macro_f1", "micro_f1")}
+    for s, mlp in ((0, 0.30), (1, 0.45), (2, 0.30)):
+        _cell(ref, "flags", "bce", s, mAP=0.40)
+        _cell(ref, "flags", "sklearn-mlp", s, mAP=mlp)
+        _cell(ref, "flags", "mulsupcon-finetune", s, mAP=0.35)  # loses mAP to BCE, ties the rest: 0 wins
+    _cell(trial, "flags", "mulsupcon-finetune", 0, mAP=0.42, **better)  # 5 wins, +0.12 over the MLP: meets both
+    _cell(trial, "flags", "mulsupcon-finetune", 1, mAP=0.42, **better)  # 5 wins but 0.03 below that seed's MLP
+    # seed 2: no trial cell
+    table = seed_by_seed(ref, trial).splitlines()
+    assert table[2] == "| dataset | seed 0 | seed 1 | seed 2 | seeds meeting both |"
+    assert table[4] == "| flags | 5, +0.120 | 5, -0.030 | - | 1 of 2 |"
+    assert seed_by_seed(ref).splitlines()[4] == "| flags | 0, +0.050 | 0, -0.100 | 0, +0.050 | 0 of 3 |"
+    assert seed_by_seed(ref, trial, seeds=[1]).splitlines()[4] == "| flags | 5, -0.030 | 0 of 1 |"
+
+
 def test_average_finetunes_scores_the_mean_of_the_kept_probabilities(tmp_path, capsys, monkeypatch):
     """benchmarks/average_finetunes.py: kept BCE probabilities are reused (no training), and each printed
     mAP is the validation-protocol mAP of the mean probabilities, checked against scikit-learn."""

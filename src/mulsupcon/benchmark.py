@@ -527,12 +527,7 @@ def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[S
     reference's pretrained backbones: copy ``backbones/`` into its folder before running it.
     """
     reference, trials = Path(reference), [Path(t) for t in trials]
-    if datasets is None:
-        found_sets = {f.name for f in (reference / "cells").iterdir() if f.is_dir()} if (reference / "cells").is_dir() else set()
-        datasets = [d for d in DATASETS if d in found_sets] + sorted(found_sets - set(DATASETS))
-    if seeds is None:
-        seeds = sorted({int(f.stem.rsplit("-seed", 1)[1]) for w in [reference, *trials]
-                        for f in w.glob("cells/*/*-seed*.json")})
+    datasets, seeds = _sets_and_seeds(reference, trials, datasets, seeds)
     ref = _load_cells(reference, datasets, seeds, METHODS)
     runs = [reference] + trials
     found = [ref] + [_load_cells(t, datasets, seeds, METHODS) for t in trials]
@@ -564,6 +559,51 @@ def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[S
         lines.append("| " + " | ".join(row) + " |")
     lines.append("| both targets met | | | " + " | ".join(f"{n} sets" for n in meets) + " |")
     return "\n".join(lines) + "\n"
+
+
+def seed_by_seed(reference: Path, trial: Optional[Path] = None, datasets: Optional[Sequence[str]] = None,
+                 seeds: Optional[Sequence[int]] = None) -> str:
+    """A markdown table of issue 15's two targets seed by seed: per dataset and seed, the metrics (of 6) on
+    which the finetune of ``trial`` (default: the reference itself) beats the reference's BCE of that seed,
+    then its mAP minus the reference's scikit-learn MLP of that seed (validation protocol); a last column
+    counts the seeds that meet both (at least 4 wins and a difference >= 0). It shows how much of a
+    trial's count of sets is decided by single seeds. Seeds without all three cells are left out."""
+    reference = Path(reference)
+    trial = reference if trial is None else Path(trial)
+    datasets, seeds = _sets_and_seeds(reference, [trial], datasets, seeds)
+    ref, found = _load_cells(reference, datasets, seeds, METHODS), _load_cells(trial, datasets, seeds, METHODS)
+    lines = [f"{trial.name} against {reference.name}'s BCE and MLP: wins of 6, finetune mAP minus the MLP's", "",
+             "| dataset | " + " | ".join(f"seed {s}" for s in seeds) + " | seeds meeting both |",
+             "|---" * (len(seeds) + 2) + "|"]
+    for d in datasets:
+        by_seed = {m: {c["seed"]: c for c in ref.get(d, {}).get(m, [])} for m in ("bce", "sklearn-mlp")}
+        by_seed["ft"] = {c["seed"]: c for c in found.get(d, {}).get("mulsupcon-finetune", [])}
+        row, meets, n = [d], 0, 0
+        for s in seeds:
+            if not all(s in cells for cells in by_seed.values()):
+                row.append("-")
+                continue
+            ft, bce, mlp = by_seed["ft"][s], by_seed["bce"][s], by_seed["sklearn-mlp"][s]
+            wins = _wins([ft], [bce])
+            gap = _mean_std([ft], "validation", "mAP")[0] - _mean_std([mlp], "validation", "mAP")[0]
+            meets, n = meets + (wins >= 4 and gap >= 0), n + 1
+            row.append(f"{wins}, {gap:+.3f}")
+        if n:
+            lines.append("| " + " | ".join(row) + f" | {meets} of {n} |")
+    return "\n".join(lines) + "\n"
+
+
+def _sets_and_seeds(reference: Path, others: Sequence[Path], datasets: Optional[Sequence[str]],
+                    seeds: Optional[Sequence[int]]) -> tuple[list[str], list[int]]:
+    """The datasets (default: the reference's, the data home's order first, then users' own sets) and
+    the seeds (default: every seed of any cell in these folders) a comparison covers."""
+    if datasets is None:
+        found_sets = {f.name for f in (reference / "cells").iterdir() if f.is_dir()} if (reference / "cells").is_dir() else set()
+        datasets = [d for d in DATASETS if d in found_sets] + sorted(found_sets - set(DATASETS))
+    if seeds is None:
+        seeds = sorted({int(f.stem.rsplit("-seed", 1)[1]) for w in [reference, *others]
+                        for f in w.glob("cells/*/*-seed*.json")})
+    return list(datasets), list(seeds)
 
 
 def _shape(work: Path, d: str) -> dict:
