@@ -21,7 +21,7 @@ from mulsupcon.benchmark import compare_trials, seed_by_seed
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("reference", type=Path, help="the work folder run with the shipped config")
-    ap.add_argument("trials", type=Path, nargs="+", help="work folders run with --set overrides")
+    ap.add_argument("trials", type=Path, nargs="*", help="work folders run with --set overrides (none: the reference alone)")
     ap.add_argument("--datasets", nargs="+", default=None)
     ap.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds (default: all found)")
     ap.add_argument("--per-seed", action="store_true", help="also each folder's targets seed by seed")
