@@ -585,7 +585,7 @@ def seed_by_seed(reference: Path, trial: Optional[Path] = None, datasets: Option
                 continue
             ft, bce, mlp = by_seed["ft"][s], by_seed["bce"][s], by_seed["sklearn-mlp"][s]
             wins = _wins([ft], [bce])
-            gap = _mean_std([ft], "validation", "mAP")[0] - _mean_std([mlp], "validation", "mAP")[0]
+            gap = ft["metrics"]["validation"]["mAP"] - mlp["metrics"]["validation"]["mAP"]
             meets, n = meets + (wins >= 4 and gap >= 0), n + 1
             row.append(f"{wins}, {gap:+.3f}")
         if n:
