@@ -567,7 +567,7 @@ def seed_by_seed(reference: Path, trial: Optional[Path] = None, datasets: Option
     which the finetune of ``trial`` (default: the reference itself) beats the reference's BCE of that seed,
     then its mAP minus the reference's scikit-learn MLP of that seed (validation protocol); a last column
     counts the seeds that meet both (at least 4 wins and a difference >= 0). It shows how much of a
-    trial's count of sets is decided by single seeds. Seeds without all three cells are left out."""
+    trial's count of sets is decided by single seeds. A seed without all three cells shows '-' and is not counted."""
     reference = Path(reference)
     trial = reference if trial is None else Path(trial)
     datasets, seeds = _sets_and_seeds(reference, [trial], datasets, seeds)
