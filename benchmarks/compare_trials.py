@@ -8,7 +8,8 @@
 
 prints, per dataset, each folder's finetune mAP, its wins (of 6 metrics) against the reference's BCE and
 its probe mAP (see mulsupcon.benchmark.compare_trials), and per folder the number of datasets that
-meet both of issue 15's targets; --seeds 0 1 2 compares on those seeds only; --per-seed adds, for each
+meet both of issue 15's targets, the (dataset, seed) pairs that meet both when each seed is judged
+alone, and the mean finetune mAP; --seeds 0 1 2 compares on those seeds only; --per-seed adds, for each
 folder, the two targets seed by seed (mulsupcon.benchmark.seed_by_seed). A trial that changes only classification can
 reuse the reference's backbones: copy runs/benchmark/backbones into its folder first.
 """

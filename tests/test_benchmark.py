@@ -214,7 +214,9 @@ def test_compare_trials_counts_wins_against_the_reference_bce_on_shared_seeds(tm
     assert row == ["| flags | 0.410 | 0.300 | 0.300, 0, 0.250 | 0.405, 2, - (1 of 2 seeds) |"]
     assert [line.split(" |")[0] for line in table.splitlines()[2:4]] == ["| flags", "| mine"]
     assert "ref: finetune mAP" in table and "trial: finetune mAP" in table
-    assert table.splitlines()[-1] == "| both targets met | | | 0 sets | 0 sets |"
+    assert table.splitlines()[-3] == "| both targets met | | | 0 sets | 0 sets |"
+    # seed 0 of the trial has the reference's BCE and MLP (2 wins: not met); seed 7 has neither
+    assert table.splitlines()[-2] == "| (set, seed) pairs meeting both | | | 0 of 2 | 0 of 1 |"
 
 
 def test_compare_trials_counts_the_sets_meeting_both_targets_on_the_chosen_seeds(tmp_path):
@@ -235,11 +237,17 @@ def test_compare_trials_counts_the_sets_meeting_both_targets_on_the_chosen_seeds
     for s in (0, 1):
         _cell(trial, "flags", "mulsupcon-finetune", s, mAP=0.405, **better)  # beats the MLP's mean 0.355 only
         _cell(trial, "yeast", "mulsupcon-finetune", s, mAP=0.44, **better)  # 5 wins, below the MLP's 0.45
-    both_seeds = compare_trials(ref, [trial])
-    assert both_seeds.splitlines()[-1] == "| both targets met | | | 0 sets | 1 sets |"
-    seed0 = compare_trials(ref, [trial], seeds=[0])  # flags' MLP is 0.41 on seed 0: above the trial's 0.405
-    assert seed0.splitlines()[-1] == "| both targets met | | | 0 sets | 0 sets |"
-    assert "| flags | 0.400 | 0.410 |" in seed0
+    both_seeds = compare_trials(ref, [trial]).splitlines()
+    assert both_seeds[-3] == "| both targets met | | | 0 sets | 1 sets |"
+    # judged seed by seed only flags seed 1 meets both (seed 0: 0.405 below that seed's MLP 0.41)
+    assert both_seeds[-2] == "| (set, seed) pairs meeting both | | | 0 of 4 | 1 of 4 |"
+    assert both_seeds[-1].startswith("| mean finetune mAP | | | 0.300 (2 sets) | ")
+    assert both_seeds[-1].endswith(" (2 sets) |")
+    assert float(both_seeds[-1].split(" | ")[-1].split()[0]) == pytest.approx((0.405 + 0.44) / 2, abs=6e-4)  # printed to 3 digits
+    seed0 = compare_trials(ref, [trial], seeds=[0]).splitlines()  # flags' MLP is 0.41 on seed 0: above the trial's 0.405
+    assert seed0[-3] == "| both targets met | | | 0 sets | 0 sets |"
+    assert seed0[-2] == "| (set, seed) pairs meeting both | | | 0 of 2 | 0 of 2 |"
+    assert any(line.startswith("| flags | 0.400 | 0.410 |") for line in seed0)
 
 
 def test_seed_by_seed_pairs_each_seed_with_the_reference_bce_and_mlp_of_that_seed(tmp_path):

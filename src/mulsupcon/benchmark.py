@@ -521,8 +521,10 @@ def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[S
     reference one: per dataset, the reference's BCE and scikit-learn MLP mAP, then for the reference and
     each trial its finetune mAP, the metrics (of 6) on which that finetuning beats the reference's BCE,
     and its probe mAP, over the seeds the finetune cell and the reference's BCE cell share
-    (validation protocol); a last row counts, per folder, the datasets that meet both of issue 15's
-    targets (at least 4 wins, and finetune mAP at least the MLP's on the same seeds). ``seeds``: only
+    (validation protocol). Three last rows per folder: the datasets that meet both of issue 15's
+    targets (at least 4 wins, and finetune mAP at least the MLP's on the same seeds); the (dataset,
+    seed) pairs that meet both when each seed is judged alone (:func:`seed_by_seed`), a count that a
+    single seed moves less; and the finetune mAP averaged over the datasets. ``seeds``: only
     these (default: every seed found). A trial that changes only classification can reuse the
     reference's pretrained backbones: copy ``backbones/`` into its folder before running it.
     """
@@ -533,7 +535,7 @@ def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[S
     found = [ref] + [_load_cells(t, datasets, seeds, METHODS) for t in trials]
     lines = ["| dataset | BCE mAP | MLP mAP | " + " | ".join(f"{r.name}: finetune mAP, wins, probe mAP" for r in runs) + " |",
              "|---" * (3 + len(runs)) + "|"]
-    meets = [0] * len(runs)
+    meets, pairs, maps = [0] * len(runs), [[0, 0] for _ in runs], [[] for _ in runs]
     for d in datasets:
         bce = {c["seed"]: c for c in ref.get(d, {}).get("bce", [])}
         if not bce:
@@ -549,6 +551,10 @@ def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[S
             paired = [bce[c["seed"]] for c in ft]
             wins = _wins(ft, paired)
             ft_map = _mean_std(ft, "validation", "mAP")[0]
+            maps[i].append(ft_map)
+            per_seed = _seed_targets(ref[d], ft, seeds)
+            pairs[i][0] += sum(w >= 4 and gap >= 0 for w, gap in per_seed.values())
+            pairs[i][1] += len(per_seed)
             paired_mlp = [mlp[c["seed"]] for c in ft if c["seed"] in mlp]
             if wins >= 4 and len(paired_mlp) == len(ft) and ft_map >= _mean_std(paired_mlp, "validation", "mAP")[0]:
                 meets[i] += 1
@@ -558,6 +564,9 @@ def compare_trials(reference: Path, trials: Sequence[Path], datasets: Optional[S
                        + (f" ({len(ft)} of {len(bce)} seeds)" if len(ft) != len(bce) else ""))
         lines.append("| " + " | ".join(row) + " |")
     lines.append("| both targets met | | | " + " | ".join(f"{n} sets" for n in meets) + " |")
+    lines.append("| (set, seed) pairs meeting both | | | " + " | ".join(f"{m} of {n}" for m, n in pairs) + " |")
+    lines.append("| mean finetune mAP | | | " + " | ".join(
+        f"{np.mean(v):.3f} ({len(v)} sets)" if v else "-" for v in maps) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -576,21 +585,26 @@ def seed_by_seed(reference: Path, trial: Optional[Path] = None, datasets: Option
              "| dataset | " + " | ".join(f"seed {s}" for s in seeds) + " | seeds meeting both |",
              "|---" * (len(seeds) + 2) + "|"]
     for d in datasets:
-        by_seed = {m: {c["seed"]: c for c in ref.get(d, {}).get(m, [])} for m in ("bce", "sklearn-mlp")}
-        by_seed["ft"] = {c["seed"]: c for c in found.get(d, {}).get("mulsupcon-finetune", [])}
-        row, meets, n = [d], 0, 0
-        for s in seeds:
-            if not all(s in cells for cells in by_seed.values()):
-                row.append("-")
-                continue
-            ft, bce, mlp = by_seed["ft"][s], by_seed["bce"][s], by_seed["sklearn-mlp"][s]
-            wins = _wins([ft], [bce])
-            gap = ft["metrics"]["validation"]["mAP"] - mlp["metrics"]["validation"]["mAP"]
-            meets, n = meets + (wins >= 4 and gap >= 0), n + 1
-            row.append(f"{wins}, {gap:+.3f}")
-        if n:
-            lines.append("| " + " | ".join(row) + f" | {meets} of {n} |")
+        per_seed = _seed_targets(ref.get(d, {}), found.get(d, {}).get("mulsupcon-finetune", []), seeds)
+        if per_seed:
+            row = [f"{per_seed[s][0]}, {per_seed[s][1]:+.3f}" if s in per_seed else "-" for s in seeds]
+            meets = sum(w >= 4 and gap >= 0 for w, gap in per_seed.values())
+            lines.append(f"| {d} | " + " | ".join(row) + f" | {meets} of {len(per_seed)} |")
     return "\n".join(lines) + "\n"
+
+
+def _seed_targets(ref_cells: dict, finetune: Sequence[dict], seeds: Sequence[int]) -> dict[int, tuple[int, float]]:
+    """Per seed that has a finetune cell and the reference's BCE and MLP cells (``ref_cells``: one
+    dataset's cells of the reference, by method): (metrics of 6 won against that seed's BCE, finetune
+    mAP minus that seed's MLP mAP), validation protocol."""
+    by_seed = {m: {c["seed"]: c for c in ref_cells.get(m, [])} for m in ("bce", "sklearn-mlp")}
+    by_seed["ft"] = {c["seed"]: c for c in finetune}
+    out = {}
+    for s in seeds:
+        if all(s in cells for cells in by_seed.values()):
+            ft, bce, mlp = by_seed["ft"][s], by_seed["bce"][s], by_seed["sklearn-mlp"][s]
+            out[s] = (_wins([ft], [bce]), ft["metrics"]["validation"]["mAP"] - mlp["metrics"]["validation"]["mAP"])
+    return out
 
 
 def _sets_and_seeds(reference: Path, others: Sequence[Path], datasets: Optional[Sequence[str]],
