@@ -448,3 +448,40 @@ def test_the_report_says_when_its_cells_come_from_different_code_or_configs(tmp_
     cell.write_text(json.dumps(dict(json.loads(cell.read_text()), code=fp)))
     write_report(tmp_path, tmp_path / "r.md", ["flags"], [0, 1], ["bce"], "vectors", None, "")
     assert f"code ({fp}: 1 cells; not recorded: 1 cells)" in (tmp_path / "r.md").read_text()
+
+
+def test_derived_sets_are_rows_of_their_source_and_its_rarest_labels():
+    """benchmarks/derived_sets.py: scene600 is 600 of scene's rows, drawn without replacement (features
+    and labels kept together) and the same way on every call; scene3rare keeps every row and the 3 least frequent
+    labels, so that about half of the rows have none."""
+    import importlib.util
+    from pathlib import Path
+
+    from conftest import require_dataset_folder
+    from mulsupcon.data.registry import load
+
+    require_dataset_folder("scene")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "derived_sets.py"
+    spec = importlib.util.spec_from_file_location("derived_sets", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    full = load("scene", "all")
+    fx, fy = np.asarray(full.features, dtype=np.float32), np.asarray(full.labels)
+    x, y = mod.build("scene600")
+    assert x.shape == (600, fx.shape[1]) and y.shape == (600, fy.shape[1]) and y.dtype == np.uint8
+    from collections import Counter
+
+    # each (features, labels) row of the subset is one of scene's, no more often than scene has it
+    # (scene holds a few identical rows, so rows are compared as a multiset)
+    source = Counter(a.tobytes() + b.astype(np.uint8).tobytes() for a, b in zip(fx, fy))
+    subset = Counter(a.tobytes() + b.tobytes() for a, b in zip(x, y))
+    assert all(source[k] >= n for k, n in subset.items())
+    x2, _ = mod.build("scene600")
+    np.testing.assert_array_equal(x, x2)
+
+    x3, y3 = mod.build("scene3rare")
+    counts = fy.sum(0)
+    rarest = sorted(counts)[:3]
+    assert x3.shape == fx.shape and sorted(y3.sum(0)) == rarest
+    assert 0.45 < (y3.sum(1) == 0).mean() < 0.55

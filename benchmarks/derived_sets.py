@@ -1,0 +1,66 @@
+"""Rebuild the derived datasets of benchmarks/README.md's `NAME=PATH` checks from the data home, as NPZ files.
+
+    MULSUPCON_DATA=../shared/data python benchmarks/derived_sets.py OUTDIR [NAME ...]
+    mulsupcon benchmark vectors --datasets scene600=OUTDIR/scene600.npz --seeds 0 1 2 --work runs/small
+
+Each file holds X (N, F) float32 and Y (N, C) uint8. The harness carves its own test and validation rows.
+- imdb2000, imdb10000: N random IMDB rows, drawn by ``default_rng(12345)`` and kept in file order.
+  They are a medium-sized sparse set (1,001 binary word features, 28 genres).
+- scene600, scene1200, yeast600, yeast1200: N random rows, drawn by ``default_rng(12345)`` and kept in
+  draw order, from train and test pooled, with all labels. They show how the methods compare as the
+  training set shrinks.
+- scene3rare: every scene row, only its 3 rarest labels. It is a second case with rows that have no label
+  (51% of them).
+The sha256 printed for each file can be checked against the one the benchmark cells recorded (a rerun
+into the same ``--work`` refuses a file whose hash differs).
+"""
+
+import argparse
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from mulsupcon.data.registry import load
+
+SIZES = {"imdb2000": ("imdb", 2000), "imdb10000": ("imdb", 10000), "scene600": ("scene", 600),
+         "scene1200": ("scene", 1200), "yeast600": ("yeast", 600), "yeast1200": ("yeast", 1200)}
+NAMES = (*SIZES, "scene3rare")
+
+
+def dense(a) -> np.ndarray:
+    return a.toarray() if sp.issparse(a) else np.asarray(a)
+
+
+def build(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """X (N, F) float32 and Y (N, C) uint8 of one derived set."""
+    if name == "scene3rare":
+        ds = load("scene", "all")
+        y = dense(ds.labels)
+        keep = np.argsort(y.mean(0))[:3]  # the 3 rarest labels
+        return dense(ds.features).astype(np.float32), y[:, keep].astype(np.uint8)
+    source, n = SIZES[name]
+    ds = load(source, "all")
+    rows = np.random.default_rng(12345).choice(ds.features.shape[0], n, replace=False)
+    if source == "imdb":
+        rows = np.sort(rows)
+    return dense(ds.features[rows]).astype(np.float32), dense(ds.labels[rows]).astype(np.uint8)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="folder for the NPZ files")
+    ap.add_argument("names", nargs="*", help=f"default: all ({', '.join(NAMES)})")
+    args = ap.parse_args()
+    unknown = [n for n in args.names if n not in NAMES]
+    if unknown:
+        ap.error(f"unknown set(s) {', '.join(unknown)}; expected some of {', '.join(NAMES)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.names or NAMES:
+        x, y = build(name)
+        path = args.out / f"{name}.npz"
+        np.savez_compressed(path, X=x, Y=y)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        print(f"{path}: {x.shape[0]} rows, {x.shape[1]} features, {y.shape[1]} labels, "
+              f"{(y.sum(1) == 0).mean():.0%} without a label, sha256 {digest}")
