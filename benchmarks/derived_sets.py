@@ -6,7 +6,7 @@
 Each file holds X (N, F) float32 and Y (N, C) uint8. The harness carves its own test and validation rows.
 - imdb2000, imdb10000: N random IMDB rows, drawn by ``default_rng(12345)`` and kept in file order.
   They are a medium-sized sparse set (1,001 binary word features, 28 genres).
-- scene600, scene1200, yeast600, yeast1200: N random rows, drawn by ``default_rng(12345)`` and kept in
+- scene600, scene900, scene1200 and the same for yeast: N random rows, drawn by ``default_rng(12345)`` and kept in
   draw order, from train and test pooled, with all labels. They show how the methods compare as the
   training set shrinks.
 - scene3rare: every scene row, only its 3 rarest labels. It is a second case with rows that have no label
@@ -24,8 +24,8 @@ import scipy.sparse as sp
 
 from mulsupcon.data.registry import load
 
-SIZES = {"imdb2000": ("imdb", 2000), "imdb10000": ("imdb", 10000), "scene600": ("scene", 600),
-         "scene1200": ("scene", 1200), "yeast600": ("yeast", 600), "yeast1200": ("yeast", 1200)}
+SIZES = {"imdb2000": ("imdb", 2000), "imdb10000": ("imdb", 10000),
+         **{f"{s}{n}": (s, n) for s in ("scene", "yeast") for n in (600, 900, 1200)}}
 NAMES = (*SIZES, "scene3rare")
 
 
