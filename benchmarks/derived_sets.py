@@ -20,7 +20,6 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from mulsupcon.data.registry import load
 
@@ -29,23 +28,19 @@ SIZES = {"imdb2000": ("imdb", 2000), "imdb10000": ("imdb", 10000),
 NAMES = (*SIZES, "scene3rare")
 
 
-def dense(a) -> np.ndarray:
-    return a.toarray() if sp.issparse(a) else np.asarray(a)
-
-
 def build(name: str) -> tuple[np.ndarray, np.ndarray]:
     """X (N, F) float32 and Y (N, C) uint8 of one derived set."""
     if name == "scene3rare":
         ds = load("scene", "all")
-        y = dense(ds.labels)
-        keep = np.argsort(y.mean(0))[:3]  # the 3 rarest labels
-        return dense(ds.features).astype(np.float32), y[:, keep].astype(np.uint8)
+        keep = np.argsort(ds.labels.mean(0))[:3]  # the 3 rarest labels
+        return ds.dense_features(), ds.labels[:, keep].astype(np.uint8)
     source, n = SIZES[name]
     ds = load(source, "all")
-    rows = np.random.default_rng(12345).choice(ds.features.shape[0], n, replace=False)
+    rows = np.random.default_rng(12345).choice(ds.n_samples, n, replace=False)
     if source == "imdb":
         rows = np.sort(rows)
-    return dense(ds.features[rows]).astype(np.float32), dense(ds.labels[rows]).astype(np.uint8)
+    part = ds.subset(rows)
+    return part.dense_features(), part.labels.astype(np.uint8)
 
 
 if __name__ == "__main__":
