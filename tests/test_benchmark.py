@@ -485,3 +485,36 @@ def test_derived_sets_are_rows_of_their_source_and_its_rarest_labels():
     rarest = sorted(counts)[:3]
     assert x3.shape == fx.shape and sorted(y3.sum(0)) == rarest
     assert 0.45 < (y3.sum(1) == 0).mean() < 0.55
+
+
+def test_the_report_goes_to_the_work_folder_and_a_curated_page_is_never_overwritten(tmp_path, monkeypatch):
+    from mulsupcon.benchmark import REPORT_TITLE, benchmark_vectors
+
+    monkeypatch.chdir(tmp_path)
+    curated = tmp_path / "results" / "baselines.md"
+    curated.parent.mkdir()
+    curated.write_text(f"{REPORT_TITLE}\n\n## Today's default, assembled by hand from three reports\n")
+    before = curated.read_bytes()
+    # No out: the report is WORK/report.md, whatever lies in results/.
+    report = benchmark_vectors([], [0], ["bce"], work=tmp_path / "w")
+    assert report == tmp_path / "w" / "report.md"
+    assert report.read_text().splitlines()[0] == REPORT_TITLE and curated.read_bytes() == before
+    # A page this harness did not write is refused before anything runs, and left as it was.
+    with pytest.raises(FileExistsError, match=r"baselines\.md exists and is not a report.*line 3 'Command: \.\.\.'"):
+        benchmark_vectors(["flags"], [0], ["bce"], work=tmp_path / "w2", out=curated)
+    assert curated.read_bytes() == before and not (tmp_path / "w2").exists()
+    # A report it wrote before may be rewritten (a rerun refreshes it).
+    assert benchmark_vectors([], [1], ["bce"], work=tmp_path / "w", out=report) == report
+    assert "seeds 1;" in report.read_text()
+
+
+def test_the_cli_passes_no_out_unless_given(monkeypatch, tmp_path, capsys):
+    from mulsupcon import benchmark, cli
+
+    seen = []
+    monkeypatch.setattr(benchmark, "benchmark_vectors", lambda *a, out=None, work=None, **k: seen.append(out) or
+                        (out or work / "report.md"))
+    assert cli.main(["benchmark", "vectors", "--datasets", "flags", "--work", str(tmp_path / "w")]) == 0
+    assert seen == [None] and f"report: {tmp_path / 'w' / 'report.md'}" in capsys.readouterr().out
+    cli.main(["benchmark", "vectors", "--datasets", "flags", "--out", str(tmp_path / "r.md")])
+    assert seen[1] == tmp_path / "r.md"

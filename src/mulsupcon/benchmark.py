@@ -340,11 +340,11 @@ def positive_probabilities(model: Any, x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- the benchmark
 def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] = (0, 1, 2),
                       methods: Optional[Sequence[str]] = None, *, work: Path = Path("runs/benchmark"),
-                      out: Path = Path("results/baselines.md"), config: str = "vectors",
+                      out: Optional[Path] = None, config: str = "vectors",
                       overrides: Optional[Mapping[str, Any]] = None, command: str = "",
                       boomer: Optional[str] = None,
                       say: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> Path:
-    """Run (or continue) the comparison and write the report; returns ``out``.
+    """Run (or continue) the comparison and write the report; returns the report's path.
 
     Args:
         datasets, seeds, methods: what to run (names from :data:`DATASETS` / :data:`METHODS`; methods
@@ -354,7 +354,9 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
             ``dataset.label_columns``; without a test part one is carved, ``dataset.test_fraction``);
             its cells record the files' sha256, and a rerun refuses cells of other files.
         work: where the per-cell results and pretrained backbones are kept (resumable).
-        out: the markdown report, rewritten after every cell.
+        out: the markdown report, rewritten after every cell (None: ``work/report.md``). A file that
+            this function did not write (e.g. a results page curated from several reports) is refused
+            before any cell runs, so that a forgotten ``--out`` cannot replace it.
         config: the shipped config (or YAML file) MulSupCon, BCE and ASL run with.
         overrides: ``section.key`` values on top of it (e.g. a trial of new defaults).
         boomer: the Python interpreter that has ``mlrl-boomer`` (see :func:`boomer_python`); needed
@@ -371,6 +373,8 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
     paths = parse_datasets(datasets)
     datasets = list(paths)
     work = Path(work)
+    out = work / "report.md" if out is None else Path(out)
+    check_report_path(out)
     cells = [(d, m, s) for d in datasets for s in seeds for m in methods]
     done = 0
     for d in datasets:
@@ -444,12 +448,27 @@ def _wins(cells: list[dict], other: list[dict]) -> int:
     return sum(_mean_std(cells, "validation", m)[0] > _mean_std(other, "validation", m)[0] for m in METRICS)
 
 
+def check_report_path(out: Path) -> None:
+    """Raise if ``out`` exists and is not a report written by :func:`write_report` (its first three
+    lines are the title and the command): rewriting it would lose what someone made by hand."""
+    if not out.exists():
+        return
+    head = out.read_text(encoding="utf-8", errors="replace").splitlines()[:3]
+    if head[:1] != [REPORT_TITLE] or len(head) < 3 or not head[2].startswith("Command: "):
+        raise FileExistsError(f"{out} exists and is not a report of `mulsupcon benchmark vectors` (expected line 1 "
+                              f"{REPORT_TITLE!r} and line 3 'Command: ...'); it would be overwritten. Pass another "
+                              "--out (default: WORK/report.md) or move the file away")
+
+
+REPORT_TITLE = "# MulSupCon against the usual alternatives on vector data"
+
+
 def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence[int], methods: Sequence[str],
                  config: str, overrides: Optional[Mapping[str, Any]], command: str, notes: Sequence[str] = ()) -> None:
     """The markdown report from the cells found under ``work`` (also for a partial benchmark); ``notes``:
     paragraphs added under the summary."""
     found = _load_cells(Path(work), datasets, seeds, methods)
-    lines = ["# MulSupCon against the usual alternatives on vector data", "",
+    lines = [REPORT_TITLE, "",
              f"Command: `{command or 'mulsupcon benchmark vectors'}`", "",
              f"Config for MulSupCon / BCE / ASL: `{config}`" + (f" with {dict(overrides)}" if overrides else "")
              + f"; seeds {', '.join(map(str, seeds))}; machine: {platform.processor() or platform.machine()}, "

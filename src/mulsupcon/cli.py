@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="vectors", help="the config MulSupCon, BCE and ASL run with")
     p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. classify.epochs=100 (repeatable: every --set adds to the list)")
-    p.add_argument("--out", default="results/baselines.md")
+    p.add_argument("--out", default=None,
+                   help="the markdown report (default: WORK/report.md); an existing file that is not such a report "
+                        "is refused, not overwritten")
     p.add_argument("--work", default="runs/benchmark", help="per-result files (a rerun continues from them)")
 
     p = sub.add_parser("reproduce", help="re-run the paper's experiments that fit this machine")
@@ -383,11 +385,11 @@ def _dispatch(args, extra, argv, parser) -> int:
             if not sep:
                 raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
             overrides[key] = parse_value(value)
-        benchmark_vectors(args.datasets or DATASETS, args.seeds, args.methods, work=Path(args.work),
-                          out=Path(args.out), config=args.config, overrides=overrides,
-                          boomer=boomer_python(args.boomer_python),
-                          command="mulsupcon " + " ".join(argv))
-        print(f"report: {args.out}")
+        report = benchmark_vectors(args.datasets or DATASETS, args.seeds, args.methods, work=Path(args.work),
+                                   out=Path(args.out) if args.out else None, config=args.config, overrides=overrides,
+                                   boomer=boomer_python(args.boomer_python),
+                                   command="mulsupcon " + " ".join(argv))
+        print(f"report: {report}")
         return 0
     if cmd == "reproduce":
         from mulsupcon.reproduce import reproduce_vectors
