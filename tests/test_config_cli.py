@@ -154,3 +154,25 @@ def test_an_explicit_epoch_count_is_not_bounded_by_the_default_steps():
     for name in ("yeast", "scene", "delicious", "yeast-authors"):
         cfg = load_config(name)
         assert cfg["pretrain"]["min_steps"] is None and cfg["pretrain"]["max_steps"] is None
+
+
+def test_reproduce_refuses_to_overwrite_a_curated_page_and_writes_its_own_report_by_default(tmp_path, monkeypatch):
+    from mulsupcon import cli, reproduce
+
+    curated = tmp_path / "vectors.md"
+    curated.write_text("# Vector datasets: reproduction of Tables 2/3 (yeast, scene, delicious)\n\nEach dataset...\n")
+    before = curated.read_bytes()
+    with pytest.raises(FileExistsError, match=r"vectors\.md exists and is not a report of this command"):
+        reproduce.reproduce_vectors(datasets=["yeast"], out=curated, runs_root=tmp_path / "runs")
+    assert curated.read_bytes() == before and not (tmp_path / "runs").exists()
+    # Without --out the tables land in the runs root, next to the runs they summarise.
+    seen = []
+    monkeypatch.setattr(reproduce, "reproduce_vectors", lambda **k: seen.append(k["out"]))
+    assert cli.main(["reproduce", "vectors", "--runs-root", str(tmp_path / "r")]) == 0
+    assert seen == [tmp_path / "r" / "report.md"]
+    # A report written by reproduce itself may be rewritten.
+    from mulsupcon.io import check_report_overwritable
+
+    own = tmp_path / "own.md"
+    reproduce._write({}, own, 1.0, 0.0)
+    check_report_overwritable(own, reproduce.REPORT_TITLE)

@@ -62,7 +62,8 @@ import torch
 from mulsupcon.config import load_config
 from mulsupcon.data.dataset import MultiLabelDataset, Splits
 from mulsupcon.data.download import sha256_file
-from mulsupcon.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
+from mulsupcon.io import (atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text,
+                          check_report_overwritable)
 from mulsupcon.metrics import evaluate
 from mulsupcon.train.classify import classify
 from mulsupcon.train.data import PreparedData, load_dataset_splits, prepare_data
@@ -374,7 +375,7 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
     datasets = list(paths)
     work = Path(work)
     out = work / "report.md" if out is None else Path(out)
-    check_report_path(out)
+    check_report_overwritable(out, REPORT_TITLE)
     cells = [(d, m, s) for d in datasets for s in seeds for m in methods]
     done = 0
     for d in datasets:
@@ -446,18 +447,6 @@ def _mean_std(cells: list[dict], protocol: str, metric: str) -> tuple[float, flo
 def _wins(cells: list[dict], other: list[dict]) -> int:
     """The metrics (of 6) on which the mean over ``cells`` is above the mean over ``other`` (validation protocol)."""
     return sum(_mean_std(cells, "validation", m)[0] > _mean_std(other, "validation", m)[0] for m in METRICS)
-
-
-def check_report_path(out: Path) -> None:
-    """Raise if ``out`` exists and is not a report written by :func:`write_report` (its first three
-    lines are the title and the command): rewriting it would lose what someone made by hand."""
-    if not out.exists():
-        return
-    head = out.read_text(encoding="utf-8", errors="replace").splitlines()[:3]
-    if head[:1] != [REPORT_TITLE] or len(head) < 3 or not head[2].startswith("Command: "):
-        raise FileExistsError(f"{out} exists and is not a report of `mulsupcon benchmark vectors` (expected line 1 "
-                              f"{REPORT_TITLE!r} and line 3 'Command: ...'); it would be overwritten. Pass another "
-                              "--out (default: WORK/report.md) or move the file away")
 
 
 REPORT_TITLE = "# MulSupCon against the usual alternatives on vector data"

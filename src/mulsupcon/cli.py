@@ -136,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["vectors"], help="vectors: Tables 2/3 on yeast, scene, delicious")
     p.add_argument("--datasets", nargs="+", default=None)
     p.add_argument("--seeds", type=int, default=None, help="seeds per dataset (default: 5; 3 for delicious)")
-    p.add_argument("--out", default="results/vectors.md")
+    p.add_argument("--out", default=None,
+                   help="the markdown tables (default: RUNS_ROOT/report.md); an existing file that is not such a "
+                        "report (e.g. the curated results/vectors.md) is refused, not overwritten")
     p.add_argument("--runs-root", default="runs/reproduce")
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the pretraining schedule to run")
     p.add_argument("--quiet", "-q", action="store_true")
@@ -394,8 +396,10 @@ def _dispatch(args, extra, argv, parser) -> int:
     if cmd == "reproduce":
         from mulsupcon.reproduce import reproduce_vectors
 
-        reproduce_vectors(datasets=args.datasets, seeds=args.seeds, out=Path(args.out), runs_root=Path(args.runs_root),
+        out = Path(args.out) if args.out else Path(args.runs_root) / "report.md"
+        reproduce_vectors(datasets=args.datasets, seeds=args.seeds, out=out, runs_root=Path(args.runs_root),
                           scale=args.scale, quiet=args.quiet)
+        print(f"report: {out}")
         return 0
     parser.error(f"unknown command {cmd}")
     return 2

@@ -55,6 +55,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def check_report_overwritable(path: str | Path, title: str) -> None:
+    """Raise FileExistsError if ``path`` exists and is not a generated report (line 1 ``title``, line 3
+    ``Command: ...``, as the benchmark and reproduce reports start): a page someone curated by hand from
+    several reports must not be replaced by one run that forgot its ``--out``."""
+    path = Path(path)
+    if not path.exists():
+        return
+    head = path.read_text(encoding="utf-8", errors="replace").splitlines()[:3]
+    if head[:1] != [title] or len(head) < 3 or not head[2].startswith("Command: "):
+        raise FileExistsError(f"{path} exists and is not a report of this command (expected line 1 {title!r} and "
+                              "line 3 'Command: ...'); it would be overwritten. Pass another --out or move the file away")
+
+
 def to_jsonable(o: Any) -> Any:
     """``json.dumps`` default for numpy scalars and arrays and paths."""
     if isinstance(o, np.integer):

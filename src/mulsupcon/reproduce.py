@@ -43,24 +43,31 @@ METHODS = {
     "ANY finetune": ({"positives": "any"}, "finetune"),
     "MulSupCon Eq.6 weighting finetune": ({"weighting": "sample"}, "finetune"),
 }
+REPORT_TITLE = "# Vector datasets: reproduction of Tables 2/3"
 DEFAULT_SEEDS = {"yeast": 5, "scene": 5, "delicious": 3}
 
 
 def reproduce_vectors(
     datasets: Optional[Sequence[str]] = None,
     seeds: Optional[int] = None,
-    out: Path = Path("results/vectors.md"),
+    out: Optional[Path] = None,
     runs_root: Path = Path("runs/reproduce"),
     scale: float = 1.0,
     quiet: bool = True,
     methods: Optional[Sequence[str]] = None,
 ) -> dict:
-    """Run the grid (resuming finished runs: a run whose metrics.json exists is reused)."""
+    """Run the grid (resuming finished runs: a run whose metrics.json exists is reused); the tables go to
+    ``out`` (None: ``runs_root/report.md``), rewritten after each dataset. An existing ``out`` that is not
+    such a report (``results/vectors.md`` is curated from per-dataset reports) is refused before any run."""
     from mulsupcon.tables import aggregate, side_by_side  # noqa: F401  (side_by_side used in _render)
     from mulsupcon.train.classify import classify
     from mulsupcon.train.data import prepare_data
     from mulsupcon.train.pretrain import pretrain
 
+    from mulsupcon.io import check_report_overwritable
+
+    out = Path(runs_root) / "report.md" if out is None else Path(out)
+    check_report_overwritable(out, REPORT_TITLE)
     datasets = list(datasets or ["yeast", "scene", "delicious"])
     methods = list(methods or METHODS)
     results: dict = {}
@@ -127,7 +134,7 @@ def _write(results: dict, out: Path, scale: float, seconds: float) -> None:
     from mulsupcon.io import atomic_write_text
 
     parts = [
-        "# Vector datasets: reproduction of Tables 2/3",
+        REPORT_TITLE,
         "",
         f"Command: `MULSUPCON_DATA=../shared/data mulsupcon reproduce vectors --datasets {' '.join(results)}"
         f"{'' if scale == 1.0 else f' --scale {scale}'}` "
