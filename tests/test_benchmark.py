@@ -518,3 +518,19 @@ def test_the_cli_passes_no_out_unless_given(monkeypatch, tmp_path, capsys):
     assert seen == [None] and f"report: {tmp_path / 'w' / 'report.md'}" in capsys.readouterr().out
     cli.main(["benchmark", "vectors", "--datasets", "flags", "--out", str(tmp_path / "r.md")])
     assert seen[1] == tmp_path / "r.md"
+
+
+def test_the_report_names_labels_no_method_can_learn(tmp_path):
+    """genbase's official training part never has PDOC50199 or PDOC00660 (the split's own warning names
+    them), yet its test part does: the report says so next to the set's metrics."""
+    require_dataset_folder("genbase")
+    from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, benchmark_vectors
+
+    with pytest.warns(UserWarning, match=r"PDOC50199, PDOC00660 .*2 of them occur in the test split"):
+        data = benchmark_data("genbase", benchmark_config("genbase", overrides=FAST))
+    (_, ytr), (_, yte) = arrays(data)["train"], arrays(data)["test"]
+    names = [data.label_names[j] for j in np.flatnonzero((ytr.sum(0) == 0) & (yte.sum(0) > 0))]
+    assert sorted(names) == ["PDOC00660", "PDOC50199"]
+    report = benchmark_vectors(["genbase"], [0], ["bce"], work=tmp_path / "w", overrides=FAST, say=lambda s: None)
+    assert "2 labels with test positives but none in training: every method ranks them arbitrarily" in report.read_text()
+    assert json.loads((tmp_path / "w" / "cells" / "genbase" / "shape.json").read_text())["unlearnable_labels"] == 2

@@ -1,0 +1,75 @@
+"""Where finetuning gains or loses against BCE, label by label, from a `mulsupcon benchmark vectors` work folder.
+
+    mulsupcon benchmark vectors --datasets medical genbase --methods mulsupcon-finetune bce --work runs/full3
+    MULSUPCON_DATA=../shared/data python benchmarks/per_label_ap.py runs/full3 --datasets medical genbase
+
+For each dataset and seed it reads the finetuned model's test probabilities that the benchmark kept
+(WORK/scores/NAME-finetune-seedS.npz) and BCE's (WORK/scores/NAME-bce-seedS.npz; trained here with the
+benchmark's own code and config when missing: it is deterministic on the CPU, so these are the BCE cell's
+probabilities). It prints, averaged over seeds, each method's AP per label grouped by the label's number of
+training positives, and mAP over the labels that have training positives against those that have none
+(their test rows are ranked arbitrarily by every method, yet every label-averaged metric counts them).
+Only default-config work folders (no --set) are read correctly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, parse_datasets, run_scratch
+
+BINS = [(0, 1), (1, 2), (2, 5), (5, 10), (10, 30), (30, None)]
+
+
+def label_aps(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """AP of each label's column (N, L) -> (L,), NaN where the test rows have no positive."""
+    return np.array([average_precision_score(y[:, j], scores[:, j]) if y[:, j].any() else np.nan
+                     for j in range(y.shape[1])])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("work", type=Path, help="a benchmark work folder with finetune cells (shipped config)")
+    ap.add_argument("--datasets", nargs="+", required=True, metavar="NAME|NAME=PATH")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    args = ap.parse_args()
+    for name, path in parse_datasets(args.datasets).items():
+        cfg = benchmark_config(name, "vectors", None, path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the split's warning about labels absent from training
+            data = benchmark_data(name, cfg)
+        parts = arrays(data)
+        train_pos, y_test = parts["train"][1].sum(0), parts["test"][1]
+        aps = {"finetune": [], "bce": []}
+        for s in args.seeds:
+            bce_file = args.work / "scores" / f"{name}-bce-seed{s}.npz"
+            if not bce_file.is_file():
+                c = copy.deepcopy(cfg)
+                c["seed"] = s
+                run_scratch(c, data, "bce", keep=bce_file)
+            for method, f in (("finetune", args.work / "scores" / f"{name}-finetune-seed{s}.npz"), ("bce", bce_file)):
+                aps[method].append(label_aps(np.load(f)["test_scores"], y_test))
+        # Every seed has the same test rows (the split does not depend on the seed): NaN in the same columns.
+        ft, bce = (np.stack(aps[m]).mean(axis=0) for m in ("finetune", "bce"))
+        scored = ~np.isnan(ft)
+        print(f"\n{name}: {scored.sum()} labels with test positives, seeds {' '.join(map(str, args.seeds))}")
+        print("| training positives | labels | BCE AP | finetune AP | finetune - BCE |\n|---|---|---|---|---|")
+        for lo, hi in BINS:
+            m = scored & (train_pos >= lo) & (train_pos < (hi if hi is not None else np.inf))
+            if m.any():
+                label = f"{lo}" if hi == lo + 1 else (f"{lo}+" if hi is None else f"{lo}-{hi - 1}")
+                print(f"| {label} | {m.sum()} | {bce[m].mean():.3f} | {ft[m].mean():.3f} | "
+                      f"{ft[m].mean() - bce[m].mean():+.3f} |")
+        for what, m in (("with training positives", scored & (train_pos > 0)), ("without", scored & (train_pos == 0))):
+            if m.any():
+                print(f"mAP over the {m.sum()} labels {what}: BCE {bce[m].mean():.4f}, finetune {ft[m].mean():.4f}")
+
+
+if __name__ == "__main__":
+    main()
