@@ -633,9 +633,9 @@ def _sets_and_seeds(reference: Path, others: Sequence[Path], datasets: Optional[
 
 
 def _unlearnable_note(k: int) -> str:
-    return (f"; {k} label{'s' if k > 1 else ''} with test positives but none in training: every method ranks "
-            f"{'them' if k > 1 else 'it'} arbitrarily, yet the label-averaged metrics count {'them' if k > 1 else 'it'}"
-            if k else "")
+    """The heading's clause on labels with test positives but no training positive (none: empty)."""
+    return (f"; labels with test positives but none in training: {k} (every method ranks their test rows "
+            "arbitrarily, yet the label-averaged metrics count them)") if k else ""
 
 
 def _shape(work: Path, d: str) -> dict:
