@@ -534,3 +534,25 @@ def test_the_report_names_labels_no_method_can_learn(tmp_path):
     report = benchmark_vectors(["genbase"], [0], ["bce"], work=tmp_path / "w", overrides=FAST, say=lambda s: None)
     assert "labels with test positives but none in training: 2 (every method ranks" in report.read_text()
     assert json.loads((tmp_path / "w" / "cells" / "genbase" / "shape.json").read_text())["unlearnable_labels"] == 2
+
+
+def test_per_label_ap_averages_to_the_metrics_modules_map():
+    """benchmarks/per_label_ap.py: its per-label APs, averaged over the labels with test positives, are
+    mulsupcon.metrics' mAP (so its tables add up to the benchmark's numbers); NaN marks a label without one."""
+    import importlib.util
+    from pathlib import Path
+
+    from mulsupcon.metrics import evaluate
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "per_label_ap.py"
+    spec = importlib.util.spec_from_file_location("per_label_ap", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    y = (rng.random((60, 5)) < [0.5, 0.2, 0.05, 0.0, 0.3]).astype(np.uint8)
+    scores = np.clip(0.6 * y + rng.random(y.shape) * 0.7, 0, 1)
+    aps = mod.label_aps(scores, y)
+    assert np.isnan(aps[3]) and not np.isnan(aps[[0, 1, 2, 4]]).any()
+    assert np.nanmean(aps) == pytest.approx(float(evaluate(scores, y, protocol="paper")["mAP"]))
+    # A label whose positives all score above its negatives has AP 1.
+    assert mod.label_aps(np.array([[0.9], [0.1], [0.8]]), np.array([[1], [0], [1]]))[0] == 1.0
