@@ -59,12 +59,11 @@ def reproduce_vectors(
     """Run the grid (resuming finished runs: a run whose metrics.json exists is reused); the tables go to
     ``out`` (None: ``runs_root/report.md``), rewritten after each dataset. An existing ``out`` that is not
     such a report (``results/vectors.md`` is curated from per-dataset reports) is refused before any run."""
+    from mulsupcon.io import check_report_overwritable
     from mulsupcon.tables import aggregate, side_by_side  # noqa: F401  (side_by_side used in _render)
     from mulsupcon.train.classify import classify
     from mulsupcon.train.data import prepare_data
     from mulsupcon.train.pretrain import pretrain
-
-    from mulsupcon.io import check_report_overwritable
 
     out = Path(runs_root) / "report.md" if out is None else Path(out)
     check_report_overwritable(out, REPORT_TITLE)
