@@ -16,11 +16,11 @@ into the same ``--work`` refuses a file whose hash differs).
 """
 
 import argparse
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from mulsupcon.data.download import sha256_file
 from mulsupcon.data.registry import load
 
 SIZES = {"imdb2000": ("imdb", 2000), "imdb10000": ("imdb", 10000),
@@ -56,6 +56,6 @@ if __name__ == "__main__":
         x, y = build(name)
         path = args.out / f"{name}.npz"
         np.savez_compressed(path, X=x, Y=y)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = sha256_file(path)
         print(f"{path}: {x.shape[0]} rows, {x.shape[1]} features, {y.shape[1]} labels, "
               f"{(y.sum(1) == 0).mean():.0%} without a label, sha256 {digest}")
