@@ -555,6 +555,12 @@ def test_hdf5_errors(tmp_path):
     r.write_text("hello")
     with pytest.raises(DataFormatError, match="not a readable HDF5"):
         read_hdf5(r)
+    s = tmp_path / "inf.hdf5"
+    with h5py.File(s, "w") as f:
+        f["feature"] = np.array([[0.0, 1.0], [np.inf, 2.0]])
+        f["target"] = np.zeros((2, 2))
+    with pytest.raises(DataFormatError, match=r"'feature' holds inf at row 1, column 0"):
+        read_hdf5(s)
 
 
 def test_npz_round_trip_and_errors(tmp_path):
@@ -582,6 +588,12 @@ def test_npz_round_trip_and_errors(tmp_path):
     np.savez(t, features=x, X=x, labels=y)
     with pytest.raises(DataFormatError, match="both 'features' and 'X'"):
         read_npz(t)
+    for value, shown in ((np.nan, "nan"), (1e300, r"1e\+300")):  # 1e300 overflows float32 to inf
+        bad = x.copy()
+        bad[4, 2] = value
+        np.savez(t, features=bad, labels=y)
+        with pytest.raises(DataFormatError, match=rf"features holds {shown} at row 4, column 2"):
+            read_npz(t)
 
 
 def test_csv_round_trip_by_names_and_count(tmp_path):
@@ -608,6 +620,10 @@ def test_csv_round_trip_by_names_and_count(tmp_path):
         ("a,y\n1,1\nz,0\n", ["y"], r"x\.csv:3: non-numeric value 'z' in column 'a'"),
         ("a,y\n1,1\n2,0,5\n", ["y"], r"x\.csv:3: expected 2 fields .* found 3"),
         ("a,y\n1,1\n2,3\n", ["y"], r"x\.csv:3: label column 'y' has value 3"),
+        # numpy parses these as floats; training on them would end in NaN scores, far from the cause
+        ("a,y\n1,1\n\n2,0\nnan,1\n", ["y"], r"x\.csv:5: value nan in column 'a' is not a finite number"),
+        ('a,"y"\n1,1\n-inf,0\n', ["y"], r"x\.csv:3: value -inf in column 'a' is not a finite"),  # per-field path
+        ("a,y\n1,1\n1e39,0\n", ["y"], r"x\.csv:3: value 1e\+39 in column 'a' is not a finite number that float32"),
         ("a,y\n1,1\n", ["q"], r"label column\(s\) \['q'\] not in the header"),
         ("a,a\n1,1\n", 1, r"column name 'a' appears twice"),
         ("", 1, r"the file is empty"),

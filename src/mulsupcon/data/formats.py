@@ -29,6 +29,8 @@ import numpy as np
 from mulsupcon.data.arff import DataFormatError, PathType, _default_name, read_bytes
 from mulsupcon.data.dataset import MultiLabelDataset
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 __all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "open_npz"]
 
 
@@ -54,7 +56,16 @@ def _vector_features(x: np.ndarray, source: str, what: str) -> np.ndarray:
         raise DataFormatError(f"{source}: {what} must be 2-D (N, F), got shape {x.shape}")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataFormatError(f"{source}: {what} has non-numeric dtype {x.dtype}")
-    return x.astype(np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf, reported below
+        x32 = x.astype(np.float32)
+    bad = ~np.isfinite(x32)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise DataFormatError(
+            f"{source}: {what} holds {x[r, c].item()!r} at row {r}, column {c}; every feature must be a finite "
+            "number that float32 can hold (fill in missing values before training)"
+        )
+    return x32
 
 
 def _names(given: Sequence[str] | None, n: int, prefix: str, source: str, what: str) -> list[str]:
@@ -264,7 +275,16 @@ def read_table(path: PathType, *, delimiter: str = ",") -> tuple[list[str], np.n
                 except ValueError:
                     what = "empty field" if not v.strip() else f"non-numeric value {v.strip()!r}"
                     raise DataFormatError(f"{where}: {what} in column {header[j]!r}") from None
-    return header, data, np.asarray([first + 2 + i for i in keep], dtype=np.int64)  # and the file line of each row
+    line_of = np.asarray([first + 2 + i for i in keep], dtype=np.int64)
+    # 'nan', 'inf' and '1e39' parse as floats, but training on them gives NaN scores far from the cause.
+    bad = ~(np.abs(data) <= _FLOAT32_MAX)  # also true for NaN
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise DataFormatError(
+            f"{source}:{line_of[r]}: value {data[r, c]:g} in column {header[c]!r} is not a finite number that "
+            "float32 can hold (fill in missing values before training)"
+        )
+    return header, data, line_of  # and the file line of each row
 
 
 def read_csv(path: PathType, label_columns: Sequence[str] | int, *, name: str = "", delimiter: str = ",") -> MultiLabelDataset:
