@@ -63,7 +63,7 @@ def _vector_features(x: np.ndarray, source: str, what: str) -> np.ndarray:
         r, c = np.argwhere(bad)[0]
         raise DataFormatError(
             f"{source}: {what} holds {x[r, c].item()!r} at row {r}, column {c}; every feature must be a finite "
-            "number that float32 can hold (fill in missing values before training)"
+            "number that float32 can hold (missing values must be filled in first)"
         )
     return x32
 
@@ -282,7 +282,7 @@ def read_table(path: PathType, *, delimiter: str = ",") -> tuple[list[str], np.n
         r, c = np.argwhere(bad)[0]
         raise DataFormatError(
             f"{source}:{line_of[r]}: value {data[r, c]:g} in column {header[c]!r} is not a finite number that "
-            "float32 can hold (fill in missing values before training)"
+            "float32 can hold (missing values must be filled in first)"
         )
     return header, data, line_of  # and the file line of each row
 
