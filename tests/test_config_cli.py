@@ -176,3 +176,38 @@ def test_reproduce_refuses_to_overwrite_a_curated_page_and_writes_its_own_report
     own = tmp_path / "own.md"
     reproduce._write({}, own, 1.0, 0.0)
     check_report_overwritable(own, reproduce.REPORT_TITLE)
+
+
+TINY_DEMO = ["--config", "demo", "--model.hidden", "[16]", "--model.head_hidden", "16", "--model.embed_dim", "8",
+             "--pretrain.epochs", "1", "--pretrain.steps_per_epoch", "2", "--pretrain.queue_size", "64", "-q"]
+
+
+def test_a_stopped_finetune_resumes_from_another_directory_without_from(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["pretrain", *TINY_DEMO, "--run-dir", "pre"]) == 0
+    tune = ["train", "--mode", "finetune", "--classify.epochs", "3", "-q"]
+    assert main([*tune, "--from", "pre", "--run-dir", "ft", "--stop-after-epochs", "1"]) == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the saved source is absolute, so the cwd does not matter
+    capsys.readouterr()
+    assert main([*tune, "--run-dir", "../ft", "--resume"]) == 0, capsys.readouterr().err
+    log = (tmp_path / "ft" / "log.txt").read_text()
+    assert "resumed from" in log and "at epoch 1/3" in log
+    assert (tmp_path / "ft" / "metrics.json").is_file()
+    # Without a saved source (a run that never started), --mode finetune still asks for --from.
+    assert main([*tune, "--run-dir", "../never", "--resume"]) == 2
+    assert "--mode finetune needs a pretrained run" in capsys.readouterr().err
+
+
+def test_ctrl_c_names_the_command_that_continues_the_run(tmp_path, monkeypatch, capsys):
+    from mulsupcon.train import pretrain as pretrain_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain_module, "pretrain", interrupted)
+    monkeypatch.chdir(tmp_path)
+    assert main(["pretrain", *TINY_DEMO, "--run-dir", "my run"]) == 130
+    assert "continue with: mulsupcon pretrain --run-dir 'my run' --resume" in capsys.readouterr().err
+    assert main(["pretrain", *TINY_DEMO]) == 130  # an auto-named run folder is named too
+    assert "continue with: mulsupcon pretrain --run-dir runs/" in capsys.readouterr().err

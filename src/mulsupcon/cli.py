@@ -6,7 +6,9 @@ Every config key is a flag: ``--pretrain.lr 1e-3``, ``--dataset.name scene``, ``
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="probe / finetune a pretrained backbone, or train from scratch", epilog=EPILOG)
     _add_run_args(p, config_default=None)
     p.add_argument("--mode", choices=["probe", "finetune", "scratch"], required=True)
-    p.add_argument("--from", dest="from_run", help="pretraining run directory (or backbone.pt) to start from")
+    p.add_argument("--from", dest="from_run", help="pretraining run directory (or backbone.pt) to start from (with --resume: the one the run started from)")
 
     p = sub.add_parser("evaluate", help="metrics of a finished classification run under each protocol")
     p.add_argument("run", help="classification run directory")
@@ -250,13 +252,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"mulsupcon {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; a run continues with --resume", file=sys.stderr)
+        print(f"interrupted; {_resume_hint(args)}", file=sys.stderr)
         return 130
     finally:
         if "WORLD_SIZE" in os.environ:
             from mulsupcon.train.distributed import shutdown
 
             shutdown()
+
+
+def _pretrained_source(run_dir: Path) -> Optional[str]:
+    """The pretrained run that a probe/finetune run in ``run_dir`` started from (its ``split.json``), if it
+    names a folder that still exists."""
+    try:
+        source = json.loads((run_dir / "split.json").read_text()).get("pretrained_from")
+    except (OSError, ValueError):
+        return None
+    return source if source and Path(source).is_dir() else None
+
+
+def _resume_hint(args) -> str:
+    """How to continue after Ctrl-C: the command that picks up where this one stopped."""
+    run_dir = getattr(args, "run_dir", None)
+    if args.command == "pretrain" and run_dir:
+        return f"continue with: mulsupcon pretrain --run-dir {shlex.quote(str(run_dir))} --resume"
+    if args.command == "train" and run_dir:
+        return f"continue with: mulsupcon train --mode {args.mode} --run-dir {shlex.quote(str(run_dir))} --resume"
+    if args.command in ("benchmark", "reproduce"):
+        return "the finished parts are kept: the same command continues from them"
+    return "nothing was resumable"
 
 
 def _dispatch(args, extra, argv, parser) -> int:
@@ -273,6 +297,7 @@ def _dispatch(args, extra, argv, parser) -> int:
         base = read_run_config(args.run_dir) if args.resume and args.run_dir and (Path(args.run_dir) / "config.yaml").is_file() else None
         cfg = _resolve(args, extra, base=base)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir("pretrain", cfg)
+        args.run_dir = str(run_dir)  # named by the Ctrl-C hint
         pretrain(cfg, run_dir, resume=args.resume, quiet=args.quiet, stop_after_epochs=args.stop_after_epochs)
         if _is_rank0():
             print(f"pretraining run: {run_dir}")
@@ -284,6 +309,8 @@ def _dispatch(args, extra, argv, parser) -> int:
 
         if args.resume and args.run_dir and (Path(args.run_dir) / "config.yaml").is_file():
             cfg = _resolve(args, extra, base=read_run_config(args.run_dir))
+            if args.from_run is None and args.mode != "scratch":
+                args.from_run = _pretrained_source(Path(args.run_dir))
         elif args.config is None and args.from_run and Path(args.from_run).is_dir():
             # Start from the pretraining run's own config (dataset, model), then apply flags.
             base = read_run_config(args.from_run)
@@ -292,6 +319,7 @@ def _dispatch(args, extra, argv, parser) -> int:
             cfg = _resolve(args, extra)
         cfg["classify"]["mode"] = args.mode
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.mode, cfg)
+        args.run_dir = str(run_dir)  # named by the Ctrl-C hint
         results = classify(cfg, run_dir, from_run=args.from_run, resume=args.resume, quiet=args.quiet,
                            stop_after_epochs=args.stop_after_epochs)
         if results and _is_rank0():

@@ -185,7 +185,8 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
         if data.val is None:
             raise ValueError("classification needs a validation split for model selection: set dataset.val_fraction > 0")
         ctx.check_divisible(min(int(c["batch_size"]), data.train.n), "classify.batch_size")  # before any file is written
-        source = None if from_run is None else (str(from_run) if not isinstance(from_run, Mapping) else "in memory")
+        # Absolute, so that `train --resume` finds the pretrained run from any working directory.
+        source = None if from_run is None else (str(Path(from_run).resolve()) if not isinstance(from_run, Mapping) else "in memory")
         split_info = dict(data.split_info, **({"pretrained_from": source} if source is not None else {}))
         run = stack.enter_context(open_run_dir(ctx, run_dir, cfg, split_info, mode, resume, quiet, echo))
 
