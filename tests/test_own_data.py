@@ -126,6 +126,10 @@ def test_csv_whole_chain_predict_equals_the_runs_test_scores(tmp_path):
     with torch.no_grad():
         probs = scripted(torch.from_numpy(x[test_rows])).numpy()
     np.testing.assert_allclose(probs, scores["test_scores"], rtol=1e-5, atol=1e-6)
+    # A file named .onnx holds ONNX: asking for TorchScript under that name is refused, nothing written.
+    proc = _cli("export", "ft", "--format", "torchscript", "--out", "model.onnx", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "names an ONNX file but --format is torchscript" in proc.stderr
+    assert not (tmp_path / "model.onnx").exists()
 
     # A data file changed since the run was made: --resume says which one.
     _write_csv(tmp_path / "data.csv", x + 1.0, y)
@@ -320,6 +324,8 @@ def test_onnx_export_is_a_valid_model(tmp_path):
     _cli("train", "--mode", "scratch", "--dataset.path", "data.csv", "--dataset.label_columns", "3", *VEC,
          "--run-dir", "r", cwd=tmp_path)
     _cli("export", "r", "--format", "onnx", cwd=tmp_path)
+    _cli("export", "r", "--out", "named.onnx", cwd=tmp_path)  # the format follows the suffix
     model = onnx.load(str(tmp_path / "r" / "model.onnx"))
     onnx.checker.check_model(model)
+    onnx.checker.check_model(onnx.load(str(tmp_path / "named.onnx")))
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["probabilities"]

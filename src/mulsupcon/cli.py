@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="a trained run as TorchScript or ONNX (raw rows -> probabilities)")
     p.add_argument("run", help="classification run directory (or its model.pt)")
-    p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
+    p.add_argument("--format", choices=["torchscript", "onnx"], default=None,
+                   help="default: onnx when --out ends in .onnx, else torchscript")
     p.add_argument("--out", default=None, help="output file (default: RUN/model.torchscript.pt or RUN/model.onnx)")
 
     p = sub.add_parser("demo", help="the main job: MulSupCon vs BCE on the embedded multidigits data (minutes)")
@@ -347,10 +348,14 @@ def _dispatch(args, extra, argv, parser) -> int:
     if cmd == "export":
         from mulsupcon.predict import export_run
 
-        default = "model.torchscript.pt" if args.format == "torchscript" else "model.onnx"
+        onnx_name = args.out is not None and Path(args.out).suffix.lower() == ".onnx"
+        fmt = args.format or ("onnx" if onnx_name else "torchscript")
+        if onnx_name and fmt != "onnx":
+            raise ValueError(f"--out {args.out} names an ONNX file but --format is {fmt}; drop --format or rename the file")
+        default = "model.torchscript.pt" if fmt == "torchscript" else "model.onnx"
         run = Path(args.run)
         out = Path(args.out) if args.out else (run if run.is_dir() else run.parent) / default
-        print(export_run(args.run, out, args.format))
+        print(export_run(args.run, out, fmt))
         return 0
 
     if cmd == "demo":
