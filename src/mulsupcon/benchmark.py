@@ -261,6 +261,8 @@ def run_ensemble(finetuned: Path, parts: Mapping[str, tuple[np.ndarray, np.ndarr
 
 
 def run_sklearn(kind: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]], seed: int) -> dict:
+    """Fit scikit-learn model ``kind`` on ``parts["train"]`` (x (N, F), y (N, L)) and score it on test,
+    thresholds from ``parts["val"]``: the cell's metrics under each protocol."""
     model = _fit_sklearn(kind, parts, seed)
     (xva, yva), (xte, yte) = parts["val"], parts["test"]
     return _scored(positive_probabilities(model, xte), yte, positive_probabilities(model, xva), yva)

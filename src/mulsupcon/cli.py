@@ -35,6 +35,7 @@ def _add_run_args(p: argparse.ArgumentParser, *, config_default: Optional[str]) 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``mulsupcon`` argument parser: one subcommand per application; config keys pass as ``--SECTION.KEY``."""
     parser = argparse.ArgumentParser(
         prog="mulsupcon",
         description="Multi-label supervised contrastive learning (MulSupCon, AAAI 2024).",
@@ -237,6 +238,7 @@ def _launch_torchrun(nproc: int, argv: Sequence[str]) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status (2: bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

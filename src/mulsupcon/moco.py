@@ -61,6 +61,7 @@ class LabelQueue(nn.Module):
 
     @property
     def is_full(self) -> bool:
+        """Whether every slot of the queue holds a key (before that, the empty slots are masked out)."""
         return self._filled == self.size
 
     @property

@@ -25,7 +25,7 @@ import contextlib
 import io
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -87,7 +87,8 @@ def backbone_source(from_run: str | Path | Mapping[str, Any]) -> tuple[Optional[
     return path, dict(arch or {}), state
 
 
-def load_backbone_weights(backbone: nn.Module, from_run: str | Path | Mapping[str, Any], input_shape) -> dict:
+def load_backbone_weights(backbone: nn.Module, from_run: str | Path | Mapping[str, Any],
+                          input_shape: Sequence[int]) -> dict:
     """Load a pretrained backbone (see :func:`backbone_source`) into ``backbone``."""
     path, _, state = backbone_source(from_run)
     saved_shape = tuple(state.get("input_shape", ()))
@@ -115,6 +116,8 @@ def build_classifier(cfg: Mapping[str, Any], data: PreparedData, from_run: Optio
 
 
 def make_loss(section: Mapping[str, Any]) -> nn.Module:
+    """The classification loss of a ``classify`` config section: BCE with logits or ASL; (B, L) logits and
+    (B, L) 0/1 targets -> a scalar."""
     if section["loss"] == "asl":
         return AsymmetricLoss(
             gamma_neg=float(section["asl_gamma_neg"]), gamma_pos=float(section["asl_gamma_pos"]), clip=float(section["asl_clip"])

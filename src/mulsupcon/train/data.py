@@ -273,6 +273,7 @@ class PreparedData:
 
     @property
     def n_labels(self) -> int:
+        """L, the number of label columns."""
         return len(self.label_names)
 
 

@@ -48,6 +48,7 @@ class DivergenceGuard:
         self.initial_norm = parameter_norm(self.params)
 
     def observe(self, loss: torch.Tensor, step: int) -> None:
+        """Note a step's loss (a scalar tensor) without a device sync; the first non-finite one is kept."""
         bad = ~torch.isfinite(loss.detach()) & (self._first_bad < 0)
         self._first_bad = torch.where(bad, torch.full_like(self._first_bad, step), self._first_bad)
         self._bad_value = torch.where(bad, loss.detach().float(), self._bad_value)
@@ -73,6 +74,7 @@ class DivergenceGuard:
                     f"the learning rate and start again")
 
     def reset_epoch(self) -> None:
+        """Forget the previous epoch's first bad step."""
         self._first_bad.fill_(-1)
 
     def norm_growth(self) -> float:
