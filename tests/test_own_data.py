@@ -329,3 +329,14 @@ def test_onnx_export_is_a_valid_model(tmp_path):
     onnx.checker.check_model(model)
     onnx.checker.check_model(onnx.load(str(tmp_path / "named.onnx")))
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["probabilities"]
+
+
+def test_the_command_line_prints_its_own_warnings_as_one_line(tmp_path):
+    x, y = _vectors(60)
+    y[:, 2] = 0  # 'fish' never occurs: the split warns that it cannot be learned
+    _write_csv(tmp_path / "data.csv", x, y)
+    proc = _cli("train", "--mode", "scratch", "--dataset.path", "data.csv", "--dataset.label_columns", "3", *VEC,
+                "--run-dir", "r", cwd=tmp_path)
+    warned = [ln for ln in proc.stderr.splitlines() if "never occur in the training split" in ln]
+    assert len(warned) == 1 and warned[0].startswith("mulsupcon train: warning: ") and "fish" in warned[0]
+    assert "splits.py" not in proc.stderr  # no source location of the library's own code

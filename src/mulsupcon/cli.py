@@ -11,8 +11,9 @@ import os
 import shlex
 import subprocess
 import sys
+import warnings
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 EPILOG = (
     "Any config key can be given as a flag: --SECTION.KEY VALUE (e.g. --pretrain.epochs 10 "
@@ -239,6 +240,7 @@ def _launch_torchrun(nproc: int, argv: Sequence[str]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status (2: bad input)."""
+    from_console = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -246,7 +248,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 0
     try:
-        return _dispatch(args, extra, argv, parser)
+        with warnings.catch_warnings():  # restores the warnings machinery on the way out
+            if from_console:  # not a test or a library caller, which may be recording warnings
+                warnings.showwarning = _one_line_warning(warnings.showwarning, args.command)
+            return _dispatch(args, extra, argv, parser)
     except BrokenPipeError:  # output piped into `head` and the like: end quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -262,6 +267,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from mulsupcon.train.distributed import shutdown
 
             shutdown()
+
+
+def _one_line_warning(default: Callable[..., None], command: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints mulsupcon's own warnings as ``mulsupcon CMD: warning: ...``
+    (the file and line of the library code that raised them say nothing to a user); other packages'
+    warnings keep Python's format."""
+    package = Path(__file__).resolve().parent
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if Path(filename).resolve().is_relative_to(package):
+            print(f"mulsupcon {command}: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def _pretrained_source(run_dir: Path) -> Optional[str]:
