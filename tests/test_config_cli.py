@@ -211,3 +211,28 @@ def test_ctrl_c_names_the_command_that_continues_the_run(tmp_path, monkeypatch, 
     assert "continue with: mulsupcon pretrain --run-dir 'my run' --resume" in capsys.readouterr().err
     assert main(["pretrain", *TINY_DEMO]) == 130  # an auto-named run folder is named too
     assert "continue with: mulsupcon pretrain --run-dir runs/" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rows, noted", [(120, True), (900, False)])  # training rows: 64% after the carves
+def test_pretraining_on_few_vector_rows_says_what_the_benchmark_found(rows, noted):
+    import numpy as np
+
+    from mulsupcon.data.user_files import from_arrays
+    from mulsupcon.train.data import as_prepared
+    from mulsupcon.train.pretrain import FEW_VECTOR_ROWS, pretrain
+    from mulsupcon.train.rundir import RunDir
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 4)).astype(np.float32)
+    y = (x[:, :2] > 0).astype(np.uint8)
+    cfg = load_config("vectors", {"model.hidden": [8], "model.head_hidden": 8, "model.embed_dim": 8,
+                                  "pretrain.epochs": 1, "pretrain.steps_per_epoch": 1, "pretrain.queue_size": 16})
+    data = as_prepared(from_arrays(x, y), cfg["dataset"])
+    lines: list[str] = []
+    run = RunDir.in_memory()
+    run.log = lines.append
+    pretrain(cfg, run, data=data, quiet=True, echo=False)
+    notes = [ln for ln in lines if ln.startswith("note: with")]
+    assert (data.train.n < FEW_VECTOR_ROWS) == noted
+    assert notes == ([notes[0]] if noted else [])
+    assert not noted or f"with {data.train.n} training rows" in notes[0]

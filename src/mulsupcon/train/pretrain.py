@@ -41,6 +41,10 @@ from mulsupcon.train.optim import make_optimizer, scheduled_epochs, scheduled_fa
 from mulsupcon.train.rundir import RunDir, format_seconds, open_run_dir
 from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denormals, num_threads_for, resolve_device
 
+# Below this many training rows of vector data, finetuning after MulSupCon pretraining has been level
+# with or below BCE from scratch in `mulsupcon benchmark vectors` (its lead appeared between about 400 and
+# 575 rows: benchmarks/README.md, 'Sixth session'), so pretraining says so at the start.
+FEW_VECTOR_ROWS = 500
 GROUP_BYTES = 4  # the instance term's duplicate-group numbers (below 2**32) ride in this many label-row columns
 Batch = tuple[torch.Tensor, ...]  # view1, view2, labels of this process (and duplicate groups: instance term)
 
@@ -127,6 +131,11 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                     + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {torch.get_num_threads()} thread(s)")
         batches_of = view_batches(cfg, data, ctx, device, steps_per_epoch, with_groups=w > 0)
         guard = DivergenceGuard(trained, "pretraining")
+        if len(data.input_shape) == 1 and data.train.n < FEW_VECTOR_ROWS and start_epoch == 0:
+            run.log(f"note: with {data.train.n} training rows (under {FEW_VECTOR_ROWS}), finetuning after this pretraining "
+                    "has been level with or below BCE from scratch on the benchmark's data sets, and a random forest "
+                    "often beats both (README, 'When to use it'); `mulsupcon benchmark vectors --datasets mine=FILE` "
+                    "compares them on yours")
         if float(p["temperature"]) < 0.01 and start_epoch == 0:
             run.warn(f"pretrain.temperature {p['temperature']} is far below the usual 0.05-0.5: the scores are divided "
                      f"by it, and the softmax saturates or overflows")
