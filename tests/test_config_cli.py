@@ -194,6 +194,10 @@ def test_a_stopped_finetune_resumes_from_another_directory_without_from(tmp_path
     log = (tmp_path / "ft" / "log.txt").read_text()
     assert "resumed from" in log and "at epoch 1/3" in log
     assert (tmp_path / "ft" / "metrics.json").is_file()
+    # A run started from a backbone.pt file resumes from that file.
+    assert main([*tune, "--config", "demo", "--from", "../pre/backbone.pt", "--run-dir", "ft2", "--stop-after-epochs", "1"]) == 0
+    assert main([*tune, "--run-dir", "ft2", "--resume"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "elsewhere" / "ft2" / "metrics.json").is_file()
     # Without a saved source (a run that never started), --mode finetune still asks for --from.
     assert main([*tune, "--run-dir", "../never", "--resume"]) == 2
     assert "--mode finetune needs a pretrained run" in capsys.readouterr().err

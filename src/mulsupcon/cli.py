@@ -285,13 +285,13 @@ def _one_line_warning(default: Callable[..., None], command: str) -> Callable[..
 
 
 def _pretrained_source(run_dir: Path) -> Optional[str]:
-    """The pretrained run that a probe/finetune run in ``run_dir`` started from (its ``split.json``), if it
-    names a folder that still exists."""
+    """The pretrained run (folder or backbone.pt) that a probe/finetune run in ``run_dir`` started from (its
+    ``split.json``), if it still exists."""
     try:
         source = json.loads((run_dir / "split.json").read_text()).get("pretrained_from")
     except (OSError, ValueError):
         return None
-    return source if source and Path(source).is_dir() else None
+    return source if source and Path(source).exists() else None
 
 
 def _resume_hint(args) -> str:

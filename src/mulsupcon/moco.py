@@ -61,7 +61,7 @@ class LabelQueue(nn.Module):
 
     @property
     def is_full(self) -> bool:
-        """Whether every slot of the queue holds a key (before that, the empty slots are masked out)."""
+        """Whether every slot of the queue holds a key (until then only the filled slots take part)."""
         return self._filled == self.size
 
     @property
