@@ -22,14 +22,12 @@ import csv
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from mulsupcon.data.arff import DataFormatError, PathType, _default_name, read_bytes
+from mulsupcon.data.arff import _FLOAT32_MAX, DataFormatError, PathType, _default_name, read_bytes
 from mulsupcon.data.dataset import MultiLabelDataset
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 __all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "open_npz"]
 
@@ -50,6 +48,16 @@ def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
     return y.astype(np.uint8)
 
 
+def first_unrepresentable(x: np.ndarray) -> Optional[tuple[int, int]]:
+    """(row, column) of the first value of a 2-D array that is NaN, infinite or beyond float32's range
+    (training on it gives NaN scores far from the cause), or None when every value is fine."""
+    bad = ~(np.abs(x) <= _FLOAT32_MAX)  # also true for NaN
+    if not bad.any():
+        return None
+    r, c = np.argwhere(bad)[0]
+    return int(r), int(c)
+
+
 def _vector_features(x: np.ndarray, source: str, what: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2:
@@ -58,9 +66,9 @@ def _vector_features(x: np.ndarray, source: str, what: str) -> np.ndarray:
         raise DataFormatError(f"{source}: {what} has non-numeric dtype {x.dtype}")
     with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf, reported below
         x32 = x.astype(np.float32)
-    bad = ~np.isfinite(x32)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
+    where = first_unrepresentable(x32)
+    if where is not None:
+        r, c = where
         raise DataFormatError(
             f"{source}: {what} holds {x[r, c].item()!r} at row {r}, column {c}; every feature must be a finite "
             "number that float32 can hold (missing values must be filled in first)"
@@ -276,10 +284,9 @@ def read_table(path: PathType, *, delimiter: str = ",") -> tuple[list[str], np.n
                     what = "empty field" if not v.strip() else f"non-numeric value {v.strip()!r}"
                     raise DataFormatError(f"{where}: {what} in column {header[j]!r}") from None
     line_of = np.asarray([first + 2 + i for i in keep], dtype=np.int64)
-    # 'nan', 'inf' and '1e39' parse as floats, but training on them gives NaN scores far from the cause.
-    bad = ~(np.abs(data) <= _FLOAT32_MAX)  # also true for NaN
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
+    where = first_unrepresentable(data)  # 'nan', 'inf' and '1e39' parse as floats
+    if where is not None:
+        r, c = where
         raise DataFormatError(
             f"{source}:{line_of[r]}: value {data[r, c]:g} in column {header[c]!r} is not a finite number that "
             "float32 can hold (missing values must be filled in first)"

@@ -38,7 +38,7 @@ from .arff import read_arff
 from .catalogue import ReadOptions
 from .dataset import MultiLabelDataset
 from .download import sha256_file as sha256_of
-from .formats import open_npz, read_csv, read_hdf5, read_npz
+from .formats import first_unrepresentable, open_npz, read_csv, read_hdf5, read_npz
 from .image_datasets import cache_images
 from .image_layouts import coco_layout, read_coco, read_image_folder, read_voc
 from .splits import SourceParts, concat_datasets
@@ -222,8 +222,9 @@ def from_arrays(features, labels, label_names: Optional[Sequence[str]] = None,
         if x.ndim != 2:
             raise ValueError(f"features must be (N, F) or uint8 images (N, C, H, W), got shape {x.shape}")
         x = x.astype(np.float32)
-        if not np.isfinite(x).all():
-            r, c = np.argwhere(~np.isfinite(x))[0]
+        where = first_unrepresentable(x)
+        if where is not None:
+            r, c = where
             raise ValueError(f"features hold a non-finite value ({x[r, c]}) at row {r}, column {c}")
     names = list(label_names) if label_names is not None else [f"label_{j}" for j in range(y.shape[1])]
     if len(names) != y.shape[1]:
