@@ -145,6 +145,18 @@ def test_predict_refuses_inputs_without_the_training_columns(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b,c\n1,2,3\n")
     proc = _cli("predict", "r", "--input", "bad.csv", "--out", "p.csv", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "feature column(s) ['d', 'e', 'g']" in proc.stderr
+    # Columns the model does not read may hold anything (an id, labels as text), in any order.
+    names = ["a", "b", "c", "d", "e", "g"]
+    order = [5, 0, 3, 1, 4, 2]
+    lines = ["id," + ",".join(names[j] for j in order) + ",cat"]
+    lines += [f"row-{i}," + ",".join(f"{x[i, j]:.6f}" for j in order) + ",yes" for i in range(5)]
+    (tmp_path / "ids.csv").write_text("\n".join(lines) + "\n")
+    _cli("predict", "r", "--input", "ids.csv", "--out", "p_ids.csv", cwd=tmp_path)
+    _write_csv(tmp_path / "plain.csv", x[:5], y[:5])
+    _cli("predict", "r", "--input", "plain.csv", "--out", "p_plain.csv", cwd=tmp_path)
+    with_ids = np.loadtxt(tmp_path / "p_ids.csv", delimiter=",", skiprows=1)
+    assert with_ids.shape == (5, 3)
+    np.testing.assert_allclose(with_ids, np.loadtxt(tmp_path / "p_plain.csv", delimiter=",", skiprows=1))
     proc = _cli("train", "--mode", "scratch", "--dataset.path", "data.csv", *VEC, "--run-dir", "r2", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "--dataset.label_columns" in proc.stderr
     assert not (tmp_path / "r2").exists()  # a failed start leaves nothing behind

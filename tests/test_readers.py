@@ -20,7 +20,7 @@ import pytest
 import scipy.sparse as sp
 
 from mulsupcon.data.arff import DataFormatError, parse_arff_header, read_arff, read_bytes, read_mulan_xml
-from mulsupcon.data.formats import read_csv, read_hdf5, read_npz
+from mulsupcon.data.formats import read_csv, read_hdf5, read_npz, read_table
 from conftest import require_dataset_folder
 
 
@@ -627,12 +627,41 @@ def test_csv_round_trip_by_names_and_count(tmp_path):
         ("a,y\n1,1\n", ["q"], r"label column\(s\) \['q'\] not in the header"),
         ("a,a\n1,1\n", 1, r"column name 'a' appears twice"),
         ("", 1, r"the file is empty"),
+        ("a,y\n\n", ["y"], r"x\.csv: no data rows after the header \(line 1\)$"),
+        # a label field that is not a number says what a label must be; one that lists names, how to fix it
+        ("a,y\n1,1\n2,yes\n", ["y"], r"x\.csv:3: non-numeric value 'yes' in column 'y'; label values must be 0 or 1, "
+                                    r"one column per label$"),
+        ('a,tags\n1,"cat,dog"\n', 1, r"x\.csv:2: non-numeric value 'cat,dog' in column 'tags'; label values must be "
+                                     r"0 or 1.*df\.join\(df\.pop\('tags'\)\.str\.get_dummies\(sep=','\)\)"),
+        ("a,tags\n1,cat dog\n", ["tags"], r"get_dummies\(sep=' '\)"),
     ],
 )
 def test_csv_errors(tmp_path, text, labels, pattern):
     p = _write(tmp_path, "x.csv", text)
     with pytest.raises(DataFormatError, match=pattern):
         read_csv(p, labels)
+
+
+def test_csv_feature_field_errors_carry_no_label_hint(tmp_path):
+    p = _write(tmp_path, "x.csv", "a,y\n1,1\nz;w,0\n")
+    with pytest.raises(DataFormatError, match=r"x\.csv:3: non-numeric value 'z;w' in column 'a'$"):
+        read_csv(p, ["y"])
+
+
+def test_read_table_reads_only_the_named_columns(tmp_path):
+    """predict reads a file's feature columns by name: other columns (an id, text labels) may be anything."""
+    p = _write(tmp_path, "t.csv", "id,b,a,tags\nrow-1,2,1,cat;dog\nrow-2,4,3,\n")
+    header, data, line_of = read_table(p, columns=["a", "b"])
+    assert header == ["a", "b"]
+    np.testing.assert_array_equal(data, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(line_of, [2, 3])
+    plain = _write(tmp_path, "u.csv", "b,a,c\n2,1,9\n4,3,9\n")  # the numeric bulk path, columns picked after
+    np.testing.assert_array_equal(read_table(plain, columns=["a", "b"])[1], [[1, 2], [3, 4]])
+    with pytest.raises(DataFormatError, match=r"t\.csv: the model's feature column\(s\) \['c'\] are not in the "
+                                              r"header \(1 of 2 missing\)"):
+        read_table(p, columns=["a", "c"], whose="model's feature")
+    with pytest.raises(DataFormatError, match=r"t\.csv:2: non-numeric value 'row-1' in column 'id'"):
+        read_table(p)  # every column by default
 
 
 def test_csv_label_count_out_of_range(tmp_path):

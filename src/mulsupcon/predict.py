@@ -141,12 +141,10 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
     if suffix in (".csv", ".tsv", ".txt"):
         from mulsupcon.data.formats import read_table
 
-        header, data, _ = read_table(path, delimiter="\t" if suffix == ".tsv" else ",")
-        missing = [f for f in model.feature_names if f not in header]
-        if missing:
-            raise ValueError(f"{path}: the model's feature column(s) {missing[:5]} are not in the header "
-                             f"({len(missing)} missing; the training file's columns are needed, labels are not)")
-        return data[:, [header.index(f) for f in model.feature_names]].astype(np.float32), None
+        # Only the model's feature columns are read: labels, ids and other columns may be anything.
+        _, data, _ = read_table(path, delimiter="\t" if suffix == ".tsv" else ",", columns=model.feature_names,
+                                whose="model's feature")
+        return data.astype(np.float32), None
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             key = next((k for k in ("features", "X") if k in z.files), None)

@@ -11,9 +11,8 @@ whose values are checked to be 0/1:
 * :func:`read_csv`: a header row, then numeric rows; the label columns are named or are the
   last ``n``.  ``.gz``/``.bz2``/``.xz`` files are decompressed transparently.
 
-Vector features are float32.  Non-finite features are allowed only in CSV/NPZ/HDF5 files
-that hold them explicitly (no missing-value syntax exists there), except that an empty CSV
-field is an error naming the line and column.
+Vector features are float32.  NaN, infinite and out-of-float32 values are refused (there is no
+missing-value syntax), as is an empty CSV field; the errors name the line or row and the column.
 """
 
 from __future__ import annotations
@@ -231,9 +230,37 @@ def read_npz(path: PathType, *, name: str = "") -> MultiLabelDataset:
     )
 
 
-def read_table(path: PathType, *, delimiter: str = ",") -> tuple[list[str], np.ndarray, np.ndarray]:
-    """A delimited file with a header row and numeric rows: ``(header, data (N, columns) float64, the file
-    line of each row (N,))``; every value must be numeric (errors name the line and column)."""
+def _label_indices(header: Sequence[str], label_columns: Sequence[str] | int, source: str) -> list[int]:
+    """Positions in ``header`` of the label columns: named ones (in the order given) or the last ``n``."""
+    n_col = len(header)
+    if isinstance(label_columns, (int, np.integer)) and not isinstance(label_columns, bool):
+        n = int(label_columns)
+        if not 1 <= n < n_col:
+            raise ValueError(f"{source}: label_columns={n} but the header has {n_col} columns (need 1..{n_col - 1})")
+        return list(range(n_col - n, n_col))
+    if isinstance(label_columns, str):
+        raise TypeError(f"{source}: label_columns must be a list of names or an int, not {label_columns!r}")
+    wanted = list(label_columns)
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataFormatError(f"{source}: label column(s) {missing} not in the header {list(header[:10])}...")
+    if not wanted:
+        raise ValueError(f"{source}: label_columns is empty")
+    return [list(header).index(c) for c in wanted]
+
+
+def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequence[str]] = None,
+               label_columns: Sequence[str] | int | None = None, whose: str = "requested") -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A delimited file with a header row and numeric rows: ``(header, data (N, C) float64, the file line
+    of each row (N,))``. Errors name the line and column.
+
+    Args:
+        columns: the names of the columns to read, in this order (``header`` is then ``columns``); only
+            these must be numeric, so a file may carry other columns (an id, a text field). Default: all.
+            ``whose`` says where they come from in the message when some are missing.
+        label_columns: which columns hold labels (names, or ``n``: the last ``n``); checked against the
+            header before the rows are parsed, and named in the message when such a field is not a number.
+    """
     path = Path(path)
     source = str(path)
     text = read_bytes(path).decode("utf-8-sig")
@@ -251,8 +278,19 @@ def read_table(path: PathType, *, delimiter: str = ",") -> tuple[list[str], np.n
     dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
     if dup is not None:
         raise DataFormatError(f"{source}:{first + 1}: column name {dup!r} appears twice in the header")
+    labels = set() if label_columns is None else set(_label_indices(header, label_columns, source))
+    if columns is None:
+        use = list(range(n_col))
+    else:
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise DataFormatError(f"{source}: the {whose} column(s) {list(missing[:5])} are not in the header "
+                                  f"({len(missing)} of {len(columns)} missing)")
+        use = [header.index(c) for c in columns]
     body = lines[first + 1:]
     keep = [i for i, ln in enumerate(body) if ln.strip()]
+    if not keep:
+        raise DataFormatError(f"{source}: no data rows after the header (line {first + 1})")
     rows_text = [body[i] for i in keep]
     # Bulk path: plain numeric fields; anything else falls back to a per-field parse that
     # names the offending line and column.
@@ -268,22 +306,31 @@ def read_table(path: PathType, *, delimiter: str = ",") -> tuple[list[str], np.n
         try:
             flat = np.fromstring(",".join(rows_text), dtype=np.float64, sep=",")
             if flat.size == n_col * len(rows_text):
-                data = flat.reshape(len(rows_text), n_col)
+                data = flat.reshape(len(rows_text), n_col)[:, use]
         except ValueError:
             data = None
     if data is None:
-        data = np.zeros((len(rows_text), n_col), dtype=np.float64)
+        data = np.zeros((len(rows_text), len(use)), dtype=np.float64)
         for k, fields in enumerate(csv.reader(rows_text)):
             where = f"{source}:{first + 2 + keep[k]}"
             if len(fields) != n_col:
                 raise DataFormatError(f"{where}: expected {n_col} fields (as in the header), found {len(fields)}")
-            for j, v in enumerate(fields):
+            for i, j in enumerate(use):
+                v = fields[j]
                 try:
-                    data[k, j] = float(v)
+                    data[k, i] = float(v)
                 except ValueError:
                     what = "empty field" if not v.strip() else f"non-numeric value {v.strip()!r}"
-                    raise DataFormatError(f"{where}: {what} in column {header[j]!r}") from None
+                    hint = ""
+                    if j in labels and v.strip():
+                        hint = "; label values must be 0 or 1, one column per label"
+                        sep = next((c for c in ";|, " if c in v.strip()), None)
+                        if sep is not None:  # looks like a list of label names
+                            hint += (" (a column that lists label names must first become one 0/1 column per "
+                                     f"label, e.g. with pandas: df.join(df.pop({header[j]!r}).str.get_dummies(sep={sep!r})))")
+                    raise DataFormatError(f"{where}: {what} in column {header[j]!r}{hint}") from None
     line_of = np.asarray([first + 2 + i for i in keep], dtype=np.int64)
+    header = [header[j] for j in use]
     where = first_unrepresentable(data)  # 'nan', 'inf' and '1e39' parse as floats
     if where is not None:
         r, c = where
@@ -314,25 +361,10 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, name: str = 
     """
     path = Path(path)
     source = str(path)
-    header, data, line_of = read_table(path, delimiter=delimiter)
-    n_col = len(header)
-    if isinstance(label_columns, (int, np.integer)) and not isinstance(label_columns, bool):
-        n = int(label_columns)
-        if not 1 <= n < n_col:
-            raise ValueError(f"{source}: label_columns={n} but the header has {n_col} columns (need 1..{n_col - 1})")
-        lab = list(range(n_col - n, n_col))
-    else:
-        if isinstance(label_columns, str):
-            raise TypeError(f"{source}: label_columns must be a list of names or an int, not {label_columns!r}")
-        wanted = list(label_columns)
-        missing = [c for c in wanted if c not in header]
-        if missing:
-            raise DataFormatError(f"{source}: label column(s) {missing} not in the header {header[:10]}...")
-        if not wanted:
-            raise ValueError(f"{source}: label_columns is empty")
-        lab = [header.index(c) for c in wanted]
+    header, data, line_of = read_table(path, delimiter=delimiter, label_columns=label_columns)
+    lab = _label_indices(header, label_columns, source)
     lab_set = set(lab)
-    feat = [j for j in range(n_col) if j not in lab_set]
+    feat = [j for j in range(len(header)) if j not in lab_set]
     y = data[:, lab]
     bad = ~np.isin(y, (0, 1))
     if bad.any():
