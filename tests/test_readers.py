@@ -642,6 +642,29 @@ def test_csv_errors(tmp_path, text, labels, pattern):
         read_csv(p, labels)
 
 
+@pytest.mark.parametrize("sep", [";", "\t"], ids=["semicolon", "tab"])
+def test_csv_separated_otherwise_is_read_by_its_header(tmp_path, sep):
+    """Spreadsheets in decimal-comma locales save ';'-separated .csv files: a header without a comma says so."""
+    p = _write(tmp_path, "s.csv", sep.join(["a", "b", "y1", "y2"]) + "\n" + sep.join(["1.5", "-2", "1", "0"]) + "\n")
+    ds = read_csv(p, 2)
+    assert ds.feature_names == ["a", "b"] and ds.label_names == ["y1", "y2"]
+    np.testing.assert_array_equal(ds.features, [[1.5, -2]])
+    np.testing.assert_array_equal(ds.labels, [[1, 0]])
+    bad = _write(tmp_path, "d.csv", sep.join(["a", "b", "y1"]) + "\n" + sep.join(["1", "0,5", "1"]) + "\n")
+    with pytest.raises(DataFormatError, match=r"d\.csv:2: a .*-separated file that also contains commas "
+                                              r"\(numbers must use '\.' as the decimal mark\)"):
+        read_csv(bad, 1)
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_csv_in_other_encodings(tmp_path, encoding):
+    p = tmp_path / "e.csv"
+    p.write_bytes("caf\u00e9,b,y\n1,2,1\n".encode(encoding))  # Python's utf-16 writes a byte-order mark
+    ds = read_csv(p, 1)
+    assert ds.feature_names == ["caf\u00e9", "b"]
+    np.testing.assert_array_equal(ds.features, [[1, 2]])
+
+
 def test_csv_feature_field_errors_carry_no_label_hint(tmp_path):
     p = _write(tmp_path, "x.csv", "a,y\n1,1\nz;w,0\n")
     with pytest.raises(DataFormatError, match=r"x\.csv:3: non-numeric value 'z;w' in column 'a'$"):

@@ -263,16 +263,29 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
     """
     path = Path(path)
     source = str(path)
-    text = read_bytes(path).decode("utf-8-sig")
+    raw = read_bytes(path)
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # spreadsheets' "Unicode text"
+        text = raw.decode("utf-16")
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:  # a legacy 8-bit encoding (as for ARFF): only names can hold such bytes
+            text = raw.decode("latin-1")
     lines = text.splitlines()
-    if delimiter != ",":  # one field syntax below: commas (no field may then hold a comma)
-        if "," in text:
-            raise DataFormatError(f"{source}: a {delimiter!r}-separated file that also contains commas")
-        lines = [ln.replace(delimiter, ",") for ln in lines]
-        text = "\n".join(lines)
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if first is None:
         raise DataFormatError(f"{source}: the file is empty")
+    if delimiter == "," and "," not in lines[first]:
+        # Spreadsheets in locales with a decimal comma save ';'-separated "CSV"; a header of one column
+        # cannot be a multi-label table, so a header split by ';' or tabs says which separator it is.
+        delimiter = next((d for d in (";", "\t") if d in lines[first]), ",")
+    if delimiter != ",":  # one field syntax below: commas (no field may then hold a comma)
+        if "," in text:
+            k = next(i for i, ln in enumerate(lines) if "," in ln)
+            raise DataFormatError(f"{source}:{k + 1}: a {delimiter!r}-separated file that also contains commas "
+                                  "(numbers must use '.' as the decimal mark)")
+        lines = [ln.replace(delimiter, ",") for ln in lines]
+        text = "\n".join(lines)
     header = [h.strip() for h in next(csv.reader([lines[first]]))]
     n_col = len(header)
     dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
