@@ -157,6 +157,14 @@ def test_predict_refuses_inputs_without_the_training_columns(tmp_path):
     with_ids = np.loadtxt(tmp_path / "p_ids.csv", delimiter=",", skiprows=1)
     assert with_ids.shape == (5, 3)
     np.testing.assert_allclose(with_ids, np.loadtxt(tmp_path / "p_plain.csv", delimiter=",", skiprows=1))
+    # --keep carries the id into the output, first, as written.
+    _cli("predict", "r", "--input", "ids.csv", "--out", "p_keep.csv", "--keep", "id", "--labels", cwd=tmp_path)
+    kept = (tmp_path / "p_keep.csv").read_text().splitlines()
+    assert kept[0] == "id," + ",".join(LABELS)
+    assert [ln.split(",")[0] for ln in kept[1:]] == [f"row-{i}" for i in range(5)]
+    assert all(set(ln.split(",")[1:]) <= {"0", "1"} for ln in kept[1:])
+    proc = _cli("predict", "r", "--input", "ids.csv", "--out", "p_bad.csv", "--keep", "cat", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "already has a column of that name" in proc.stderr
     proc = _cli("train", "--mode", "scratch", "--dataset.path", "data.csv", *VEC, "--run-dir", "r2", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "--dataset.label_columns" in proc.stderr
     assert not (tmp_path / "r2").exists()  # a failed start leaves nothing behind

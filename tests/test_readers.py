@@ -20,7 +20,7 @@ import pytest
 import scipy.sparse as sp
 
 from mulsupcon.data.arff import DataFormatError, parse_arff_header, read_arff, read_bytes, read_mulan_xml
-from mulsupcon.data.formats import read_csv, read_hdf5, read_npz, read_table
+from mulsupcon.data.formats import read_csv, read_hdf5, read_npz, read_table, read_text_columns
 from conftest import require_dataset_folder
 
 
@@ -685,6 +685,14 @@ def test_read_table_reads_only_the_named_columns(tmp_path):
         read_table(p, columns=["a", "c"], whose="model's feature")
     with pytest.raises(DataFormatError, match=r"t\.csv:2: non-numeric value 'row-1' in column 'id'"):
         read_table(p)  # every column by default
+
+
+def test_read_text_columns_keeps_the_rows_of_read_table(tmp_path):
+    p = _write(tmp_path, "t.csv", "id;a;note\n\nx-1;1;first\n\nx-2;2;\n")
+    assert read_text_columns(p, ["note", "id"]) == [["first", "x-1"], ["", "x-2"]]
+    np.testing.assert_array_equal(read_table(p, columns=["a"])[1], [[1], [2]])
+    with pytest.raises(DataFormatError, match=r"column\(s\) \['b'\] are not in the header"):
+        read_text_columns(p, ["b"])
 
 
 def test_csv_label_count_out_of_range(tmp_path):

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="classification run directory (or its model.pt)")
     p.add_argument("--input", required=True, help="file or folder in the training formats (label columns are ignored)")
     p.add_argument("--out", required=True, help="CSV to write: a header of the label names, one row per input row")
+    p.add_argument("--keep", nargs="+", default=(), metavar="COLUMN",
+                   help="CSV input: copy these columns (an id, say) as they are, before the label columns")
     p.add_argument("--labels", action="store_true",
                    help="write 0/1 at the run's threshold (chosen on its validation split for micro-F1)")
     p.add_argument("--threshold", type=float, default=None, help="write 0/1 at this fixed threshold")
@@ -363,7 +365,7 @@ def _dispatch(args, extra, argv, parser) -> int:
         from mulsupcon.predict import predict_file
 
         out = predict_file(args.run, args.input, args.out, labels=args.labels, threshold=args.threshold,
-                           device=args.device)
+                           device=args.device, keep=args.keep)
         print(out)
         return 0
 

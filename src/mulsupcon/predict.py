@@ -186,27 +186,47 @@ def _read_image_folder(folder: Path, size: int) -> tuple[np.ndarray, list[str]]:
 
 
 def write_predictions(out: str | Path, values: np.ndarray, label_names: Sequence[str],
-                      files: Optional[Sequence[str]] = None, labels: bool = False) -> Path:
-    """CSV: a header of the label names (after ``file`` for images), one row per input row (atomic write)."""
+                      files: Optional[Sequence[str]] = None, labels: bool = False,
+                      kept: Optional[tuple[Sequence[str], Sequence[Sequence[str]]]] = None) -> Path:
+    """CSV: a header of the label names, one row per input row (atomic write).
+
+    ``values`` (N, L). Leading columns: ``file`` for images (``files``, N names), and ``kept`` = (names,
+    N rows of fields) copied from the input.
+    """
+    lead_names = (["file"] if files is not None else []) + (list(kept[0]) if kept is not None else [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow((["file"] if files is not None else []) + list(label_names))
+    writer.writerow(lead_names + list(label_names))
     for i, row in enumerate(values):
         cells = [str(int(v)) for v in row] if labels else [f"{float(v):.6g}" for v in row]
-        writer.writerow(([files[i]] if files is not None else []) + cells)
+        lead = ([files[i]] if files is not None else []) + (list(kept[1][i]) if kept is not None else [])
+        writer.writerow(lead + cells)
     out = Path(out)
     atomic_write_text(out, buf.getvalue())
     return out
 
 
 def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, labels: bool = False,
-                 threshold: Optional[float] = None, device: str = "cpu") -> Path:
-    """``mulsupcon predict``: probabilities (or 0/1 with ``labels`` / a ``threshold``) of every input row."""
+                 threshold: Optional[float] = None, device: str = "cpu", keep: Sequence[str] = ()) -> Path:
+    """``mulsupcon predict``: probabilities (or 0/1 with ``labels`` / a ``threshold``) of every input row;
+    ``keep``: columns of a CSV/TSV input copied as they are before the label columns (an id)."""
+    from mulsupcon.data.user_files import format_suffix
+
     model = load_run(run, device=device)
+    kept = None
+    if keep:
+        suffix = format_suffix(Path(input_path))
+        if suffix not in (".csv", ".tsv", ".txt"):
+            raise ValueError(f"--keep copies columns of a CSV or TSV input; {input_path} is not one")
+        clash = sorted(set(keep) & set(model.label_names))
+        if clash:
+            raise ValueError(f"--keep {clash}: the output already has a column of that name (a label)")
+        from mulsupcon.data.formats import read_text_columns
+
+        kept = (list(keep), read_text_columns(input_path, keep, delimiter="\t" if suffix == ".tsv" else ","))
     x, files = model.read_input(input_path)
-    if labels or threshold is not None:
-        return write_predictions(out, model.predict(x, threshold), model.label_names, files, labels=True)
-    return write_predictions(out, model.predict_proba(x), model.label_names, files)
+    values = model.predict(x, threshold) if labels or threshold is not None else model.predict_proba(x)
+    return write_predictions(out, values, model.label_names, files, labels=labels or threshold is not None, kept=kept)
 
 
 # ----------------------------------------------------------------------------- export

@@ -28,7 +28,7 @@ import numpy as np
 from mulsupcon.data.arff import _FLOAT32_MAX, DataFormatError, PathType, _default_name, read_bytes
 from mulsupcon.data.dataset import MultiLabelDataset
 
-__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "open_npz"]
+__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "open_npz"]
 
 
 def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -249,17 +249,12 @@ def _label_indices(header: Sequence[str], label_columns: Sequence[str] | int, so
     return [list(header).index(c) for c in wanted]
 
 
-def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequence[str]] = None,
-               label_columns: Sequence[str] | int | None = None, whose: str = "requested") -> tuple[list[str], np.ndarray, np.ndarray]:
-    """A delimited file with a header row and numeric rows: ``(header, data (N, C) float64, the file line
-    of each row (N,))``. Errors name the line and column.
+def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int]:
+    """``(source, lines with their fields separated by commas, index of the header line)`` of a delimited file.
 
-    Args:
-        columns: the names of the columns to read, in this order (``header`` is then ``columns``); only
-            these must be numeric, so a file may carry other columns (an id, a text field). Default: all.
-            ``whose`` says where they come from in the message when some are missing.
-        label_columns: which columns hold labels (names, or ``n``: the last ``n``); checked against the
-            header before the rows are parsed, and named in the message when such a field is not a number.
+    Any of UTF-8, UTF-16 (with its byte-order mark) and Latin-1 is read. A ``.csv`` whose header has no
+    comma but ``;`` or tabs is read with that separator (spreadsheets in decimal-comma locales save such
+    files).
     """
     path = Path(path)
     source = str(path)
@@ -276,8 +271,8 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
     if first is None:
         raise DataFormatError(f"{source}: the file is empty")
     if delimiter == "," and "," not in lines[first]:
-        # Spreadsheets in locales with a decimal comma save ';'-separated "CSV"; a header of one column
-        # cannot be a multi-label table, so a header split by ';' or tabs says which separator it is.
+        # A header of one column cannot be a multi-label table, so a header split by ';' or tabs says
+        # which separator the file uses.
         delimiter = next((d for d in (";", "\t") if d in lines[first]), ",")
     if delimiter != ",":  # one field syntax below: commas (no field may then hold a comma)
         if "," in text:
@@ -285,7 +280,35 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
             raise DataFormatError(f"{source}:{k + 1}: a {delimiter!r}-separated file that also contains commas "
                                   "(numbers must use '.' as the decimal mark)")
         lines = [ln.replace(delimiter, ",") for ln in lines]
-        text = "\n".join(lines)
+    return source, lines, first
+
+
+def read_text_columns(path: PathType, columns: Sequence[str], *, delimiter: str = ",") -> list[list[str]]:
+    """The fields of ``columns`` as text, one list per data row (N, len(columns)), rows as in
+    :func:`read_table` (blank lines skipped): e.g. an id column to carry into predictions."""
+    source, lines, first = _table_lines(path, delimiter)
+    header = [h.strip() for h in next(csv.reader([lines[first]]))]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataFormatError(f"{source}: column(s) {list(missing)} are not in the header {header[:10]}")
+    use = [header.index(c) for c in columns]
+    body = [ln for ln in lines[first + 1:] if ln.strip()]
+    return [[fields[j].strip() if j < len(fields) else "" for j in use] for fields in csv.reader(body)]
+
+
+def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequence[str]] = None,
+               label_columns: Sequence[str] | int | None = None, whose: str = "requested") -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A delimited file with a header row and numeric rows: ``(header, data (N, C) float64, the file line
+    of each row (N,))``. Errors name the line and column.
+
+    Args:
+        columns: the names of the columns to read, in this order (``header`` is then ``columns``); only
+            these must be numeric, so a file may carry other columns (an id, a text field). Default: all.
+            ``whose`` says where they come from in the message when some are missing.
+        label_columns: which columns hold labels (names, or ``n``: the last ``n``); checked against the
+            header before the rows are parsed, and named in the message when such a field is not a number.
+    """
+    source, lines, first = _table_lines(path, delimiter)
     header = [h.strip() for h in next(csv.reader([lines[first]]))]
     n_col = len(header)
     dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
@@ -308,7 +331,7 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
     # Bulk path: plain numeric fields; anything else falls back to a per-field parse that
     # names the offending line and column.
     data = None
-    if rows_text and '"' not in text:
+    if rows_text and not any('"' in ln for ln in lines):
         counts = np.fromiter((r.count(",") + 1 for r in rows_text), dtype=np.int64, count=len(rows_text))
         wrong = counts != n_col
         if wrong.any():
