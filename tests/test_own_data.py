@@ -137,6 +137,25 @@ def test_csv_whole_chain_predict_equals_the_runs_test_scores(tmp_path):
     assert proc.returncode == 2 and "data.csv has changed since" in proc.stderr
 
 
+def test_csv_with_an_id_column_trains_and_predicts_with_it(tmp_path):
+    """--dataset.ignore_columns leaves a text id out of the features; predict --keep carries it over."""
+    x, y = _vectors(80)
+    lines = ["id,a,b,c,d,e,g," + ",".join(LABELS)]
+    lines += [f"row-{i}," + ",".join(f"{v:.6f}" for v in x[i]) + "," + ",".join(str(int(v)) for v in y[i])
+              for i in range(len(x))]
+    (tmp_path / "ids.csv").write_text("\n".join(lines) + "\n")
+    proc = _cli("train", "--mode", "scratch", "--dataset.path", "ids.csv", "--dataset.label_columns", "3", *VEC,
+                "--run-dir", "r0", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "--dataset.ignore_columns" in proc.stderr and not (tmp_path / "r0").exists()
+    _cli("train", "--mode", "scratch", "--dataset.path", "ids.csv", "--dataset.label_columns", "3",
+         "--dataset.ignore_columns", "id", *VEC, "--run-dir", "r", cwd=tmp_path)
+    model = torch.load(tmp_path / "r" / "model.pt", map_location="cpu", weights_only=False)
+    assert list(model["feature_names"]) == list("abcdeg")
+    _cli("predict", "r", "--input", "ids.csv", "--out", "p.csv", "--keep", "id", cwd=tmp_path)
+    out = (tmp_path / "p.csv").read_text().splitlines()
+    assert out[0] == "id," + ",".join(LABELS) and out[80].startswith("row-79,") and len(out) == 81
+
+
 def test_predict_refuses_inputs_without_the_training_columns(tmp_path):
     x, y = _vectors(60)
     _write_csv(tmp_path / "data.csv", x, y)

@@ -665,10 +665,21 @@ def test_csv_in_other_encodings(tmp_path, encoding):
     np.testing.assert_array_equal(ds.features, [[1, 2]])
 
 
-def test_csv_feature_field_errors_carry_no_label_hint(tmp_path):
-    p = _write(tmp_path, "x.csv", "a,y\n1,1\nz;w,0\n")
-    with pytest.raises(DataFormatError, match=r"x\.csv:3: non-numeric value 'z;w' in column 'a'$"):
+def test_csv_text_features_point_to_ignore_columns(tmp_path):
+    p = _write(tmp_path, "x.csv", "id,a,y\nr1,1,1\nr2,2,0\n")
+    with pytest.raises(DataFormatError, match=r"x\.csv:2: non-numeric value 'r1' in column 'id'; features must be "
+                                              r"numbers \(--dataset\.ignore_columns leaves out an id or text column\)$"):
         read_csv(p, ["y"])
+    ds = read_csv(p, 1, ignore_columns=["id"])  # the last column that is not ignored
+    assert ds.feature_names == ["a"] and ds.label_names == ["y"]
+    np.testing.assert_array_equal(ds.features, [[1], [2]])
+    np.testing.assert_array_equal(ds.labels, [[1], [0]])
+    q = _write(tmp_path, "q.csv", "a,y,note\n1,1,x\n2,0,y\n")
+    assert read_csv(q, 1, ignore_columns=["note"]).label_names == ["y"]  # ignored columns do not count for N
+    with pytest.raises(DataFormatError, match=r"the ignored column\(s\) \['nope'\] are not in the header"):
+        read_csv(p, ["y"], ignore_columns=["nope"])
+    with pytest.raises(ValueError, match=r"column\(s\) \['id'\] are named both as labels and as ignored"):
+        read_csv(p, ["id"], ignore_columns=["id"])
 
 
 def test_read_table_reads_only_the_named_columns(tmp_path):
@@ -681,7 +692,7 @@ def test_read_table_reads_only_the_named_columns(tmp_path):
     plain = _write(tmp_path, "u.csv", "b,a,c\n2,1,9\n4,3,9\n")  # the numeric bulk path, columns picked after
     np.testing.assert_array_equal(read_table(plain, columns=["a", "b"])[1], [[1, 2], [3, 4]])
     with pytest.raises(DataFormatError, match=r"t\.csv: the model's feature column\(s\) \['c'\] are not in the "
-                                              r"header \(1 of 2 missing\)"):
+                                              r"header \(1 of 2 missing"):
         read_table(p, columns=["a", "c"], whose="model's feature")
     with pytest.raises(DataFormatError, match=r"t\.csv:2: non-numeric value 'row-1' in column 'id'"):
         read_table(p)  # every column by default

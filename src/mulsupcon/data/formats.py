@@ -249,8 +249,8 @@ def _label_indices(header: Sequence[str], label_columns: Sequence[str] | int, so
     return [list(header).index(c) for c in wanted]
 
 
-def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int]:
-    """``(source, lines with their fields separated by commas, index of the header line)`` of a delimited file.
+def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int, list[str]]:
+    """``(source, lines with their fields separated by commas, index of the header line, header)``.
 
     Any of UTF-8, UTF-16 (with its byte-order mark) and Latin-1 is read. A ``.csv`` whose header has no
     comma but ``;`` or tabs is read with that separator (spreadsheets in decimal-comma locales save such
@@ -280,49 +280,27 @@ def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int]:
             raise DataFormatError(f"{source}:{k + 1}: a {delimiter!r}-separated file that also contains commas "
                                   "(numbers must use '.' as the decimal mark)")
         lines = [ln.replace(delimiter, ",") for ln in lines]
-    return source, lines, first
-
-
-def read_text_columns(path: PathType, columns: Sequence[str], *, delimiter: str = ",") -> list[list[str]]:
-    """The fields of ``columns`` as text, one list per data row (N, len(columns)), rows as in
-    :func:`read_table` (blank lines skipped): e.g. an id column to carry into predictions."""
-    source, lines, first = _table_lines(path, delimiter)
     header = [h.strip() for h in next(csv.reader([lines[first]]))]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise DataFormatError(f"{source}: column(s) {list(missing)} are not in the header {header[:10]}")
-    use = [header.index(c) for c in columns]
-    body = [ln for ln in lines[first + 1:] if ln.strip()]
-    return [[fields[j].strip() if j < len(fields) else "" for j in use] for fields in csv.reader(body)]
-
-
-def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequence[str]] = None,
-               label_columns: Sequence[str] | int | None = None, whose: str = "requested") -> tuple[list[str], np.ndarray, np.ndarray]:
-    """A delimited file with a header row and numeric rows: ``(header, data (N, C) float64, the file line
-    of each row (N,))``. Errors name the line and column.
-
-    Args:
-        columns: the names of the columns to read, in this order (``header`` is then ``columns``); only
-            these must be numeric, so a file may carry other columns (an id, a text field). Default: all.
-            ``whose`` says where they come from in the message when some are missing.
-        label_columns: which columns hold labels (names, or ``n``: the last ``n``); checked against the
-            header before the rows are parsed, and named in the message when such a field is not a number.
-    """
-    source, lines, first = _table_lines(path, delimiter)
-    header = [h.strip() for h in next(csv.reader([lines[first]]))]
-    n_col = len(header)
     dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
     if dup is not None:
         raise DataFormatError(f"{source}:{first + 1}: column name {dup!r} appears twice in the header")
-    labels = set() if label_columns is None else set(_label_indices(header, label_columns, source))
-    if columns is None:
-        use = list(range(n_col))
-    else:
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise DataFormatError(f"{source}: the {whose} column(s) {list(missing[:5])} are not in the header "
-                                  f"({len(missing)} of {len(columns)} missing)")
-        use = [header.index(c) for c in columns]
+    return source, lines, first, header
+
+
+def _columns_at(header: Sequence[str], names: Sequence[str], source: str, whose: str) -> list[int]:
+    """Positions of ``names`` in ``header``; an error lists those that are missing."""
+    missing = [c for c in names if c not in header]
+    if missing:
+        raise DataFormatError(f"{source}: the {whose} column(s) {list(missing[:5])} are not in the header "
+                              f"({len(missing)} of {len(names)} missing; the header: {list(header[:10])})")
+    return [list(header).index(c) for c in names]
+
+
+def _parse_rows(source: str, lines: list[str], first: int, header: list[str], use: list[int],
+                labels: set[int] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
+    """The numbers of columns ``use`` of every non-blank line after the header: ``(data (N, len(use))
+    float64, the file line of each row (N,))``; ``labels`` (positions) only shape the error messages."""
+    n_col = len(header)
     body = lines[first + 1:]
     keep = [i for i, ln in enumerate(body) if ln.strip()]
     if not keep:
@@ -331,7 +309,7 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
     # Bulk path: plain numeric fields; anything else falls back to a per-field parse that
     # names the offending line and column.
     data = None
-    if rows_text and not any('"' in ln for ln in lines):
+    if not any('"' in ln for ln in lines):
         counts = np.fromiter((r.count(",") + 1 for r in rows_text), dtype=np.int64, count=len(rows_text))
         wrong = counts != n_col
         if wrong.any():
@@ -364,44 +342,76 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
                         if sep is not None:  # looks like a list of label names
                             hint += (" (a column that lists label names must first become one 0/1 column per "
                                      f"label, e.g. with pandas: df.join(df.pop({header[j]!r}).str.get_dummies(sep={sep!r})))")
+                    elif v.strip():
+                        hint = "; features must be numbers (--dataset.ignore_columns leaves out an id or text column)"
                     raise DataFormatError(f"{where}: {what} in column {header[j]!r}{hint}") from None
     line_of = np.asarray([first + 2 + i for i in keep], dtype=np.int64)
-    header = [header[j] for j in use]
     where = first_unrepresentable(data)  # 'nan', 'inf' and '1e39' parse as floats
     if where is not None:
         r, c = where
         raise DataFormatError(
-            f"{source}:{line_of[r]}: value {data[r, c]:g} in column {header[c]!r} is not a finite number that "
-            "float32 can hold (missing values must be filled in first)"
+            f"{source}:{line_of[r]}: value {data[r, c]:g} in column {header[use[c]]!r} is not a finite number "
+            "that float32 can hold (missing values must be filled in first)"
         )
-    return header, data, line_of  # and the file line of each row
+    return data, line_of
 
 
-def read_csv(path: PathType, label_columns: Sequence[str] | int, *, name: str = "", delimiter: str = ",") -> MultiLabelDataset:
-    """Read a comma- (or ``delimiter``-) separated file with a header row; every value must be numeric.
+def read_text_columns(path: PathType, columns: Sequence[str], *, delimiter: str = ",") -> list[list[str]]:
+    """The fields of ``columns`` as text, one list per data row (N, len(columns)), rows as in
+    :func:`read_table` (blank lines skipped): e.g. an id column to carry into predictions."""
+    source, lines, first, header = _table_lines(path, delimiter)
+    use = _columns_at(header, columns, source, "requested")
+    body = [ln for ln in lines[first + 1:] if ln.strip()]
+    return [[fields[j].strip() if j < len(fields) else "" for j in use] for fields in csv.reader(body)]
+
+
+def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequence[str]] = None,
+               whose: str = "requested") -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A delimited file with a header row and numeric rows: ``(header, data (N, C) float64, the file line
+    of each row (N,))``. Errors name the line and column.
+
+    Args:
+        columns: the names of the columns to read, in this order (``header`` is then ``columns``); only
+            these must be numeric, so a file may carry other columns (an id, a text field). Default: all.
+        whose: says where ``columns`` come from in the message when some are missing.
+    """
+    source, lines, first, header = _table_lines(path, delimiter)
+    use = list(range(len(header))) if columns is None else _columns_at(header, columns, source, whose)
+    data, line_of = _parse_rows(source, lines, first, header, use)
+    return [header[j] for j in use], data, line_of
+
+
+def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_columns: Sequence[str] = (),
+             name: str = "", delimiter: str = ",") -> MultiLabelDataset:
+    """Read a comma- (or ``delimiter``-) separated file with a header row; every value read must be numeric.
 
     Args:
         path: the CSV file (``.gz``/``.bz2``/``.xz`` compressed files work too).
-        delimiter: the field separator (``"\t"`` for TSV).
         label_columns: names of the label columns (any position; labels in this order) or an
-            int ``n``: the last ``n`` columns.
+            int ``n``: the last ``n`` columns that are not ignored.
+        ignore_columns: names of columns that are neither features nor labels (an id, text); not read.
         name: dataset name (default: the file name without suffixes).
+        delimiter: the field separator (``"\t"`` for TSV).
 
     Returns:
-        MultiLabelDataset: features (N, F) float32 (the non-label columns in file order),
-        labels (N, L) uint8.
+        MultiLabelDataset: features (N, F) float32 (the other columns in file order), labels (N, L) uint8.
 
     Raises:
         DataFormatError: no header, unknown/duplicate column names, ragged or empty fields,
             non-numeric values, labels other than 0/1 (with line and column).
     """
     path = Path(path)
-    source = str(path)
-    header, data, line_of = read_table(path, delimiter=delimiter, label_columns=label_columns)
-    lab = _label_indices(header, label_columns, source)
-    lab_set = set(lab)
-    feat = [j for j in range(len(header)) if j not in lab_set]
-    y = data[:, lab]
+    source, lines, first, header = _table_lines(path, delimiter)
+    ignored = set(_columns_at(header, ignore_columns, source, "ignored"))
+    if isinstance(label_columns, (list, tuple)):
+        both = [c for c in label_columns if c in ignore_columns]
+        if both:
+            raise ValueError(f"{source}: column(s) {both} are named both as labels and as ignored")
+    kept = [j for j in range(len(header)) if j not in ignored]
+    lab = [kept[i] for i in _label_indices([header[j] for j in kept], label_columns, source)]
+    feat = [j for j in kept if j not in set(lab)]
+    data, line_of = _parse_rows(source, lines, first, header, feat + lab, labels=set(lab))
+    y = data[:, len(feat):]
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         r, c = np.argwhere(bad)[0]
@@ -410,7 +420,7 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, name: str = 
             "label values must be 0 or 1"
         )
     return MultiLabelDataset(
-        features=data[:, feat].astype(np.float32),
+        features=data[:, :len(feat)].astype(np.float32),
         labels=y.astype(np.uint8),
         label_names=[header[j] for j in lab],
         feature_names=[header[j] for j in feat],

@@ -6,7 +6,8 @@ Formats, chosen by the path (``read_path``):
 path                                 read as
 ===================================  ==========================================================
 ``*.csv`` / ``*.tsv`` (``.gz`` ...)   header row, numeric rows; ``label_columns`` names the label
-                                     columns (comma-separated names) or is N (the last N columns)
+                                     columns (comma-separated names) or is N (the last N columns);
+                                     ``ignore_columns`` names columns not read (an id, text)
 ``*.npz``                            arrays ``features``/``X`` and ``labels``/``Y`` (optional
                                      ``label_names``, ``feature_names``; 4-D uint8 = images)
 ``*.arff`` (``.gz``, ``.bz2``)       Mulan ARFF with ``xml`` (the label XML), MEKA ARFF (``-C n``
@@ -69,6 +70,17 @@ def parse_label_columns(value: object) -> Optional[Sequence[str] | int]:
     return [str(c) for c in value]  # a YAML list
 
 
+def parse_column_names(value: object, key: str) -> list[str]:
+    """``--dataset.ignore_columns``: ``"a,b"`` or a YAML list -> names (None or "" -> none)."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [c.strip() for c in value.split(",") if c.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(c) for c in value]
+    raise ValueError(f"dataset.{key} must be column names (\"a,b\" or a list), got {value!r}")
+
+
 def guess_kind(path: str | Path, labels: Optional[str | Path] = None) -> str:
     """``"image"`` or ``"vector"``: what a path holds, decided cheaply (for the default config)."""
     path = Path(path)
@@ -89,8 +101,10 @@ def guess_kind(path: str | Path, labels: Optional[str | Path] = None) -> str:
 
 def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[str | Path] = None,
               labels: Optional[str | Path] = None, options: ReadOptions = ReadOptions(),
-              part: str = "train") -> tuple[SourceParts, dict[str, str]]:
+              part: str = "train", ignore_columns: object = None) -> tuple[SourceParts, dict[str, str]]:
     """The dataset at ``path`` (see the module docstring) as its parts, and {file: sha256} of what was read.
+
+    ``ignore_columns`` (CSV/TSV only): columns that are neither features nor labels (an id, text).
 
     ``part`` names the cache files of images (``"train"``, ``"test"``). A folder in COCO or VOC layout
     that holds a test part too gives ``SourceParts(train, test)``; everything else gives ``train`` only.
@@ -105,11 +119,14 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     name = path.name.split(".")[0]
     suffix = format_suffix(path)
     columns = parse_label_columns(label_columns)
+    ignored = parse_column_names(ignore_columns, "ignore_columns")
+    if ignored and suffix not in (".csv", ".tsv", ".txt"):
+        raise ValueError(f"{path}: dataset.ignore_columns applies to CSV/TSV files, not {suffix or 'this file'}")
     if suffix in (".csv", ".tsv", ".txt"):
         if columns is None:
             raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... "
                              f"(their names in the header) or --dataset.label_columns N (the last N columns)")
-        ds = read_csv(path, columns, name=name, delimiter="\t" if suffix == ".tsv" else ",")
+        ds = read_csv(path, columns, ignore_columns=ignored, name=name, delimiter="\t" if suffix == ".tsv" else ",")
     elif suffix == ".npz":
         ds = read_npz(path, name=name)
     elif suffix == ".arff":
@@ -168,16 +185,18 @@ def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions,
 
 def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, label_columns: object = None,
                  xml: Optional[str | Path] = None, labels: Optional[str | Path] = None,
-                 options: ReadOptions = ReadOptions()) -> tuple[SourceParts, dict[str, str]]:
+                 options: ReadOptions = ReadOptions(), ignore_columns: object = None
+                 ) -> tuple[SourceParts, dict[str, str]]:
     """``path`` (and an official test part at ``test_path``, same format) as the dataset's parts.
 
     Returns ``(parts, files)``: ``parts.test`` is None when neither path gives a test part (the caller
     then carves one); ``files`` maps every file read (absolute path) to its sha256.
     """
-    parts, files = read_path(path, label_columns=label_columns, xml=xml, labels=labels, options=options)
+    parts, files = read_path(path, label_columns=label_columns, xml=xml, labels=labels, options=options,
+                             ignore_columns=ignore_columns)
     if test_path is not None:
         test_parts, test_files = read_path(test_path, label_columns=label_columns, xml=xml, labels=labels,
-                                           options=options, part="test")
+                                           options=options, part="test", ignore_columns=ignore_columns)
         if parts.test is not None:
             raise ValueError(f"{path} holds a test part already; drop --dataset.test_path or point --dataset.path "
                              f"at the training part alone")
