@@ -156,6 +156,37 @@ def test_csv_with_an_id_column_trains_and_predicts_with_it(tmp_path):
     assert out[0] == "id," + ",".join(LABELS) and out[80].startswith("row-79,") and len(out) == 81
 
 
+def test_evaluate_on_a_new_labelled_file_matches_the_runs_own_test_metrics(tmp_path):
+    """Oracle: the run's official test part given again as a new file (CSV with reordered columns and an
+    id, and NPZ) scores exactly as the run's own test split."""
+    x, y = _vectors(150)
+    _write_csv(tmp_path / "train.csv", x[:100], y[:100])
+    _write_csv(tmp_path / "test.csv", x[100:], y[100:])
+    _cli("train", "--mode", "scratch", "--dataset.path", "train.csv", "--dataset.test_path", "test.csv",
+         "--dataset.label_columns", "3", *VEC, "--run-dir", "r", cwd=tmp_path)
+    own = _cli("evaluate", "r", cwd=tmp_path).stdout
+    names = ["a", "b", "c", "d", "e", "g", *LABELS]
+    order = [7, 2, 0, 6, 1, 5, 8, 3, 4]
+    lines = ["id," + ",".join(names[j] for j in order)]
+    full = np.hstack([x[100:], y[100:]])
+    lines += [f"r{i}," + ",".join(f"{full[i, j]:.6f}" if j < 6 else str(int(full[i, j])) for j in order)
+              for i in range(50)]
+    (tmp_path / "again.csv").write_text("\n".join(lines) + "\n")
+    np.savez(tmp_path / "again.npz", features=x[100:], labels=y[100:], label_names=np.array(LABELS))
+
+    def rows(table: str) -> list[str]:
+        return [ln.split("|", 2)[2] for ln in table.splitlines() if "protocol" in ln]
+
+    assert len(rows(own)) == 3
+    for name in ("again.csv", "again.npz"):
+        out = _cli("evaluate", "r", "--input", name, cwd=tmp_path).stdout
+        assert f"r on {name} (50 rows)" in out
+        assert rows(out) == rows(own), (out, own)
+    (tmp_path / "bad.csv").write_text(lines[0].replace("cat", "kat") + "\n" + lines[1] + "\n")
+    proc = _cli("evaluate", "r", "--input", "bad.csv", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "label column(s) ['cat'] are not in the header" in proc.stderr
+
+
 def test_predict_refuses_inputs_without_the_training_columns(tmp_path):
     x, y = _vectors(60)
     _write_csv(tmp_path / "data.csv", x, y)

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["paper", "validation", "fixed"], action="append",
                    help="protocol(s) to report (default: all three)")
     p.add_argument("--threshold", type=float, default=0.5, help="threshold of the fixed protocol")
+    p.add_argument("--input", default=None, metavar="FILE",
+                   help="a new labelled vector file (CSV/TSV: the training file's feature and label columns, by "
+                        "name; NPZ, HDF5, ARFF): score the run's model on it instead of its own test split")
 
     p = sub.add_parser("predict", help="label probabilities (or 0/1 labels) of new rows or images with a trained run")
     p.add_argument("run", help="classification run directory (or its model.pt)")
@@ -356,9 +359,12 @@ def _dispatch(args, extra, argv, parser) -> int:
         return 0
 
     if cmd == "evaluate":
-        from mulsupcon.evaluate import evaluate_run
+        from mulsupcon.evaluate import evaluate_file, evaluate_run
 
-        print(evaluate_run(args.run, protocols=args.protocol, threshold=args.threshold))
+        if args.input is not None:
+            print(evaluate_file(args.run, args.input, protocols=args.protocol, threshold=args.threshold))
+        else:
+            print(evaluate_run(args.run, protocols=args.protocol, threshold=args.threshold))
         return 0
 
     if cmd == "predict":

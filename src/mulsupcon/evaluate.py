@@ -1,4 +1,5 @@
-"""Re-evaluate a finished classification run from its saved scores (no model needed)."""
+"""Evaluate a finished classification run: on its own test split from its saved scores (no model
+needed), or on a new labelled file with its model."""
 
 from __future__ import annotations
 
@@ -29,3 +30,35 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
             kwargs = {"val_scores": z["val_scores"], "val_targets": z["val_targets"]}
         rows[f"test, {protocol} protocol"] = evaluate(z["test_scores"], z["test_targets"], protocol=protocol, threshold=threshold, **kwargs)
     return metrics_table(rows, title=f"{run.name}")
+
+
+def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequence[str]] = None,
+                  threshold: float = 0.5) -> str:
+    """Metrics of a run's model on a new labelled vector file (``path``), under each protocol, as Markdown.
+
+    The validation protocol uses the thresholds chosen on the run's own validation split (its
+    ``scores.npz``), exactly as for its test split; the paper protocol picks them on ``path`` itself.
+    """
+    from mulsupcon.metrics import evaluate
+    from mulsupcon.predict import load_run, read_labelled_inputs
+    from mulsupcon.tables import metrics_table
+
+    run = Path(run)
+    protocols = protocols or ("paper", "validation", "fixed")
+    saved = run / "scores.npz" if run.is_dir() else run.parent / "scores.npz"
+    if "validation" in protocols and not saved.is_file():
+        raise FileNotFoundError(f"{saved} not found: the validation protocol needs the run's folder (its validation "
+                                f"scores); or ask for --protocol paper / fixed")
+    model = load_run(run)
+    x, y = read_labelled_inputs(path, model)
+    scores = model.predict_proba(x)
+    rows = {}
+    for protocol in protocols:
+        kwargs = {}
+        if protocol == "validation":
+            z = np.load(saved)
+            kwargs = {"val_scores": z["val_scores"], "val_targets": z["val_targets"]}
+        rows[f"{Path(path).name}, {protocol} protocol"] = evaluate(scores, y, protocol=protocol, threshold=threshold,
+                                                                   **kwargs)
+    return metrics_table(rows, title=f"{run.name if run.is_dir() else run.parent.name} on {Path(path).name} "
+                                     f"({len(y)} rows)")

@@ -170,6 +170,43 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
                      f"or a folder of images")
 
 
+def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a vector file and their labels, matched to the model's by name: ``(x (N, F), y (N, L) uint8)``.
+
+    CSV/TSV: the model's feature and label columns, found by name in any order (other columns are not
+    read). NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label
+    names must be the model's.
+    """
+    from mulsupcon.data.formats import read_table
+    from mulsupcon.data.user_files import format_suffix, from_file
+
+    if model.is_image:
+        raise ValueError("evaluating on a new file takes vector data (CSV/TSV, NPZ, HDF5, ARFF); this model is "
+                         "for images")
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"input not found: {path}")
+    suffix = format_suffix(path)
+    if suffix in (".csv", ".tsv", ".txt"):
+        n_feat = len(model.feature_names)
+        _, data, line_of = read_table(path, delimiter="\t" if suffix == ".tsv" else ",",
+                                      columns=model.feature_names + model.label_names, whose="model's feature or label")
+        y = data[:, n_feat:]
+        bad = ~np.isin(y, (0, 1))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"{path}:{line_of[r]}: label column {model.label_names[c]!r} has value {y[r, c]:g}; "
+                             "label values must be 0 or 1")
+        return data[:, :n_feat].astype(np.float32), y.astype(np.uint8)
+    ds_cfg = model.config.get("dataset", {})
+    ds = from_file(path, label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"))
+    if list(ds.label_names) != model.label_names:
+        raise ValueError(f"{path}: labels {list(ds.label_names)[:5]}... are not the model's "
+                         f"{model.label_names[:5]}... ({ds.n_labels} against {len(model.label_names)})")
+    features = ds.features.toarray() if sp.issparse(ds.features) else np.asarray(ds.features)
+    return features, np.asarray(ds.labels, dtype=np.uint8)
+
+
 def _read_image_folder(folder: Path, size: int) -> tuple[np.ndarray, list[str]]:
     from mulsupcon.data.image_cache import decode_image
 
