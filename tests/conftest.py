@@ -42,3 +42,16 @@ def require_dataset_folder(name: str) -> Path:
     if d is None or not (d / name).is_dir():
         pytest.skip(f"dataset folder '{name}' not found under MULSUPCON_DATA ({d}); it is needed for this test")
     return d / name
+
+
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """Datasets a test registers (``hdf5:`` folders, custom image sets) are removed after it, so that the
+    catalogue tests see the shipped registry whatever ran before them in the same process."""
+    from mulsupcon.data.registry import REGISTRY, list_datasets
+
+    list_datasets()  # the lazily added built-in variants belong to the snapshot
+    before = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)
