@@ -187,6 +187,13 @@ def test_evaluate_on_a_new_labelled_file_matches_the_runs_own_test_metrics(tmp_p
     assert proc.returncode == 2 and "label column(s) ['cat'] are not in the header" in proc.stderr
 
 
+def test_too_few_rows_for_a_validation_split_says_so(tmp_path):
+    (tmp_path / "two.csv").write_text("a,b,y\n1,2,1\n2,1,0\n")
+    proc = _cli("train", "--mode", "scratch", "--dataset.path", "two.csv", "--dataset.label_columns", "y", *VEC,
+                "--run-dir", "r", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "1 training row(s) are too few to carve one (dataset.val_fraction 0.2)" in proc.stderr
+
+
 def test_predict_refuses_inputs_without_the_training_columns(tmp_path):
     x, y = _vectors(60)
     _write_csv(tmp_path / "data.csv", x, y)

@@ -626,6 +626,11 @@ def test_csv_round_trip_by_names_and_count(tmp_path):
         ("a,y\n1,1\n1e39,0\n", ["y"], r"x\.csv:3: value 1e\+39 in column 'a' is not a finite number that float32"),
         ("a,y\n1,1\n", ["q"], r"label column\(s\) \['q'\] not in the header"),
         ("a,a\n1,1\n", 1, r"column name 'a' appears twice"),
+        # an unnamed column would be read as a feature: a pandas row index, or an empty trailing field
+        (",a,y\n0,1,1\n", ["y"], r"x\.csv:1: column 1 of the header has no name \(a row index, as pandas' to_csv "
+                                 r"writes it\? save with index=False\)"),
+        ("a,y,\n1,1,\n", ["y"], r"x\.csv:1: column 3 of the header has no name \(a comma at the end of the line\?\)"),
+        ("a,,y\n1,2,1\n", ["y"], r"x\.csv:1: column 2 of the header has no name; every column needs one"),
         ("", 1, r"the file is empty"),
         ("a,y\n\n", ["y"], r"x\.csv: no data rows after the header \(line 1\)$"),
         # a label field that is not a number says what a label must be; one that lists names, how to fix it

@@ -281,6 +281,15 @@ def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int, l
                                   "(numbers must use '.' as the decimal mark)")
         lines = [ln.replace(delimiter, ",") for ln in lines]
     header = [h.strip() for h in next(csv.reader([lines[first]]))]
+    if "" in header:
+        k = header.index("")
+        why = ""
+        if k == 0:  # pandas' to_csv writes its row index under an empty name unless index=False
+            why = " (a row index, as pandas' to_csv writes it? save with index=False)"
+        elif k == len(header) - 1:
+            why = " (a comma at the end of the line?)"
+        raise DataFormatError(f"{source}:{first + 1}: column {k + 1} of the header has no name{why}; every "
+                              "column needs one")
     dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
     if dup is not None:
         raise DataFormatError(f"{source}:{first + 1}: column name {dup!r} appears twice in the header")

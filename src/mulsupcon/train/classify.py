@@ -186,6 +186,10 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
         stack.enter_context(flush_denormals(flush))  # before the first parallel region (see pretrain)
         data = as_prepared(data, cfg["dataset"])
         if data.val is None:
+            vf = float(cfg["dataset"].get("val_fraction") or 0.0)
+            if vf > 0:
+                raise ValueError(f"classification needs a validation split for model selection, and {data.train.n} "
+                                 f"training row(s) are too few to carve one (dataset.val_fraction {vf:g})")
             raise ValueError("classification needs a validation split for model selection: set dataset.val_fraction > 0")
         ctx.check_divisible(min(int(c["batch_size"]), data.train.n), "classify.batch_size")  # before any file is written
         # Absolute, so that `train --resume` finds the pretrained run from any working directory.
