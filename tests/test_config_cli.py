@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -240,3 +241,23 @@ def test_pretraining_on_few_vector_rows_says_what_the_benchmark_found(rows, note
     assert (data.train.n < FEW_VECTOR_ROWS) == noted
     assert notes == ([notes[0]] if noted else [])
     assert not noted or f"with {data.train.n} training rows" in notes[0]
+    assert not noted or "`mulsupcon benchmark vectors --datasets mine=FILE`" in notes[0]  # data from memory
+
+
+def test_the_small_set_note_names_the_benchmark_command_for_the_users_file(tmp_path):
+    """The command in the note runs the benchmark on the same file, read with the same options."""
+    from mulsupcon.benchmark import benchmark_config, parse_datasets
+    from mulsupcon.train.pretrain import benchmark_command
+
+    (tmp_path / "my data.csv").write_text("id,a,b,y1,y2\nr1,1,2,1,0\n")
+    (tmp_path / "t.csv").write_text("id,a,b,y1,y2\nr2,2,1,0,1\n")
+    ds = {"path": str(tmp_path / "my data.csv"), "label_columns": ["y1", "y2"], "ignore_columns": "id",
+          "test_path": str(tmp_path / "t.csv"), "xml": None}
+    cmd = shlex.split(benchmark_command(ds))
+    assert cmd[:5] == ["mulsupcon", "benchmark", "vectors", "--datasets", f"mine={tmp_path / 'my data.csv'}"]
+    sets = dict(item.split("=", 1) for flag, item in zip(cmd[5::2], cmd[6::2]) if flag == "--set")
+    assert sets == {"dataset.label_columns": "y1,y2", "dataset.ignore_columns": "id",
+                    "dataset.test_path": str(tmp_path / "t.csv")}
+    cfg = benchmark_config("mine", overrides=sets, path=parse_datasets([cmd[4]])["mine"])
+    for key in ("label_columns", "ignore_columns", "test_path"):
+        assert str(cfg["dataset"][key]) == sets[f"dataset.{key}"]

@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", default=None, metavar="NAME|NAME=PATH",
                    help="default: all of the data home (see mulsupcon.benchmark.DATASETS); NAME=PATH adds your own "
                         "file, read as by `mulsupcon train --dataset.path PATH` with the --set dataset.* options "
-                        "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.test_fraction)")
+                        "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.ignore_columns, dataset.test_fraction)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=None,
                    help="default: all (see mulsupcon.benchmark.METHODS; boomer only with --boomer-python)")

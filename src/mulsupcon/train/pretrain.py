@@ -12,6 +12,7 @@ written at the end of epoch ``e - 1`` replays epoch ``e`` exactly.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
@@ -47,6 +48,19 @@ from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denorm
 FEW_VECTOR_ROWS = 500
 GROUP_BYTES = 4  # the instance term's duplicate-group numbers (below 2**32) ride in this many label-row columns
 Batch = tuple[torch.Tensor, ...]  # view1, view2, labels of this process (and duplicate groups: instance term)
+
+
+def benchmark_command(ds_cfg: Mapping[str, Any]) -> str:
+    """The `mulsupcon benchmark vectors` command that compares every method on the data of a config's
+    ``dataset`` section (your own file with its reading options; ``FILE`` when the data came from memory)."""
+    path = ds_cfg.get("path")
+    cmd = f"mulsupcon benchmark vectors --datasets mine={shlex.quote(str(Path(path).resolve())) if path else 'FILE'}"
+    for key in ("label_columns", "ignore_columns", "xml", "test_path"):
+        value = ds_cfg.get(key) if path else None
+        if value not in (None, ""):
+            value = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            cmd += f" --set dataset.{key}={shlex.quote(str(value))}"
+    return cmd
 
 
 def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bool = False, quiet: bool = False,
@@ -134,7 +148,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         if len(data.input_shape) == 1 and data.train.n < FEW_VECTOR_ROWS and start_epoch == 0:
             run.log(f"note: with {data.train.n} training rows (under {FEW_VECTOR_ROWS}), finetuning after this pretraining "
                     "has been level with or below BCE from scratch on the benchmark's data sets, and a random forest "
-                    "often beats both (README, 'When to use it'); `mulsupcon benchmark vectors --datasets mine=FILE` "
+                    f"often beats both (README, 'When to use it'); `{benchmark_command(cfg['dataset'])}` "
                     "compares them on yours")
         if float(p["temperature"]) < 0.01 and start_epoch == 0:
             run.warn(f"pretrain.temperature {p['temperature']} is far below the usual 0.05-0.5: the scores are divided "
