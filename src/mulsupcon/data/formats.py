@@ -306,9 +306,10 @@ def _columns_at(header: Sequence[str], names: Sequence[str], source: str, whose:
 
 
 def _parse_rows(source: str, lines: list[str], first: int, header: list[str], use: list[int],
-                labels: set[int] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
+                labels: Optional[set[int]] = None) -> tuple[np.ndarray, np.ndarray]:
     """The numbers of columns ``use`` of every non-blank line after the header: ``(data (N, len(use))
-    float64, the file line of each row (N,))``; ``labels`` (positions) only shape the error messages."""
+    float64, the file line of each row (N,))``. ``labels`` (positions; given when reading a training
+    file) only shape the error messages."""
     n_col = len(header)
     body = lines[first + 1:]
     keep = [i for i, ln in enumerate(body) if ln.strip()]
@@ -345,13 +346,13 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
                 except ValueError:
                     what = "empty field" if not v.strip() else f"non-numeric value {v.strip()!r}"
                     hint = ""
-                    if j in labels and v.strip():
+                    if labels is not None and j in labels and v.strip():
                         hint = "; label values must be 0 or 1, one column per label"
                         sep = next((c for c in ";|, " if c in v.strip()), None)
                         if sep is not None:  # looks like a list of label names
                             hint += (" (a column that lists label names must first become one 0/1 column per "
                                      f"label, e.g. with pandas: df.join(df.pop({header[j]!r}).str.get_dummies(sep={sep!r})))")
-                    elif v.strip():
+                    elif labels is not None and v.strip():
                         hint = "; features must be numbers (--dataset.ignore_columns leaves out an id or text column)"
                     raise DataFormatError(f"{where}: {what} in column {header[j]!r}{hint}") from None
     line_of = np.asarray([first + 2 + i for i in keep], dtype=np.int64)
