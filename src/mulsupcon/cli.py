@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["probe", "finetune", "scratch"], required=True)
     p.add_argument("--from", dest="from_run", help="pretraining run directory (or backbone.pt) to start from (with --resume: the one the run started from)")
 
-    p = sub.add_parser("evaluate", help="metrics of a finished classification run under each protocol")
+    p = sub.add_parser("evaluate", help="metrics of a finished classification run under each protocol (its test split, or --input FILE)")
     p.add_argument("run", help="classification run directory")
     p.add_argument("--protocol", choices=["paper", "validation", "fixed"], action="append",
                    help="protocol(s) to report (default: all three)")
