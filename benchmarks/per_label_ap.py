@@ -33,6 +33,17 @@ def label_aps(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
                      for j in range(y.shape[1])])
 
 
+def bce_scores(work: Path, name: str, cfg: dict, data, seed: int) -> Path:
+    """WORK/scores/NAME-bce-seedS.npz: BCE's test and validation probabilities for ``seed``, trained here
+    with the benchmark's own code and config when missing (deterministic on the CPU: the BCE cell's)."""
+    path = work / "scores" / f"{name}-bce-seed{seed}.npz"
+    if not path.is_file():
+        c = copy.deepcopy(cfg)
+        c["seed"] = seed
+        run_scratch(c, data, "bce", keep=path)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("work", type=Path, help="a benchmark work folder with finetune cells (shipped config)")
@@ -48,11 +59,7 @@ def main() -> None:
         train_pos, y_test = parts["train"][1].sum(0), parts["test"][1]
         aps = {"finetune": [], "bce": []}
         for s in args.seeds:
-            bce_file = args.work / "scores" / f"{name}-bce-seed{s}.npz"
-            if not bce_file.is_file():
-                c = copy.deepcopy(cfg)
-                c["seed"] = s
-                run_scratch(c, data, "bce", keep=bce_file)
+            bce_file = bce_scores(args.work, name, cfg, data, s)
             for method, f in (("finetune", args.work / "scores" / f"{name}-finetune-seed{s}.npz"), ("bce", bce_file)):
                 aps[method].append(label_aps(np.load(f)["test_scores"], y_test))
         # Every seed has the same test rows (the split does not depend on the seed): NaN in the same columns.
