@@ -805,3 +805,18 @@ def test_damaged_npz_names_the_file(tmp_path):
             with pytest.raises(DataFormatError, match=pattern):
                 reader(tmp_path / name)
     assert read_npz(ok).n_samples == 40
+
+
+def test_npz_that_is_not_damaged_but_unreadable_says_why(tmp_path):
+    import scipy.sparse as sp
+
+    x, y = np.random.rand(20, 4), np.eye(20, 3, dtype=np.uint8)
+    np.savez(tmp_path / "obj.npz", features=x, labels=y, label_names=np.array(["a", "b", "c"], dtype=object))
+    with pytest.raises(DataFormatError, match=r"obj\.npz: array 'label_names' holds Python objects \(dtype=object\)"
+                                              r".*np\.asarray\(names, dtype=str\)"):
+        read_npz(tmp_path / "obj.npz")
+    sp.save_npz(tmp_path / "sparse.npz", sp.csr_matrix(x))
+    with pytest.raises(DataFormatError, match=r"sparse\.npz: a scipy\.sparse matrix written by save_npz"):
+        read_npz(tmp_path / "sparse.npz")
+    np.savez(tmp_path / "str.npz", features=x, labels=y, label_names=np.asarray(["a", "b", "c"], dtype=str))
+    assert read_npz(tmp_path / "str.npz").label_names == ["a", "b", "c"]  # what the message advises works

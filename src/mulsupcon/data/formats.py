@@ -157,6 +157,11 @@ class _NpzFile:
         try:
             return self._z[key]
         except _NPZ_ERRORS as exc:
+            if "allow_pickle" in str(exc):  # numpy's refusal of an object array, not damage
+                raise DataFormatError(
+                    f"{self.source}: array {key!r} holds Python objects (dtype=object), which are not read "
+                    f"(loading them would run pickle); save numbers as a numeric array and names as "
+                    f"np.asarray(names, dtype=str)") from exc
             raise DataFormatError(f"{self.source}: array {key!r} cannot be read: the file is truncated or "
                                   f"damaged ({type(exc).__name__}: {exc})") from exc
 
@@ -202,6 +207,10 @@ def read_npz(path: PathType, *, name: str = "") -> MultiLabelDataset:
     source = str(path)
     with open_npz(path) as z:
         keys = set(z.files)
+
+        if {"data", "indices", "indptr", "shape", "format"} <= keys and not keys & {"features", "X"}:
+            raise DataFormatError(f"{source}: a scipy.sparse matrix written by save_npz (one matrix, no labels); "
+                                  "write features and labels together: np.savez(path, features=X.toarray(), labels=Y)")
 
         def pick(options: tuple[str, str], what: str) -> np.ndarray:
             found = [k for k in options if k in keys]
