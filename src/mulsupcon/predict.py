@@ -146,7 +146,9 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
                                 whose="model's feature")
         return data.astype(np.float32), None
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
+        from mulsupcon.data.formats import open_npz
+
+        with open_npz(path) as z:  # a damaged or object-array file is named as in training
             key = next((k for k in ("features", "X") if k in z.files), None)
             if key is None:
                 raise ValueError(f"{path}: no 'features' (or 'X') array; found {z.files}")
