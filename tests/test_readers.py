@@ -807,6 +807,18 @@ def test_damaged_npz_names_the_file(tmp_path):
     assert read_npz(ok).n_samples == 40
 
 
+def test_column_options_for_formats_without_columns_are_refused(tmp_path):
+    """--dataset.label_columns / ignore_columns given for an NPZ would be dropped silently otherwise."""
+    from mulsupcon.data.user_files import read_path
+
+    np.savez(tmp_path / "d.npz", features=np.random.rand(6, 2), labels=np.eye(6, 2, dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"d\.npz: dataset\.label_columns applies to CSV/TSV and ARFF files"):
+        read_path(tmp_path / "d.npz", label_columns=2)
+    with pytest.raises(ValueError, match=r"d\.npz: dataset\.ignore_columns applies to CSV/TSV files"):
+        read_path(tmp_path / "d.npz", ignore_columns="id")
+    assert read_path(tmp_path / "d.npz")[0].train.n_samples == 6
+
+
 def test_npz_that_is_not_damaged_but_unreadable_says_why(tmp_path):
     import scipy.sparse as sp
 

@@ -122,6 +122,9 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     ignored = parse_column_names(ignore_columns, "ignore_columns")
     if ignored and suffix not in (".csv", ".tsv", ".txt"):
         raise ValueError(f"{path}: dataset.ignore_columns applies to CSV/TSV files, not {suffix or 'this file'}")
+    if columns is not None and suffix in (".npz", ".h5", ".hdf5"):  # their labels are an array of their own
+        raise ValueError(f"{path}: dataset.label_columns applies to CSV/TSV and ARFF files; a {suffix} file holds "
+                         "its labels in an array of their own (drop the option)")
     if suffix in (".csv", ".tsv", ".txt"):
         if columns is None:
             raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... "
