@@ -47,8 +47,8 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
     protocols = protocols or ("paper", "validation", "fixed")
     saved = run / "scores.npz" if run.is_dir() else run.parent / "scores.npz"
     if "validation" in protocols and not saved.is_file():
-        raise FileNotFoundError(f"{saved} not found: the validation protocol needs the run's folder (its validation "
-                                f"scores); or ask for --protocol paper / fixed")
+        raise FileNotFoundError(f"{saved.resolve()} not found: the validation protocol needs the run's folder (its "
+                                f"validation scores); or ask for --protocol paper / fixed")
     model = load_run(run)
     x, y = read_labelled_inputs(path, model)
     scores = model.predict_proba(x)
@@ -60,5 +60,4 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
             kwargs = {"val_scores": z["val_scores"], "val_targets": z["val_targets"]}
         rows[f"{Path(path).name}, {protocol} protocol"] = evaluate(scores, y, protocol=protocol, threshold=threshold,
                                                                    **kwargs)
-    return metrics_table(rows, title=f"{run.name if run.is_dir() else run.parent.name} on {Path(path).name} "
-                                     f"({len(y)} rows)")
+    return metrics_table(rows, title=f"{run.name if run.is_dir() else run} on {Path(path).name} ({len(y)} rows)")
