@@ -303,6 +303,22 @@ def test_validation_protocol_picks_per_metric_thresholds_independently() -> None
     assert r["thresholds"]["hamming_accuracy"] > r["thresholds"]["micro_f1"]
 
 
+def test_validation_with_saved_thresholds_equals_validation_with_the_validation_rows() -> None:
+    """A saved model keeps the thresholds its validation split chose: scoring new rows with them is the
+    validation protocol itself."""
+    rng = np.random.default_rng(11)
+    vs, vy = rng.random((200, 6)), rng.random((200, 6)) < 0.2
+    ts, ty = rng.random((80, 6)), rng.random((80, 6)) < 0.2
+    full = evaluate(ts, ty, protocol="validation", val_scores=vs, val_targets=vy)
+    saved = evaluate(ts, ty, protocol="validation", val_thresholds=full["thresholds"])
+    assert saved == full
+    with pytest.raises(ValueError, match="not both"):
+        evaluate(ts, ty, protocol="validation", val_scores=vs, val_targets=vy, val_thresholds=full["thresholds"])
+    with pytest.raises(ValueError, match="val_thresholds lacks micro_f1"):
+        evaluate(ts, ty, protocol="validation", val_thresholds={k: v for k, v in full["thresholds"].items()
+                                                                 if k != "micro_f1"})
+
+
 def test_custom_grid() -> None:
     s, y = random_case(8, n=50, c=4, decimals=2)
     r = evaluate(s, y, protocol="paper", grid=[0.35])

@@ -182,6 +182,9 @@ def test_evaluate_on_a_new_labelled_file_matches_the_runs_own_test_metrics(tmp_p
         out = _cli("evaluate", "r", "--input", name, cwd=tmp_path).stdout
         assert f"r on {name} (50 rows)" in out
         assert rows(out) == rows(own), (out, own)
+    # model.pt alone (its validation thresholds travel with it) gives the same table.
+    (tmp_path / "lone.pt").write_bytes((tmp_path / "r" / "model.pt").read_bytes())
+    assert rows(_cli("evaluate", "lone.pt", "--input", "again.csv", cwd=tmp_path).stdout) == rows(own)
     (tmp_path / "bad.csv").write_text(lines[0].replace("cat", "kat") + "\n" + lines[1] + "\n")
     proc = _cli("evaluate", "r", "--input", "bad.csv", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "label column(s) ['cat'] are not in the header" in proc.stderr

@@ -36,28 +36,21 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
                   threshold: float = 0.5) -> str:
     """Metrics of a run's model on a new labelled vector file (``path``), under each protocol, as Markdown.
 
-    The validation protocol uses the thresholds chosen on the run's own validation split (its
-    ``scores.npz``), exactly as for its test split; the paper protocol picks them on ``path`` itself.
+    ``run`` is a run folder or its ``model.pt`` alone. The validation protocol applies the thresholds
+    that the run's validation split chose (kept in ``model.pt``), exactly as for its own test split; the
+    paper protocol picks them on ``path`` itself.
     """
     from mulsupcon.metrics import evaluate
     from mulsupcon.predict import load_run, read_labelled_inputs
     from mulsupcon.tables import metrics_table
 
     run = Path(run)
-    protocols = protocols or ("paper", "validation", "fixed")
-    saved = run / "scores.npz" if run.is_dir() else run.parent / "scores.npz"
-    if "validation" in protocols and not saved.is_file():
-        raise FileNotFoundError(f"{saved.resolve()} not found: the validation protocol needs the run's folder (its "
-                                f"validation scores); or ask for --protocol paper / fixed")
     model = load_run(run)
     x, y = read_labelled_inputs(path, model)
     scores = model.predict_proba(x)
     rows = {}
-    for protocol in protocols:
-        kwargs = {}
-        if protocol == "validation":
-            z = np.load(saved)
-            kwargs = {"val_scores": z["val_scores"], "val_targets": z["val_targets"]}
+    for protocol in protocols or ("paper", "validation", "fixed"):
+        kwargs = {"val_thresholds": model.thresholds} if protocol == "validation" else {}
         rows[f"{Path(path).name}, {protocol} protocol"] = evaluate(scores, y, protocol=protocol, threshold=threshold,
                                                                    **kwargs)
     return metrics_table(rows, title=f"{run.name if run.is_dir() else run} on {Path(path).name} ({len(y)} rows)")

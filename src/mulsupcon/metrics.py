@@ -49,7 +49,7 @@ Threshold protocols of :func:`evaluate` (only HA, example-, macro- and micro-F1 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -373,6 +373,17 @@ def _best_index(values: np.ndarray) -> int:
 # --------------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------------
+def _at_thresholds(s: np.ndarray, y: np.ndarray, thresholds: Mapping[str, float]) -> dict[str, float]:
+    """Each thresholded metric at its own threshold; metrics sharing a threshold share one pass."""
+    vals: dict[str, float] = {}
+    for t in sorted(set(thresholds.values())):
+        at_t = _from_stats(_stats(s >= t, y), y.size)
+        for m in THRESHOLDED_METRICS:
+            if thresholds[m] == t:
+                vals[m] = at_t[m]
+    return vals
+
+
 def evaluate(
     scores: Any,
     targets: Any,
@@ -381,6 +392,7 @@ def evaluate(
     val_scores: Any = None,
     val_targets: Any = None,
     grid: Sequence[float] = PAPER_THRESHOLDS,
+    val_thresholds: Optional[Mapping[str, float]] = None,
 ) -> dict[str, Any]:
     """All six metrics of the paper under one threshold protocol.
 
@@ -393,6 +405,9 @@ def evaluate(
         val_scores: (M, C) validation probabilities; required by ``"validation"``, ignored otherwise.
         val_targets: (M, C) validation labels; required by ``"validation"``, ignored otherwise.
         grid: thresholds searched by ``"validation"`` and ``"paper"`` (default 0.1, ..., 0.9).
+        val_thresholds: ``"validation"`` with the thresholds already chosen on the validation split (each
+            thresholded metric -> its threshold, as this function returns them), instead of
+            ``val_scores``/``val_targets``: what a saved model keeps.
     Returns:
         dict with floats ``mAP``, ``hamming_accuracy``, ``example_f1``, ``macro_f1``, ``micro_f1``,
         ``precision_at_1``; ints ``mAP_classes`` (classes averaged in mAP) and ``mAP_excluded_classes``
@@ -430,6 +445,16 @@ def evaluate(
         for m in THRESHOLDED_METRICS:
             i = _best_index(sweep[m])
             vals[m], thresholds[m] = float(sweep[m][i]), grid[i]
+    elif val_thresholds is not None:  # validation, its thresholds chosen earlier
+        if val_scores is not None or val_targets is not None:
+            raise ValueError("protocol 'validation' takes val_thresholds or val_scores/val_targets, not both")
+        missing = [m for m in THRESHOLDED_METRICS if m not in val_thresholds]
+        if missing:
+            raise ValueError(f"val_thresholds lacks {', '.join(missing)}")
+        thresholds = {m: float(val_thresholds[m]) for m in THRESHOLDED_METRICS}
+        for t in thresholds.values():
+            _check_threshold(t)
+        vals = _at_thresholds(s, y, thresholds)
     else:  # validation
         if val_scores is None or val_targets is None:
             missing = [n for n, v in (("val_scores", val_scores), ("val_targets", val_targets)) if v is None]
@@ -443,13 +468,7 @@ def evaluate(
             )
         sweep = _sweep(vs, vy, grid)
         thresholds = {m: grid[_best_index(sweep[m])] for m in THRESHOLDED_METRICS}
-        # Metrics sharing a threshold share one pass over the test set.
-        vals = {}
-        for t in sorted(set(thresholds.values())):
-            at_t = _from_stats(_stats(s >= t, y), y.size)
-            for m in THRESHOLDED_METRICS:
-                if thresholds[m] == t:
-                    vals[m] = at_t[m]
+        vals = _at_thresholds(s, y, thresholds)
 
     result.update({m: float(vals[m]) for m in THRESHOLDED_METRICS})
     result["protocol"] = protocol
