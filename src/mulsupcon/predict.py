@@ -200,7 +200,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
             raise ValueError(f"{path}:{line_of[r]}: label column {model.label_names[c]!r} has value {y[r, c]:g}; "
                              "label values must be 0 or 1")
         return data[:, :n_feat].astype(np.float32), y.astype(np.uint8)
-    ds_cfg = model.config.get("dataset", {})
+    ds_cfg = model.config.get("dataset", {}) if suffix == ".arff" else {}  # which ARFF attributes are labels
     ds = from_file(path, label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"))
     if list(ds.label_names) != model.label_names:
         raise ValueError(f"{path}: labels {list(ds.label_names)[:5]}... are not the model's "
