@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["cat", "dog", "fish"]
@@ -188,6 +189,30 @@ def test_evaluate_on_a_new_labelled_file_matches_the_runs_own_test_metrics(tmp_p
     (tmp_path / "bad.csv").write_text(lines[0].replace("cat", "kat") + "\n" + lines[1] + "\n")
     proc = _cli("evaluate", "r", "--input", "bad.csv", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "label column(s) ['cat'] are not in the header" in proc.stderr
+
+
+def test_finetuning_on_other_data_drops_the_pretraining_files_reading_options(tmp_path):
+    """Transfer: `train --from RUN --dataset.path OTHER` must not read OTHER with RUN's label columns,
+    ignored columns or test file (an NPZ was refused for them; a registered name kept RUN's file)."""
+    x, y = _vectors(80)
+    lines = ["id,a,b,c,d,e,g," + ",".join(LABELS)]
+    lines += [f"r{i}," + ",".join(f"{v:.6f}" for v in x[i]) + "," + ",".join(str(int(v)) for v in y[i])
+              for i in range(len(x))]
+    (tmp_path / "a.csv").write_text("\n".join(lines) + "\n")
+    _cli("pretrain", "--dataset.path", "a.csv", "--dataset.label_columns", "3", "--dataset.ignore_columns", "id",
+         *VEC, "--run-dir", "pre", cwd=tmp_path)
+    x2, y2 = _vectors(90, seed=5)
+    np.savez(tmp_path / "other.npz", features=x2, labels=y2[:, :2])  # same features, other labels
+    _cli("train", "--mode", "finetune", "--from", "pre", "--dataset.path", "other.npz", *VEC, "--run-dir", "ft",
+         cwd=tmp_path)
+    ds = yaml.safe_load((tmp_path / "ft" / "config.yaml").read_text())["dataset"]
+    assert ds["name"] == "other" and ds["path"] == str(tmp_path / "other.npz")
+    assert ds["label_columns"] is None and ds["ignore_columns"] is None
+    # The same file again (a relative path to it) keeps its options.
+    _cli("train", "--mode", "finetune", "--from", "pre", "--dataset.path", "./a.csv", *VEC, "--run-dir", "ft2",
+         cwd=tmp_path)
+    ds = yaml.safe_load((tmp_path / "ft2" / "config.yaml").read_text())["dataset"]
+    assert ds["label_columns"] == 3 and ds["ignore_columns"] == "id" and ds["name"] == "a"
 
 
 def test_too_few_rows_for_a_validation_split_says_so(tmp_path):

@@ -187,8 +187,22 @@ def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+FILE_OPTIONS = ("path", "test_path", "label_columns", "ignore_columns", "xml", "labels")  # dataset.* of one's own files
+
+
+def _names_other_data(ds: dict, overrides: dict[str, Any]) -> bool:
+    """Whether flags name another dataset than a saved config's ``dataset`` section: another registered
+    name, or another file (compared as absolute paths)."""
+    if "dataset.path" in overrides:
+        new = overrides["dataset.path"]
+        if not new or not ds.get("path"):
+            return bool(new) != bool(ds.get("path"))
+        return Path(str(new)).expanduser().resolve() != Path(str(ds["path"])).expanduser().resolve()
+    return "dataset.name" in overrides and overrides["dataset.name"] != ds.get("name")
+
+
 def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[dict] = None) -> dict:
-    from mulsupcon.config import load_config, resolve_paths, set_dotted, validate_config, with_defaults
+    from mulsupcon.config import DEFAULTS, load_config, resolve_paths, set_dotted, validate_config, with_defaults
 
     overrides = split_overrides(extra)
     if args.dataset:
@@ -199,6 +213,11 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
         import copy
 
         cfg = with_defaults(copy.deepcopy(base))
+        if _names_other_data(cfg["dataset"], overrides):
+            # e.g. `train --from RUN --dataset.path other.npz` (transfer): the reading options of RUN's
+            # file (its label columns, xml, test part, ...) do not apply to the new data.
+            for key in ("name", *FILE_OPTIONS):  # the name too: a new file is then named after itself
+                cfg["dataset"][key] = DEFAULTS["dataset"][key]
         for k, v in overrides.items():
             set_dotted(cfg, k, v)
         resolve_paths(cfg)
