@@ -261,3 +261,17 @@ def test_the_small_set_note_names_the_benchmark_command_for_the_users_file(tmp_p
     cfg = benchmark_config("mine", overrides=sets, path=parse_datasets([cmd[4]])["mine"])
     for key in ("label_columns", "ignore_columns", "test_path"):
         assert str(cfg["dataset"][key]) == sets[f"dataset.{key}"]
+
+
+def test_flags_naming_other_data_than_a_saved_config(tmp_path):
+    """`train --from RUN` keeps RUN's dataset unless the flags name another (then RUN's file options go)."""
+    from mulsupcon.cli import _names_other_data
+
+    saved = {"name": "a", "path": str(tmp_path / "a.csv")}
+    assert not _names_other_data(saved, {})
+    assert not _names_other_data(saved, {"classify.epochs": 3})
+    assert _names_other_data(saved, {"dataset.name": "yeast"})  # a registered set, not RUN's file
+    assert not _names_other_data(saved, {"dataset.name": "a"})
+    assert _names_other_data(saved, {"dataset.path": str(tmp_path / "b.npz")})
+    assert not _names_other_data(saved, {"dataset.path": str(tmp_path / "sub" / ".." / "a.csv")})
+    assert _names_other_data({"name": "yeast", "path": None}, {"dataset.path": "x.csv"})
