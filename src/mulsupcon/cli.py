@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_run", help="pretraining run directory (or backbone.pt) to start from (with --resume: the one the run started from)")
 
     p = sub.add_parser("evaluate", help="metrics of a finished classification run under each protocol (its test split, or --input FILE)")
-    p.add_argument("run", help="classification run directory")
+    p.add_argument("run", help="classification run directory (with --input: or its model.pt)")
     p.add_argument("--protocol", choices=["paper", "validation", "fixed"], action="append",
                    help="protocol(s) to report (default: all three)")
     p.add_argument("--threshold", type=float, default=0.5, help="threshold of the fixed protocol")
