@@ -18,6 +18,7 @@ import argparse
 import copy
 import warnings
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 from sklearn.metrics import average_precision_score
@@ -44,17 +45,29 @@ def bce_scores(work: Path, name: str, cfg: dict, data, seed: int) -> Path:
     return path
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def work_datasets(description: str) -> tuple[argparse.Namespace, Iterator[tuple[str, dict, Any]]]:
+    """The command line of the scripts that read a benchmark work folder (WORK --datasets ... --seeds ...):
+    the parsed arguments, and each dataset as ``(name, config, prepared data)``, its rows as the benchmark's."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("work", type=Path, help="a benchmark work folder with finetune cells (shipped config)")
     ap.add_argument("--datasets", nargs="+", required=True, metavar="NAME|NAME=PATH")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = ap.parse_args()
-    for name, path in parse_datasets(args.datasets).items():
-        cfg = benchmark_config(name, "vectors", None, path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the split's warning about labels absent from training
-            data = benchmark_data(name, cfg)
+
+    def each() -> Iterator[tuple[str, dict, Any]]:
+        for name, path in parse_datasets(args.datasets).items():
+            cfg = benchmark_config(name, "vectors", None, path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the split's warning about labels absent from training
+                data = benchmark_data(name, cfg)
+            yield name, cfg, data
+
+    return args, each()
+
+
+def main() -> None:
+    args, datasets = work_datasets(__doc__.splitlines()[0])
+    for name, cfg, data in datasets:
         parts = arrays(data)
         train_pos, y_test = parts["train"][1].sum(0), parts["test"][1]
         aps = {"finetune": [], "bce": []}

@@ -12,14 +12,9 @@ and on the means, and the thresholds the validation rows chose for example, micr
 
 from __future__ import annotations
 
-import argparse
-import warnings
-from pathlib import Path
-
 import numpy as np
-from per_label_ap import bce_scores
+from per_label_ap import bce_scores, work_datasets
 
-from mulsupcon.benchmark import benchmark_config, benchmark_data, parse_datasets
 from mulsupcon.metrics import PAPER_THRESHOLDS, evaluate
 
 GRIDS = {"paper": PAPER_THRESHOLDS, "with 0.01-0.09": tuple(i / 100 for i in range(1, 10)) + PAPER_THRESHOLDS}
@@ -27,16 +22,8 @@ KEYS = ["mAP", "hamming_accuracy", "example_f1", "macro_f1", "micro_f1", "precis
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("work", type=Path, help="a benchmark work folder with finetune cells (shipped config)")
-    ap.add_argument("--datasets", nargs="+", required=True, metavar="NAME|NAME=PATH")
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    args = ap.parse_args()
-    for name, path in parse_datasets(args.datasets).items():
-        cfg = benchmark_config(name, "vectors", None, path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the split's warning about labels absent from training
-            data = benchmark_data(name, cfg)
+    args, datasets = work_datasets(__doc__.splitlines()[0])
+    for name, cfg, data in datasets:
         files = {"finetune": [args.work / "scores" / f"{name}-finetune-seed{s}.npz" for s in args.seeds],
                  "bce": [bce_scores(args.work, name, cfg, data, s) for s in args.seeds]}
         for grid_name, grid in GRIDS.items():
