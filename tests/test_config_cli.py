@@ -252,14 +252,14 @@ def test_the_small_set_note_names_the_benchmark_command_for_the_users_file(tmp_p
     (tmp_path / "my data.csv").write_text("id,a,b,y1,y2\nr1,1,2,1,0\n")
     (tmp_path / "t.csv").write_text("id,a,b,y1,y2\nr2,2,1,0,1\n")
     ds = {"path": str(tmp_path / "my data.csv"), "label_columns": ["y1", "y2"], "ignore_columns": "id",
-          "test_path": str(tmp_path / "t.csv"), "xml": None}
+          "label_sep": "space", "test_path": str(tmp_path / "t.csv"), "xml": None}
     cmd = shlex.split(benchmark_command(ds))
     assert cmd[:5] == ["mulsupcon", "benchmark", "vectors", "--datasets", f"mine={tmp_path / 'my data.csv'}"]
     sets = dict(item.split("=", 1) for flag, item in zip(cmd[5::2], cmd[6::2]) if flag == "--set")
-    assert sets == {"dataset.label_columns": "y1,y2", "dataset.ignore_columns": "id",
+    assert sets == {"dataset.label_columns": "y1,y2", "dataset.ignore_columns": "id", "dataset.label_sep": "space",
                     "dataset.test_path": str(tmp_path / "t.csv")}
     cfg = benchmark_config("mine", overrides=sets, path=parse_datasets([cmd[4]])["mine"])
-    for key in ("label_columns", "ignore_columns", "test_path"):
+    for key in ("label_columns", "ignore_columns", "label_sep", "test_path"):
         assert str(cfg["dataset"][key]) == sets[f"dataset.{key}"]
 
 

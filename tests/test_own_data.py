@@ -215,6 +215,32 @@ def test_finetuning_on_other_data_drops_the_pretraining_files_reading_options(tm
     assert ds["label_columns"] == 3 and ds["ignore_columns"] == "id" and ds["name"] == "a"
 
 
+def test_labels_listed_by_name_train_evaluate_and_predict(tmp_path):
+    """`--dataset.label_sep space`: train, evaluate a new file (the run's own test part again: the same
+    table) and predict, with the label names taken from the listing column."""
+    x, y = _vectors(150)
+
+    def write(path: Path, rows: range) -> None:
+        lines = ["a,b,c,d,e,g,tags"] + [",".join(f"{v:.6f}" for v in x[i]) + ","
+                                       + " ".join(n for n, v in zip(LABELS, y[i]) if v) for i in rows]
+        path.write_text("\n".join(lines) + "\n")
+
+    write(tmp_path / "train.csv", range(100))
+    write(tmp_path / "test.csv", range(100, 150))
+    _cli("train", "--mode", "scratch", "--dataset.path", "train.csv", "--dataset.test_path", "test.csv",
+         "--dataset.label_columns", "tags", "--dataset.label_sep", "space", *VEC, "--run-dir", "r", cwd=tmp_path)
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["dataset"]["label_sep"] == "space"
+    own = _cli("evaluate", "r", cwd=tmp_path).stdout
+    again = _cli("evaluate", "r", "--input", "test.csv", cwd=tmp_path).stdout
+
+    def rows(table: str) -> list[str]:
+        return [ln.split("|", 2)[2] for ln in table.splitlines() if "protocol" in ln]
+
+    assert len(rows(own)) == 3 and rows(again) == rows(own)
+    _cli("predict", "r", "--input", "test.csv", "--out", "p.csv", cwd=tmp_path)
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == ",".join(sorted(LABELS))
+
+
 def test_too_few_rows_for_a_validation_split_says_so(tmp_path):
     (tmp_path / "two.csv").write_text("a,b,y\n1,2,1\n2,1,0\n")
     proc = _cli("train", "--mode", "scratch", "--dataset.path", "two.csv", "--dataset.label_columns", "y", *VEC,

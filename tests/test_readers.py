@@ -637,8 +637,8 @@ def test_csv_round_trip_by_names_and_count(tmp_path):
         ("a,y\n1,1\n2,yes\n", ["y"], r"x\.csv:3: non-numeric value 'yes' in column 'y'; label values must be 0 or 1, "
                                     r"one column per label$"),
         ('a,tags\n1,"cat,dog"\n', 1, r"x\.csv:2: non-numeric value 'cat,dog' in column 'tags'; label values must be "
-                                     r"0 or 1.*df\.join\(df\.pop\('tags'\)\.str\.get_dummies\(sep=','\)\)"),
-        ("a,tags\n1,cat dog\n", ["tags"], r"get_dummies\(sep=' '\)"),
+                                     r"0 or 1, one column per label, or names in one column: add --dataset\.label_sep ','$"),
+        ("a,tags\n1,cat dog\n", ["tags"], r"add --dataset\.label_sep space$"),
     ],
 )
 def test_csv_errors(tmp_path, text, labels, pattern):
@@ -668,6 +668,45 @@ def test_csv_in_other_encodings(tmp_path, encoding):
     ds = read_csv(p, 1)
     assert ds.feature_names == ["caf\u00e9", "b"]
     np.testing.assert_array_equal(ds.features, [[1, 2]])
+
+
+def test_csv_labels_listed_by_name_equal_the_same_labels_as_columns(tmp_path):
+    """Oracle: a label column listing names (``dataset.label_sep``) reads as the 0/1 columns of the
+    same labels, written independently; rows without a label are all-zero rows."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(30, 3)).round(3)
+    y = (rng.random((30, 4)) < 0.3).astype(np.uint8)
+    names = ["cat", "dog", "fish", "owl"]
+    listed = ["a,b,tags,c"] + [f"{r[0]},{r[1]},{';'.join(n for n, v in zip(names, yr) if v)},{r[2]}"
+                               for r, yr in zip(x, y)]
+    onehot = ["a,b,c," + ",".join(names)] + [",".join(map(str, r)) + "," + ",".join(map(str, yr)) for r, yr in zip(x, y)]
+    p, q = _write(tmp_path, "listed.csv", "\n".join(listed) + "\n"), _write(tmp_path, "onehot.csv", "\n".join(onehot) + "\n")
+    a, b = read_csv(p, ["tags"], label_sep=";"), read_csv(q, 4)
+    present = [j for j in range(4) if y[:, j].any()]  # a name that never occurs cannot be listed
+    assert a.label_names == [names[j] for j in present] and a.feature_names == ["a", "b", "c"]
+    np.testing.assert_array_equal(a.labels, b.labels[:, present])
+    np.testing.assert_array_equal(a.features, b.features)
+    # Given names fix the columns (the test file's, say); a name outside them names its line.
+    fixed = read_csv(p, ["tags"], label_sep=";", label_names=names)
+    np.testing.assert_array_equal(fixed.labels, y)
+    with pytest.raises(DataFormatError, match=r"listed\.csv:\d+: label '\w+' is not among the 2 labels"):
+        read_csv(p, ["tags"], label_sep=";", label_names=["zebra", "yak"])
+    with pytest.raises(ValueError, match="names the one column that lists the labels; got 2"):
+        read_csv(q, 2, label_sep=";")
+
+
+def test_label_lists_of_a_training_and_a_test_file_share_their_labels(tmp_path):
+    """A label only in the test file becomes a label without training positives, as with 0/1 columns."""
+    from mulsupcon.data.user_files import read_dataset
+
+    _write(tmp_path, "tr.csv", "id,a,tags\nr1,1,cat dog\nr2,2,\nr3,3,dog\n")
+    _write(tmp_path, "te.csv", "id,a,tags\nr4,4,owl\nr5,5,cat\n")
+    parts, _ = read_dataset(tmp_path / "tr.csv", test_path=tmp_path / "te.csv", label_columns="tags",
+                            ignore_columns="id", label_sep="space")
+    assert parts.train.label_names == parts.test.label_names == ["cat", "dog", "owl"]
+    np.testing.assert_array_equal(parts.train.labels, [[1, 1, 0], [0, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(parts.test.labels, [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(parts.test.features, [[4], [5]])
 
 
 def test_csv_text_features_point_to_ignore_columns(tmp_path):

@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", default=None, metavar="NAME|NAME=PATH",
                    help="default: all of the data home (see mulsupcon.benchmark.DATASETS); NAME=PATH adds your own "
                         "file, read as by `mulsupcon train --dataset.path PATH` with the --set dataset.* options "
-                        "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.ignore_columns, dataset.test_fraction)")
+                        "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.ignore_columns, dataset.label_sep, "
+                        "dataset.test_fraction)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=None,
                    help="default: all (see mulsupcon.benchmark.METHODS; boomer only with --boomer-python)")
@@ -187,7 +188,7 @@ def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-FILE_OPTIONS = ("path", "test_path", "label_columns", "ignore_columns", "xml", "labels")  # dataset.* of one's own files
+FILE_OPTIONS = ("path", "test_path", "label_columns", "ignore_columns", "label_sep", "xml", "labels")  # dataset.* of one's own files
 
 
 def _names_other_data(ds: dict, overrides: dict[str, Any]) -> bool:

@@ -176,11 +176,12 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
     """Rows of a vector file and their labels, matched to the model's by name: ``(x (N, F), y (N, L) uint8)``.
 
     CSV/TSV: the model's feature and label columns, found by name in any order (other columns are not
-    read). NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label
-    names must be the model's.
+    read); a model trained on labels listed by name (``dataset.label_sep``) reads its label column so.
+    NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label names
+    must be the model's.
     """
-    from mulsupcon.data.formats import read_table
-    from mulsupcon.data.user_files import format_suffix, from_file
+    from mulsupcon.data.formats import label_matrix, read_table, read_text_columns
+    from mulsupcon.data.user_files import format_suffix, from_file, parse_label_sep
 
     if model.is_image:
         raise ValueError("evaluating on a new file takes vector data (CSV/TSV, NPZ, HDF5, ARFF); this model is "
@@ -189,9 +190,21 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
     if not path.is_file():
         raise FileNotFoundError(f"input not found: {path}")
     suffix = format_suffix(path)
+    delimiter = "\t" if suffix == ".tsv" else ","
+    sep = parse_label_sep(model.config.get("dataset", {}).get("label_sep"))
+    if suffix in (".csv", ".tsv", ".txt") and sep is not None:
+        column = parse_label_columns(model.config["dataset"].get("label_columns"))
+        if not isinstance(column, list):
+            raise ValueError(f"{path}: the model's labels were listed in the training file's last column; its name "
+                             f"is not recorded, so this file cannot be matched to it (train with the column's name)")
+        _, data, line_of = read_table(path, delimiter=delimiter, columns=model.feature_names, whose="model's feature")
+        lists = [[x.strip() for x in row[0].split(sep) if x.strip()]
+                 for row in read_text_columns(path, column, delimiter=delimiter)]
+        _, y = label_matrix(lists, model.label_names, where=[f"{path}:{n}" for n in line_of])
+        return data.astype(np.float32), y
     if suffix in (".csv", ".tsv", ".txt"):
         n_feat = len(model.feature_names)
-        _, data, line_of = read_table(path, delimiter="\t" if suffix == ".tsv" else ",",
+        _, data, line_of = read_table(path, delimiter=delimiter,
                                       columns=model.feature_names + model.label_names, whose="model's feature or label")
         y = data[:, n_feat:]
         bad = ~np.isin(y, (0, 1))

@@ -28,7 +28,7 @@ import numpy as np
 from mulsupcon.data.arff import _FLOAT32_MAX, DataFormatError, PathType, _default_name, read_bytes
 from mulsupcon.data.dataset import MultiLabelDataset
 
-__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "open_npz"]
+__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "label_matrix", "open_npz"]
 
 
 def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -359,8 +359,8 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
                         hint = "; label values must be 0 or 1, one column per label"
                         sep = next((c for c in ";|, " if c in v.strip()), None)
                         if sep is not None:  # looks like a list of label names
-                            hint += (" (a column that lists label names must first become one 0/1 column per "
-                                     f"label, e.g. with pandas: df.join(df.pop({header[j]!r}).str.get_dummies(sep={sep!r})))")
+                            hint += (f", or names in one column: add --dataset.label_sep "
+                                     f"{'space' if sep == ' ' else repr(sep)}")
                     elif labels is not None and v.strip():
                         hint = "; features must be numbers (--dataset.ignore_columns leaves out an id or text column)"
                     raise DataFormatError(f"{where}: {what} in column {header[j]!r}{hint}") from None
@@ -400,7 +400,28 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
     return [header[j] for j in use], data, line_of
 
 
+def label_matrix(lists: Sequence[Sequence[str]], label_names: Optional[Sequence[str]] = None, *,
+                 where: Optional[Sequence[str]] = None) -> tuple[list[str], np.ndarray]:
+    """Label names per row -> ``(names (L), multi-hot (N, L) uint8)``.
+
+    ``label_names`` fixes the columns (a name outside them is an error naming ``where[row]``, e.g.
+    ``"file.csv:12"``); by default they are the sorted names that occur.
+    """
+    names = list(label_names) if label_names is not None else sorted({x for row in lists for x in row})
+    index = {n: j for j, n in enumerate(names)}
+    y = np.zeros((len(lists), len(names)), dtype=np.uint8)
+    for r, row in enumerate(lists):
+        for x in row:
+            j = index.get(x)
+            if j is None:
+                at = where[r] if where is not None else f"row {r}"
+                raise DataFormatError(f"{at}: label {x!r} is not among the {len(names)} labels {names[:8]}...")
+            y[r, j] = 1
+    return names, y
+
+
 def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_columns: Sequence[str] = (),
+             label_sep: Optional[str] = None, label_names: Optional[Sequence[str]] = None,
              name: str = "", delimiter: str = ",") -> MultiLabelDataset:
     """Read a comma- (or ``delimiter``-) separated file with a header row; every value read must be numeric.
 
@@ -409,6 +430,10 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
         label_columns: names of the label columns (any position; labels in this order) or an
             int ``n``: the last ``n`` columns that are not ignored.
         ignore_columns: names of columns that are neither features nor labels (an id, text); not read.
+        label_sep: labels listed by name in ONE column (``label_columns`` names it, or is 1), separated by
+            this string (``"cat;dog"``; an empty field: no label) instead of one 0/1 column per label.
+        label_names: with ``label_sep``, the label columns in this order (another name in the file is an
+            error); default: the sorted names that occur.
         name: dataset name (default: the file name without suffixes).
         delimiter: the field separator (``"\t"`` for TSV).
 
@@ -429,6 +454,21 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
     kept = [j for j in range(len(header)) if j not in ignored]
     lab = [kept[i] for i in _label_indices([header[j] for j in kept], label_columns, source)]
     feat = [j for j in kept if j not in set(lab)]
+    if label_sep is not None:
+        if len(lab) != 1:
+            raise ValueError(f"{source}: with dataset.label_sep, dataset.label_columns names the one column that "
+                             f"lists the labels; got {len(lab)} columns")
+        if not label_sep:
+            raise ValueError(f"{source}: dataset.label_sep is empty; give the string between label names (';')")
+        data, line_of = _parse_rows(source, lines, first, header, feat, labels=set())
+        body = [ln for ln in lines[first + 1:] if ln.strip()]
+        lists = [[x.strip() for x in fields[lab[0]].split(label_sep) if x.strip()] for fields in csv.reader(body)]
+        names, y = label_matrix(lists, label_names, where=[f"{source}:{n}" for n in line_of])
+        if not names:
+            raise DataFormatError(f"{source}: column {header[lab[0]]!r} lists no label on any row")
+        return MultiLabelDataset(features=data.astype(np.float32), labels=y, label_names=names,
+                                 feature_names=[header[j] for j in feat], source=source,
+                                 name=name or _default_name(path))
     data, line_of = _parse_rows(source, lines, first, header, feat + lab, labels=set(lab))
     y = data[:, len(feat):]
     bad = ~np.isin(y, (0, 1))

@@ -7,7 +7,8 @@ path                                 read as
 ===================================  ==========================================================
 ``*.csv`` / ``*.tsv`` (``.gz`` ...)   header row, numeric rows; ``label_columns`` names the label
                                      columns (comma-separated names) or is N (the last N columns);
-                                     ``ignore_columns`` names columns not read (an id, text)
+                                     ``ignore_columns`` names columns not read (an id, text);
+                                     ``label_sep``: one label column lists names (``cat;dog``)
 ``*.npz``                            arrays ``features``/``X`` and ``labels``/``Y`` (optional
                                      ``label_names``, ``feature_names``; 4-D uint8 = images)
 ``*.arff`` (``.gz``, ``.bz2``)       Mulan ARFF with ``xml`` (the label XML), MEKA ARFF (``-C n``
@@ -81,6 +82,15 @@ def parse_column_names(value: object, key: str) -> list[str]:
     raise ValueError(f"dataset.{key} must be column names (\"a,b\" or a list), got {value!r}")
 
 
+def parse_label_sep(value: object) -> Optional[str]:
+    """``--dataset.label_sep``: the string between label names; ``space`` and ``tab`` name those
+    (a bare space does not survive the command line's YAML)."""
+    if value is None:
+        return None
+    text = str(value)
+    return {"space": " ", "tab": "\t"}.get(text.strip().lower(), text)
+
+
 def guess_kind(path: str | Path, labels: Optional[str | Path] = None) -> str:
     """``"image"`` or ``"vector"``: what a path holds, decided cheaply (for the default config)."""
     path = Path(path)
@@ -101,10 +111,13 @@ def guess_kind(path: str | Path, labels: Optional[str | Path] = None) -> str:
 
 def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[str | Path] = None,
               labels: Optional[str | Path] = None, options: ReadOptions = ReadOptions(),
-              part: str = "train", ignore_columns: object = None) -> tuple[SourceParts, dict[str, str]]:
+              part: str = "train", ignore_columns: object = None, label_sep: object = None,
+              label_names: Optional[Sequence[str]] = None) -> tuple[SourceParts, dict[str, str]]:
     """The dataset at ``path`` (see the module docstring) as its parts, and {file: sha256} of what was read.
 
     ``ignore_columns`` (CSV/TSV only): columns that are neither features nor labels (an id, text).
+    ``label_sep`` (CSV/TSV only): the one label column lists label names separated by it; ``label_names``
+    then fixes the label columns (see :func:`~.formats.read_csv`).
 
     ``part`` names the cache files of images (``"train"``, ``"test"``). A folder in COCO or VOC layout
     that holds a test part too gives ``SourceParts(train, test)``; everything else gives ``train`` only.
@@ -120,8 +133,10 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     suffix = format_suffix(path)
     columns = parse_label_columns(label_columns)
     ignored = parse_column_names(ignore_columns, "ignore_columns")
-    if ignored and suffix not in (".csv", ".tsv", ".txt"):
-        raise ValueError(f"{path}: dataset.ignore_columns applies to CSV/TSV files, not {suffix or 'this file'}")
+    sep = parse_label_sep(label_sep)
+    for key, given in (("ignore_columns", ignored), ("label_sep", sep is not None)):
+        if given and suffix not in (".csv", ".tsv", ".txt"):
+            raise ValueError(f"{path}: dataset.{key} applies to CSV/TSV files, not {suffix or 'this file'}")
     if columns is not None and suffix in (".npz", ".h5", ".hdf5"):  # their labels are an array of their own
         raise ValueError(f"{path}: dataset.label_columns applies to CSV/TSV and ARFF files; a {suffix} file holds "
                          "its labels in an array of their own (drop the option)")
@@ -129,7 +144,8 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
         if columns is None:
             raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... "
                              f"(their names in the header) or --dataset.label_columns N (the last N columns)")
-        ds = read_csv(path, columns, ignore_columns=ignored, name=name, delimiter="\t" if suffix == ".tsv" else ",")
+        ds = read_csv(path, columns, ignore_columns=ignored, label_sep=sep, label_names=label_names, name=name,
+                      delimiter="\t" if suffix == ".tsv" else ",")
     elif suffix == ".npz":
         ds = read_npz(path, name=name)
     elif suffix == ".arff":
@@ -188,18 +204,28 @@ def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions,
 
 def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, label_columns: object = None,
                  xml: Optional[str | Path] = None, labels: Optional[str | Path] = None,
-                 options: ReadOptions = ReadOptions(), ignore_columns: object = None
+                 options: ReadOptions = ReadOptions(), ignore_columns: object = None, label_sep: object = None
                  ) -> tuple[SourceParts, dict[str, str]]:
     """``path`` (and an official test part at ``test_path``, same format) as the dataset's parts.
 
     Returns ``(parts, files)``: ``parts.test`` is None when neither path gives a test part (the caller
-    then carves one); ``files`` maps every file read (absolute path) to its sha256.
+    then carves one); ``files`` maps every file read (absolute path) to its sha256. With ``label_sep``
+    (labels listed by name) the labels are those of both files, sorted: one only in the test file is a
+    label without training positives, as with 0/1 columns.
     """
-    parts, files = read_path(path, label_columns=label_columns, xml=xml, labels=labels, options=options,
-                             ignore_columns=ignore_columns)
+    def read(where: str | Path, part: str = "train", names: Optional[Sequence[str]] = None):
+        return read_path(where, label_columns=label_columns, xml=xml, labels=labels, options=options, part=part,
+                         ignore_columns=ignore_columns, label_sep=label_sep, label_names=names)
+
+    parts, files = read(path)
     if test_path is not None:
-        test_parts, test_files = read_path(test_path, label_columns=label_columns, xml=xml, labels=labels,
-                                           options=options, part="test", ignore_columns=ignore_columns)
+        test_parts, test_files = read(test_path, "test")
+        if label_sep is not None:  # both files' label names, then each file read with all of them
+            names = sorted(set(parts.train.label_names) | set(test_parts.train.label_names))
+            if names != parts.train.label_names:
+                parts, files = read(path, names=names)
+            if names != test_parts.train.label_names:
+                test_parts, test_files = read(test_path, "test", names)
         if parts.test is not None:
             raise ValueError(f"{path} holds a test part already; drop --dataset.test_path or point --dataset.path "
                              f"at the training part alone")

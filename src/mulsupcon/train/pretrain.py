@@ -55,7 +55,7 @@ def benchmark_command(ds_cfg: Mapping[str, Any]) -> str:
     ``dataset`` section (your own file with its reading options; ``FILE`` when the data came from memory)."""
     path = ds_cfg.get("path")
     cmd = f"mulsupcon benchmark vectors --datasets mine={shlex.quote(str(Path(path).resolve())) if path else 'FILE'}"
-    for key in ("label_columns", "ignore_columns", "xml", "test_path"):
+    for key in ("label_columns", "ignore_columns", "label_sep", "xml", "test_path"):
         value = ds_cfg.get(key) if path else None
         if value not in (None, ""):
             value = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
