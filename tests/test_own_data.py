@@ -237,6 +237,11 @@ def test_labels_listed_by_name_train_evaluate_and_predict(tmp_path):
         return [ln.split("|", 2)[2] for ln in table.splitlines() if "protocol" in ln]
 
     assert len(rows(own)) == 3 and rows(again) == rows(own)
+    # The label column given as "the last column": a new file is read by the same rule.
+    _cli("train", "--mode", "scratch", "--dataset.path", "train.csv", "--dataset.test_path", "test.csv",
+         "--dataset.label_columns", "1", "--dataset.label_sep", "space", *VEC, "--run-dir", "r1", cwd=tmp_path)
+    own1 = rows(_cli("evaluate", "r1", cwd=tmp_path).stdout)
+    assert len(own1) == 3 and rows(_cli("evaluate", "r1", "--input", "test.csv", cwd=tmp_path).stdout) == own1
     _cli("predict", "r", "--input", "test.csv", "--out", "p.csv", cwd=tmp_path)
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == ",".join(sorted(LABELS))
 

@@ -194,9 +194,18 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
     sep = parse_label_sep(model.config.get("dataset", {}).get("label_sep"))
     if suffix in (".csv", ".tsv", ".txt") and sep is not None:
         column = parse_label_columns(model.config["dataset"].get("label_columns"))
-        if not isinstance(column, list):
-            raise ValueError(f"{path}: the model's labels were listed in the training file's last column; its name "
-                             f"is not recorded, so this file cannot be matched to it (train with the column's name)")
+        if not isinstance(column, list):  # "the last column": this file is read as the training file was
+            from mulsupcon.data.formats import read_csv
+            from mulsupcon.data.user_files import parse_column_names
+
+            ignored = parse_column_names(model.config["dataset"].get("ignore_columns"), "ignore_columns")
+            ds = read_csv(path, column, ignore_columns=ignored, label_sep=sep, label_names=model.label_names,
+                          delimiter=delimiter)
+            if ds.feature_names != model.feature_names:
+                raise ValueError(f"{path}: its feature columns {ds.feature_names[:5]}... are not the model's "
+                                 f"{model.feature_names[:5]}... in the same order (the labels are its last column, "
+                                 f"as in training)")
+            return ds.features, ds.labels
         _, data, line_of = read_table(path, delimiter=delimiter, columns=model.feature_names, whose="model's feature")
         lists = [[x.strip() for x in row[0].split(sep) if x.strip()]
                  for row in read_text_columns(path, column, delimiter=delimiter)]
