@@ -180,7 +180,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
     NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label names
     must be the model's.
     """
-    from mulsupcon.data.formats import label_matrix, read_table, read_text_columns
+    from mulsupcon.data.formats import label_columns_checked, label_matrix, read_table, read_text_columns
     from mulsupcon.data.user_files import format_suffix, from_file, parse_label_sep
 
     if model.is_image:
@@ -207,21 +207,15 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
                                  f"as in training)")
             return ds.features, ds.labels
         _, data, line_of = read_table(path, delimiter=delimiter, columns=model.feature_names, whose="model's feature")
-        lists = [[x.strip() for x in row[0].split(sep) if x.strip()]
-                 for row in read_text_columns(path, column, delimiter=delimiter)]
-        _, y = label_matrix(lists, model.label_names, where=[f"{path}:{n}" for n in line_of])
+        fields = [row[0] for row in read_text_columns(path, column, delimiter=delimiter)]
+        _, y = label_matrix(fields, sep, model.label_names, where=[f"{path}:{n}" for n in line_of])
         return data.astype(np.float32), y
     if suffix in (".csv", ".tsv", ".txt"):
         n_feat = len(model.feature_names)
         _, data, line_of = read_table(path, delimiter=delimiter,
                                       columns=model.feature_names + model.label_names, whose="model's feature or label")
-        y = data[:, n_feat:]
-        bad = ~np.isin(y, (0, 1))
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise ValueError(f"{path}:{line_of[r]}: label column {model.label_names[c]!r} has value {y[r, c]:g}; "
-                             "label values must be 0 or 1")
-        return data[:, :n_feat].astype(np.float32), y.astype(np.uint8)
+        y = label_columns_checked(data[:, n_feat:], model.label_names, [f"{path}:{n}" for n in line_of])
+        return data[:, :n_feat].astype(np.float32), y
     ds_cfg = model.config.get("dataset", {}) if suffix == ".arff" else {}  # which ARFF attributes are labels
     ds = from_file(path, label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"))
     if list(ds.label_names) != model.label_names:

@@ -28,7 +28,8 @@ import numpy as np
 from mulsupcon.data.arff import _FLOAT32_MAX, DataFormatError, PathType, _default_name, read_bytes
 from mulsupcon.data.dataset import MultiLabelDataset
 
-__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "label_matrix", "open_npz"]
+__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "label_matrix", "label_columns_checked",
+           "open_npz"]
 
 
 def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -400,13 +401,26 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
     return [header[j] for j in use], data, line_of
 
 
-def label_matrix(lists: Sequence[Sequence[str]], label_names: Optional[Sequence[str]] = None, *,
+def label_columns_checked(y: np.ndarray, label_names: Sequence[str], where: Sequence[str]) -> np.ndarray:
+    """0/1 label columns (N, L) as uint8; another value is an error naming ``where[row]`` (e.g.
+    ``"file.csv:12"``) and the label column."""
+    bad = ~np.isin(y, (0, 1))
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise DataFormatError(f"{where[r]}: label column {label_names[c]!r} has value {y[r, c]:g}; "
+                              "label values must be 0 or 1")
+    return y.astype(np.uint8)
+
+
+def label_matrix(fields: Sequence[str], sep: str, label_names: Optional[Sequence[str]] = None, *,
                  where: Optional[Sequence[str]] = None) -> tuple[list[str], np.ndarray]:
-    """Label names per row -> ``(names (L), multi-hot (N, L) uint8)``.
+    """Fields that list label names separated by ``sep`` (one per row; empty: no label) ->
+    ``(names (L), multi-hot (N, L) uint8)``.
 
     ``label_names`` fixes the columns (a name outside them is an error naming ``where[row]``, e.g.
     ``"file.csv:12"``); by default they are the sorted names that occur.
     """
+    lists = [[x.strip() for x in field.split(sep) if x.strip()] for field in fields]
     names = list(label_names) if label_names is not None else sorted({x for row in lists for x in row})
     index = {n: j for j, n in enumerate(names)}
     y = np.zeros((len(lists), len(names)), dtype=np.uint8)
@@ -462,25 +476,18 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
             raise ValueError(f"{source}: dataset.label_sep is empty; give the string between label names (';')")
         data, line_of = _parse_rows(source, lines, first, header, feat, labels=set())
         body = [ln for ln in lines[first + 1:] if ln.strip()]
-        lists = [[x.strip() for x in fields[lab[0]].split(label_sep) if x.strip()] for fields in csv.reader(body)]
-        names, y = label_matrix(lists, label_names, where=[f"{source}:{n}" for n in line_of])
+        names, y = label_matrix([fields[lab[0]] for fields in csv.reader(body)], label_sep, label_names,
+                                where=[f"{source}:{n}" for n in line_of])
         if not names:
             raise DataFormatError(f"{source}: column {header[lab[0]]!r} lists no label on any row")
         return MultiLabelDataset(features=data.astype(np.float32), labels=y, label_names=names,
                                  feature_names=[header[j] for j in feat], source=source,
                                  name=name or _default_name(path))
     data, line_of = _parse_rows(source, lines, first, header, feat + lab, labels=set(lab))
-    y = data[:, len(feat):]
-    bad = ~np.isin(y, (0, 1))
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise DataFormatError(
-            f"{source}:{line_of[r]}: label column {header[lab[c]]!r} has value {y[r, c]:g}; "
-            "label values must be 0 or 1"
-        )
+    y = label_columns_checked(data[:, len(feat):], [header[j] for j in lab], [f"{source}:{n}" for n in line_of])
     return MultiLabelDataset(
         features=data[:, :len(feat)].astype(np.float32),
-        labels=y.astype(np.uint8),
+        labels=y,
         label_names=[header[j] for j in lab],
         feature_names=[header[j] for j in feat],
         source=source,
