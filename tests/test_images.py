@@ -256,16 +256,69 @@ def test_read_image_folder_formats_agree(tmp_path):
 
 def test_read_image_folder_errors(tmp_path):
     (tmp_path / "noheader.csv").write_text("a.jpg,cat;dog\n")
-    with pytest.raises(ValueError, match=r"noheader.csv line 1: expected a header row"):
+    with pytest.raises(ValueError, match=r"noheader.csv: expected a header row .* found data 'a.jpg,cat;dog'"):
         read_image_folder(tmp_path, tmp_path / "noheader.csv")
     (tmp_path / "bad.csv").write_text("filename,cat,dog\na.jpg,1,0\nb.jpg,1,2\n")
-    with pytest.raises(ValueError, match=r"bad.csv line 3, column 3 \('dog'\): expected 0 or 1, found '2'"):
+    with pytest.raises(ValueError, match=r"bad.csv:3: label column 'dog' has value '2'; label values must be 0 or 1, "
+                                         r"one column per label \(for one column that lists names, name it 'labels' or "
+                                         r"add --dataset.label_sep\)"):
         read_image_folder(tmp_path, tmp_path / "bad.csv")
+    (tmp_path / "ragged.csv").write_text("filename,cat,dog\na.jpg,1,0\n\nb.jpg,1\n")
+    with pytest.raises(ValueError, match=r"ragged.csv:4: expected 3 fields \(as in the header\), found 2"):
+        read_image_folder(tmp_path, tmp_path / "ragged.csv")
     (tmp_path / "bad.json").write_text('{"a.jpg": "cat"}')
     with pytest.raises(ValueError, match="value of 'a.jpg' must be a list"):
         read_image_folder(tmp_path, tmp_path / "bad.json")
     with pytest.raises(ValueError, match="label file not found"):
         read_image_folder(tmp_path, tmp_path / "missing.csv")
+    (tmp_path / "l.json").write_text('{"a.jpg": ["cat"]}')
+    with pytest.raises(ValueError, match="apply to a CSV label file, not to JSON"):
+        read_image_folder(tmp_path, tmp_path / "l.json", label_sep=" ")
+
+
+def test_image_label_lists_with_spaces_need_a_separator(tmp_path):
+    """Kaggle's layout (`image_name,tags` with `haze primary`) read as ';'-lists would silently make one
+    label per combination; without ';' anywhere the reader asks which separator is meant."""
+    (tmp_path / "planet.csv").write_text("image_name,tags\na.jpg,haze primary\nb.jpg,clear\nc.jpg,\n")
+    with pytest.raises(ValueError, match=r"planet.csv:2: the label list 'haze primary' holds spaces .*"
+                                         r"--dataset.label_sep space"):
+        read_image_folder(tmp_path, tmp_path / "planet.csv")
+    spaced = read_image_folder(tmp_path, tmp_path / "planet.csv", label_sep=" ")
+    assert spaced.label_names == ["clear", "haze", "primary"]
+    np.testing.assert_array_equal(spaced.labels, [[0, 1, 1], [1, 0, 0], [0, 0, 0]])
+    whole = read_image_folder(tmp_path, tmp_path / "planet.csv", label_sep=";")  # names that hold a space
+    assert whole.label_names == ["clear", "haze primary"]
+    # A file that uses ';' somewhere is read as before, spaces inside names included.
+    (tmp_path / "coco.csv").write_text("file,labels\na.jpg,traffic light;dog\nb.jpg,dog\n")
+    assert read_image_folder(tmp_path, tmp_path / "coco.csv").label_names == ["dog", "traffic light"]
+
+
+def test_image_label_file_as_spreadsheets_and_kaggle_save_it(tmp_path):
+    """Each variant reads exactly as the plain one-hot file: label_sep with any column name (Kaggle's
+    `Id,Target` with numbers), ';'- and tab-separated files, UTF-16, and ignored extra columns."""
+    want = read_image_folder(tmp_path, _write(tmp_path / "plain.csv", "file,0,16\na.png,1,1\nb.png,0,0\nc.png,0,1\n"))
+    variants = {
+        "kaggle.csv": ("Id,Target\na.png,16 0\nb.png,\nc.png,16\n", {"label_sep": " "}),
+        "semicolon.csv": ("file;0;16\na.png;1;1\nb.png;0;0\nc.png;0;1\n", {}),
+        "tabs.csv": ("file\t0\t16\na.png\t1\t1\nb.png\t0\t0\nc.png\t0\t1\n", {}),
+        "extra.csv": ("file,width,0,split,16\na.png,12,1,train,1\nb.png,12,0,train,0\nc.png,9,0,val,1\n",
+                      {"ignore_columns": ["width", "split"]}),
+    }
+    for name, (text, options) in variants.items():
+        got = read_image_folder(tmp_path, _write(tmp_path / name, text), **options)
+        assert got.label_names == want.label_names and got.paths == want.paths, name
+        np.testing.assert_array_equal(got.labels, want.labels, err_msg=name)
+    (tmp_path / "utf16.csv").write_bytes("file,0,16\na.png,1,1\nb.png,0,0\nc.png,0,1\n".encode("utf-16"))
+    np.testing.assert_array_equal(read_image_folder(tmp_path, tmp_path / "utf16.csv").labels, want.labels)
+    with pytest.raises(ValueError, match=r"one column that lists the labels .* found 2"):
+        read_image_folder(tmp_path, tmp_path / "plain.csv", label_sep=" ")
+    with pytest.raises(ValueError, match=r"the ignored column\(s\) \['height'\] are not in the header"):
+        read_image_folder(tmp_path, tmp_path / "plain.csv", ignore_columns=["height"])
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
 
 
 # ------------------------------------------------------------------------------- HDF5

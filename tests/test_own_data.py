@@ -331,13 +331,56 @@ def test_image_folder_with_a_label_csv_trains_and_predicts(tmp_path):
     names, labels = _images(tmp_path / "imgs", 40, seed=1)
     rows = ["file," + ",".join(LABELS)] + [f"{n}," + ",".join(map(str, lab)) for n, lab in zip(names, labels)]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    test_names, test_labels = _images(tmp_path / "test-imgs", 12, seed=6)  # an official test part, labels listed
+    (tmp_path / "test.csv").write_text("filename,labels\n" + "".join(
+        f"{n},{';'.join(c for c, on in zip(LABELS, lab) if on)}\n" for n, lab in zip(test_names, test_labels)))
     _cli("train", "--mode", "scratch", "--dataset.path", "imgs", "--dataset.labels", "labels.csv", *IMG,
-         "--run-dir", "r", cwd=tmp_path)
+         "--dataset.test_path", "test-imgs", "--dataset.test_labels", "test.csv", "--run-dir", "r", cwd=tmp_path)
     cfg = (tmp_path / "r" / "config.yaml").read_text()
     assert "backbone: resnet18" in cfg and "image_size: 16" in cfg
+    split = json.loads((tmp_path / "r" / "split.json").read_text())
+    assert split["test_source"] == "official" and str(tmp_path / "test.csv") in split["files"]
     _cli("predict", "r", "--input", "imgs", "--out", "p.csv", cwd=tmp_path)
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "file," + ",".join(LABELS) and len(lines) == 41 and lines[1].startswith("im000.png,")
+
+
+def test_image_label_file_options_reach_the_folder_reader(tmp_path):
+    """`--dataset.label_sep` / `--dataset.ignore_columns` apply to an image folder's label CSV (with a test
+    folder, the names of both files are unioned); a label file that names images without their suffix
+    says so instead of only 'no image exists'."""
+    from mulsupcon.data.catalogue import ReadOptions
+    from mulsupcon.data.user_files import read_dataset
+
+    names, labels = _images(tmp_path / "imgs", 6, seed=4)
+    stems = [n.rsplit(".", 1)[0] for n in names]
+    options = ReadOptions(image_size=8, cache_dir=str(tmp_path / "cache"))
+    (tmp_path / "tags.csv").write_text("image,quality,tags\n" + "".join(
+        f"{n},good,{' '.join(c for c, on in zip(LABELS, lab) if on)}\n" for n, lab in zip(names, labels)))
+    parts, files = read_dataset(tmp_path / "imgs", labels=tmp_path / "tags.csv", label_sep="space",
+                                ignore_columns="quality", options=options)
+    present = [c for j, c in enumerate(LABELS) if labels[:, j].any()]
+    assert parts.train.label_names == present and str(tmp_path / "tags.csv") in files
+    np.testing.assert_array_equal(parts.train.labels, labels[:, [LABELS.index(c) for c in present]])
+    # A test folder whose label file has a name the training file lacks: both read with the union.
+    test_names, _ = _images(tmp_path / "test", 2, seed=5)
+    (tmp_path / "test-tags.csv").write_text(f"image,quality,tags\n{test_names[0]},ok,zebra\n{test_names[1]},ok,\n")
+    with pytest.raises(ValueError, match="needs its own label file: add --dataset.test_labels"):
+        read_dataset(tmp_path / "imgs", labels=tmp_path / "tags.csv", test_path=tmp_path / "test", options=options)
+    parts, files = read_dataset(tmp_path / "imgs", labels=tmp_path / "tags.csv", label_sep="space",
+                                ignore_columns="quality", options=options, test_path=tmp_path / "test",
+                                test_labels=tmp_path / "test-tags.csv")
+    assert str(tmp_path / "test-tags.csv") in files
+    assert parts.train.label_names == parts.test.label_names == sorted(present + ["zebra"])
+    assert parts.test.labels.tolist() == [[int(c == "zebra") for c in sorted(present + ["zebra"])], [0] * (len(present) + 1)]
+    with pytest.raises(ValueError, match="apply to a CSV file"):
+        read_dataset(tmp_path / "imgs", label_sep="space", options=options)
+    (tmp_path / "stems.csv").write_text("image," + ",".join(LABELS) + "\n" + "".join(
+        f"{s}," + ",".join(map(str, lab)) + "\n" for s, lab in zip(stems, labels)))
+    from mulsupcon.data.download import MissingDataError
+
+    with pytest.raises(MissingDataError, match=rf"without a suffix, and {names[0]} exists there"):
+        read_dataset(tmp_path / "imgs", labels=tmp_path / "stems.csv", options=options)
 
 
 def test_coco_and_voc_layout_folders_train(tmp_path):

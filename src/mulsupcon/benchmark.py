@@ -125,7 +125,7 @@ def data_files(cfg: Mapping[str, Any]) -> dict[str, str]:
     """{absolute path: sha256} of the files a config's own-data options name (path, test_path, xml, labels);
     empty for a dataset of the data home (its catalogue pins its files)."""
     ds = cfg["dataset"]
-    files = [Path(ds[k]) for k in ("path", "test_path", "xml", "labels") if ds.get(k)]
+    files = [Path(ds[k]) for k in ("path", "test_path", "xml", "labels", "test_labels") if ds.get(k)]
     return {str(f): sha256_file(f) for f in files if f.is_file()}
 
 

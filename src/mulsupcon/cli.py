@@ -188,7 +188,7 @@ def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-FILE_OPTIONS = ("path", "test_path", "label_columns", "ignore_columns", "label_sep", "xml", "labels")  # dataset.* of one's own files
+FILE_OPTIONS = ("path", "test_path", "label_columns", "ignore_columns", "label_sep", "xml", "labels", "test_labels")  # dataset.* of one's own files
 
 
 def _names_other_data(ds: dict, overrides: dict[str, Any]) -> bool:

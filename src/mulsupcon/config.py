@@ -30,10 +30,11 @@ DEFAULTS: dict[str, Any] = {
         "path": None,  # your own file or folder (CSV/TSV, NPZ, ARFF, HDF5, image folder, COCO or VOC layout)
         "test_path": None,  # its official test part (same format); without it a test part is carved
         "label_columns": None,  # CSV/TSV (and ARFF without xml): label column names "a,b,c", or N = the last N
-        "ignore_columns": None,  # CSV/TSV: columns that are neither features nor labels ("id,note"), not read
-        "label_sep": None,  # CSV/TSV: labels listed by name in the one label column, separated by this (";", space)
+        "ignore_columns": None,  # CSV/TSV (or an image label CSV): columns that are neither features nor labels ("id,note")
+        "label_sep": None,  # CSV/TSV (or an image label CSV): labels listed by name in one column, separated by this (";", space)
         "xml": None,  # Mulan ARFF: the label XML file
-        "labels": None,  # image folder: the label CSV (file name, then one 0/1 column per label)
+        "labels": None,  # image folder: the label CSV (file name, then one 0/1 column per label, or a list column) or JSON
+        "test_labels": None,  # image folder: the label file of the test_path folder (same format as `labels`)
         "test_fraction": 0.2,  # carved as test (iterative stratification) when `path` has no test part
         "val_fraction": 0.2,  # carved from the official training split, seeded by split_seed
         "split_seed": 0,
@@ -189,7 +190,7 @@ def load_config(source: str | Path | None = None, overrides: Mapping[str, Any] |
     return cfg
 
 
-_PATH_KEYS = ("path", "test_path", "xml", "labels")
+_PATH_KEYS = ("path", "test_path", "xml", "labels", "test_labels")
 
 
 def resolve_paths(cfg: dict[str, Any]) -> None:
@@ -319,7 +320,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     tf = float(cfg["dataset"]["test_fraction"])
     if not 0.0 < tf < 1.0:
         raise ValueError(f"dataset.test_fraction must be in (0, 1), got {tf!r}")
-    for key in ("test_path", "xml", "labels", "label_columns", "ignore_columns", "label_sep"):
+    for key in ("test_path", "xml", "labels", "test_labels", "label_columns", "ignore_columns", "label_sep"):
         if cfg["dataset"][key] not in (None, "") and not cfg["dataset"]["path"]:
             raise ValueError(f"dataset.{key} goes with dataset.path (your own files); set --dataset.path too")
     for section in ("pretrain", "classify"):

@@ -11,6 +11,10 @@ whose values are checked to be 0/1:
 * :func:`read_csv`: a header row, then numeric rows; the label columns are named or are the
   last ``n``.  ``.gz``/``.bz2``/``.xz`` files are decompressed transparently.
 
+The text-table helpers (:func:`text_rows`, :func:`column_positions`, :func:`label_matrix`,
+:func:`multi_hot`, :func:`label_columns_checked`) also read an image folder's label CSV
+(:func:`~mulsupcon.data.image_layouts.read_image_folder`) and the labelled files of ``evaluate --input``.
+
 Vector features are float32.  NaN, infinite and out-of-float32 values are refused (there is no
 missing-value syntax), as is an empty CSV field; the errors name the line or row and the column.
 """
@@ -28,8 +32,8 @@ import numpy as np
 from mulsupcon.data.arff import _FLOAT32_MAX, DataFormatError, PathType, _default_name, read_bytes
 from mulsupcon.data.dataset import MultiLabelDataset
 
-__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "label_matrix", "label_columns_checked",
-           "open_npz"]
+__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "text_rows", "column_positions",
+           "multi_hot", "label_matrix", "label_columns_checked", "open_npz"]
 
 
 def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -306,7 +310,7 @@ def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int, l
     return source, lines, first, header
 
 
-def _columns_at(header: Sequence[str], names: Sequence[str], source: str, whose: str) -> list[int]:
+def column_positions(header: Sequence[str], names: Sequence[str], source: str, whose: str) -> list[int]:
     """Positions of ``names`` in ``header``; an error lists those that are missing."""
     missing = [c for c in names if c not in header]
     if missing:
@@ -376,13 +380,25 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
     return data, line_of
 
 
+def text_rows(path: PathType, *, delimiter: str = ",") -> tuple[str, list[str], list[list[str]], list[int]]:
+    """A delimited file with a header row, read as text: ``(source, header, the fields of each non-blank
+    data row (N rows of len(header)), the file line of each row (N,))``. Encodings and separators as for
+    :func:`read_table`; a row with another number of fields than the header is an error naming its line."""
+    source, lines, first, header = _table_lines(path, delimiter)
+    keep = [i for i in range(first + 1, len(lines)) if lines[i].strip()]
+    rows = list(csv.reader([lines[i] for i in keep]))
+    for i, fields in zip(keep, rows):
+        if len(fields) != len(header):
+            raise DataFormatError(f"{source}:{i + 1}: expected {len(header)} fields (as in the header), found {len(fields)}")
+    return source, header, rows, [i + 1 for i in keep]
+
+
 def read_text_columns(path: PathType, columns: Sequence[str], *, delimiter: str = ",") -> list[list[str]]:
     """The fields of ``columns`` as text, one list per data row (N, len(columns)), rows as in
     :func:`read_table` (blank lines skipped): e.g. an id column to carry into predictions."""
-    source, lines, first, header = _table_lines(path, delimiter)
-    use = _columns_at(header, columns, source, "requested")
-    body = [ln for ln in lines[first + 1:] if ln.strip()]
-    return [[fields[j].strip() if j < len(fields) else "" for j in use] for fields in csv.reader(body)]
+    source, header, rows, _ = text_rows(path, delimiter=delimiter)
+    use = column_positions(header, columns, source, "requested")
+    return [[fields[j].strip() for j in use] for fields in rows]
 
 
 def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequence[str]] = None,
@@ -396,31 +412,34 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
         whose: says where ``columns`` come from in the message when some are missing.
     """
     source, lines, first, header = _table_lines(path, delimiter)
-    use = list(range(len(header))) if columns is None else _columns_at(header, columns, source, whose)
+    use = list(range(len(header))) if columns is None else column_positions(header, columns, source, whose)
     data, line_of = _parse_rows(source, lines, first, header, use)
     return [header[j] for j in use], data, line_of
 
 
 def label_columns_checked(y: np.ndarray, label_names: Sequence[str], where: Sequence[str]) -> np.ndarray:
-    """0/1 label columns (N, L) as uint8; another value is an error naming ``where[row]`` (e.g.
-    ``"file.csv:12"``) and the label column."""
-    bad = ~np.isin(y, (0, 1))
+    """0/1 label columns (N, L), numbers or text (``"0"``/``"1"``), as uint8; another value is an error
+    naming ``where[row]`` (e.g. ``"file.csv:12"``) and the label column."""
+    y = np.asarray(y)
+    text = y.dtype.kind in "US"
+    if text:
+        y = np.char.strip(y.astype(str))
+    bad = ~np.isin(y, ("0", "1") if text else (0, 1))
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise DataFormatError(f"{where[r]}: label column {label_names[c]!r} has value {y[r, c]:g}; "
+        value = repr(str(y[r, c])) if text else f"{y[r, c]:g}"
+        raise DataFormatError(f"{where[r]}: label column {label_names[c]!r} has value {value}; "
                               "label values must be 0 or 1")
-    return y.astype(np.uint8)
+    return (y == "1").astype(np.uint8) if text else y.astype(np.uint8)
 
 
-def label_matrix(fields: Sequence[str], sep: str, label_names: Optional[Sequence[str]] = None, *,
-                 where: Optional[Sequence[str]] = None) -> tuple[list[str], np.ndarray]:
-    """Fields that list label names separated by ``sep`` (one per row; empty: no label) ->
-    ``(names (L), multi-hot (N, L) uint8)``.
+def multi_hot(lists: Sequence[Sequence[str]], label_names: Optional[Sequence[str]] = None, *,
+              where: Optional[Sequence[str]] = None) -> tuple[list[str], np.ndarray]:
+    """The label names of each row (N lists) -> ``(names (L), multi-hot (N, L) uint8)``.
 
     ``label_names`` fixes the columns (a name outside them is an error naming ``where[row]``, e.g.
     ``"file.csv:12"``); by default they are the sorted names that occur.
     """
-    lists = [[x.strip() for x in field.split(sep) if x.strip()] for field in fields]
     names = list(label_names) if label_names is not None else sorted({x for row in lists for x in row})
     index = {n: j for j, n in enumerate(names)}
     y = np.zeros((len(lists), len(names)), dtype=np.uint8)
@@ -432,6 +451,13 @@ def label_matrix(fields: Sequence[str], sep: str, label_names: Optional[Sequence
                 raise DataFormatError(f"{at}: label {x!r} is not among the {len(names)} labels {names[:8]}...")
             y[r, j] = 1
     return names, y
+
+
+def label_matrix(fields: Sequence[str], sep: str, label_names: Optional[Sequence[str]] = None, *,
+                 where: Optional[Sequence[str]] = None) -> tuple[list[str], np.ndarray]:
+    """Fields that list label names separated by ``sep`` (one per row; empty: no label) ->
+    ``(names (L), multi-hot (N, L) uint8)``, as :func:`multi_hot`."""
+    return multi_hot([[x.strip() for x in field.split(sep) if x.strip()] for field in fields], label_names, where=where)
 
 
 def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_columns: Sequence[str] = (),
@@ -460,7 +486,7 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
     """
     path = Path(path)
     source, lines, first, header = _table_lines(path, delimiter)
-    ignored = set(_columns_at(header, ignore_columns, source, "ignored"))
+    ignored = set(column_positions(header, ignore_columns, source, "ignored"))
     if isinstance(label_columns, (list, tuple)):
         both = [c for c in label_columns if c in ignore_columns]
         if both:

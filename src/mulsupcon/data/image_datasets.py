@@ -35,6 +35,7 @@ name ``hdf5:<absolute path>``; ``train.data.load_dataset_splits`` does it by its
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -100,9 +101,14 @@ def cache_images(name: str, images: ImageList, root: Path, part: str, options: R
     cache_dir = default_cache_dir(options.cache_dir)
     missing = [p for p in images.paths if not p.is_file()]
     if images.paths and len(missing) == len(images.paths):
+        first = images.paths[0]
+        # Kaggle-style label files often name images without their suffix (train_0 for train_0.jpg).
+        found = sorted(first.parent.glob(glob.escape(first.name) + ".*"))[:1] if not first.suffix else []
         raise MissingDataError(
             f"dataset '{name}' ({part}): none of the {len(images)} images listed by {images.source} exists "
-            f"(first expected at {images.paths[0]}): the image files are needed, not only the labels"
+            f"(first expected at {first})" + (
+                f"; the label file names them without a suffix, and {found[0].name} exists there: write the "
+                "file names with their suffix" if found else ": the image files are needed, not only the labels")
         )
     if missing and not skip_corrupt:
         raise MissingDataError(f"dataset '{name}' ({part}): {len(missing)} of {len(images)} images are missing, "

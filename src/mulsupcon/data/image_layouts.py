@@ -10,7 +10,6 @@ once. Also here: ``coco_layout`` (where a COCO folder keeps its json and images)
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -21,7 +20,9 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from mulsupcon.data.arff import DataFormatError
 from mulsupcon.data.dataset import MultiLabelDataset
+from mulsupcon.data.formats import column_positions, label_columns_checked, label_matrix, multi_hot, text_rows
 
 VOC_CLASSES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -425,21 +426,30 @@ def read_image_folder(
     label_file: str | os.PathLike,
     *,
     label_names: Optional[Sequence[str]] = None,
+    label_sep: Optional[str] = None,
+    ignore_columns: Sequence[str] = (),
 ) -> ImageList:
     """Read a folder of images with a CSV or JSON label file.
 
-    Label file formats (chosen by extension; the CSV needs a header row):
+    Label file formats (chosen by extension; the CSV needs a header row, and its first column holds the
+    file names):
 
-    - CSV, label lists: header ``filename,labels`` (or ``label``/``tags``), rows
-      ``img1.jpg,cat;dog`` (``;``-separated, empty = no label).
+    - CSV, label lists: header ``filename,labels`` (or ``label``/``tags``), rows ``img1.jpg,cat;dog``
+      (``;``-separated, empty = no label). With ``label_sep`` the one label column may have any name and
+      its names are separated by ``label_sep`` (``" "`` for Kaggle's ``img1,cat dog``).
     - CSV, one-hot: header ``filename,<name1>,<name2>,...``, rows of 0/1 values.
     - JSON: ``{"img1.jpg": ["cat", "dog"], ...}``.
 
-    File names are relative to ``image_dir``.
+    The CSV is read as :func:`~mulsupcon.data.formats.text_rows` reads tables: ``;``- or tab-separated
+    files and UTF-16 or Latin-1 text too. File names are relative to ``image_dir``.
 
     Args:
         label_names: fix the columns (e.g. the training set's) for list formats; an unknown label
             is then an error. Default: sorted set of the labels found (CSV one-hot: header order).
+        label_sep: the string between label names in a list column (default ``;``). A list column with
+            spaces and no ``;`` anywhere is an error without it: lists separated by spaces and names that
+            hold a space cannot be told apart.
+        ignore_columns: CSV columns that are neither the file name nor labels (a width, a split name).
 
     Returns:
         ``ImageList`` in file order.
@@ -447,71 +457,58 @@ def read_image_folder(
     image_dir, label_file = Path(image_dir), Path(label_file)
     if not label_file.is_file():
         raise ValueError(f"label file not found: {label_file}")
-    files: list[str] = []
-    sets: list[list[str]] = []
-    where: list[str] = []  # for error messages: "line k" / "key 'x'"
-    onehot: Optional[np.ndarray] = None
-    names: list[str]
     if label_file.suffix.lower() == ".json":
+        if label_sep is not None or ignore_columns:
+            raise ValueError(f"{label_file}: dataset.label_sep and dataset.ignore_columns apply to a CSV label file, "
+                             "not to JSON (whose labels are lists already)")
         data = _load_json(label_file, "label file")
         if not isinstance(data, dict):
             raise ValueError(f"{label_file}: expected a JSON object {{filename: [labels]}}, got {type(data).__name__}")
         for fname, labs in data.items():
             if isinstance(labs, str) or not isinstance(labs, list):
                 raise ValueError(f"{label_file}: value of '{fname}' must be a list of labels, got {labs!r}")
-            files.append(str(fname))
-            sets.append([str(x) for x in labs])
-            where.append(f"key '{fname}'")
+        files = [str(f) for f in data]
+        names, labels = multi_hot([[str(x) for x in labs] for labs in data.values()], label_names,
+                                  where=[f"{label_file} key '{f}'" for f in files])
+        return ImageList(paths=[image_dir / f for f in files], labels=labels, label_names=names, source=str(label_file))
+    source, header, rows, line_of = text_rows(label_file)
+    where = [f"{source}:{n}" for n in line_of]
+    if re.search(r"\.(jpe?g|png|bmp|gif|webp|tiff?)$", header[0], re.I):
+        raise DataFormatError(f"{source}: expected a header row ('filename,labels' or 'filename,<label names>') "
+                              f"first, found data '{','.join(header)}'")
+    ignored = set(column_positions(header, ignore_columns, source, "ignored"))
+    if 0 in ignored:
+        raise ValueError(f"{source}: the first column ({header[0]!r}) holds the file names; it cannot be ignored")
+    cols = [j for j in range(1, len(header)) if j not in ignored]
+    if not cols:
+        raise DataFormatError(f"{source}: expected a header 'filename,labels' or 'filename,<label names>', "
+                              f"found {header}")
+    files = [r[0].strip() for r in rows]
+    if label_sep is not None or (len(cols) == 1 and header[cols[0]].lower() in _LIST_HEADERS):
+        if len(cols) != 1:
+            raise ValueError(f"{source}: with dataset.label_sep the label file has one column that lists the labels "
+                             f"after the file name; found {len(cols)}: {[header[j] for j in cols][:5]} "
+                             "(dataset.ignore_columns leaves out the others)")
+        fields = [r[cols[0]] for r in rows]
+        if label_sep is None and not any(";" in f for f in fields):
+            k = next((k for k, f in enumerate(fields) if len(f.split()) > 1), None)
+            if k is not None:
+                raise DataFormatError(
+                    f"{where[k]}: the label list {fields[k].strip()!r} holds spaces and no ';' occurs in the file: "
+                    "add --dataset.label_sep space if labels are separated by spaces, or --dataset.label_sep ';' "
+                    "if a label name holds a space")
+        names, labels = label_matrix(fields, label_sep or ";", label_names, where=where)
     else:
-        with open(label_file, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-        rows = [r for r in rows if any(c.strip() for c in r)]
-        if not rows:
-            raise ValueError(f"{label_file}: empty label file")
-        header = [c.strip() for c in rows[0]]
-        if len(header) < 2:
-            raise ValueError(f"{label_file} line 1: expected a header 'filename,labels' or 'filename,<label names>'")
-        if re.search(r"\.(jpe?g|png|bmp|gif|webp|tiff?)$", header[0], re.I):
-            raise ValueError(
-                f"{label_file} line 1: expected a header row ('filename,labels' or 'filename,<label names>'), "
-                f"found data '{','.join(header)}'"
-            )
-        is_list = len(header) == 2 and header[1].lower() in _LIST_HEADERS
-        if is_list:
-            for ln_no, r in enumerate(rows[1:], 2):
-                if len(r) != 2:
-                    raise ValueError(f"{label_file} line {ln_no}: expected 2 columns, found {len(r)}")
-                files.append(r[0].strip())
-                sets.append([x.strip() for x in r[1].split(";") if x.strip()])
-                where.append(f"line {ln_no}")
-        else:
-            names = header[1:]
-            onehot = np.zeros((len(rows) - 1, len(names)), dtype=np.uint8)
-            for k, r in enumerate(rows[1:]):
-                ln_no = k + 2
-                if len(r) != len(header):
-                    raise ValueError(f"{label_file} line {ln_no}: expected {len(header)} columns, found {len(r)}")
-                for j, v in enumerate(r[1:]):
-                    v = v.strip()
-                    if v not in ("0", "1"):
-                        raise ValueError(
-                            f"{label_file} line {ln_no}, column {j + 2} ('{names[j]}'): expected 0 or 1, found '{v}' "
-                            f"(for label lists use the header 'filename,labels')"
-                        )
-                    onehot[k, j] = v == "1"
-                files.append(r[0].strip())
-            if label_names is not None and list(label_names) != names:
-                raise ValueError(f"{label_file}: header labels {names} differ from the given label_names")
-            return ImageList(paths=[image_dir / f for f in files], labels=onehot, label_names=names, source=str(label_file))
-    names = list(label_names) if label_names is not None else sorted({x for s in sets for x in s})
-    col = {n: j for j, n in enumerate(names)}
-    labels = np.zeros((len(files), len(names)), dtype=np.uint8)
-    for r, (labs, w) in enumerate(zip(sets, where)):
-        for x in labs:
-            if x not in col:
-                raise ValueError(f"{label_file} {w}: label '{x}' is not among the given label_names")
-            labels[r, col[x]] = 1
-    return ImageList(paths=[image_dir / f for f in files], labels=labels, label_names=names, source=str(label_file))
+        names = [header[j] for j in cols]
+        try:
+            labels = label_columns_checked(np.array([[r[j] for j in cols] for r in rows], dtype=str).reshape(len(rows), -1),
+                                           names, where)
+        except DataFormatError as e:
+            raise DataFormatError(f"{e}, one column per label (for one column that lists names, name it 'labels' or "
+                                  "add --dataset.label_sep)") from None
+        if label_names is not None and list(label_names) != names:
+            raise ValueError(f"{source}: header labels {names} differ from the given label_names")
+    return ImageList(paths=[image_dir / f for f in files], labels=labels, label_names=names, source=source)
 
 
 # ============================================================================ authors' HDF5

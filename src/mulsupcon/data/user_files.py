@@ -16,7 +16,8 @@ path                                 read as
 ``*.h5`` / ``*.hdf5``                ``feature``/``target`` (vectors) or ``Image``/``target``
 folder + ``labels`` (a CSV)          images: first column the file name relative to the folder,
                                      then one 0/1 column per label (header: the label names), or
-                                     ``filename,labels`` with ``;``-separated names
+                                     ``filename,labels`` with ``;``-separated names (``label_sep``:
+                                     another separator, any column name); ``ignore_columns`` too
 folder with ``annotations/``         MS-COCO format (``instances_*.json``, as COCO, Objects365 and
                                      most detection exports ship): a ``*train*`` json is the
                                      training part, a ``*val*`` / ``*test*`` json the test part
@@ -125,15 +126,18 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise FileNotFoundError(f"dataset path not found: {path}")
+    ignored = parse_column_names(ignore_columns, "ignore_columns")
+    sep = parse_label_sep(label_sep)
     if path.is_dir():
-        return _read_folder(path, labels, options, part)
+        if labels is None and (ignored or sep is not None):
+            raise ValueError(f"{path}: dataset.ignore_columns and dataset.label_sep apply to a CSV file (or an image "
+                             "folder's label file, --dataset.labels FILE.csv)")
+        return _read_folder(path, labels, options, part, ignored, sep, label_names)
     if labels is not None:
         raise ValueError(f"dataset.labels names an image label file; {path} is a file, not a folder of images")
     name = path.name.split(".")[0]
     suffix = format_suffix(path)
     columns = parse_label_columns(label_columns)
-    ignored = parse_column_names(ignore_columns, "ignore_columns")
-    sep = parse_label_sep(label_sep)
     for key, given in (("ignore_columns", ignored), ("label_sep", sep is not None)):
         if given and suffix not in (".csv", ".tsv", ".txt"):
             raise ValueError(f"{path}: dataset.{key} applies to CSV/TSV files, not {suffix or 'this file'}")
@@ -161,12 +165,14 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     return SourceParts(train=ds), files
 
 
-def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions, part: str
-                 ) -> tuple[SourceParts, dict[str, str]]:
+def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions, part: str,
+                 ignore_columns: Sequence[str] = (), label_sep: Optional[str] = None,
+                 label_names: Optional[Sequence[str]] = None) -> tuple[SourceParts, dict[str, str]]:
     name = root.name
     if labels is not None:
         label_file = Path(labels).expanduser().resolve()
-        images = read_image_folder(root, label_file)
+        images = read_image_folder(root, label_file, label_names=label_names, label_sep=label_sep,
+                                   ignore_columns=ignore_columns)
         return SourceParts(train=cache_images(name, images, root, part, options)), {str(label_file): sha256_of(label_file)}
     if (root / "train.hdf5").is_file():
         parts = {p: root / f"{p}.hdf5" for p in ("train", "val", "test") if (root / f"{p}.hdf5").is_file()}
@@ -204,27 +210,38 @@ def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions,
 
 def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, label_columns: object = None,
                  xml: Optional[str | Path] = None, labels: Optional[str | Path] = None,
-                 options: ReadOptions = ReadOptions(), ignore_columns: object = None, label_sep: object = None
-                 ) -> tuple[SourceParts, dict[str, str]]:
+                 test_labels: Optional[str | Path] = None, options: ReadOptions = ReadOptions(),
+                 ignore_columns: object = None, label_sep: object = None) -> tuple[SourceParts, dict[str, str]]:
     """``path`` (and an official test part at ``test_path``, same format) as the dataset's parts.
 
     Returns ``(parts, files)``: ``parts.test`` is None when neither path gives a test part (the caller
     then carves one); ``files`` maps every file read (absolute path) to its sha256. With ``label_sep``
-    (labels listed by name) the labels are those of both files, sorted: one only in the test file is a
-    label without training positives, as with 0/1 columns.
+    (labels listed by name; an image label file's lists too) the labels are those of both files, sorted: one
+    only in the test file is a label without training positives, as with 0/1 columns. ``test_labels`` is the label file of an image
+    folder at ``test_path`` (``labels`` is the training folder's).
     """
+    if test_labels is not None and (labels is None or test_path is None):
+        raise ValueError("dataset.test_labels is the label file of the test image folder: it goes with "
+                         "dataset.test_path and dataset.labels")
+    if labels is not None and test_path is not None and test_labels is None and Path(test_path).is_dir():
+        raise ValueError(f"{test_path}: a test folder of images needs its own label file: add --dataset.test_labels FILE")
+
     def read(where: str | Path, part: str = "train", names: Optional[Sequence[str]] = None):
-        return read_path(where, label_columns=label_columns, xml=xml, labels=labels, options=options, part=part,
-                         ignore_columns=ignore_columns, label_sep=label_sep, label_names=names)
+        return read_path(where, label_columns=label_columns, xml=xml, labels=test_labels if part == "test" else labels,
+                         options=options, part=part, ignore_columns=ignore_columns, label_sep=label_sep,
+                         label_names=names)
 
     parts, files = read(path)
     if test_path is not None:
         test_parts, test_files = read(test_path, "test")
-        if label_sep is not None:  # both files' label names, then each file read with all of them
-            names = sorted(set(parts.train.label_names) | set(test_parts.train.label_names))
-            if names != parts.train.label_names:
+        train_names, test_names = parts.train.label_names, test_parts.train.label_names
+        if (label_sep is not None or labels is not None) and train_names != test_names:
+            # Names listed by row: both files are read with all names (the training file's order when it
+            # has them all, as a one-hot header fixes it).
+            names = train_names if set(test_names) <= set(train_names) else sorted(set(train_names) | set(test_names))
+            if names != train_names:
                 parts, files = read(path, names=names)
-            if names != test_parts.train.label_names:
+            if names != test_names:
                 test_parts, test_files = read(test_path, "test", names)
         if parts.test is not None:
             raise ValueError(f"{path} holds a test part already; drop --dataset.test_path or point --dataset.path "
