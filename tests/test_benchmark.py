@@ -9,6 +9,8 @@ import pytest
 
 from conftest import require_dataset_folder
 
+from mulsupcon.data.dataset import MultiLabelDataset
+
 FAST = {"pretrain.epochs": 3, "classify.epochs": 3, "model.hidden": [32], "model.head_hidden": 16, "model.embed_dim": 16}
 
 
@@ -163,16 +165,47 @@ def test_dataset_entries_that_cannot_be_read_say_why(tmp_path):
 
     (tmp_path / "d.csv").write_text("a,cat\n1,0\n")
     assert parse_datasets(["flags", f"mine={tmp_path / 'd.csv'}"]) == {"flags": None, "mine": str(tmp_path / "d.csv")}
+    # Every registered vector dataset is taken by name (their files may still be missing); images are not.
+    assert parse_datasets(["emotions", "birds", "enron"]) == {"emotions": None, "birds": None, "enron": None}
     with pytest.raises(ValueError, match="NAME=PATH"):
-        parse_datasets(["emotions"])
-    with pytest.raises(ValueError, match="dataset of the data home"):
+        parse_datasets(["voc2007"])
+    with pytest.raises(ValueError, match="registered dataset; give your file another name"):
         parse_datasets([f"flags={tmp_path / 'd.csv'}"])
+    with pytest.raises(ValueError, match="registered dataset; give your file another name"):
+        parse_datasets([f"emotions={tmp_path / 'd.csv'}"])
     with pytest.raises(ValueError, match="letters, digits"):
         parse_datasets([f"my data={tmp_path / 'd.csv'}"])
     with pytest.raises(FileNotFoundError, match="no file or folder"):
         parse_datasets([f"mine={tmp_path / 'missing.csv'}"])
     with pytest.raises(ValueError, match="named twice"):
         parse_datasets(["flags", "flags"])
+
+
+def test_a_registered_vector_dataset_outside_the_default_list_runs_by_name(tmp_path):
+    """A dataset of the catalogue that is not among the default twelve (emotions, birds, enron, ...) is
+    benchmarked by its name on the registry's rows, as `mulsupcon train --dataset NAME` reads them."""
+    from mulsupcon.benchmark import DATASETS, benchmark_vectors
+    from mulsupcon.data.catalogue import DatasetSpec
+    from mulsupcon.data.registry import register
+    from mulsupcon.data.splits import SourceParts
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(150, 5)).astype(np.float32)
+    y = np.stack([x[:, 0] > 0, x[:, 1] > 0.5], 1).astype(np.uint8)
+
+    def load(spec, home, options):
+        part = lambda r: MultiLabelDataset(features=x[r], labels=y[r], label_names=["a", "b"], name=spec.name)  # noqa: E731
+        return SourceParts(train=part(slice(0, 100)), test=part(slice(100, None)))
+
+    register(DatasetSpec(name="toy-registered", description="two linear labels", reader=load, n_labels=2, n_features=5))
+    assert "toy-registered" not in DATASETS
+    work = tmp_path / "w"
+    benchmark_vectors(["toy-registered"], [0], ["logistic-regression"], work=work, out=tmp_path / "b.md", say=lambda s: None)
+    shape = json.loads((work / "cells" / "toy-registered" / "shape.json").read_text())
+    assert (shape["train"] + shape["val"], shape["test"], shape["labels"]) == (100, 50, 2)
+    record = json.loads((work / "cells" / "toy-registered" / "logistic-regression-seed0.json").read_text())
+    assert record["metrics"]["validation"]["mAP"] > 0.8 and "data" not in record
+    assert "| toy-registered | " in (tmp_path / "b.md").read_text()
 
 
 def test_repeated_set_flags_all_apply():

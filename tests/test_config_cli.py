@@ -275,3 +275,27 @@ def test_flags_naming_other_data_than_a_saved_config(tmp_path):
     assert _names_other_data(saved, {"dataset.path": str(tmp_path / "b.npz")})
     assert not _names_other_data(saved, {"dataset.path": str(tmp_path / "sub" / ".." / "a.csv")})
     assert _names_other_data({"name": "yeast", "path": None}, {"dataset.path": "x.csv"})
+
+
+def test_a_registered_dataset_without_config_gets_its_own_config_or_the_adaptive_defaults():
+    """`mulsupcon pretrain --dataset emotions` used to run yeast's paper schedule (no step minimum, 30
+    classification epochs picked by validation loss): the collapse issue 15 measured on small sets. A
+    registered set now gets its shipped config when it has one, else the defaults for its kind."""
+    import argparse
+
+    from mulsupcon.cli import _resolve
+
+    def resolved(command, *flags):
+        return _resolve(argparse.Namespace(command=command, config=None, dataset=None), list(flags))
+
+    vectors = load_config("vectors")
+    for name in ("emotions", "medical", "yeast-official"):
+        cfg = resolved("pretrain", "--dataset.name", name)
+        assert cfg["dataset"]["name"] == name
+        assert cfg["pretrain"] == vectors["pretrain"] and cfg["classify"] == vectors["classify"], name
+    scratch = resolved("train", "--dataset.name", "medical", "--classify.mode", "scratch")
+    assert scratch["classify"]["select_by"] == "val_mAP" and scratch["classify"]["epochs"] == vectors["classify"]["epochs"]
+    for name in ("scene", "delicious", "yeast"):  # the paper's settings stay
+        assert resolved("pretrain", "--dataset.name", name)["pretrain"] == load_config(name)["pretrain"], name
+    assert resolved("pretrain", "--dataset.name", "coco-tiny-zzowenzz")["model"]["backbone"] == load_config("images")["model"]["backbone"]
+    assert resolved("pretrain")["pretrain"] == load_config("yeast")["pretrain"]  # nothing named: the paper's yeast

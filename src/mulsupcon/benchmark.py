@@ -83,22 +83,33 @@ shapes: dict[str, dict] = {}  # dataset -> its row counts (also saved beside its
 
 
 # ----------------------------------------------------------------------------- data
+def named_datasets() -> list[str]:
+    """The names ``--datasets`` takes without a path: :data:`DATASETS` (the default), then every other
+    registered vector dataset (``mulsupcon datasets list``: emotions, birds, enron, ... once in the data home)."""
+    from mulsupcon.data.registry import list_datasets
+
+    return list(DATASETS) + [s.name for s in list_datasets() if s.kind == "vector" and s.name not in DATASETS]
+
+
 def parse_datasets(entries: Sequence[str]) -> dict[str, Optional[str]]:
-    """``--datasets`` entries -> {name: None for a set of :data:`DATASETS`, or the absolute path of your own
-    file or folder, given as ``NAME=PATH``}. ValueError / FileNotFoundError say what is wrong with an entry."""
+    """``--datasets`` entries -> {name: None for a registered vector dataset (:func:`named_datasets`), or the
+    absolute path of your own file or folder, given as ``NAME=PATH``}. ValueError / FileNotFoundError say
+    what is wrong with an entry."""
     out: dict[str, Optional[str]] = {}
+    known = named_datasets()
     for entry in entries:
         name, sep, path = str(entry).partition("=")
         if name in out:
             raise ValueError(f"--datasets: {name!r} is named twice")
         if not sep:
-            if name not in DATASETS:
-                raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}, or give your own "
-                                 "file as NAME=PATH (read as by `mulsupcon train --dataset.path PATH`)")
+            if name not in known:
+                raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(known)} (the registered vector "
+                                 "datasets), or give your own file as NAME=PATH (read as by `mulsupcon train "
+                                 "--dataset.path PATH`)")
             out[name] = None
             continue
-        if name in DATASETS:
-            raise ValueError(f"--datasets {entry}: {name!r} is a dataset of the data home; give your file another name")
+        if name in known:
+            raise ValueError(f"--datasets {entry}: {name!r} is a registered dataset; give your file another name")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             raise ValueError(f"--datasets {entry}: the name {name!r} must be letters, digits, '.', '_' or '-' "
                              "(it names the dataset's folder under --work)")
@@ -350,8 +361,8 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
     """Run (or continue) the comparison and write the report; returns the report's path.
 
     Args:
-        datasets, seeds, methods: what to run (names from :data:`DATASETS` / :data:`METHODS`; methods
-            None: all of them, BOOMER only when ``boomer`` is given). A dataset may also be your own
+        datasets, seeds, methods: what to run (dataset names from :func:`named_datasets`, method names from
+            :data:`METHODS`; methods None: all of them, BOOMER only when ``boomer`` is given). A dataset may also be your own
             file as ``NAME=PATH``, read as `mulsupcon train --dataset.path PATH` reads it, with the
             ``dataset.*`` options of ``overrides`` (``dataset.xml``, ``dataset.test_path``,
             ``dataset.label_columns``, ``dataset.ignore_columns``, ``dataset.label_sep``; without a test part one is carved, ``dataset.test_fraction``);

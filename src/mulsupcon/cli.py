@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="MulSupCon against BCE, ASL, scikit-learn's MLP and a random forest (same rows)")
     p.add_argument("what", choices=["vectors"], help="vectors: the vector datasets of the data home, or your own")
     p.add_argument("--datasets", nargs="+", default=None, metavar="NAME|NAME=PATH",
-                   help="default: all of the data home (see mulsupcon.benchmark.DATASETS); NAME=PATH adds your own "
+                   help="default: the twelve sets of mulsupcon.benchmark.DATASETS; NAME: any registered vector dataset "
+                        "(mulsupcon datasets list: emotions, birds, enron, ...); NAME=PATH adds your own "
                         "file, read as by `mulsupcon train --dataset.path PATH` with the --set dataset.* options "
                         "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.ignore_columns, dataset.label_sep, "
                         "dataset.test_fraction)")
@@ -228,8 +229,12 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
 
 
 def _default_config(command: str, overrides: dict[str, Any]) -> Optional[str]:
-    """Without --config: 'vectors' or 'images' for your own data (as the path holds), else 'yeast' for
-    pretraining and the plain defaults for classification."""
+    """Without --config: 'vectors' or 'images' for your own data (as the path holds); for a registered
+    dataset its shipped config (the paper's yeast, scene, delicious, ...) or else 'vectors' / 'images' by
+    its kind, so that `--dataset emotions` gets the defaults that adapt to the data's size, not yeast's
+    schedule; with neither, 'yeast' for pretraining and the plain defaults for classification."""
+    from mulsupcon.config import available_configs
+
     path = overrides.get("dataset.path")
     if path:
         from mulsupcon.data.user_files import guess_kind
@@ -237,6 +242,15 @@ def _default_config(command: str, overrides: dict[str, Any]) -> Optional[str]:
         if not Path(str(path)).expanduser().exists():
             raise FileNotFoundError(f"dataset path not found: {path}")
         return "images" if guess_kind(Path(str(path)).expanduser(), overrides.get("dataset.labels")) == "image" else "vectors"
+    name = overrides.get("dataset.name")
+    if name is not None:
+        from mulsupcon.data.registry import list_datasets
+
+        if str(name) in available_configs():
+            return str(name)
+        spec = next((s for s in list_datasets() if s.name == str(name)), None)
+        if spec is not None:
+            return "images" if spec.kind == "image" else "vectors"
     return "yeast" if command == "pretrain" else None
 
 
