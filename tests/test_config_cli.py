@@ -261,6 +261,11 @@ def test_the_small_set_note_names_the_benchmark_command_for_the_users_file(tmp_p
     cfg = benchmark_config("mine", overrides=sets, path=parse_datasets([cmd[4]])["mine"])
     for key in ("label_columns", "ignore_columns", "label_sep", "test_path"):
         assert str(cfg["dataset"][key]) == sets[f"dataset.{key}"]
+    # A registered dataset is named as such (the benchmark takes it by name); embedded features by their folder.
+    assert benchmark_command({"name": "emotions", "path": None}) == "mulsupcon benchmark vectors --datasets emotions"
+    assert parse_datasets(["emotions"]) == {"emotions": None}
+    assert benchmark_command({"name": f"hdf5:{tmp_path}", "path": None}).endswith(f"--datasets mine={tmp_path}")
+    assert benchmark_command({"name": "emotions", "path": None}, in_memory=True).endswith("--datasets mine=FILE")
 
 
 def test_flags_naming_other_data_than_a_saved_config(tmp_path):

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 import torch
 from torch import nn
 
+from mulsupcon.data.image_datasets import HDF5_PREFIX
 from mulsupcon.losses import InstanceContrastLoss, MulSupConLoss
 from mulsupcon.models import ProjectionHead, build_backbone
 from mulsupcon.moco import LabelQueue, MoCo
@@ -50,10 +51,16 @@ GROUP_BYTES = 4  # the instance term's duplicate-group numbers (below 2**32) rid
 Batch = tuple[torch.Tensor, ...]  # view1, view2, labels of this process (and duplicate groups: instance term)
 
 
-def benchmark_command(ds_cfg: Mapping[str, Any]) -> str:
+def benchmark_command(ds_cfg: Mapping[str, Any], *, in_memory: bool = False) -> str:
     """The `mulsupcon benchmark vectors` command that compares every method on the data of a config's
-    ``dataset`` section (your own file with its reading options; ``FILE`` when the data came from memory)."""
-    path = ds_cfg.get("path")
+    ``dataset`` section: your own file with its reading options, a registered dataset by its name, or
+    ``FILE`` when the data came from memory (``in_memory``)."""
+    path, name = ds_cfg.get("path"), str(ds_cfg.get("name") or "")
+    if not path and not in_memory:
+        if name.startswith(HDF5_PREFIX):  # `mulsupcon embed`'s folder is read as a path too
+            path = name[len(HDF5_PREFIX):]
+        else:
+            return f"mulsupcon benchmark vectors --datasets {shlex.quote(name)}"
     cmd = f"mulsupcon benchmark vectors --datasets mine={shlex.quote(str(Path(path).resolve())) if path else 'FILE'}"
     for key in ("label_columns", "ignore_columns", "label_sep", "xml", "test_path"):
         value = ds_cfg.get(key) if path else None
@@ -89,6 +96,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         # Before the first parallel region (data preparation), so that OpenMP's threads copy the flag.
         flush = bool(cfg["cpu"]["flush_denormals"]) and device.type == "cpu"
         stack.enter_context(flush_denormals(flush))
+        in_memory = data is not None
         data = as_prepared(data, cfg["dataset"])
         global_bs = min(int(p["batch_size"]), data.train.n)  # a batch larger than the split is the whole split
         ctx.check_divisible(global_bs, "pretrain.batch_size")  # before any file is written
@@ -148,7 +156,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         if len(data.input_shape) == 1 and data.train.n < FEW_VECTOR_ROWS and start_epoch == 0:
             run.log(f"note: with {data.train.n} training rows (under {FEW_VECTOR_ROWS}), finetuning after this pretraining "
                     "has been level with or below BCE from scratch on the benchmark's data sets, and a random forest "
-                    f"often beats both (README, 'When to use it'); `{benchmark_command(cfg['dataset'])}` "
+                    f"often beats both (README, 'When to use it'); `{benchmark_command(cfg['dataset'], in_memory=in_memory)}` "
                     "compares them on yours")
         if float(p["temperature"]) < 0.01 and start_epoch == 0:
             run.warn(f"pretrain.temperature {p['temperature']} is far below the usual 0.05-0.5: the scores are divided "
