@@ -294,7 +294,7 @@ def test_a_registered_dataset_without_config_gets_its_own_config_or_the_adaptive
         return _resolve(argparse.Namespace(command=command, config=None, dataset=None), list(flags))
 
     vectors = load_config("vectors")
-    for name in ("emotions", "medical", "yeast-official"):
+    for name in ("emotions", "medical", "yeast-meka"):
         cfg = resolved("pretrain", "--dataset.name", name)
         assert cfg["dataset"]["name"] == name
         assert cfg["pretrain"] == vectors["pretrain"] and cfg["classify"] == vectors["classify"], name
@@ -302,5 +302,9 @@ def test_a_registered_dataset_without_config_gets_its_own_config_or_the_adaptive
     assert scratch["classify"]["select_by"] == "val_mAP" and scratch["classify"]["epochs"] == vectors["classify"]["epochs"]
     for name in ("scene", "delicious", "yeast"):  # the paper's settings stay
         assert resolved("pretrain", "--dataset.name", name)["pretrain"] == load_config(name)["pretrain"], name
-    assert resolved("pretrain", "--dataset.name", "coco-tiny-zzowenzz")["model"]["backbone"] == load_config("images")["model"]["backbone"]
+    for name, config in (("yeast-official", "yeast-authors"), ("multidigits", "multidigits-images"), ("nus-wide", "nuswide"),
+                         ("coco-tiny-zzowenzz", "coco-tiny")):  # a shipped config whose dataset it is
+        assert resolved("pretrain", "--dataset.name", name)["pretrain"] == load_config(config)["pretrain"], name
+    images = resolved("pretrain", "--dataset.name", "coco-tiny-enginbozaba")  # an image set without its own config
+    assert images["model"] == load_config("images")["model"] and images["pretrain"] == load_config("images")["pretrain"]
     assert resolved("pretrain")["pretrain"] == load_config("yeast")["pretrain"]  # nothing named: the paper's yeast

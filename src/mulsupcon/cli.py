@@ -230,10 +230,10 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
 
 def _default_config(command: str, overrides: dict[str, Any]) -> Optional[str]:
     """Without --config: 'vectors' or 'images' for your own data (as the path holds); for a registered
-    dataset its shipped config (the paper's yeast, scene, delicious, ...) or else 'vectors' / 'images' by
+    dataset the shipped config meant for it (the paper's yeast, scene, delicious, ...) or else 'vectors' / 'images' by
     its kind, so that `--dataset emotions` gets the defaults that adapt to the data's size, not yeast's
     schedule; with neither, 'yeast' for pretraining and the plain defaults for classification."""
-    from mulsupcon.config import available_configs
+    from mulsupcon.config import shipped_config_for
 
     path = overrides.get("dataset.path")
     if path:
@@ -246,8 +246,9 @@ def _default_config(command: str, overrides: dict[str, Any]) -> Optional[str]:
     if name is not None:
         from mulsupcon.data.registry import list_datasets
 
-        if str(name) in available_configs():
-            return str(name)
+        own = shipped_config_for(str(name))
+        if own is not None:
+            return own
         spec = next((s for s in list_datasets() if s.name == str(name)), None)
         if spec is not None:
             return "images" if spec.kind == "image" else "vectors"

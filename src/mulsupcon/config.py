@@ -126,6 +126,20 @@ def available_configs() -> list[str]:
     return sorted(p.stem for p in _config_dir().glob("*.yaml"))
 
 
+def shipped_config_for(dataset: str) -> str | None:
+    """The shipped config meant for the registered ``dataset``: the one named after it, else the one
+    whose ``dataset.name`` it is (``yeast-official``: ``yeast-authors``; the demo is not a dataset's
+    setting); None when no shipped config is."""
+    if dataset in available_configs():
+        return dataset
+    for name in available_configs():
+        if name != "demo":
+            data = yaml.safe_load((_config_dir() / f"{name}.yaml").read_text()) or {}
+            if (data.get("dataset") or {}).get("name") == dataset:
+                return name
+    return None
+
+
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any], *, where: str = "config") -> dict[str, Any]:
     """``base`` updated by ``update``; keys of ``update`` must exist in ``base`` (typo protection)."""
     out = copy.deepcopy(dict(base))
