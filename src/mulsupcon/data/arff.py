@@ -848,8 +848,9 @@ def _missing_feature(
 ) -> None:
     if missing == "error":
         raise DataFormatError(
-            f"{source}:{parsed.lines[row]}: missing value '?' in feature attribute '{attr.name}'; "
-            "pass missing='zero' or missing='nan' to accept missing values"
+            f"{source}:{parsed.lines[row]}: missing value '?' in feature attribute '{attr.name}'; fill missing "
+            "values in first (e.g. with the column's mean over the training rows; from Python, read_arff(..., "
+            "missing='zero') reads them as 0)"
         )
 
 
