@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from mulsupcon.data.user_files import IMAGE_SUFFIXES, parse_label_columns
+from mulsupcon.data.user_files import IMAGE_SUFFIXES, TABLE_SUFFIXES, parse_label_columns, table_delimiter
 from mulsupcon.io import atomic_write_text
 from mulsupcon.models import MultiLabelClassifier, build_backbone
 from mulsupcon.train.checkpoint import load_checkpoint
@@ -138,11 +138,11 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
             raise ValueError(f"{path} is a folder, but the model takes vectors of {model.input_shape[0]} features")
         return _read_image_folder(path, int(model.config.get("dataset", {}).get("image_size") or model.input_shape[-1]))
     suffix = format_suffix(path)
-    if suffix in (".csv", ".tsv", ".txt"):
+    if suffix in TABLE_SUFFIXES:
         from mulsupcon.data.formats import read_table
 
         # Only the model's feature columns are read: labels, ids and other columns may be anything.
-        _, data, _ = read_table(path, delimiter="\t" if suffix == ".tsv" else ",", columns=model.feature_names,
+        _, data, _ = read_table(path, delimiter=table_delimiter(path), columns=model.feature_names,
                                 whose="model's feature")
         return data.astype(np.float32), None
     if suffix == ".npz":
@@ -190,9 +190,9 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
     if not path.is_file():
         raise FileNotFoundError(f"input not found: {path}")
     suffix = format_suffix(path)
-    delimiter = "\t" if suffix == ".tsv" else ","
+    delimiter = table_delimiter(path)
     sep = parse_label_sep(model.config.get("dataset", {}).get("label_sep"))
-    if suffix in (".csv", ".tsv", ".txt") and sep is not None:
+    if suffix in TABLE_SUFFIXES and sep is not None:
         column = parse_label_columns(model.config["dataset"].get("label_columns"))
         if not isinstance(column, list):  # "the last column": this file is read as the training file was
             from mulsupcon.data.formats import read_csv
@@ -210,7 +210,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
         fields = [row[0] for row in read_text_columns(path, column, delimiter=delimiter)]
         _, y = label_matrix(fields, sep, model.label_names, where=[f"{path}:{n}" for n in line_of])
         return data.astype(np.float32), y
-    if suffix in (".csv", ".tsv", ".txt"):
+    if suffix in TABLE_SUFFIXES:
         n_feat = len(model.feature_names)
         _, data, line_of = read_table(path, delimiter=delimiter,
                                       columns=model.feature_names + model.label_names, whose="model's feature or label")
@@ -271,14 +271,14 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
     kept = None
     if keep:
         suffix = format_suffix(Path(input_path))
-        if suffix not in (".csv", ".tsv", ".txt"):
+        if suffix not in TABLE_SUFFIXES:
             raise ValueError(f"--keep copies columns of a CSV or TSV input; {input_path} is not one")
         clash = sorted(set(keep) & set(model.label_names))
         if clash:
             raise ValueError(f"--keep {clash}: the output already has a column of that name (a label)")
         from mulsupcon.data.formats import read_text_columns
 
-        kept = (list(keep), read_text_columns(input_path, keep, delimiter="\t" if suffix == ".tsv" else ","))
+        kept = (list(keep), read_text_columns(input_path, keep, delimiter=table_delimiter(Path(input_path))))
     x, files = model.read_input(input_path)
     values = model.predict(x, threshold) if labels or threshold is not None else model.predict_proba(x)
     return write_predictions(out, values, model.label_names, files, labels=labels or threshold is not None, kept=kept)

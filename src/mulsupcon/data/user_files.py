@@ -58,6 +58,15 @@ def format_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt")  # read as a delimited table with a header row
+
+
+def table_delimiter(path: Path) -> str:
+    """The field separator a table file's suffix names: a tab for ``.tsv`` (``.tsv.gz``), else a comma
+    (a ``.csv`` separated by ``;`` or tabs is recognised from its header by the reader)."""
+    return "\t" if format_suffix(Path(path)) == ".tsv" else ","
+
+
 def parse_label_columns(value: object) -> Optional[Sequence[str] | int]:
     """``--dataset.label_columns``: ``"a,b,c"`` or a list -> names; ``3`` or ``"3"`` -> the last 3 columns."""
     if value is None or value == "":
@@ -139,17 +148,17 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     suffix = format_suffix(path)
     columns = parse_label_columns(label_columns)
     for key, given in (("ignore_columns", ignored), ("label_sep", sep is not None)):
-        if given and suffix not in (".csv", ".tsv", ".txt"):
+        if given and suffix not in TABLE_SUFFIXES:
             raise ValueError(f"{path}: dataset.{key} applies to CSV/TSV files, not {suffix or 'this file'}")
     if columns is not None and suffix in (".npz", ".h5", ".hdf5"):  # their labels are an array of their own
         raise ValueError(f"{path}: dataset.label_columns applies to CSV/TSV and ARFF files; a {suffix} file holds "
                          "its labels in an array of their own (drop the option)")
-    if suffix in (".csv", ".tsv", ".txt"):
+    if suffix in TABLE_SUFFIXES:
         if columns is None:
             raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... "
                              f"(their names in the header) or --dataset.label_columns N (the last N columns)")
         ds = read_csv(path, columns, ignore_columns=ignored, label_sep=sep, label_names=label_names, name=name,
-                      delimiter="\t" if suffix == ".tsv" else ",")
+                      delimiter=table_delimiter(path))
     elif suffix == ".npz":
         ds = read_npz(path, name=name)
     elif suffix == ".arff":
