@@ -135,8 +135,8 @@ MISSING = "@relation m\n@attribute a numeric\n@attribute c {u,v}\n@attribute y {
 
 def test_missing_values_policies(tmp_path):
     p = _write(tmp_path, "m.arff", MISSING)
-    with pytest.raises(DataFormatError, match=r"m\.arff:7: missing value '\?' in feature attribute 'a'; fill missing "
-                                              r"values in first"):
+    with pytest.raises(DataFormatError, match=r"m\.arff:7: missing value '\?' in feature attribute 'a'; --dataset\.missing "
+                                              r"mean fills missing feature values with the training rows' column mean"):
         read_arff(p, labels=1)
     z = read_arff(p, labels=1, missing="zero")
     np.testing.assert_array_equal(z.features, [[1, 1, 0], [0, 0, 1], [2, 0, 0]])

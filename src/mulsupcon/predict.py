@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from mulsupcon.data import ReadOptions
 from mulsupcon.data.user_files import IMAGE_SUFFIXES, TABLE_SUFFIXES, parse_label_columns, table_delimiter
 from mulsupcon.io import atomic_write_text
 from mulsupcon.models import MultiLabelClassifier, build_backbone
@@ -57,6 +58,8 @@ class TrainedModel:
         self.model.to(self.device).eval()
         std = state["standardizer"]
         self._mean, self._std = std["mean"], std["std"]
+        # (F,) what a missing feature becomes (the run had dataset.missing: mean), or None: refused.
+        self._fill: Optional[torch.Tensor] = state.get("missing_fill")
         self._view = ImageViews(int(self.input_shape[-1]), "eval") if self.is_image else None
 
     @property
@@ -76,10 +79,24 @@ class TrainedModel:
             raise ValueError(f"expected rows of {self.input_shape[0]} features (N, {self.input_shape[0]}), "
                              f"got shape {arr.shape}")
         t = torch.as_tensor(arr, dtype=torch.float32)
+        if self._fill is not None:
+            t = torch.where(t.isnan(), self._fill, t)
         if not torch.isfinite(t).all():
             r, c = (~torch.isfinite(t)).nonzero()[0].tolist()
-            raise ValueError(f"input holds a non-finite value at row {r}, column {c}")
+            why = f" ({self.missing_hint})" if t[r, c].isnan() else ""
+            raise ValueError(f"input holds a non-finite value at row {r}, column {c}{why}")
         return t if self._mean is None else (t - self._mean) / self._std
+
+    @property
+    def allows_missing(self) -> bool:
+        """Whether missing feature values (NaN) are filled in (the run had ``dataset.missing: mean``)."""
+        return self._fill is not None
+
+    @property
+    def missing_hint(self) -> str:
+        """What to do about a missing value in an input this model refuses."""
+        return ("this model was trained with dataset.missing: error; fill missing values in, or train with "
+                "--dataset.missing mean")
 
     @torch.no_grad()
     def _forward(self, x: Any, embed: bool, batch_size: int = 512) -> np.ndarray:
@@ -143,7 +160,8 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
 
         # Only the model's feature columns are read: labels, ids and other columns may be anything.
         _, data, _ = read_table(path, delimiter=table_delimiter(path), columns=model.feature_names,
-                                whose="model's feature")
+                                whose="model's feature", allow_missing=model.allows_missing,
+                                missing_hint=model.missing_hint)
         return data.astype(np.float32), None
     if suffix == ".npz":
         from mulsupcon.data.formats import open_npz
@@ -166,7 +184,8 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
         from mulsupcon.data.arff import read_arff
 
         ds_cfg = model.config.get("dataset", {})
-        ds = read_arff(path, parse_label_columns(ds_cfg.get("label_columns")), xml=ds_cfg.get("xml"))
+        ds = read_arff(path, parse_label_columns(ds_cfg.get("label_columns")), xml=ds_cfg.get("xml"),
+                       missing="nan" if model.allows_missing else "error")
         return ds.features, None
     raise ValueError(f"{path}: unknown input type {suffix!r}; expected .csv, .tsv, .npz, .h5/.hdf5, .arff "
                      f"or a folder of images")
@@ -200,24 +219,27 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
 
             ignored = parse_column_names(model.config["dataset"].get("ignore_columns"), "ignore_columns")
             ds = read_csv(path, column, ignore_columns=ignored, label_sep=sep, label_names=model.label_names,
-                          delimiter=delimiter)
+                          delimiter=delimiter, allow_missing=model.allows_missing)
             if ds.feature_names != model.feature_names:
                 raise ValueError(f"{path}: its feature columns {ds.feature_names[:5]}... are not the model's "
                                  f"{model.feature_names[:5]}... in the same order (the labels are its last column, "
                                  f"as in training)")
             return ds.features, ds.labels
-        _, data, line_of = read_table(path, delimiter=delimiter, columns=model.feature_names, whose="model's feature")
+        _, data, line_of = read_table(path, delimiter=delimiter, columns=model.feature_names, whose="model's feature",
+                                      allow_missing=model.allows_missing, missing_hint=model.missing_hint)
         fields = [row[0] for row in read_text_columns(path, column, delimiter=delimiter)]
         _, y = label_matrix(fields, sep, model.label_names, where=[f"{path}:{n}" for n in line_of])
         return data.astype(np.float32), y
     if suffix in TABLE_SUFFIXES:
         n_feat = len(model.feature_names)
         _, data, line_of = read_table(path, delimiter=delimiter,
-                                      columns=model.feature_names + model.label_names, whose="model's feature or label")
+                                      columns=model.feature_names + model.label_names, whose="model's feature or label",
+                                      allow_missing=model.allows_missing, missing_hint=model.missing_hint)
         y = label_columns_checked(data[:, n_feat:], model.label_names, [f"{path}:{n}" for n in line_of])
         return data[:, :n_feat].astype(np.float32), y
     ds_cfg = model.config.get("dataset", {}) if suffix == ".arff" else {}  # which ARFF attributes are labels
-    ds = from_file(path, label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"))
+    ds = from_file(path, label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"),
+                   options=ReadOptions(allow_missing=model.allows_missing))
     if list(ds.label_names) != model.label_names:
         raise ValueError(f"{path}: labels {list(ds.label_names)[:5]}... are not the model's "
                          f"{model.label_names[:5]}... ({ds.n_labels} against {len(model.label_names)})")
@@ -296,8 +318,12 @@ class _Exported(torch.nn.Module):
         std = model._std if model._std is not None else torch.ones(())
         self.register_buffer("mean", mean.clone())
         self.register_buffer("std", std.clone())
+        # A NaN input (a missing value) becomes its fill value when the run filled them in; else it stays NaN.
+        fill = model._fill if model._fill is not None else torch.full((), float("nan"))
+        self.register_buffer("fill", fill.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.where(torch.isnan(x), self.fill, x)
         return torch.sigmoid(self.net((x - self.mean) / self.std))
 
 

@@ -848,9 +848,9 @@ def _missing_feature(
 ) -> None:
     if missing == "error":
         raise DataFormatError(
-            f"{source}:{parsed.lines[row]}: missing value '?' in feature attribute '{attr.name}'; fill missing "
-            "values in first (e.g. with the column's mean over the training rows; from Python, read_arff(..., "
-            "missing='zero') reads them as 0)"
+            f"{source}:{parsed.lines[row]}: missing value '?' in feature attribute '{attr.name}'; "
+            "--dataset.missing mean fills missing feature values with the training rows' column mean (from "
+            "Python: read_arff(..., missing='nan') reads them as NaN, missing='zero' as 0)"
         )
 
 

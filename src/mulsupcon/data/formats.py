@@ -15,8 +15,11 @@ The text-table helpers (:func:`text_rows`, :func:`column_positions`, :func:`labe
 :func:`multi_hot`, :func:`label_columns_checked`) also read an image folder's label CSV
 (:func:`~mulsupcon.data.image_layouts.read_image_folder`) and the labelled files of ``evaluate --input``.
 
-Vector features are float32.  NaN, infinite and out-of-float32 values are refused (there is no
-missing-value syntax), as is an empty CSV field; the errors name the line or row and the column.
+Vector features are float32.  Infinite and out-of-float32 values are refused; the errors name the
+line or row and the column.  A missing feature value (NaN in an array; in a CSV an empty field or one
+of :data:`MISSING_MARKERS`) is refused too, unless the reader is given ``allow_missing=True``: then it
+is read as NaN, which ``dataset.missing: mean`` fills in later with the training rows' column mean.
+A label is never missing.
 """
 
 from __future__ import annotations
@@ -52,17 +55,26 @@ def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
     return y.astype(np.uint8)
 
 
-def first_unrepresentable(x: np.ndarray) -> Optional[tuple[int, int]]:
-    """(row, column) of the first value of a 2-D array that is NaN, infinite or beyond float32's range
-    (training on it gives NaN scores far from the cause), or None when every value is fine."""
+# What a CSV field may hold for a missing feature value (compared lower-cased, without blanks): an empty
+# field (pandas' to_csv), ARFF's '?', R's NA, and the spellings of NaN and null that tools write.
+MISSING_MARKERS = frozenset({"", "?", "na", "n/a", "nan", "null"})
+MISSING_HINT = "--dataset.missing mean fills missing feature values with the training rows' column mean"
+
+
+def first_unrepresentable(x: np.ndarray, *, allow_nan: bool = False) -> Optional[tuple[int, int]]:
+    """(row, column) of the first value of a 2-D array that is NaN (unless ``allow_nan``: a missing
+    value), infinite or beyond float32's range (training on it gives NaN scores far from the cause), or
+    None when every value is fine."""
     bad = ~(np.abs(x) <= _FLOAT32_MAX)  # also true for NaN
+    if allow_nan:
+        bad &= ~np.isnan(x)
     if not bad.any():
         return None
     r, c = np.argwhere(bad)[0]
     return int(r), int(c)
 
 
-def _vector_features(x: np.ndarray, source: str, what: str) -> np.ndarray:
+def _vector_features(x: np.ndarray, source: str, what: str, allow_missing: bool = False) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2:
         raise DataFormatError(f"{source}: {what} must be 2-D (N, F), got shape {x.shape}")
@@ -70,12 +82,13 @@ def _vector_features(x: np.ndarray, source: str, what: str) -> np.ndarray:
         raise DataFormatError(f"{source}: {what} has non-numeric dtype {x.dtype}")
     with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf, reported below
         x32 = x.astype(np.float32)
-    where = first_unrepresentable(x32)
+    where = first_unrepresentable(x32, allow_nan=allow_missing)
     if where is not None:
         r, c = where
+        missing = np.isnan(x32[r, c])
         raise DataFormatError(
             f"{source}: {what} holds {x[r, c].item()!r} at row {r}, column {c}; every feature must be a finite "
-            "number that float32 can hold (missing values must be filled in first)"
+            "number that float32 can hold" + (f" (a missing value? {MISSING_HINT})" if missing else "")
         )
     return x32
 
@@ -90,7 +103,7 @@ def _names(given: Sequence[str] | None, n: int, prefix: str, source: str, what: 
 
 
 def read_hdf5(
-    path: PathType, *, name: str = "", label_names: Sequence[str] | None = None
+    path: PathType, *, name: str = "", label_names: Sequence[str] | None = None, allow_missing: bool = False
 ) -> MultiLabelDataset:
     """Read an HDF5 file with datasets ``feature``/``target`` or ``Image``/``target``.
 
@@ -98,6 +111,7 @@ def read_hdf5(
         path: the ``.hdf5``/``.h5`` file.
         name: dataset name (default: the file name without suffix).
         label_names: L names for the target columns (default ``label0``, ``label1``, ...).
+        allow_missing: keep NaN features (missing values) instead of refusing them.
 
     Returns:
         MultiLabelDataset: features (N, F) float32, or (N, 3, H, W) uint8 for ``Image``
@@ -120,7 +134,7 @@ def read_hdf5(
             raise DataFormatError(f"{source}: no 'target' dataset (found {keys})")
         y = _check_labels(f["target"][()], source, "'target'")
         if "feature" in f:
-            x = _vector_features(f["feature"][()], source, "'feature'")
+            x = _vector_features(f["feature"][()], source, "'feature'", allow_missing)
         elif "Image" in f:
             img = np.asarray(f["Image"][()])
             if img.ndim != 4 or img.shape[-1] != 3 or img.dtype != np.uint8:
@@ -195,11 +209,12 @@ def open_npz(path: PathType) -> _NpzFile:
     return _NpzFile(Path(path))
 
 
-def read_npz(path: PathType, *, name: str = "") -> MultiLabelDataset:
+def read_npz(path: PathType, *, name: str = "", allow_missing: bool = False) -> MultiLabelDataset:
     """Read a ``.npz`` with ``features``/``X`` and ``labels``/``Y`` (+ optional names).
 
     Optional keys ``label_names`` (L strings) and ``feature_names`` (F strings) are used when
-    present.  The file is opened without pickle support (object arrays are refused).
+    present.  The file is opened without pickle support (object arrays are refused).  NaN features
+    (missing values) are refused unless ``allow_missing``.
 
     Returns:
         MultiLabelDataset: features (N, F) float32, or (N, C, H, W) uint8 kept as images;
@@ -232,7 +247,7 @@ def read_npz(path: PathType, *, name: str = "") -> MultiLabelDataset:
     if x.ndim == 4 and x.dtype == np.uint8:
         feats, fnames = x, []
     else:
-        feats = _vector_features(x, source, "features")
+        feats = _vector_features(x, source, "features", allow_missing)
         fnames = _names(feature_names, feats.shape[1], "f", source, "feature names")
     return MultiLabelDataset(
         features=feats,
@@ -320,10 +335,12 @@ def column_positions(header: Sequence[str], names: Sequence[str], source: str, w
 
 
 def _parse_rows(source: str, lines: list[str], first: int, header: list[str], use: list[int],
-                labels: Optional[set[int]] = None) -> tuple[np.ndarray, np.ndarray]:
+                labels: Optional[set[int]] = None, allow_missing: bool = False,
+                missing_hint: str = MISSING_HINT) -> tuple[np.ndarray, np.ndarray]:
     """The numbers of columns ``use`` of every non-blank line after the header: ``(data (N, len(use))
     float64, the file line of each row (N,))``. ``labels`` (positions; given when reading a training
-    file) only shape the error messages."""
+    file) shape the error messages and are never missing. With ``allow_missing`` a missing feature
+    value (:data:`MISSING_MARKERS`) is read as NaN; else its error adds ``missing_hint``."""
     n_col = len(header)
     body = lines[first + 1:]
     keep = [i for i, ln in enumerate(body) if ln.strip()]
@@ -358,9 +375,16 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
                 try:
                     data[k, i] = float(v)
                 except ValueError:
+                    is_label = labels is not None and j in labels
+                    marker = v.strip().lower() in MISSING_MARKERS
+                    if marker and allow_missing and not is_label:
+                        data[k, i] = np.nan
+                        continue
                     what = "empty field" if not v.strip() else f"non-numeric value {v.strip()!r}"
                     hint = ""
-                    if labels is not None and j in labels and v.strip():
+                    if marker:
+                        hint = "; labels cannot be missing" if is_label else f"; a missing value? {missing_hint}"
+                    elif is_label and v.strip():
                         hint = "; label values must be 0 or 1, one column per label"
                         sep = next((c for c in ";|, " if c in v.strip()), None)
                         if sep is not None:  # looks like a list of label names
@@ -370,12 +394,15 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
                         hint = "; features must be numbers (--dataset.ignore_columns leaves out an id or text column)"
                     raise DataFormatError(f"{where}: {what} in column {header[j]!r}{hint}") from None
     line_of = np.asarray([first + 2 + i for i in keep], dtype=np.int64)
-    where = first_unrepresentable(data)  # 'nan', 'inf' and '1e39' parse as floats
+    where = first_unrepresentable(data, allow_nan=allow_missing)  # 'nan', 'inf' and '1e39' parse as floats
     if where is not None:
         r, c = where
+        hint = ""
+        if np.isnan(data[r, c]):
+            hint = " (labels cannot be missing)" if labels and use[c] in labels else f" (a missing value? {missing_hint})"
         raise DataFormatError(
             f"{source}:{line_of[r]}: value {data[r, c]:g} in column {header[use[c]]!r} is not a finite number "
-            "that float32 can hold (missing values must be filled in first)"
+            "that float32 can hold" + hint
         )
     return data, line_of
 
@@ -402,7 +429,8 @@ def read_text_columns(path: PathType, columns: Sequence[str], *, delimiter: str 
 
 
 def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequence[str]] = None,
-               whose: str = "requested") -> tuple[list[str], np.ndarray, np.ndarray]:
+               whose: str = "requested", allow_missing: bool = False,
+               missing_hint: str = MISSING_HINT) -> tuple[list[str], np.ndarray, np.ndarray]:
     """A delimited file with a header row and numeric rows: ``(header, data (N, C) float64, the file line
     of each row (N,))``. Errors name the line and column.
 
@@ -410,10 +438,13 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
         columns: the names of the columns to read, in this order (``header`` is then ``columns``); only
             these must be numeric, so a file may carry other columns (an id, a text field). Default: all.
         whose: says where ``columns`` come from in the message when some are missing.
+        allow_missing: read a missing value (an empty field, ``?``, ``NA``, ``nan``, ...) as NaN;
+            else it is an error whose message adds ``missing_hint``.
     """
     source, lines, first, header = _table_lines(path, delimiter)
     use = list(range(len(header))) if columns is None else column_positions(header, columns, source, whose)
-    data, line_of = _parse_rows(source, lines, first, header, use)
+    data, line_of = _parse_rows(source, lines, first, header, use, allow_missing=allow_missing,
+                                missing_hint=missing_hint)
     return [header[j] for j in use], data, line_of
 
 
@@ -462,7 +493,7 @@ def label_matrix(fields: Sequence[str], sep: str, label_names: Optional[Sequence
 
 def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_columns: Sequence[str] = (),
              label_sep: Optional[str] = None, label_names: Optional[Sequence[str]] = None,
-             name: str = "", delimiter: str = ",") -> MultiLabelDataset:
+             name: str = "", delimiter: str = ",", allow_missing: bool = False) -> MultiLabelDataset:
     """Read a comma- (or ``delimiter``-) separated file with a header row; every value read must be numeric.
 
     Args:
@@ -476,6 +507,8 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
             error); default: the sorted names that occur.
         name: dataset name (default: the file name without suffixes).
         delimiter: the field separator (``"\t"`` for TSV).
+        allow_missing: read a missing feature value (an empty field, ``?``, ``NA``, ``nan``, ...) as
+            NaN instead of refusing it; a label is never missing.
 
     Returns:
         MultiLabelDataset: features (N, F) float32 (the other columns in file order), labels (N, L) uint8.
@@ -500,7 +533,7 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
                              f"lists the labels; got {len(lab)} columns")
         if not label_sep:
             raise ValueError(f"{source}: dataset.label_sep is empty; give the string between label names (';')")
-        data, line_of = _parse_rows(source, lines, first, header, feat, labels=set())
+        data, line_of = _parse_rows(source, lines, first, header, feat, labels=set(), allow_missing=allow_missing)
         body = [ln for ln in lines[first + 1:] if ln.strip()]
         names, y = label_matrix([fields[lab[0]] for fields in csv.reader(body)], label_sep, label_names,
                                 where=[f"{source}:{n}" for n in line_of])
@@ -509,7 +542,7 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
         return MultiLabelDataset(features=data.astype(np.float32), labels=y, label_names=names,
                                  feature_names=[header[j] for j in feat], source=source,
                                  name=name or _default_name(path))
-    data, line_of = _parse_rows(source, lines, first, header, feat + lab, labels=set(lab))
+    data, line_of = _parse_rows(source, lines, first, header, feat + lab, labels=set(lab), allow_missing=allow_missing)
     y = label_columns_checked(data[:, len(feat):], [header[j] for j in lab], [f"{source}:{n}" for n in line_of])
     return MultiLabelDataset(
         features=data[:, :len(feat)].astype(np.float32),

@@ -9,6 +9,10 @@ non-zero and destroy sparsity (delicious, bibtex, bookmarks would blow up in mem
 wants centred sparse data passes ``with_mean=True``; ``transform`` then densifies, so apply it per
 batch. Columns with zero variance get scale 1 (they become constant 0 after centring, never
 inf/NaN). Statistics use the population variance (ddof=0), as scikit-learn's ``StandardScaler``.
+
+Missing values (``dataset.missing: mean``): :func:`column_means` and :func:`fill_missing` replace each
+NaN feature by its column's mean over the training rows before the standardisation is fitted, as
+scikit-learn's ``SimpleImputer(strategy="mean")`` followed by ``StandardScaler``.
 """
 
 from __future__ import annotations
@@ -169,3 +173,42 @@ def standardize_splits(splits: Any, *, with_mean: bool | None = None) -> tuple[A
         info={**splits.info, "standardized": True, "standardizer_with_mean": scaler.with_mean},
     )
     return out, scaler
+
+
+class MissingValuesFilled(UserWarning):
+    """Missing feature values were filled with the training rows' column means (``dataset.missing: mean``)."""
+
+
+def column_means(x: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean over the values present (NaN = missing) of (N, F) dense or sparse rows ->
+    ``(means (F,) float64, present (F,) int64: how many rows hold a value)``; 0 where none does.
+    For sparse rows an implicit zero is a value, a stored NaN is missing."""
+    n, f = x.shape
+    if sp.issparse(x):
+        m = x.tocsr()
+        nan = np.isnan(m.data)
+        total = np.bincount(m.indices[~nan], weights=m.data[~nan], minlength=f)
+        present = n - np.bincount(m.indices[nan], minlength=f)
+    else:
+        d = np.asarray(x, dtype=np.float64)
+        nan = np.isnan(d)
+        total = np.where(nan, 0.0, d).sum(axis=0)
+        present = n - nan.sum(axis=0)
+    return np.divide(total, present, out=np.zeros(f), where=present > 0), present
+
+
+def fill_missing(ds: MultiLabelDataset, fill: np.ndarray) -> tuple[MultiLabelDataset, int]:
+    """``ds`` with each NaN feature (N, F) replaced by ``fill`` (F,) of its column, and how many there were."""
+    x = ds.features.tocsr() if sp.issparse(ds.features) else np.asarray(ds.features)
+    nan = np.isnan(x.data if sp.issparse(x) else x)
+    n_missing = int(nan.sum())
+    if n_missing == 0:
+        return ds, 0
+    if sp.issparse(x):  # copies: the caller's arrays stay as read
+        x = x.copy()
+        x.data[nan] = fill[x.indices[nan]]
+    else:
+        x = np.array(x, dtype=np.float32)
+        x[nan] = np.broadcast_to(fill.astype(np.float32), x.shape)[nan]
+    return MultiLabelDataset(features=x, labels=ds.labels, label_names=list(ds.label_names),
+                             feature_names=list(ds.feature_names), source=ds.source, name=ds.name), n_missing

@@ -89,30 +89,31 @@ def _drop_attributes(ds: MultiLabelDataset, attributes: list[str]) -> MultiLabel
     )
 
 
-def _read_file(spec: DatasetSpec, home: Path, key: str) -> MultiLabelDataset:
+def _read_file(spec: DatasetSpec, home: Path, key: str, allow_missing: bool = False) -> MultiLabelDataset:
     """Read ``spec.read_args[key]`` (a file path) with the spec's reader (and drop listed attributes)."""
-    ds = _read_file_raw(spec, home, key)
+    ds = _read_file_raw(spec, home, key, allow_missing)
     if spec.read_args.get("drop_attributes"):
         ds = _drop_attributes(ds, list(spec.read_args["drop_attributes"]))
     return ds
 
 
-def _read_file_raw(spec: DatasetSpec, home: Path, key: str) -> MultiLabelDataset:
+def _read_file_raw(spec: DatasetSpec, home: Path, key: str, allow_missing: bool) -> MultiLabelDataset:
     args = spec.read_args
     path = home / args[key]
     name = spec.name
+    missing = "nan" if allow_missing else "error"
     if spec.reader == "mulan":
-        return _read_arff(path, name=name, xml=home / args["xml"])
+        return _read_arff(path, name=name, xml=home / args["xml"], missing=missing)
     if spec.reader == "meka":
-        return _read_arff(path, name=name)
+        return _read_arff(path, name=name, missing=missing)
     if spec.reader == "arff-last":
         if spec.n_labels is None:
             raise ValueError(f"dataset '{name}': reader 'arff-last' needs n_labels")
-        return _read_arff(path, labels=int(spec.n_labels), name=name)
+        return _read_arff(path, labels=int(spec.n_labels), name=name, missing=missing)
     if spec.reader == "hdf5":
         from .formats import read_hdf5
 
-        return read_hdf5(path, name=name, label_names=args.get("label_names"))
+        return read_hdf5(path, name=name, label_names=args.get("label_names"), allow_missing=allow_missing)
     raise ValueError(f"dataset '{name}': unknown reader '{spec.reader}'")
 
 
@@ -124,7 +125,7 @@ def _read_parts(spec: DatasetSpec, home: Path, options: ReadOptions) -> SourcePa
         return parts
     args = spec.read_args
     if "all" in args:
-        everything = _read_file(spec, home, "all")
+        everything = _read_file(spec, home, "all", options.allow_missing)
         n_train = args.get("n_train")
         if n_train is None:
             return SourceParts(train=everything)
@@ -137,9 +138,9 @@ def _read_parts(spec: DatasetSpec, home: Path, options: ReadOptions) -> SourcePa
             train=everything.subset(range(n_train)),
             test=everything.subset(range(n_train, everything.n_samples)),
         )
-    train = _read_file(spec, home, "train")
-    test = _read_file(spec, home, "test")
-    val = _read_file(spec, home, "val") if "val" in args else None
+    train = _read_file(spec, home, "train", options.allow_missing)
+    test = _read_file(spec, home, "test", options.allow_missing)
+    val = _read_file(spec, home, "val", options.allow_missing) if "val" in args else None
     for part_name, part in (("test", test), ("val", val)):
         if part is not None and part.label_names != train.label_names:
             raise ValueError(

@@ -158,13 +158,14 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
             raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... "
                              f"(their names in the header) or --dataset.label_columns N (the last N columns)")
         ds = read_csv(path, columns, ignore_columns=ignored, label_sep=sep, label_names=label_names, name=name,
-                      delimiter=table_delimiter(path))
+                      delimiter=table_delimiter(path), allow_missing=options.allow_missing)
     elif suffix == ".npz":
-        ds = read_npz(path, name=name)
+        ds = read_npz(path, name=name, allow_missing=options.allow_missing)
     elif suffix == ".arff":
-        ds = read_arff(path, columns, name=name, xml=Path(xml).expanduser().resolve() if xml else None)
+        ds = read_arff(path, columns, name=name, xml=Path(xml).expanduser().resolve() if xml else None,
+                       missing="nan" if options.allow_missing else "error")
     elif suffix in (".h5", ".hdf5"):
-        ds = read_hdf5(path, name=name)
+        ds = read_hdf5(path, name=name, allow_missing=options.allow_missing)
     else:
         raise ValueError(f"{path}: unknown file type {suffix!r}; expected .csv, .tsv, .npz, .arff, .h5/.hdf5 "
                          f"(or a folder of images with --dataset.labels FILE.csv)")
@@ -185,7 +186,7 @@ def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions,
         return SourceParts(train=cache_images(name, images, root, part, options)), {str(label_file): sha256_of(label_file)}
     if (root / "train.hdf5").is_file():
         parts = {p: root / f"{p}.hdf5" for p in ("train", "val", "test") if (root / f"{p}.hdf5").is_file()}
-        read = {p: read_hdf5(f, name=name) for p, f in parts.items()}
+        read = {p: read_hdf5(f, name=name, allow_missing=options.allow_missing) for p, f in parts.items()}
         return SourceParts(train=read["train"], test=read.get("test"), val=read.get("val")), \
             {str(f): sha256_of(f) for f in parts.values()}
     if (root / "annotations").is_dir():

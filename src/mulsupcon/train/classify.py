@@ -339,7 +339,8 @@ def self_contained_model(model: MultiLabelClassifier, cfg: Mapping[str, Any], da
     """What ``model.pt`` holds: everything prediction needs without the training data.
 
     The weights (``model``; ``backbone`` again for transfer), the architecture (``model_cfg``), the input
-    (``input_shape``, ``is_image``, ``feature_names``, ``standardizer`` mean/std (F,) of the training split),
+    (``input_shape``, ``is_image``, ``feature_names``, ``standardizer`` mean/std (F,) of the training split,
+    ``missing_fill`` (F,): what a missing feature becomes, or None when the run refused missing values),
     ``label_names``, and ``thresholds``: per thresholded metric the grid value best on the validation split
     (the ``validation`` protocol's choice); ``threshold`` is the micro-F1 one (what ``predict --labels`` uses).
     """
@@ -348,6 +349,7 @@ def self_contained_model(model: MultiLabelClassifier, cfg: Mapping[str, Any], da
             "meta": meta, "input_shape": list(data.input_shape), "is_image": data.is_image,
             "feature_names": list(data.feature_names), "label_names": list(data.label_names),
             "standardizer": {"mean": data.train.mean, "std": data.train.std},
+            "missing_fill": None if data.missing_fill is None else torch.from_numpy(data.missing_fill),
             "thresholds": thresholds, "threshold": thresholds["micro_f1"],
             "backbone": model.backbone.state_dict(), "dataset": cfg["dataset"]["name"], "config": dict(cfg)}
 

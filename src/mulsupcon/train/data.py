@@ -8,6 +8,7 @@ replays exactly what the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -16,6 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from mulsupcon.data import REGISTRY, ReadOptions, fit_standardizer, load_splits, register
+from mulsupcon.data.preprocess import MissingValuesFilled, column_means, fill_missing
 from mulsupcon.data.dataset import MultiLabelDataset, RowSubset, Splits
 from mulsupcon.data.image_datasets import HDF5_PREFIX, hdf5_folder_spec
 from mulsupcon.data.splits import SourceParts, make_splits
@@ -270,6 +272,9 @@ class PreparedData:
     is_image: bool
     split_info: dict = field(default_factory=dict)
     feature_names: list[str] = field(default_factory=list)  # vectors: the column names, in model order
+    # (F,) float32, vectors with dataset.missing: mean: what a missing feature value becomes (the training
+    # rows' column mean, before standardisation); None when missing values are refused.
+    missing_fill: Optional[np.ndarray] = None
 
     @property
     def n_labels(self) -> int:
@@ -303,12 +308,49 @@ def load_dataset_splits(ds_cfg: Mapping[str, Any]) -> Splits:
 
 
 def read_options(ds_cfg: Mapping[str, Any]) -> ReadOptions:
-    """The image size and cache folder of a config's ``dataset`` section."""
+    """The image size, cache folder and missing-value policy of a config's ``dataset`` section."""
     size = ds_cfg.get("image_size")
     if size is not None and (isinstance(size, bool) or int(size) != size or int(size) < 1):
         raise ValueError(f"dataset.image_size must be a positive integer or null, got {size!r}")
     cache = ds_cfg.get("cache_dir")
-    return ReadOptions(None if size is None else int(size), None if cache is None else str(cache))
+    return ReadOptions(None if size is None else int(size), None if cache is None else str(cache),
+                       allow_missing=missing_policy(ds_cfg) == "mean")
+
+
+MISSING_POLICIES = ("error", "mean")
+
+
+def missing_policy(ds_cfg: Mapping[str, Any]) -> str:
+    """``dataset.missing``: ``"error"`` (a missing feature value is refused, naming its line and column)
+    or ``"mean"`` (filled with the training rows' column mean, as scikit-learn's ``SimpleImputer``)."""
+    policy = ds_cfg.get("missing", "error")
+    if policy not in MISSING_POLICIES:
+        raise ValueError(f"dataset.missing must be one of {', '.join(MISSING_POLICIES)}, got {policy!r}")
+    return str(policy)
+
+
+def _filled_parts(parts: dict[str, Optional[MultiLabelDataset]]) -> tuple[dict, np.ndarray]:
+    """``dataset.missing: mean``: every part's missing features filled with the training rows' column
+    means (one warning says how many); returns the parts and the (F,) float32 fill values."""
+    train = parts["train"]
+    means, present = column_means(train.features)
+    fill = means.astype(np.float32)
+    counts = {}
+    for k, v in parts.items():
+        if v is not None:
+            parts[k], counts[k] = fill_missing(v, fill)
+    if sum(counts.values()):
+        part_names = {"train": "training", "val": "validation", "test": "test"}
+        where = ", ".join(f"{n} in the {part_names[k]} rows" for k, n in counts.items() if n)
+        empty = [train.feature_names[j] if j < len(train.feature_names) else str(j)
+                 for j in np.flatnonzero(present == 0)]
+        warnings.warn(
+            f"{train.source or train.name}: {sum(counts.values())} missing feature value(s) ({where}) filled with "
+            "the training rows' column mean (dataset.missing: mean)"
+            + (f"; {len(empty)} column(s) have no value in the training rows and were filled with 0: "
+               f"{', '.join(empty[:5])}" if empty else ""),
+            MissingValuesFilled, stacklevel=3)
+    return parts, fill
 
 
 def as_prepared(data: Any, ds_cfg: Mapping[str, Any]) -> "PreparedData":
@@ -340,6 +382,9 @@ def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> 
         from mulsupcon.data.multidigits import to_vectors
 
         parts = {k: (to_vectors(v) if v is not None else None) for k, v in parts.items()}
+    fill = None
+    if missing_policy(ds_cfg) == "mean" and not parts["train"].is_image:
+        parts, fill = _filled_parts(parts)
     train = parts["train"]
     mean = std = None
     if ds_cfg.get("standardize", True) and not train.is_image:
@@ -354,6 +399,7 @@ def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> 
         is_image=train.is_image,
         split_info=dict(splits.info),
         feature_names=list(train.feature_names) if not train.is_image else [],
+        missing_fill=fill,
     )
 
 

@@ -56,18 +56,19 @@ def benchmark_command(ds_cfg: Mapping[str, Any], *, in_memory: bool = False) -> 
     ``dataset`` section: your own file with its reading options, a registered dataset by its name, or
     ``FILE`` when the data came from memory (``in_memory``)."""
     path, name = ds_cfg.get("path"), str(ds_cfg.get("name") or "")
+    missing = "" if ds_cfg.get("missing", "error") == "error" else f" --set dataset.missing={ds_cfg['missing']}"
     if not path and not in_memory:
         if name.startswith(HDF5_PREFIX):  # `mulsupcon embed`'s folder is read as a path too
             path = name[len(HDF5_PREFIX):]
         else:
-            return f"mulsupcon benchmark vectors --datasets {shlex.quote(name)}"
+            return f"mulsupcon benchmark vectors --datasets {shlex.quote(name)}{missing}"
     cmd = f"mulsupcon benchmark vectors --datasets mine={shlex.quote(str(Path(path).resolve())) if path else 'FILE'}"
     for key in ("label_columns", "ignore_columns", "label_sep", "xml", "test_path"):
         value = ds_cfg.get(key) if path else None
         if value not in (None, ""):
             value = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
             cmd += f" --set dataset.{key}={shlex.quote(str(value))}"
-    return cmd
+    return cmd + missing
 
 
 def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bool = False, quiet: bool = False,
