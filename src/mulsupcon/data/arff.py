@@ -552,7 +552,7 @@ def _code_of(token: str, attr: ArffAttribute, lookup: dict[str, int] | None, whe
         if math.isnan(number):
             raise DataFormatError(
                 f"{where}: attribute '{attr.name}' has the value {value!r}: ARFF writes a missing value "
-                "as '?' (then pass missing='zero' or missing='nan' to accept it)"
+                "as '?' (which --dataset.missing mean then fills in; from Python, read_arff(..., missing='nan'))"
             )
         if not abs(number) <= _FLOAT32_MAX:
             raise DataFormatError(
