@@ -471,6 +471,8 @@ def _parse_fast(
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+# What every reader's error about a missing feature value adds: the option that accepts them.
+MISSING_HINT = "--dataset.missing mean fills missing feature values with the training rows' column mean"
 # A NaN or infinity written as text (nan, NaN, inf, -Infinity): not ARFF, which writes '?' for missing.
 _NON_FINITE_LITERAL = re.compile(rb"(?i)(?<![^ ,{\n])[+-]?(?:nan|inf)")
 
@@ -848,9 +850,8 @@ def _missing_feature(
 ) -> None:
     if missing == "error":
         raise DataFormatError(
-            f"{source}:{parsed.lines[row]}: missing value '?' in feature attribute '{attr.name}'; "
-            "--dataset.missing mean fills missing feature values with the training rows' column mean (from "
-            "Python: read_arff(..., missing='nan') reads them as NaN, missing='zero' as 0)"
+            f"{source}:{parsed.lines[row]}: missing value '?' in feature attribute '{attr.name}'; {MISSING_HINT} "
+            "(from Python: read_arff(..., missing='nan') reads them as NaN, missing='zero' as 0)"
         )
 
 

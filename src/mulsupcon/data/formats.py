@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from mulsupcon.data.arff import _FLOAT32_MAX, DataFormatError, PathType, _default_name, read_bytes
+from mulsupcon.data.arff import _FLOAT32_MAX, MISSING_HINT, DataFormatError, PathType, _default_name, read_bytes
 from mulsupcon.data.dataset import MultiLabelDataset
 
 __all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "text_rows", "column_positions",
@@ -58,7 +58,6 @@ def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
 # What a CSV field may hold for a missing feature value (compared lower-cased, without blanks): an empty
 # field (pandas' to_csv), ARFF's '?', R's NA, and the spellings of NaN and null that tools write.
 MISSING_MARKERS = frozenset({"", "?", "na", "n/a", "nan", "null"})
-MISSING_HINT = "--dataset.missing mean fills missing feature values with the training rows' column mean"
 
 
 def first_unrepresentable(x: np.ndarray, *, allow_nan: bool = False) -> Optional[tuple[int, int]]:
