@@ -336,30 +336,28 @@ def export_run(run: str | Path, out: str | Path, fmt: str = "torchscript") -> Pa
     example = torch.zeros((2, *model.input_shape))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "torchscript":
-        import warnings
-
-        with torch.no_grad(), warnings.catch_warnings():
-            # torch marks jit as deprecated, and the input shape check is traced as a constant (it is one).
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            traced = torch.jit.trace(wrapper, example)
-            buf = io.BytesIO()
-            torch.jit.save(traced, buf)
-        from mulsupcon.io import atomic_write_bytes
-
-        atomic_write_bytes(out, buf.getvalue())
-        return out
+    if fmt not in ("torchscript", "onnx"):
+        raise ValueError(f"unknown export format {fmt!r}; expected torchscript or onnx")
     if fmt == "onnx":
         try:
             import onnx  # noqa: F401
         except ImportError:
             raise RuntimeError("ONNX export needs the onnx package: pip install 'mulsupcon[onnx]'") from None
-        import warnings
+    import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(wrapper, (example,), str(out), dynamo=False, input_names=["input"],
+    from mulsupcon.io import atomic_write_bytes
+
+    buf = io.BytesIO()  # written in one piece at the end: an interrupted export leaves no partial file
+    with torch.no_grad(), warnings.catch_warnings():
+        # Both formats trace the module: torch marks jit and the old ONNX exporter as deprecated, and the
+        # input shape check is traced as a constant (it is one: the model takes F features).
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        if fmt == "torchscript":
+            torch.jit.save(torch.jit.trace(wrapper, example), buf)
+        else:
+            torch.onnx.export(wrapper, (example,), buf, dynamo=False, input_names=["input"],
                               output_names=["probabilities"], dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}})
-        return out
-    raise ValueError(f"unknown export format {fmt!r}; expected torchscript or onnx")
+    atomic_write_bytes(out, buf.getvalue())
+    return out
