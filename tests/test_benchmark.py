@@ -160,6 +160,27 @@ def test_own_files_join_the_benchmark_as_name_equals_path(tmp_path):
         benchmark_vectors([f"mine={csv}"], [0, 1], ["bce"], work=work, out=out, overrides=options, say=lines.append)
 
 
+def test_a_missing_value_in_a_benchmarked_file_names_the_benchmarks_own_flag(tmp_path):
+    """The readers name `--dataset.missing mean` (train, pretrain); the benchmark takes `--set dataset.missing=mean`,
+    and with it the file runs."""
+    from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data
+    from mulsupcon.data.formats import DataFormatError
+
+    csv = tmp_path / "data.csv"
+    _own_csv(csv)
+    lines = csv.read_text().splitlines()
+    lines[5] = "," + lines[5].split(",", 1)[1]  # the first feature of a row left empty
+    csv.write_text("\n".join(lines) + "\n")
+    options = {**FAST, "dataset.label_columns": 3}
+    cfg = benchmark_config("mine", overrides=options, path=str(csv))
+    with pytest.raises(DataFormatError, match=r"data\.csv:6: empty field .* --set dataset\.missing=mean fills"):
+        benchmark_data("mine", cfg)
+    cfg = benchmark_config("mine", overrides={**options, "dataset.missing": "mean"}, path=str(csv))
+    with pytest.warns(UserWarning, match=r"1 missing feature value"):
+        x = arrays(benchmark_data("mine", cfg))
+    assert all(np.isfinite(part[0]).all() for part in x.values())
+
+
 def test_dataset_entries_that_cannot_be_read_say_why(tmp_path):
     from mulsupcon.benchmark import parse_datasets
 
