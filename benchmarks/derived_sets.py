@@ -6,6 +6,8 @@
 Each file holds X (N, F) float32 and Y (N, C) uint8. The harness carves its own test and validation rows.
 - imdb2000, imdb10000: N random IMDB rows, drawn by ``default_rng(12345)`` and kept in file order.
   They are a medium-sized sparse set (1,001 binary word features, 28 genres).
+- bibtex1700: 1,700 random bibtex rows (train and test pooled, drawn by ``default_rng(12345)``, kept in
+  draw order): a sparse text set of enron's size (1,836 binary word features, 159 tags).
 - scene600, scene900, scene1200 and the same for yeast: N random rows, drawn by ``default_rng(12345)`` and kept in
   draw order, from train and test pooled, with all labels. They show how the methods compare as the
   training set shrinks.
@@ -23,7 +25,7 @@ import numpy as np
 from mulsupcon.data.download import sha256_file
 from mulsupcon.data.registry import load
 
-SIZES = {"imdb2000": ("imdb", 2000), "imdb10000": ("imdb", 10000),
+SIZES = {"imdb2000": ("imdb", 2000), "imdb10000": ("imdb", 10000), "bibtex1700": ("bibtex", 1700),
          **{f"{s}{n}": (s, n) for s in ("scene", "yeast") for n in (600, 900, 1200)}}
 NAMES = (*SIZES, "scene3rare")
 
