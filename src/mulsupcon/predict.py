@@ -181,11 +181,11 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
                 raise ValueError(f"{path}: no 'feature' (or 'Image') dataset; found {sorted(f.keys())}")
             return f["feature"][()], None
     if suffix == ".arff":
-        from mulsupcon.data.arff import read_arff
+        from mulsupcon.data.arff import missing_mode, read_arff
 
         ds_cfg = model.config.get("dataset", {})
         ds = read_arff(path, parse_label_columns(ds_cfg.get("label_columns")), xml=ds_cfg.get("xml"),
-                       missing="nan" if model.allows_missing else "error")
+                       missing=missing_mode(model.allows_missing))
         return ds.features, None
     raise ValueError(f"{path}: unknown input type {suffix!r}; expected .csv, .tsv, .npz, .h5/.hdf5, .arff "
                      f"or a folder of images")

@@ -101,7 +101,9 @@ def _read_file_raw(spec: DatasetSpec, home: Path, key: str, allow_missing: bool)
     args = spec.read_args
     path = home / args[key]
     name = spec.name
-    missing = "nan" if allow_missing else "error"
+    from .arff import missing_mode
+
+    missing = missing_mode(allow_missing)
     if spec.reader == "mulan":
         return _read_arff(path, name=name, xml=home / args["xml"], missing=missing)
     if spec.reader == "meka":

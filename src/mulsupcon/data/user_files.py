@@ -37,7 +37,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .arff import read_arff
+from .arff import missing_mode, read_arff
 from .catalogue import ReadOptions
 from .dataset import MultiLabelDataset
 from .download import sha256_file as sha256_of
@@ -163,7 +163,7 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
         ds = read_npz(path, name=name, allow_missing=options.allow_missing)
     elif suffix == ".arff":
         ds = read_arff(path, columns, name=name, xml=Path(xml).expanduser().resolve() if xml else None,
-                       missing="nan" if options.allow_missing else "error")
+                       missing=missing_mode(options.allow_missing))
     elif suffix in (".h5", ".hdf5"):
         ds = read_hdf5(path, name=name, allow_missing=options.allow_missing)
     else:
