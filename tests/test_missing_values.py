@@ -1,7 +1,8 @@
-"""Missing feature values: refused by default with the fix named, filled with the training mean on request.
+"""Missing feature values: refused by default with the fix named, filled from the training rows on request.
 
-``dataset.missing: mean`` must give exactly what scikit-learn's ``SimpleImputer(strategy="mean")`` then
-``StandardScaler`` fitted on the training rows give (the oracle), in every split, dense and sparse; a model
+``dataset.missing: mean`` (``median``, ``most_frequent``) must give exactly what scikit-learn's
+``SimpleImputer(strategy=...)`` then ``StandardScaler`` fitted on the training rows give (the oracle), in every
+split, dense and sparse; a model
 trained so must fill a missing value at prediction time with the same training mean, in Python, from the
 CLI and in the exported module.
 """
@@ -22,7 +23,8 @@ from mulsupcon.data import ReadOptions
 from mulsupcon.data.dataset import MultiLabelDataset, Splits
 from mulsupcon.data.formats import DataFormatError, read_csv, read_npz, read_table
 from mulsupcon.data.user_files import read_path
-from mulsupcon.train.data import MissingValuesFilled, column_means, prepare_data
+from mulsupcon.data.preprocess import column_fill_values
+from mulsupcon.train.data import MissingValuesFilled, prepare_data
 
 from test_own_data import LABELS, VEC, _cli, _vectors, _write_csv
 
@@ -49,34 +51,45 @@ def _splits(x: np.ndarray, y: np.ndarray, sparse: bool = False) -> Splits:
     return Splits(train=_ds(conv(x[:60]), y[:60]), val=_ds(conv(x[60:80]), y[60:80]), test=_ds(conv(x[80:]), y[80:]))
 
 
+WORDS = {"mean": "column mean", "median": "column median", "most_frequent": "most frequent value of the column"}
+
+
+@pytest.mark.parametrize("strategy", ["mean", "median", "most_frequent"])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_mean_filling_then_standardising_is_sklearns_imputer_then_scaler(sparse):
+def test_filling_then_standardising_is_sklearns_imputer_then_scaler(sparse, strategy):
     x, y = _vectors(120)
     x[:, 5] = np.where(np.arange(120) % 3 == 0, 0.0, x[:, 5])  # implicit zeros in the sparse case
+    x[:, 1] = np.round(x[:, 1])  # repeated values, so that the most frequent one is not just the smallest
     x = _with_holes(x)
     x[:60, 4][:5] = np.nan  # a column with several holes in the training rows
-    oracle = make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()).fit(x[:60].astype(np.float64))
+    oracle = make_pipeline(SimpleImputer(strategy=strategy), StandardScaler()).fit(x[:60].astype(np.float64))
     with pytest.warns(MissingValuesFilled, match=r"missing feature value\(s\) \(\d+ in the training rows, \d+ in "
                                                  r"the validation rows, \d+ in the test rows\) filled with the "
-                                                 r"training rows' column mean"):
-        data = prepare_data(DS, _splits(x, y, sparse))
+                                                 rf"training rows' {WORDS[strategy]} \(dataset\.missing: {strategy}\)"):
+        data = prepare_data({**DS, "missing": strategy}, _splits(x, y, sparse))
     for source, rows in ((data.train, x[:60]), (data.val, x[60:80]), (data.test, x[80:])):
         got, labels = source.batch(torch.arange(source.n))
         np.testing.assert_allclose(got.numpy(), oracle.transform(rows.astype(np.float64)), rtol=1e-4, atol=1e-5)
         assert not torch.isnan(got).any()
-    np.testing.assert_allclose(data.missing_fill, np.nanmean(x[:60], axis=0), rtol=1e-5)
+    np.testing.assert_allclose(data.missing_fill, oracle[0].statistics_, rtol=1e-5)
+    assert strategy != "mean" or np.allclose(data.missing_fill, np.nanmean(x[:60], axis=0), rtol=1e-5)
 
 
-def test_column_means_count_only_present_values_and_zero_for_an_empty_column():
-    x = np.array([[1.0, np.nan, 0.0], [3.0, np.nan, np.nan], [np.nan, np.nan, 6.0]])
-    means, present = column_means(x)
-    np.testing.assert_allclose(means, [2.0, 0.0, 3.0])
-    np.testing.assert_array_equal(present, [2, 0, 2])
+@pytest.mark.parametrize("strategy, want", [("mean", [2.0, 0.0, 2.0]), ("median", [2.0, 0.0, 0.0]),
+                                            ("most_frequent", [1.0, 0.0, 0.0])])
+def test_fill_values_count_only_present_values_and_zero_for_an_empty_column(strategy, want):
+    # by hand: column 0 holds 1, 3 (and a hole); column 1 nothing; column 2 holds 0, 0, 6 (and a hole)
+    x = np.array([[1.0, np.nan, 0.0], [3.0, np.nan, np.nan], [np.nan, np.nan, 6.0], [np.nan, np.nan, 0.0]])
+    fill, present = column_fill_values(x, strategy)
+    np.testing.assert_allclose(fill, want)
+    np.testing.assert_array_equal(present, [2, 0, 3])
     s = sp.csr_matrix(np.nan_to_num(x, nan=5.0))
     s.data[s.data == 5.0] = np.nan  # stored NaNs: missing; implicit zeros: values
-    means_s, present_s = column_means(s)
-    np.testing.assert_allclose(means_s, means)
+    fill_s, present_s = column_fill_values(s, strategy)
+    np.testing.assert_allclose(fill_s, fill)
     np.testing.assert_array_equal(present_s, present)
+    with pytest.raises(ValueError, match=r"strategy must be one of mean, median, most_frequent, got 'mode'"):
+        column_fill_values(x, "mode")
 
 
 def test_a_column_without_any_training_value_is_filled_with_zero_and_named():
@@ -101,8 +114,9 @@ def test_complete_data_under_the_mean_policy_changes_nothing_and_warns_nothing()
 
 def test_an_unknown_policy_is_refused_with_the_choices():
     x, y = _vectors(120)
-    with pytest.raises(ValueError, match=r"dataset\.missing must be one of error, mean, got 'median'"):
-        prepare_data({**DS, "missing": "median"}, _splits(x, y))
+    with pytest.raises(ValueError, match=r"dataset\.missing must be one of error, mean, median, most_frequent, "
+                                         r"got 'zero'"):
+        prepare_data({**DS, "missing": "zero"}, _splits(x, y))
 
 
 def test_csv_missing_markers_are_refused_by_default_naming_the_option(tmp_path):

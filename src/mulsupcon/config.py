@@ -39,7 +39,9 @@ DEFAULTS: dict[str, Any] = {
         "val_fraction": 0.2,  # carved from the official training split, seeded by split_seed
         "split_seed": 0,
         "standardize": True,  # vector data: fit on the training split only
-        "missing": "error",  # vector data: a missing feature value (CSV empty/?/NA/nan, ARFF ?, NaN) is an error | mean
+        # vector data: a missing feature value (CSV empty/?/NA/nan, ARFF ?, NaN) is an error, or is filled
+        # with the training rows' column mean | median | most_frequent
+        "missing": "error",
         "as_vectors": False,  # image datasets (multidigits): flatten to vectors for the MLP
         "image_size": None,  # image datasets: size of the stored (cached) images; None = dataset's own
         "cache_dir": None,  # image datasets read from files: where the preprocessed cache goes

@@ -58,7 +58,7 @@ class TrainedModel:
         self.model.to(self.device).eval()
         std = state["standardizer"]
         self._mean, self._std = std["mean"], std["std"]
-        # (F,) what a missing feature becomes (the run had dataset.missing: mean), or None: refused.
+        # (F,) what a missing feature becomes (the run's dataset.missing filled them), or None: refused.
         self._fill: Optional[torch.Tensor] = state.get("missing_fill")
         self._view = ImageViews(int(self.input_shape[-1]), "eval") if self.is_image else None
 
@@ -89,7 +89,7 @@ class TrainedModel:
 
     @property
     def allows_missing(self) -> bool:
-        """Whether missing feature values (NaN) are filled in (the run had ``dataset.missing: mean``)."""
+        """Whether missing feature values (NaN) are filled in (the run had ``dataset.missing`` other than ``error``)."""
         return self._fill is not None
 
     @property

@@ -472,12 +472,13 @@ def _parse_fast(
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # What every reader's error about a missing feature value adds: the option that accepts them.
-MISSING_HINT = "--dataset.missing mean fills missing feature values with the training rows' column mean"
+MISSING_HINT = ("--dataset.missing mean fills missing feature values with the training rows' column mean "
+                "(or median, most_frequent)")
 
 
 def missing_mode(allow_missing: bool) -> str:
     """The ``missing`` argument of :func:`read_arff` for a reader told ``allow_missing``: ``"nan"`` (read
-    as NaN, filled in later by ``dataset.missing: mean``) or ``"error"``."""
+    as NaN, filled in later by ``dataset.missing: mean``, ``median`` or ``most_frequent``) or ``"error"``."""
     return "nan" if allow_missing else "error"
 
 # A NaN or infinity written as text (nan, NaN, inf, -Infinity): not ARFF, which writes '?' for missing.

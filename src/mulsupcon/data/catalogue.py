@@ -65,8 +65,8 @@ class ReadOptions:
     Attributes:
         image_size: side of the stored (cached) images; None = 224 (the paper's).
         cache_dir: folder of the decoded-image caches; None = ``$MULSUPCON_CACHE`` or the user cache.
-        allow_missing: read missing feature values as NaN (``dataset.missing: mean`` fills them in
-            later) instead of refusing them.
+        allow_missing: read missing feature values as NaN (``dataset.missing``: ``mean``, ``median`` or
+            ``most_frequent`` fills them in later) instead of refusing them.
     """
 
     image_size: Optional[int] = None

@@ -18,7 +18,8 @@ The text-table helpers (:func:`text_rows`, :func:`column_positions`, :func:`labe
 Vector features are float32.  Infinite and out-of-float32 values are refused; the errors name the
 line or row and the column.  A missing feature value (NaN in an array; in a CSV an empty field or one
 of :data:`MISSING_MARKERS`) is refused too, unless the reader is given ``allow_missing=True``: then it
-is read as NaN, which ``dataset.missing: mean`` fills in later with the training rows' column mean.
+is read as NaN, which ``dataset.missing: mean`` (or ``median``, ``most_frequent``) fills in later from the
+training rows' column.
 A label is never missing.
 """
 

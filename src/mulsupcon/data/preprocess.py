@@ -10,9 +10,9 @@ wants centred sparse data passes ``with_mean=True``; ``transform`` then densifie
 batch. Columns with zero variance get scale 1 (they become constant 0 after centring, never
 inf/NaN). Statistics use the population variance (ddof=0), as scikit-learn's ``StandardScaler``.
 
-Missing values (``dataset.missing: mean``): :func:`column_means` and :func:`fill_missing` replace each
-NaN feature by its column's mean over the training rows before the standardisation is fitted, as
-scikit-learn's ``SimpleImputer(strategy="mean")`` followed by ``StandardScaler``.
+Missing values (``dataset.missing: mean | median | most_frequent``): :func:`column_fill_values` and
+:func:`fill_missing` replace each NaN feature by its column's statistic over the training rows before the
+standardisation is fitted: scikit-learn's ``SimpleImputer(strategy=...)`` followed by ``StandardScaler``.
 """
 
 from __future__ import annotations
@@ -176,25 +176,33 @@ def standardize_splits(splits: Any, *, with_mean: bool | None = None) -> tuple[A
 
 
 class MissingValuesFilled(UserWarning):
-    """Missing feature values were filled with the training rows' column means (``dataset.missing: mean``)."""
+    """Missing feature values were filled with a statistic of the training rows' columns (``dataset.missing``)."""
 
 
-def column_means(x: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean over the values present (NaN = missing) of (N, F) dense or sparse rows ->
-    ``(means (F,) float64, present (F,) int64: how many rows hold a value)``; 0 where none does.
-    For sparse rows an implicit zero is a value, a stored NaN is missing."""
+#: How ``dataset.missing`` may fill a missing feature value: scikit-learn's ``SimpleImputer`` strategies.
+FILL_STRATEGIES = ("mean", "median", "most_frequent")
+
+
+def column_fill_values(x: np.ndarray | sp.spmatrix, strategy: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+    """What fills a missing value of each column of (N, F) dense or sparse rows (NaN = missing) ->
+    ``(fill (F,) float64, present (F,) int64: how many rows hold a value)``; 0 where no row does.
+
+    ``strategy`` is one of :data:`FILL_STRATEGIES`, computed by scikit-learn's ``SimpleImputer`` over the
+    values present. For sparse rows an implicit zero is a value, a stored NaN is missing."""
+    if strategy not in FILL_STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(FILL_STRATEGIES)}, got {strategy!r}")
+    from sklearn.impute import SimpleImputer
+
     n, f = x.shape
     if sp.issparse(x):
         m = x.tocsr()
-        nan = np.isnan(m.data)
-        total = np.bincount(m.indices[~nan], weights=m.data[~nan], minlength=f)
-        present = n - np.bincount(m.indices[nan], minlength=f)
+        present = n - np.bincount(m.indices[np.isnan(m.data)], minlength=f)
     else:
-        d = np.asarray(x, dtype=np.float64)
-        nan = np.isnan(d)
-        total = np.where(nan, 0.0, d).sum(axis=0)
-        present = n - nan.sum(axis=0)
-    return np.divide(total, present, out=np.zeros(f), where=present > 0), present
+        m = np.asarray(x, dtype=np.float64)
+        present = n - np.isnan(m).sum(axis=0)
+    # keep_empty_features: a column with no value gets 0 (and stays a column) instead of being dropped.
+    fill = SimpleImputer(strategy=strategy, keep_empty_features=True).fit(m).statistics_
+    return np.where(present > 0, fill, 0.0).astype(np.float64), present
 
 
 def fill_missing(ds: MultiLabelDataset, fill: np.ndarray) -> tuple[MultiLabelDataset, int]:

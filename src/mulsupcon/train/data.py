@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from mulsupcon.data import REGISTRY, ReadOptions, fit_standardizer, load_splits, register
-from mulsupcon.data.preprocess import MissingValuesFilled, column_means, fill_missing
+from mulsupcon.data.preprocess import FILL_STRATEGIES, MissingValuesFilled, column_fill_values, fill_missing
 from mulsupcon.data.dataset import MultiLabelDataset, RowSubset, Splits
 from mulsupcon.data.image_datasets import HDF5_PREFIX, hdf5_folder_spec
 from mulsupcon.data.splits import SourceParts, make_splits
@@ -272,8 +272,8 @@ class PreparedData:
     is_image: bool
     split_info: dict = field(default_factory=dict)
     feature_names: list[str] = field(default_factory=list)  # vectors: the column names, in model order
-    # (F,) float32, vectors with dataset.missing: mean: what a missing feature value becomes (the training
-    # rows' column mean, before standardisation); None when missing values are refused.
+    # (F,) float32, vectors with dataset.missing other than error: what a missing feature value becomes (the
+    # training rows' column mean, median or most frequent value, before standardisation); None when refused.
     missing_fill: Optional[np.ndarray] = None
 
     @property
@@ -314,27 +314,31 @@ def read_options(ds_cfg: Mapping[str, Any]) -> ReadOptions:
         raise ValueError(f"dataset.image_size must be a positive integer or null, got {size!r}")
     cache = ds_cfg.get("cache_dir")
     return ReadOptions(None if size is None else int(size), None if cache is None else str(cache),
-                       allow_missing=missing_policy(ds_cfg) == "mean")
+                       allow_missing=missing_policy(ds_cfg) != "error")
 
 
-MISSING_POLICIES = ("error", "mean")
+MISSING_POLICIES = ("error",) + FILL_STRATEGIES
 
 
 def missing_policy(ds_cfg: Mapping[str, Any]) -> str:
-    """``dataset.missing``: ``"error"`` (a missing feature value is refused, naming its line and column)
-    or ``"mean"`` (filled with the training rows' column mean, as scikit-learn's ``SimpleImputer``)."""
+    """``dataset.missing``: ``"error"`` (a missing feature value is refused, naming its line and column),
+    or how to fill it: ``"mean"``, ``"median"`` or ``"most_frequent"`` of the training rows' column (as
+    scikit-learn's ``SimpleImputer(strategy=...)``)."""
     policy = ds_cfg.get("missing", "error")
     if policy not in MISSING_POLICIES:
         raise ValueError(f"dataset.missing must be one of {', '.join(MISSING_POLICIES)}, got {policy!r}")
     return str(policy)
 
 
-def _filled_parts(parts: dict[str, Optional[MultiLabelDataset]]) -> tuple[dict, np.ndarray]:
-    """``dataset.missing: mean``: every part's missing features filled with the training rows' column
-    means (one warning says how many); returns the parts and the (F,) float32 fill values."""
+_FILL_WORDS = {"mean": "column mean", "median": "column median", "most_frequent": "most frequent value of the column"}
+
+
+def _filled_parts(parts: dict[str, Optional[MultiLabelDataset]], strategy: str) -> tuple[dict, np.ndarray]:
+    """``dataset.missing: STRATEGY``: every part's missing features filled with the training rows' column
+    statistic (one warning says how many); returns the parts and the (F,) float32 fill values."""
     train = parts["train"]
-    means, present = column_means(train.features)
-    fill = means.astype(np.float32)
+    values, present = column_fill_values(train.features, strategy)
+    fill = values.astype(np.float32)
     counts = {}
     for k, v in parts.items():
         if v is not None:
@@ -346,7 +350,7 @@ def _filled_parts(parts: dict[str, Optional[MultiLabelDataset]]) -> tuple[dict, 
                  for j in np.flatnonzero(present == 0)]
         warnings.warn(
             f"{train.source or train.name}: {sum(counts.values())} missing feature value(s) ({where}) filled with "
-            "the training rows' column mean (dataset.missing: mean)"
+            f"the training rows' {_FILL_WORDS[strategy]} (dataset.missing: {strategy})"
             + (f"; {len(empty)} column(s) have no value in the training rows and were filled with 0: "
                f"{', '.join(empty[:5])}" if empty else ""),
             MissingValuesFilled, stacklevel=3)
@@ -383,8 +387,9 @@ def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> 
 
         parts = {k: (to_vectors(v) if v is not None else None) for k, v in parts.items()}
     fill = None
-    if missing_policy(ds_cfg) == "mean" and not parts["train"].is_image:
-        parts, fill = _filled_parts(parts)
+    policy = missing_policy(ds_cfg)
+    if policy != "error" and not parts["train"].is_image:
+        parts, fill = _filled_parts(parts, policy)
     train = parts["train"]
     mean = std = None
     if ds_cfg.get("standardize", True) and not train.is_image:
