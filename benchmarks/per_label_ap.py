@@ -8,7 +8,8 @@ For each dataset and seed it reads the finetuned model's test probabilities that
 benchmark's own code and config when missing: it is deterministic on the CPU, so these are the BCE cell's
 probabilities). It prints, averaged over seeds, each method's AP per label grouped by the label's number of
 training positives, and mAP over the labels that have training positives against those that have none
-(their test rows are ranked arbitrarily by every method, yet every label-averaged metric counts them).
+(their test rows are ranked arbitrarily by every method, yet every label-averaged metric counts them), then,
+seed by seed, where the two methods' precision@1 differs: the training positives of the labels each puts on top.
 Only default-config work folders (no --set) are read correctly.
 """
 
@@ -89,6 +90,25 @@ def main() -> None:
         for what, m in (("with training positives", scored & (train_pos > 0)), ("without", scored & (train_pos == 0))):
             if m.any():
                 print(f"mAP over the {m.sum()} labels {what}: BCE {bce[m].mean():.4f}, finetune {ft[m].mean():.4f}")
+        top1_disagreements(args.work, name, args.seeds, train_pos, y_test)
+
+
+def top1_disagreements(work: Path, name: str, seeds: list[int], train_pos: np.ndarray, y: np.ndarray) -> None:
+    """Precision@1 where the two methods disagree: on the test rows where only one method's top label is
+    right, how many training positives the label each method put on top has (median). A method that puts
+    frequent labels on top where the other finds the rarer right one loses the per-row metrics."""
+    print("| seed | rows: only finetune right / only BCE right | training positives of the top label, "
+          "only BCE right: finetune's / BCE's (median) | top label without training positives: finetune / BCE |")
+    print("|---|---|---|---|")
+    rows = np.arange(len(y))
+    for s in seeds:
+        top = {m: np.load(work / "scores" / f"{name}-{m}-seed{s}.npz")["test_scores"].argmax(1) for m in ("finetune", "bce")}
+        right = {m: y[rows, t] == 1 for m, t in top.items()}
+        only_bce = right["bce"] & ~right["finetune"]
+        only_ft = right["finetune"] & ~right["bce"]
+        print(f"| {s} | {only_ft.sum()} / {only_bce.sum()} | {np.median(train_pos[top['finetune'][only_bce]]):.0f} / "
+              f"{np.median(train_pos[top['bce'][only_bce]]):.0f} | {(train_pos[top['finetune']] == 0).sum()} / "
+              f"{(train_pos[top['bce']] == 0).sum()} |")
 
 
 if __name__ == "__main__":
