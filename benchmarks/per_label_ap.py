@@ -93,22 +93,32 @@ def main() -> None:
         top1_disagreements(args.work, name, args.seeds, train_pos, y_test)
 
 
+def top1_split(top_ft: np.ndarray, top_bce: np.ndarray, y: np.ndarray, train_pos: np.ndarray) -> dict[str, float]:
+    """Each method's top label per test row, top_ft and top_bce (N,), against the test labels y (N, L) and the
+    training positives per label train_pos (L,) -> the rows where only finetuning / only BCE is right, the
+    median training positives of the label each put on top on BCE's rows, and how often each put a label
+    without training positives on top."""
+    rows = np.arange(len(y))
+    ft_right, bce_right = y[rows, top_ft] == 1, y[rows, top_bce] == 1
+    only_bce = bce_right & ~ft_right
+    return {"only_finetune": int((ft_right & ~bce_right).sum()), "only_bce": int(only_bce.sum()),
+            "finetune_top_pos": float(np.median(train_pos[top_ft[only_bce]])) if only_bce.any() else np.nan,
+            "bce_top_pos": float(np.median(train_pos[top_bce[only_bce]])) if only_bce.any() else np.nan,
+            "finetune_unlearnable": int((train_pos[top_ft] == 0).sum()),
+            "bce_unlearnable": int((train_pos[top_bce] == 0).sum())}
+
+
 def top1_disagreements(work: Path, name: str, seeds: list[int], train_pos: np.ndarray, y: np.ndarray) -> None:
-    """Precision@1 where the two methods disagree: on the test rows where only one method's top label is
-    right, how many training positives the label each method put on top has (median). A method that puts
-    frequent labels on top where the other finds the rarer right one loses the per-row metrics."""
+    """Prints :func:`top1_split` seed by seed. A method that puts frequent labels on top where the other
+    finds the rarer right one loses the per-row metrics."""
     print("| seed | rows: only finetune right / only BCE right | training positives of the top label, "
           "only BCE right: finetune's / BCE's (median) | top label without training positives: finetune / BCE |")
     print("|---|---|---|---|")
-    rows = np.arange(len(y))
     for s in seeds:
         top = {m: np.load(work / "scores" / f"{name}-{m}-seed{s}.npz")["test_scores"].argmax(1) for m in ("finetune", "bce")}
-        right = {m: y[rows, t] == 1 for m, t in top.items()}
-        only_bce = right["bce"] & ~right["finetune"]
-        only_ft = right["finetune"] & ~right["bce"]
-        print(f"| {s} | {only_ft.sum()} / {only_bce.sum()} | {np.median(train_pos[top['finetune'][only_bce]]):.0f} / "
-              f"{np.median(train_pos[top['bce'][only_bce]]):.0f} | {(train_pos[top['finetune']] == 0).sum()} / "
-              f"{(train_pos[top['bce']] == 0).sum()} |")
+        t = top1_split(top["finetune"], top["bce"], y, train_pos)
+        print(f"| {s} | {t['only_finetune']} / {t['only_bce']} | {t['finetune_top_pos']:.0f} / {t['bce_top_pos']:.0f} | "
+              f"{t['finetune_unlearnable']} / {t['bce_unlearnable']} |")
 
 
 if __name__ == "__main__":

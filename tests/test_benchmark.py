@@ -610,3 +610,10 @@ def test_per_label_ap_averages_to_the_metrics_modules_map():
     assert np.nanmean(aps) == pytest.approx(float(evaluate(scores, y, protocol="paper")["mAP"]))
     # A label whose positives all score above its negatives has AP 1.
     assert mod.label_aps(np.array([[0.9], [0.1], [0.8]]), np.array([[1], [0], [1]]))[0] == 1.0
+    # top1_split, by hand: 4 rows, 3 labels with 5, 0 and 20 training positives.
+    y4 = np.array([[1, 0, 0], [0, 0, 1], [1, 0, 1], [0, 1, 0]])
+    got = mod.top1_split(np.array([2, 2, 0, 1]), np.array([0, 2, 1, 0]), y4, np.array([5, 0, 20]))
+    # row 0: only BCE right (finetune put label 2, 20 positives, on top; BCE label 0, 5); row 1: both right;
+    # row 2: only finetune right; row 3: only finetune right (label 1, which has no training positive)
+    assert got == {"only_finetune": 2, "only_bce": 1, "finetune_top_pos": 20.0, "bce_top_pos": 5.0,
+                   "finetune_unlearnable": 1, "bce_unlearnable": 1}
