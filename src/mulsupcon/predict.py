@@ -96,7 +96,7 @@ class TrainedModel:
     def missing_hint(self) -> str:
         """What to do about a missing value in an input this model refuses."""
         return ("this model was trained with dataset.missing: error; fill missing values in, or train with "
-                "--dataset.missing mean")
+                "--dataset.missing mean (or median, most_frequent)")
 
     @torch.no_grad()
     def _forward(self, x: Any, embed: bool, batch_size: int = 512) -> np.ndarray:
