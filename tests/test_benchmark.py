@@ -617,3 +617,40 @@ def test_per_label_ap_averages_to_the_metrics_modules_map():
     # row 2: only finetune right; row 3: only finetune right (label 1, which has no training positive)
     assert got == {"only_finetune": 2, "only_bce": 1, "finetune_top_pos": 20.0, "bce_top_pos": 5.0,
                    "finetune_unlearnable": 1, "bce_unlearnable": 1}
+
+
+def test_head_adjust_changes_only_what_it_says():
+    """benchmarks/head_adjust.py: tau 0 is the unchanged layer; tau-normalisation at 1 gives every label's
+    weight row the mean norm; logit adjustment at 1 subtracts log prior from each logit (by hand)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import torch
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))  # the script imports its neighbour per_label_ap, as when run from there
+    try:
+        spec = importlib.util.spec_from_file_location("head_adjust", bench / "head_adjust.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        fc.weight[1] *= 5  # one label with a much larger norm
+    model = SimpleNamespace(model=SimpleNamespace(embed=lambda t: t, fc=fc))
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    prior = torch.tensor([0.5, 0.1, 0.02])
+    with torch.no_grad():
+        logits = fc(torch.from_numpy(x))
+    for how in ("tau", "prior"):
+        np.testing.assert_allclose(mod.adjusted_scores(model, x, how, 0.0, prior), torch.sigmoid(logits).numpy(), rtol=1e-6)
+    norms = fc.weight.detach().norm(dim=1)
+    w1 = fc.weight.detach() / norms[:, None] * norms.mean()
+    want = torch.sigmoid(torch.from_numpy(x) @ w1.T + fc.bias.detach()).numpy()
+    np.testing.assert_allclose(mod.adjusted_scores(model, x, "tau", 1.0, prior), want, rtol=1e-5)
+    want = torch.sigmoid(logits - torch.log(prior)).numpy()
+    np.testing.assert_allclose(mod.adjusted_scores(model, x, "prior", 1.0, prior), want, rtol=1e-5)
