@@ -154,3 +154,15 @@ def test_bad_targets_are_explained():
     clf = MulSupConClassifier(**TINY).fit(X, (np.random.rand(10, 2) > 0.5).astype(int))
     with pytest.raises(ValueError, match="expecting 3 features"):
         clf.predict(np.random.rand(4, 5))
+    with pytest.raises(ValueError, match=r"none of the \d+ training rows has a positive label .* nothing to learn"):
+        MulSupConClassifier(**TINY).fit(X, np.zeros((10, 2), int))
+
+
+def test_a_label_never_positive_in_the_training_rows_is_named():
+    from mulsupcon.data.splits import LabelAbsentWarning
+
+    X = np.random.default_rng(0).random((20, 3))
+    Y = np.zeros((20, 2), int)
+    Y[::2, 0] = 1  # label_1 is never positive
+    with pytest.warns(LabelAbsentWarning, match=r"1 label\(s\) never occur in the training split: label_1"):
+        MulSupConClassifier(**TINY).fit(X, Y)

@@ -247,7 +247,7 @@ def test_labels_listed_by_name_train_evaluate_and_predict(tmp_path):
 
 
 def test_too_few_rows_for_a_validation_split_says_so(tmp_path):
-    (tmp_path / "two.csv").write_text("a,b,y\n1,2,1\n2,1,0\n")
+    (tmp_path / "two.csv").write_text("a,b,y\n1,2,1\n2,1,1\n")  # (with a 0 left in training: nothing to learn)
     proc = _cli("train", "--mode", "scratch", "--dataset.path", "two.csv", "--dataset.label_columns", "y", *VEC,
                 "--run-dir", "r", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "1 training row(s) are too few to carve one (dataset.val_fraction 0.2)" in proc.stderr

@@ -291,6 +291,63 @@ def test_selection_by_validation_map_breaks_ties_by_validation_loss():
     assert min(range(5), key=lambda i: selection_score(epochs[i], "val_loss")) == 4
 
 
+def test_without_validation_positives_the_validation_loss_alone_picks_the_checkpoint():
+    from mulsupcon.train.classify import selection_score
+
+    epochs = [{"val_mAP": float("nan"), "val_loss": v} for v in (0.4, 0.2, 0.3)]
+    assert min(range(3), key=lambda i: selection_score(epochs[i], "val_mAP")) == 1
+    assert selection_score(epochs[1], "val_mAP") < selection_score(epochs[0], "val_mAP")
+
+
+@pytest.mark.filterwarnings("ignore:training diverged")
+@pytest.mark.parametrize("head_init", ["random", "fit"])
+def test_a_run_whose_validation_rows_have_no_positive_completes(tmp_path, head_init):
+    """A rare label can leave the validation rows without any positive: the validation mAP is then NaN in
+    every epoch. The run must still keep a checkpoint (the lowest validation loss) and finish."""
+    import copy
+
+    from mulsupcon.data.dataset import MultiLabelDataset, Splits
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.data import prepare_data
+    from mulsupcon.train.pretrain import pretrain
+    from mulsupcon.train.rundir import RunDir
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 6)).astype(np.float32)
+    y = np.stack([x[:, 0] > 0.8, x[:, 1] > 1.0], axis=1).astype(np.uint8)
+    y[60:] = 0  # the validation rows (60-74) and the test rows (75-89) have no positive
+
+    def part(rows):
+        return MultiLabelDataset(features=x[rows], labels=y[rows], label_names=["a", "b"], name="toy")
+
+    cfg = load_config("vectors", {"model.hidden": [16], "model.head_hidden": 16, "model.embed_dim": 8,
+                                  "pretrain.epochs": 2, "classify.epochs": 4, "classify.head_init": head_init,
+                                  "dataset.name": "toy"})
+    data = prepare_data(cfg["dataset"], Splits(train=part(slice(0, 60)), val=part(slice(60, 75)),
+                                               test=part(slice(75, 90))))
+    pre = RunDir.in_memory()
+    pretrain(cfg, pre, quiet=True, data=data)
+    c = copy.deepcopy(cfg)
+    c["classify"]["mode"] = "finetune"
+    run = RunDir.in_memory()
+    results = classify(c, run, from_run=pre.files["backbone.pt"], quiet=True, data=data)
+    losses = [h["val_loss"] for h in run.history]
+    assert all(np.isnan(h["val_mAP"]) for h in run.history) and len(losses) == 4
+    # the kept checkpoint is the epoch of the lowest validation loss (epoch 0, the fitted head, counts too)
+    assert results["best_epoch"] == 1 + int(np.argmin(losses)) or (head_init == "fit" and results["best_epoch"] == 0)
+
+
+def test_training_rows_without_any_positive_label_are_refused():
+    from mulsupcon.data.dataset import MultiLabelDataset, Splits
+    from mulsupcon.train.data import prepare_data
+
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    ds = MultiLabelDataset(features=x, labels=np.zeros((30, 3), np.uint8), label_names=list("abc"), name="toy")
+    with pytest.raises(ValueError, match=r"toy: none of the 30 training rows has a positive label in any of its 3 "
+                                         r"label column\(s\), so there is nothing to learn"):
+        prepare_data({"name": "toy"}, Splits(train=ds, val=ds, test=ds))
+
+
 def test_val_map_selection_drives_the_checkpoint_and_the_plateau(small_setup):
     """The chosen epoch is the history's best (mAP, then loss); the LR plateau follows the validation mAP."""
     cfg, data, root = small_setup

@@ -121,7 +121,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def _data(self, X, Y, cfg):
         from mulsupcon.data.dataset import MultiLabelDataset, Splits
-        from mulsupcon.data.splits import stratified_carve
+        from mulsupcon.data.splits import stratified_carve, warn_labels_missing_from_train
         from mulsupcon.train.data import prepare_data
 
         full = MultiLabelDataset(X, Y, [f"label_{j}" for j in range(Y.shape[1])], name="arrays", source="arrays passed to fit")
@@ -130,6 +130,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         # The loops score a test part too: here it is the validation rows (the estimator reports nothing on it).
         splits = Splits(train=full.subset(train_idx), val=val, test=val,
                         info={"train_rows": train_idx.tolist(), "val_rows": val_idx.tolist()})
+        warn_labels_missing_from_train(splits.train, val=val)  # as the command line's carve does
         return prepare_data(cfg["dataset"], splits)
 
     # ------------------------------------------------------------------ API

@@ -328,10 +328,13 @@ def selection_score(record: Mapping[str, float], select_by: str) -> tuple[float,
     ``val_loss``: the validation loss. ``val_mAP``: the validation mAP, ties broken by the validation loss;
     a small validation set often ranks every label perfectly for many epochs while the model still improves
     (genbase: the same validation mAP from epoch 25 to 190, test mAP 0.76 at the first of them, 0.92 later).
+    When no validation row has a positive label the mAP is undefined (NaN) in every epoch; the validation
+    loss alone then ranks (a NaN never compares smaller, so no checkpoint would ever be kept).
     """
     if select_by == "val_loss":
         return (float(record["val_loss"]),)
-    return (-float(record["val_mAP"]), float(record["val_loss"]))
+    val_mAP = float(record["val_mAP"])
+    return (-val_mAP if np.isfinite(val_mAP) else 0.0, float(record["val_loss"]))
 
 
 def self_contained_model(model: MultiLabelClassifier, cfg: Mapping[str, Any], data: PreparedData, meta: dict,
@@ -417,7 +420,8 @@ def fit_linear_head(model: MultiLabelClassifier, train: TensorSource, val: Tenso
         w, b, iterations = fit_logistic(h, y, float(c_inverse))
         logits = hv @ w.T + b
         val_mAP = float(evaluate(torch.sigmoid(logits).cpu().numpy(), yv.cpu().numpy(), protocol="fixed")["mAP"])
-        key = (-val_mAP, float(nn.functional.binary_cross_entropy_with_logits(logits, yv)))
+        key = selection_score({"val_mAP": val_mAP, "val_loss": float(nn.functional.binary_cross_entropy_with_logits(logits, yv))},
+                              "val_mAP")
         if best is None or key < best[0]:
             best = (key, w, b, {"C": float(c_inverse), "iterations": iterations, "val_mAP": val_mAP})
     _, w, b, info = best

@@ -386,6 +386,7 @@ def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> 
         from mulsupcon.data.multidigits import to_vectors
 
         parts = {k: (to_vectors(v) if v is not None else None) for k, v in parts.items()}
+    check_learnable(parts["train"])
     fill = None
     policy = missing_policy(ds_cfg)
     if policy != "error" and not parts["train"].is_image:
@@ -406,6 +407,15 @@ def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> 
         feature_names=list(train.feature_names) if not train.is_image else [],
         missing_fill=fill,
     )
+
+
+def check_learnable(train: MultiLabelDataset) -> None:
+    """Refuse training rows without a single positive label: every loss would teach "always 0"."""
+    if not train.labels.any():
+        raise ValueError(
+            f"{train.source or train.name}: none of the {train.n_samples} training rows has a positive label in any "
+            f"of its {train.n_labels} label column(s), so there is nothing to learn; are the label columns the right "
+            "ones?")
 
 
 def fit_mean_std(train: MultiLabelDataset) -> tuple[np.ndarray, np.ndarray]:
