@@ -49,6 +49,8 @@ def test_unknown_key_suggests_the_closest_one():
         load_config("yeast", {"pretrain.positives": "some"})
     with pytest.raises(ValueError, match="temperature must be > 0"):
         load_config("yeast", {"pretrain.temperature": 0})
+    with pytest.raises(ValueError, match=r"eval.threshold must be in \[0, 1\] \(a cut on probabilities\), got 1.5"):
+        load_config("yeast", {"eval.threshold": 1.5})
 
 
 def test_authors_config_matches_the_documented_facts():

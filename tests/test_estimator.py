@@ -149,6 +149,8 @@ def test_bad_targets_are_explained():
         MulSupConClassifier(**TINY).fit(X, np.arange(10) % 2)
     with pytest.raises(ValueError, match="only 0 and 1"):
         MulSupConClassifier(**TINY).fit(X, np.full((10, 2), 2))
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
+        MulSupConClassifier(**{**TINY, "threshold": 2.0}).fit(X, np.ones((10, 2)))
     with pytest.raises(ValueError, match="mode must be"):
         MulSupConClassifier(**{**TINY, "mode": "nope"}).fit(X, np.ones((10, 2)))
     clf = MulSupConClassifier(**TINY).fit(X, (np.random.rand(10, 2) > 0.5).astype(int))

@@ -162,6 +162,17 @@ def test_hand_computed_precision_at_1_ties_and_empty_rows() -> None:
     assert precision_at_1(s, y) == pytest.approx(2 / 4)
 
 
+def test_a_cut_on_probabilities_must_lie_in_0_1() -> None:
+    from mulsupcon.metrics import check_probability_threshold
+
+    assert check_probability_threshold(0) == 0.0 and check_probability_threshold("1") == 1.0
+    for bad in (-0.01, 1.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"my_cut must be in \[0, 1\] \(a cut on probabilities\)"):
+            check_probability_threshold(bad, "my_cut")
+    with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\], got 'high'"):
+        check_probability_threshold("high")
+
+
 def test_threshold_is_greater_or_equal() -> None:
     s = np.array([[0.5, 0.4999], [0.2, 0.7]])
     y = np.array([[1, 0], [0, 1]])

@@ -109,6 +109,11 @@ def test_csv_whole_chain_predict_equals_the_runs_test_scores(tmp_path):
     np.testing.assert_array_equal(got, (scores["test_scores"] >= threshold).astype(float))
     _cli("predict", "ft", "--input", "test_rows.csv", "--out", "fixed.csv", "--threshold", "0.99", cwd=tmp_path)
     assert np.loadtxt(tmp_path / "fixed.csv", delimiter=",", skiprows=1).sum() == (scores["test_scores"] >= 0.99).sum()
+    # A cut outside [0, 1] would write all 0s (or all 1s): refused, for predict and evaluate alike.
+    for command in (("predict", "ft", "--input", "test_rows.csv", "--out", "bad.csv"), ("evaluate", "ft")):
+        proc = _cli(*command, "--threshold", "1.5", cwd=tmp_path, ok=False)
+        assert proc.returncode == 2 and "threshold must be in [0, 1] (a cut on probabilities), got 1.5" in proc.stderr
+    assert not (tmp_path / "bad.csv").exists()
 
     # load_run in a fresh process (no training data, no config): the same probabilities, and transform.
     code = ("import numpy as np, sys; from mulsupcon import load_run; m = load_run(sys.argv[1]); "

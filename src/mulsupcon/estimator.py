@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mulsupcon.config import load_config
+from mulsupcon.metrics import check_probability_threshold
 
 # estimator parameter -> config key (the estimator's names follow scikit-learn's habits)
 _CONFIG_KEYS = {
@@ -144,6 +145,8 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"mode must be finetune, probe or scratch; got {self.mode!r}")
         if not (self.threshold == "validation" or isinstance(self.threshold, (int, float))):
             raise ValueError(f"threshold must be 'validation' or a number, got {self.threshold!r}")
+        if self.threshold != "validation":
+            check_probability_threshold(self.threshold)
         X = self._check_X(X, reset=True)
         Y = self._check_Y(Y, X.shape[0])
         if X.shape[0] < 2:

@@ -15,9 +15,10 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
     Uses ``scores.npz`` written by :func:`mulsupcon.train.classify.classify` (test and validation
     probabilities of the checkpoint chosen on validation).
     """
-    from mulsupcon.metrics import evaluate
+    from mulsupcon.metrics import check_probability_threshold, evaluate
     from mulsupcon.tables import metrics_table
 
+    threshold = check_probability_threshold(threshold)  # before any file is read: the scores are probabilities
     run = Path(run)
     path = run / "scores.npz"
     if not path.is_file():
@@ -40,10 +41,11 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
     that the run's validation split chose (kept in ``model.pt``), exactly as for its own test split; the
     paper protocol picks them on ``path`` itself.
     """
-    from mulsupcon.metrics import evaluate
+    from mulsupcon.metrics import check_probability_threshold, evaluate
     from mulsupcon.predict import load_run, read_labelled_inputs
     from mulsupcon.tables import metrics_table
 
+    threshold = check_probability_threshold(threshold)
     run = Path(run)
     model = load_run(run)
     x, y = read_labelled_inputs(path, model)

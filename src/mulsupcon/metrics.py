@@ -180,6 +180,18 @@ def _check_threshold(threshold: float) -> None:
         raise ValueError(f"threshold must be a finite number, found {threshold!r}")
 
 
+def check_probability_threshold(threshold: Any, name: str = "threshold") -> float:
+    """``threshold`` as a float in [0, 1], else a ValueError naming ``name``: a cut on probabilities outside
+    that range predicts every label (below 0) or none (above 1), a silent wrong result."""
+    try:
+        t = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {threshold!r}") from None
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1] (a cut on probabilities), got {threshold!r}")
+    return t
+
+
 # --------------------------------------------------------------------------------------------------
 # Ranking metrics
 # --------------------------------------------------------------------------------------------------

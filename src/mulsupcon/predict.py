@@ -116,7 +116,10 @@ class TrainedModel:
 
     def predict(self, x: Any, threshold: Optional[float] = None) -> np.ndarray:
         """0/1 labels (N, L): probability >= ``threshold`` (default: :attr:`threshold`, chosen on validation)."""
-        return (self.predict_proba(x) >= (self.threshold if threshold is None else float(threshold))).astype(np.uint8)
+        from mulsupcon.metrics import check_probability_threshold
+
+        cut = self.threshold if threshold is None else check_probability_threshold(threshold)
+        return (self.predict_proba(x) >= cut).astype(np.uint8)
 
     def transform(self, x: Any) -> np.ndarray:
         """Backbone embeddings (N, D)."""
