@@ -486,3 +486,21 @@ def test_duplicate_groups_of_dense_and_sparse_rows() -> None:
         m[3, 1] = 0.0  # an explicitly stored zero: the same row as without it
     assert m.nnz == 8  # 7 non-zeros and the stored zero
     assert TensorSource(MultiLabelDataset(features=m, labels=y, label_names=['a', 'b'])).duplicate_groups().tolist() == want
+
+
+def test_load_run_says_what_a_folder_is_and_inputs_must_be_numbers(small_setup, tmp_path):
+    from mulsupcon import load_run
+
+    cfg, data, root = small_setup
+    with pytest.raises(FileNotFoundError, match=r"is a pretraining run \(backbone.pt, no classifier\); train one on it "
+                                                r"first: mulsupcon train --mode finetune --from "):
+        load_run(root / "pre")
+    with pytest.raises(FileNotFoundError, match=r"nope: no such run folder or model file"):
+        load_run(tmp_path / "nope")
+    _trained(cfg, data, root, "scratch", epochs=1)
+    run = sorted(p for p in root.iterdir() if p.name.startswith("scratch"))[-1]
+    model = load_run(run)
+    n_features = data.input_shape[0]
+    with pytest.raises(ValueError, match=r"expected numeric rows, got values of type <U1"):
+        model.predict_proba(np.full((2, n_features), "a"))
+    assert model.predict_proba(np.ones((2, n_features), dtype=bool)).shape == (2, len(data.label_names))

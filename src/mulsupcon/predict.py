@@ -75,6 +75,9 @@ class TrainedModel:
                 raise ValueError(f"expected uint8 images (N, {self.input_shape[0]}, H, W), got {tuple(t.shape)} {t.dtype}")
             return t
         arr = x.toarray() if sp.issparse(x) else np.asarray(x)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"expected numeric rows, got values of type {arr.dtype} (e.g. {arr.flat[0]!r})"
+                             if arr.size else f"expected numeric rows, got an array of type {arr.dtype}")
         if arr.ndim != 2 or arr.shape[1] != self.input_shape[0]:
             raise ValueError(f"expected rows of {self.input_shape[0]} features (N, {self.input_shape[0]}), "
                              f"got shape {arr.shape}")
@@ -138,9 +141,14 @@ class TrainedModel:
 
 def load_run(run: str | Path, device: str = "cpu") -> TrainedModel:
     """The classifier of a finished classification run (its folder, or a ``model.pt`` itself)."""
-    path = Path(run)
-    path = path / "model.pt" if path.is_dir() else path
+    folder = Path(run)
+    path = folder / "model.pt" if folder.is_dir() else folder
     if not path.is_file():
+        if not folder.exists():
+            raise FileNotFoundError(f"{run}: no such run folder or model file")
+        if (folder / "backbone.pt").is_file():
+            raise FileNotFoundError(f"{run} is a pretraining run (backbone.pt, no classifier); train one on it first: "
+                                    f"mulsupcon train --mode finetune --from {run} --run-dir RUN")
         raise FileNotFoundError(f"no model.pt in {run}: expected a finished `mulsupcon train` run")
     return TrainedModel(load_checkpoint(path), device=device, source=str(path))
 
