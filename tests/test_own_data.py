@@ -388,6 +388,35 @@ def test_image_label_file_options_reach_the_folder_reader(tmp_path):
         read_dataset(tmp_path / "imgs", labels=tmp_path / "stems.csv", options=options)
 
 
+def test_unreadable_or_missing_images_are_refused_unless_skipped(tmp_path):
+    """An image that cannot be decoded, or a listed one that does not exist, stops the read with the file
+    and the option named; `dataset.skip_corrupt` (the config key, so the command line too) leaves them out
+    with their label rows."""
+    from mulsupcon.data.catalogue import ReadOptions
+    from mulsupcon.data.download import MissingDataError
+    from mulsupcon.data.user_files import read_dataset
+    from mulsupcon.train.data import read_options
+
+    names, labels = _images(tmp_path / "imgs", 8, seed=7)
+    (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")
+    header = "file," + ",".join(LABELS) + "\n"
+    body = "".join(f"{n}," + ",".join(map(str, lab)) + "\n" for n, lab in zip(names, labels))
+    (tmp_path / "broken.csv").write_text(header + body + "broken.png," + ",".join(["1"] * len(LABELS)) + "\n")
+    (tmp_path / "ghost.csv").write_text(header + body + "ghost.png," + ",".join(["1"] * len(LABELS)) + "\n")
+    strict = ReadOptions(image_size=8, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match=r"cannot read image .*broken\.png \(row 8 of .*broken\.csv\).*"
+                                         r"--dataset\.skip_corrupt true leaves out"):
+        read_dataset(tmp_path / "imgs", labels=tmp_path / "broken.csv", options=strict)
+    with pytest.raises(MissingDataError, match=r"1 of 9 images are missing, first .*ghost\.png; --dataset\.skip_corrupt"):
+        read_dataset(tmp_path / "imgs", labels=tmp_path / "ghost.csv", options=strict)
+    lenient = read_options({"image_size": 8, "cache_dir": str(tmp_path / "cache"), "skip_corrupt": True})
+    for label_file in ("broken.csv", "ghost.csv"):
+        with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\) of 9"):
+            parts, _ = read_dataset(tmp_path / "imgs", labels=tmp_path / label_file, options=lenient)
+        assert parts.train.n_samples == 8
+        np.testing.assert_array_equal(parts.train.labels, labels)
+
+
 def test_coco_and_voc_layout_folders_train(tmp_path):
     # MS-COCO format: images + annotations/instances_{train,val}.json (test part from the val json).
     root = tmp_path / "coco"

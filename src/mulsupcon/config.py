@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
         "as_vectors": False,  # image datasets (multidigits): flatten to vectors for the MLP
         "image_size": None,  # image datasets: size of the stored (cached) images; None = dataset's own
         "cache_dir": None,  # image datasets read from files: where the preprocessed cache goes
+        "skip_corrupt": False,  # images: leave out missing or undecodable images (one warning gives the count)
     },
     "model": {
         "backbone": "mlp",  # mlp | any torchvision model name (resnet50, resnet18, ...)

@@ -67,11 +67,14 @@ class ReadOptions:
         cache_dir: folder of the decoded-image caches; None = ``$MULSUPCON_CACHE`` or the user cache.
         allow_missing: read missing feature values as NaN (``dataset.missing``: ``mean``, ``median`` or
             ``most_frequent`` fills them in later) instead of refusing them.
+        skip_corrupt: leave out images that are missing or cannot be decoded, with one warning giving the
+            count (``dataset.skip_corrupt``), instead of refusing the data.
     """
 
     image_size: Optional[int] = None
     cache_dir: Optional[str] = None
     allow_missing: bool = False
+    skip_corrupt: bool = False
 
 
 @dataclass(frozen=True)

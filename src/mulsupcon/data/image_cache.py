@@ -108,6 +108,10 @@ def _warn_skipped(skipped: list, n_input: int, npy: Path) -> None:
     )
 
 
+#: What an error about an unreadable or missing image adds: how to leave such images out.
+SKIP_HINT = "--dataset.skip_corrupt true leaves out unreadable or missing images (from Python: skip_corrupt=True)"
+
+
 def build_image_cache(
     images: ImageList,
     cache_path: str | os.PathLike,
@@ -240,7 +244,7 @@ def _write_pixels(
                 if not skip_corrupt:
                     raise ValueError(
                         f"cannot read image {p} (row {i} of {images.source or 'the image list'}): {reason}; "
-                        f"pass skip_corrupt=True to skip unreadable images"
+                        f"{SKIP_HINT}"
                     ) from err
                 skipped.append({"row": i, "path": str(p), "error": reason})
                 continue

@@ -308,13 +308,13 @@ def load_dataset_splits(ds_cfg: Mapping[str, Any]) -> Splits:
 
 
 def read_options(ds_cfg: Mapping[str, Any]) -> ReadOptions:
-    """The image size, cache folder and missing-value policy of a config's ``dataset`` section."""
+    """The image size, cache folder, missing-value policy and ``skip_corrupt`` of a config's ``dataset`` section."""
     size = ds_cfg.get("image_size")
     if size is not None and (isinstance(size, bool) or int(size) != size or int(size) < 1):
         raise ValueError(f"dataset.image_size must be a positive integer or null, got {size!r}")
     cache = ds_cfg.get("cache_dir")
     return ReadOptions(None if size is None else int(size), None if cache is None else str(cache),
-                       allow_missing=missing_policy(ds_cfg) != "error")
+                       allow_missing=missing_policy(ds_cfg) != "error", skip_corrupt=bool(ds_cfg.get("skip_corrupt")))
 
 
 MISSING_POLICIES = ("error",) + FILL_STRATEGIES
