@@ -348,6 +348,16 @@ def test_image_folder_with_a_label_csv_trains_and_predicts(tmp_path):
     _cli("predict", "r", "--input", "imgs", "--out", "p.csv", cwd=tmp_path)
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "file," + ",".join(LABELS) and len(lines) == 41 and lines[1].startswith("im000.png,")
+    # A folder is decoded and scored a chunk at a time: the same rows whatever the chunk.
+    from mulsupcon.predict import predict_file
+
+    predict_file(tmp_path / "r", tmp_path / "imgs", tmp_path / "p7.csv", image_chunk=7)
+    assert (tmp_path / "p7.csv").read_text() == (tmp_path / "p.csv").read_text()
+    (tmp_path / "imgs" / "zz.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"cannot read image .*zz\.png: UnidentifiedImageError.*every image gets an "
+                                         r"output row"):
+        predict_file(tmp_path / "r", tmp_path / "imgs", tmp_path / "p8.csv")
+    assert not (tmp_path / "p8.csv").exists()
 
 
 def test_image_label_file_options_reach_the_folder_reader(tmp_path):

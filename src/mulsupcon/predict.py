@@ -164,7 +164,8 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
     if path.is_dir():
         if not model.is_image:
             raise ValueError(f"{path} is a folder, but the model takes vectors of {model.input_shape[0]} features")
-        return _read_image_folder(path, int(model.config.get("dataset", {}).get("image_size") or model.input_shape[-1]))
+        names = image_folder_names(path)
+        return decode_images(path, names, _stored_image_size(model)), names
     suffix = format_suffix(path)
     if suffix in TABLE_SUFFIXES:
         from mulsupcon.data.formats import read_table
@@ -258,9 +259,14 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
     return features, np.asarray(ds.labels, dtype=np.uint8)
 
 
-def _read_image_folder(folder: Path, size: int) -> tuple[np.ndarray, list[str]]:
-    from mulsupcon.data.image_cache import decode_image
+def _stored_image_size(model: TrainedModel) -> int:
+    """The side at which the run's images were stored (decoded) before its evaluation view."""
+    return int(model.config.get("dataset", {}).get("image_size") or model.input_shape[-1])
 
+
+def image_folder_names(folder: Path) -> list[str]:
+    """The images of a folder to predict, in output order: those its ``labels.csv`` lists (first column),
+    else every image file, sorted by name."""
     listing = folder / "labels.csv"
     if listing.is_file():
         with open(listing, newline="", encoding="utf-8") as fh:
@@ -269,8 +275,23 @@ def _read_image_folder(folder: Path, size: int) -> tuple[np.ndarray, list[str]]:
         names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not names:
         raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    pixels = np.stack([decode_image(folder / n, size) for n in names])
-    return pixels, names
+    return names
+
+
+def decode_images(folder: Path, names: Sequence[str], size: int) -> np.ndarray:
+    """uint8 (N, 3, size, size) pixels of ``folder``'s images ``names``; an unreadable one is named."""
+    from PIL import Image
+
+    from mulsupcon.data.image_cache import decode_image
+
+    out = np.empty((len(names), 3, size, size), dtype=np.uint8)
+    for i, name in enumerate(names):
+        try:
+            out[i] = decode_image(folder / name, size)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise ValueError(f"cannot read image {folder / name}: {type(err).__name__}: {err}; every image gets "
+                             "an output row, so remove it (or list the others in the folder's labels.csv)") from err
+    return out
 
 
 def write_predictions(out: str | Path, values: np.ndarray, label_names: Sequence[str],
@@ -295,9 +316,11 @@ def write_predictions(out: str | Path, values: np.ndarray, label_names: Sequence
 
 
 def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, labels: bool = False,
-                 threshold: Optional[float] = None, device: str = "cpu", keep: Sequence[str] = ()) -> Path:
+                 threshold: Optional[float] = None, device: str = "cpu", keep: Sequence[str] = (),
+                 image_chunk: int = 1024) -> Path:
     """``mulsupcon predict``: probabilities (or 0/1 with ``labels`` / a ``threshold``) of every input row;
-    ``keep``: columns of a CSV/TSV input copied as they are before the label columns (an id)."""
+    ``keep``: columns of a CSV/TSV input copied as they are before the label columns (an id);
+    ``image_chunk``: images of a folder decoded and scored at a time."""
     from mulsupcon.data.user_files import format_suffix
 
     model = load_run(run, device=device)
@@ -312,9 +335,22 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
         from mulsupcon.data.formats import read_text_columns
 
         kept = (list(keep), read_text_columns(input_path, keep, delimiter=table_delimiter(Path(input_path))))
-    x, files = model.read_input(input_path)
-    values = model.predict(x, threshold) if labels or threshold is not None else model.predict_proba(x)
-    return write_predictions(out, values, model.label_names, files, labels=labels or threshold is not None, kept=kept)
+    binary = labels or threshold is not None
+
+    def scored(x: Any) -> np.ndarray:
+        return model.predict(x, threshold) if binary else model.predict_proba(x)
+
+    folder = Path(input_path).expanduser()
+    if model.is_image and folder.is_dir():
+        # Decoded a chunk at a time: the pixels of a whole folder (N x 3 x S x S bytes) need not fit in memory.
+        files = image_folder_names(folder)
+        size = _stored_image_size(model)
+        values = np.concatenate([scored(decode_images(folder, files[i:i + image_chunk], size))
+                                 for i in range(0, len(files), image_chunk)])
+    else:
+        x, files = model.read_input(input_path)
+        values = scored(x)
+    return write_predictions(out, values, model.label_names, files, labels=binary, kept=kept)
 
 
 # ----------------------------------------------------------------------------- export
