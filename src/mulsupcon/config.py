@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from mulsupcon.io import atomic_write_text
+from mulsupcon.metrics import check_probability_threshold
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -332,8 +333,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         raise ValueError(f"pretrain.instance_weight must be >= 0 (0: MulSupCon alone), got {cfg['pretrain']['instance_weight']!r}")
     if not 0.0 <= float(cfg["pretrain"]["mask_prob"]) < 1.0:
         raise ValueError(f"pretrain.mask_prob must be in [0, 1), got {cfg['pretrain']['mask_prob']!r}")
-    if not 0.0 <= float(cfg["eval"]["threshold"]) <= 1.0:
-        raise ValueError(f"eval.threshold must be in [0, 1] (a cut on probabilities), got {cfg['eval']['threshold']!r}")
+    check_probability_threshold(cfg["eval"]["threshold"], "eval.threshold")
     vf = float(cfg["dataset"]["val_fraction"])
     if not 0.0 <= vf < 1.0:
         raise ValueError(f"dataset.val_fraction must be in [0, 1), got {vf!r}")

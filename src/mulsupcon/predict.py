@@ -280,15 +280,13 @@ def image_folder_names(folder: Path) -> list[str]:
 
 def decode_images(folder: Path, names: Sequence[str], size: int) -> np.ndarray:
     """uint8 (N, 3, size, size) pixels of ``folder``'s images ``names``; an unreadable one is named."""
-    from PIL import Image
-
-    from mulsupcon.data.image_cache import decode_image
+    from mulsupcon.data.image_cache import decode_errors, decode_image
 
     out = np.empty((len(names), 3, size, size), dtype=np.uint8)
     for i, name in enumerate(names):
         try:
             out[i] = decode_image(folder / name, size)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        except decode_errors() as err:
             raise ValueError(f"cannot read image {folder / name}: {type(err).__name__}: {err}; every image gets "
                              "an output row, so remove it (or list the others in the folder's labels.csv)") from err
     return out

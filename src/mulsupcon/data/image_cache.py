@@ -108,6 +108,14 @@ def _warn_skipped(skipped: list, n_input: int, npy: Path) -> None:
     )
 
 
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What decoding an unreadable, truncated or missing image raises (the file system and PIL, imported
+    only when images are read)."""
+    from PIL import Image
+
+    return (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 #: What an error about an unreadable or missing image adds: how to leave such images out.
 SKIP_HINT = "--dataset.skip_corrupt true leaves out unreadable or missing images (from Python: skip_corrupt=True)"
 
@@ -226,20 +234,18 @@ def _write_pixels(
 ) -> tuple[list[int], list[dict]]:
     """Decode all images into ``tmp_npy`` (rows packed in order); returns (kept rows, skipped)."""
     from numpy.lib.format import open_memmap
-    from PIL import Image
     from tqdm import tqdm
 
     out = open_memmap(tmp_npy, mode="w+", dtype=np.uint8, shape=(len(images), 3, size, size))
     rows: list[int] = []
     skipped: list[dict] = []
-    errors = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
     try:
         bar = tqdm(images.paths, desc=f"caching {len(images)} images at {size}px", unit="img",
                    file=sys.stderr, disable=not progress, dynamic_ncols=True)
         for i, p in enumerate(bar):
             try:
                 out[len(rows)] = decode_image(p, size)
-            except errors as err:
+            except decode_errors() as err:
                 reason = f"{type(err).__name__}: {err}"
                 if not skip_corrupt:
                     raise ValueError(
