@@ -131,8 +131,9 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         # The loops score a test part too: here it is the validation rows (the estimator reports nothing on it).
         splits = Splits(train=full.subset(train_idx), val=val, test=val,
                         info={"train_rows": train_idx.tolist(), "val_rows": val_idx.tolist()})
+        prepared = prepare_data(cfg["dataset"], splits)  # refuses labels without any positive first
         warn_labels_missing_from_train(splits.train, val=val)  # as the command line's carve does
-        return prepare_data(cfg["dataset"], splits)
+        return prepared
 
     # ------------------------------------------------------------------ API
     def fit(self, X, Y) -> "MulSupConClassifier":
