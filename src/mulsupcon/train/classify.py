@@ -420,8 +420,8 @@ def fit_linear_head(model: MultiLabelClassifier, train: TensorSource, val: Tenso
         w, b, iterations = fit_logistic(h, y, float(c_inverse))
         logits = hv @ w.T + b
         val_mAP = float(evaluate(torch.sigmoid(logits).cpu().numpy(), yv.cpu().numpy(), protocol="fixed")["mAP"])
-        key = selection_score({"val_mAP": val_mAP, "val_loss": float(nn.functional.binary_cross_entropy_with_logits(logits, yv))},
-                              "val_mAP")
+        val_loss = float(nn.functional.binary_cross_entropy_with_logits(logits, yv))
+        key = selection_score({"val_mAP": val_mAP, "val_loss": val_loss}, "val_mAP")
         if best is None or key < best[0]:
             best = (key, w, b, {"C": float(c_inverse), "iterations": iterations, "val_mAP": val_mAP})
     _, w, b, info = best
