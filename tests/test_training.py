@@ -504,3 +504,24 @@ def test_load_run_says_what_a_folder_is_and_inputs_must_be_numbers(small_setup, 
     with pytest.raises(ValueError, match=r"expected numeric rows, got values of type <U1"):
         model.predict_proba(np.full((2, n_features), "a"))
     assert model.predict_proba(np.ones((2, n_features), dtype=bool)).shape == (2, len(data.label_names))
+
+
+def test_prediction_converts_a_batch_at_a_time_with_the_same_result(small_setup):
+    """Rows are densified and standardised per batch: any batch size, dense or sparse, gives the same
+    probabilities, and a bad value is named by its row in the whole input."""
+    import scipy.sparse as sp
+
+    from mulsupcon import load_run
+
+    cfg, data, root = small_setup
+    _trained(cfg, data, root, "scratch", epochs=1)
+    model = load_run(sorted(p for p in root.iterdir() if p.name.startswith("scratch"))[-1])
+    n_features = data.input_shape[0]
+    x = np.random.default_rng(0).normal(size=(700, n_features)).astype(np.float32)
+    x[x < 0.5] = 0.0  # mostly zeros, as a sparse input would be
+    whole = model._forward(x, embed=False, batch_size=1000)
+    np.testing.assert_allclose(model._forward(x, embed=False, batch_size=64), whole, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.predict_proba(sp.csr_matrix(x)), whole, rtol=1e-6, atol=1e-7)
+    x[650, 1] = np.inf
+    with pytest.raises(ValueError, match=r"non-finite value at row 650, column 1"):
+        model.predict_proba(x)

@@ -67,27 +67,36 @@ class TrainedModel:
         """The label names as an array (scikit-learn's name)."""
         return np.asarray(self.label_names, dtype=object)
 
-    def _inputs(self, x: Any) -> torch.Tensor:
-        """Raw rows (N, F) (dense or sparse) or uint8 images (N, C, H, W) -> the model's input batch."""
+    def _checked(self, x: Any) -> Any:
+        """Raw rows (N, F) (dense or sparse) or uint8 images (N, C, H, W), checked, not yet converted: a
+        NumPy array or a SciPy sparse matrix."""
         if self.is_image:
-            t = torch.as_tensor(np.asarray(x))
-            if t.dim() != 4 or t.dtype != torch.uint8 or t.shape[1] != self.input_shape[0]:
-                raise ValueError(f"expected uint8 images (N, {self.input_shape[0]}, H, W), got {tuple(t.shape)} {t.dtype}")
-            return t
-        arr = x.toarray() if sp.issparse(x) else np.asarray(x)
+            arr = np.asarray(x)
+            if arr.ndim != 4 or arr.dtype != np.uint8 or arr.shape[1] != self.input_shape[0]:
+                raise ValueError(f"expected uint8 images (N, {self.input_shape[0]}, H, W), got {arr.shape} {arr.dtype}")
+            return arr
+        arr = x.tocsr() if sp.issparse(x) else np.asarray(x)
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"expected numeric rows, got values of type {arr.dtype} (e.g. {arr.flat[0]!r})"
                              if arr.size else f"expected numeric rows, got an array of type {arr.dtype}")
         if arr.ndim != 2 or arr.shape[1] != self.input_shape[0]:
             raise ValueError(f"expected rows of {self.input_shape[0]} features (N, {self.input_shape[0]}), "
                              f"got shape {arr.shape}")
+        return arr
+
+    def _model_input(self, rows: Any, first_row: int = 0) -> torch.Tensor:
+        """Checked rows (a slice of :meth:`_checked`'s result, whose first row is ``first_row``) -> the model's
+        input batch: missing values filled, standardised; a non-finite value is named by its row."""
+        if self.is_image:
+            return torch.as_tensor(rows)
+        arr = rows.toarray() if sp.issparse(rows) else rows
         t = torch.as_tensor(arr, dtype=torch.float32)
         if self._fill is not None:
             t = torch.where(t.isnan(), self._fill, t)
         if not torch.isfinite(t).all():
             r, c = (~torch.isfinite(t)).nonzero()[0].tolist()
             why = f" ({self.missing_hint})" if t[r, c].isnan() else ""
-            raise ValueError(f"input holds a non-finite value at row {r}, column {c}{why}")
+            raise ValueError(f"input holds a non-finite value at row {first_row + r}, column {c}{why}")
         return t if self._mean is None else (t - self._mean) / self._std
 
     @property
@@ -103,9 +112,11 @@ class TrainedModel:
 
     @torch.no_grad()
     def _forward(self, x: Any, embed: bool, batch_size: int = 512) -> np.ndarray:
-        x = self._inputs(x)
+        # Converted (densified, standardised) a batch at a time: a large or sparse input is never copied whole.
+        x = self._checked(x)
         out = []
-        for chunk in x.split(batch_size):
+        for first in range(0, x.shape[0], batch_size):
+            chunk = self._model_input(x[first:first + batch_size], first)
             if self._view is not None:
                 chunk = self._view(chunk, None)
             chunk = chunk.to(self.device)
