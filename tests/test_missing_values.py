@@ -199,3 +199,30 @@ def test_cli_train_and_predict_fill_a_missing_value_with_the_training_mean(tmp_p
     with pytest.raises(ValueError, match=r"non-finite value at row \d+, column \d+ \(this model was trained with "
                                          r"dataset\.missing: error"):
         load_run(tmp_path / "strict").predict_proba(rows)
+
+
+def test_arrays_with_nan_are_filled_on_request_and_refused_otherwise():
+    """from_arrays refuses NaN unless allow_missing; then dataset.missing fills it, and under the default
+    (error) the prepared data is refused naming the part, row and column, dense or sparse."""
+    from mulsupcon.data import from_arrays
+
+    x, y = _vectors(120)
+    x[7, 2] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite value \(nan\) at row 7, column 2; for missing values pass "
+                                         r"allow_missing=True and set dataset\.missing"):
+        from_arrays(x, y)
+    for features in (x, sp.csr_matrix(np.nan_to_num(x, nan=0.0))):
+        if sp.issparse(features):
+            features = features.tolil()
+            features[7, 2] = np.nan
+            features = features.tocsr()
+        ds = from_arrays(features, sp.csr_matrix(y), allow_missing=True)  # sparse labels are read too
+        np.testing.assert_array_equal(ds.labels, y)
+        splits = Splits(train=ds.subset(np.arange(60)), val=ds.subset(np.arange(60, 80)), test=ds.subset(np.arange(80, 120)))
+        with pytest.raises(ValueError, match=r"missing feature value \(NaN\) in the train rows at row 7, column 2; "
+                                             r"set dataset\.missing to mean, median or most_frequent"):
+            prepare_data({**DS, "missing": "error"}, splits)
+        with pytest.warns(MissingValuesFilled, match=r"1 missing feature value\(s\) \(1 in the training rows\)"):
+            data = prepare_data({**DS, "missing": "median"}, splits)
+        rows, _ = data.train.batch(torch.arange(data.train.n))
+        assert torch.isfinite(rows).all()

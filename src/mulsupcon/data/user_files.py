@@ -277,13 +277,16 @@ def check_files_unchanged(saved: dict[str, str], now: dict[str, str], what: str)
 
 
 def from_arrays(features, labels, label_names: Optional[Sequence[str]] = None,
-                feature_names: Optional[Sequence[str]] = None, name: str = "arrays") -> MultiLabelDataset:
+                feature_names: Optional[Sequence[str]] = None, name: str = "arrays",
+                allow_missing: bool = False) -> MultiLabelDataset:
     """Arrays as a dataset: features (N, F) dense or scipy.sparse, or uint8 images (N, C, H, W);
-    labels (N, L) with values 0/1. Accepted wherever the training loops take ``data=``."""
+    labels (N, L) with values 0/1, dense or scipy.sparse. Accepted wherever the training loops take
+    ``data=``. ``allow_missing``: NaN features are missing values, which the config's ``dataset.missing``
+    (``mean``, ``median``, ``most_frequent``) fills in; otherwise a NaN is refused, like an infinity."""
     import numpy as np
     import scipy.sparse as sp
 
-    y = np.asarray(labels)
+    y = labels.toarray() if sp.issparse(labels) else np.asarray(labels)
     if y.ndim != 2:
         raise ValueError(f"labels must be an (N, L) 0/1 matrix, got shape {y.shape}")
     bad = ~np.isin(y, (0, 1))
@@ -297,10 +300,11 @@ def from_arrays(features, labels, label_names: Optional[Sequence[str]] = None,
         if x.ndim != 2:
             raise ValueError(f"features must be (N, F) or uint8 images (N, C, H, W), got shape {x.shape}")
         x = x.astype(np.float32)
-        where = first_unrepresentable(x)
+        where = first_unrepresentable(x, allow_nan=allow_missing)
         if where is not None:
             r, c = where
-            raise ValueError(f"features hold a non-finite value ({x[r, c]}) at row {r}, column {c}")
+            hint = "; for missing values pass allow_missing=True and set dataset.missing" if np.isnan(x[r, c]) else ""
+            raise ValueError(f"features hold a non-finite value ({x[r, c]}) at row {r}, column {c}{hint}")
     names = list(label_names) if label_names is not None else [f"label_{j}" for j in range(y.shape[1])]
     if len(names) != y.shape[1]:
         raise ValueError(f"{len(names)} label names for {y.shape[1]} label columns")

@@ -391,6 +391,10 @@ def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> 
     policy = missing_policy(ds_cfg)
     if policy != "error" and not parts["train"].is_image:
         parts, fill = _filled_parts(parts, policy)
+    elif not parts["train"].is_image:
+        for part, ds in parts.items():
+            if ds is not None:
+                check_no_missing(ds, part)
     train = parts["train"]
     mean = std = None
     if ds_cfg.get("standardize", True) and not train.is_image:
@@ -407,6 +411,24 @@ def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> 
         feature_names=list(train.feature_names) if not train.is_image else [],
         missing_fill=fill,
     )
+
+
+def check_no_missing(ds: MultiLabelDataset, part: str) -> None:
+    """Refuse NaN features under ``dataset.missing: error``. The file readers refuse them already, naming
+    the line; arrays (``from_arrays(..., allow_missing=True)``) arrive here, where training would turn a NaN
+    into NaN scores far from the cause."""
+    x = ds.features
+    values = x.data if sp.issparse(x) else np.asarray(x)
+    if not np.isnan(values).any():
+        return
+    if sp.issparse(x):
+        coo = x.tocoo()
+        k = int(np.flatnonzero(np.isnan(coo.data))[0])
+        r, c = int(coo.row[k]), int(coo.col[k])
+    else:
+        r, c = (int(v) for v in np.argwhere(np.isnan(values))[0])
+    raise ValueError(f"{ds.source or ds.name}: missing feature value (NaN) in the {part} rows at row {r}, column {c}; "
+                     "set dataset.missing to mean, median or most_frequent to fill such values from the training rows")
 
 
 def check_learnable(train: MultiLabelDataset) -> None:
