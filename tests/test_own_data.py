@@ -266,6 +266,15 @@ def test_predict_refuses_inputs_without_the_training_columns(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b,c\n1,2,3\n")
     proc = _cli("predict", "r", "--input", "bad.csv", "--out", "p.csv", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "feature column(s) ['d', 'e', 'g']" in proc.stderr
+    # An --out that is a folder, and a --run-dir that is a file, are named as such.
+    (tmp_path / "outdir").mkdir()
+    proc = _cli("predict", "r", "--input", "data.csv", "--out", "outdir", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "--out outdir is a folder; give the name of the file to write" in proc.stderr
+    (tmp_path / "afile").write_text("mine")
+    proc = _cli("train", "--mode", "scratch", "--dataset.path", "data.csv", "--dataset.label_columns", "cat,dog,fish",
+                *VEC, "--run-dir", "afile", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "run folder afile is a file, not a folder" in proc.stderr
+    assert (tmp_path / "afile").read_text() == "mine"
     # Columns the model does not read may hold anything (an id, labels as text), in any order.
     names = ["a", "b", "c", "d", "e", "g"]
     order = [5, 0, 3, 1, 4, 2]

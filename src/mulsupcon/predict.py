@@ -332,6 +332,9 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
     ``image_chunk``: images of a folder decoded and scored at a time."""
     from mulsupcon.data.user_files import format_suffix
 
+    if Path(out).is_dir():  # before any work: scoring a large folder first would be wasted
+        raise ValueError(f"--out {out} is a folder; give the name of the file to write "
+                         f"(e.g. {Path(out) / 'predictions.csv'})")
     model = load_run(run, device=device)
     kept = None
     if keep:

@@ -81,6 +81,8 @@ class RunDir:
         if not is_main:
             return run
         run._created_folder = not run.path.exists()
+        if run.path.exists() and not run.path.is_dir():
+            raise ValueError(f"run folder {run.path} is a file, not a folder; choose another --run-dir")
         run.path.mkdir(parents=True, exist_ok=True)
         run._acquire_lock()
         for litter in (*run.path.glob(".*.tmp"), *run.path.glob("checkpoints/.*.tmp")):
