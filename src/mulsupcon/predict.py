@@ -25,6 +25,7 @@ import torch
 from mulsupcon.data import ReadOptions
 from mulsupcon.data.user_files import IMAGE_SUFFIXES, TABLE_SUFFIXES, parse_label_columns, table_delimiter
 from mulsupcon.io import atomic_write_text
+from mulsupcon.metrics import check_probability_threshold
 from mulsupcon.models import MultiLabelClassifier, build_backbone
 from mulsupcon.train.checkpoint import load_checkpoint
 from mulsupcon.train.data import ImageViews
@@ -130,8 +131,6 @@ class TrainedModel:
 
     def predict(self, x: Any, threshold: Optional[float] = None) -> np.ndarray:
         """0/1 labels (N, L): probability >= ``threshold`` (default: :attr:`threshold`, chosen on validation)."""
-        from mulsupcon.metrics import check_probability_threshold
-
         cut = self.threshold if threshold is None else check_probability_threshold(threshold)
         return (self.predict_proba(x) >= cut).astype(np.uint8)
 
