@@ -168,3 +168,36 @@ def test_a_label_never_positive_in_the_training_rows_is_named():
     Y[::2, 0] = 1  # label_1 is never positive
     with pytest.warns(LabelAbsentWarning, match=r"1 label\(s\) never occur in the training split: label_1"):
         MulSupConClassifier(**TINY).fit(X, Y)
+
+
+def test_prediction_goes_through_the_command_lines_model_a_batch_at_a_time():
+    """predict_proba, decision_function and transform are those of the same self-contained model the
+    command line saves (one code path): dense and sparse inputs agree, the decision function's sign is
+    predict's, more rows than one batch give the same rows as one at a time, and score reads sparse labels."""
+    import scipy.sparse as sp
+
+    from mulsupcon.predict import TrainedModel
+
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 5)) * (rng.random((60, 5)) < 0.4)
+    Y = (rng.random((60, 3)) < 0.5).astype(int)
+    Y[Y.sum(1) == 0, 0] = 1
+    clf = MulSupConClassifier(**TINY, random_state=0).fit(X, Y)
+    assert isinstance(clf.model_, TrainedModel) and clf.classifier_ is clf.model_.model
+    Xt = rng.random((1100, 5)) * (rng.random((1100, 5)) < 0.4)  # more rows than one batch of 512
+    proba = clf.predict_proba(Xt)
+    np.testing.assert_allclose(clf.predict_proba(sp.csr_matrix(Xt)), proba, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(clf.predict_proba(Xt[700:701]), proba[700:701], rtol=1e-6, atol=1e-7)
+    # standardised with the training rows' statistics, as the estimator reports them
+    x = (np.asarray(Xt[:4], np.float32) - clf.mean_.numpy()) / clf.scale_.numpy()
+    import torch
+
+    with torch.no_grad():
+        direct = torch.sigmoid(clf.classifier_(torch.from_numpy(x))).numpy()
+    np.testing.assert_allclose(proba[:4], direct, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(clf.decision_function(Xt) > 0, clf.predict(Xt) == 1)
+    assert clf.transform(sp.csr_matrix(Xt)).shape == (1100, 8)
+    Yt = (rng.random((1100, 3)) < 0.5).astype(int)
+    assert clf.score(Xt, sp.csr_matrix(Yt)) == pytest.approx(clf.score(Xt, Yt))
+    with pytest.raises(ValueError, match="sample_weight"):
+        clf.score(Xt, Yt, sample_weight=np.ones(1100))

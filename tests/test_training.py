@@ -519,8 +519,8 @@ def test_prediction_converts_a_batch_at_a_time_with_the_same_result(small_setup)
     n_features = data.input_shape[0]
     x = np.random.default_rng(0).normal(size=(700, n_features)).astype(np.float32)
     x[x < 0.5] = 0.0  # mostly zeros, as a sparse input would be
-    whole = model._forward(x, embed=False, batch_size=1000)
-    np.testing.assert_allclose(model._forward(x, embed=False, batch_size=64), whole, rtol=1e-6, atol=1e-7)
+    whole = model._forward(x, "proba", batch_size=1000)
+    np.testing.assert_allclose(model._forward(x, "proba", batch_size=64), whole, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(model.predict_proba(sp.csr_matrix(x)), whole, rtol=1e-6, atol=1e-7)
     x[650, 1] = np.inf
     with pytest.raises(ValueError, match=r"non-finite value at row 650, column 1"):

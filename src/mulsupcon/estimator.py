@@ -17,7 +17,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -51,7 +50,8 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Attributes (after fit): ``classes_`` (``arange(n_labels)``, scikit-learn's convention for multi-label
     targets), ``n_features_in_``, ``threshold_`` (the threshold :meth:`predict` uses), ``thresholds_`` (per
-    thresholded metric, chosen on validation), ``classifier_`` (the torch module), ``mean_``/``scale_``
+    thresholded metric, chosen on validation), ``model_`` (the :class:`~mulsupcon.predict.TrainedModel` that
+    ``mulsupcon.load_run`` would give for the same run), ``classifier_`` (its torch module), ``mean_``/``scale_``
     (standardisation fitted on the training rows), ``history_`` (per epoch).
     """
 
@@ -138,7 +138,8 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ API
     def fit(self, X, Y) -> "MulSupConClassifier":
         """Pretrain (unless ``mode="scratch"``) and train the classifier on X (N, F) and Y (N, L)."""
-        from mulsupcon.train.classify import build_classifier, classify
+        from mulsupcon.predict import TrainedModel
+        from mulsupcon.train.classify import classify
         from mulsupcon.train.pretrain import pretrain
         from mulsupcon.train.rundir import RunDir
 
@@ -161,51 +162,46 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             from_run = pre.files["backbone.pt"]
         run = RunDir.in_memory(echo=self.verbose)
         classify(cfg, run, from_run=from_run, quiet=not self.verbose, echo=self.verbose, data=data)
-        saved = run.files["model.pt"]
-        model, _ = build_classifier(cfg, data, None)
-        model.load_state_dict(saved["model"])
-        self.classifier_ = model.cpu().eval()
+        # The same self-contained model the command line saves and `load_run` reads, so prediction is one
+        # code path (standardised and densified a batch at a time).
+        self.model_ = TrainedModel(run.files["model.pt"], device="cpu", source="MulSupConClassifier")
+        self.classifier_ = self.model_.model
         self.history_ = run.history
         self.classes_ = np.arange(Y.shape[1])
-        self.thresholds_ = dict(saved["thresholds"])
-        self.threshold_ = float(saved["threshold"] if self.threshold == "validation" else self.threshold)
+        self.thresholds_ = dict(self.model_.thresholds)
+        self.threshold_ = float(self.model_.threshold if self.threshold == "validation" else self.threshold)
         self.mean_, self.scale_ = data.train.mean, data.train.std  # (F,) each, or None without standardisation
         return self
 
-    def _tensor(self, X) -> torch.Tensor:
-        X = self._check_X(X, reset=False)
-        x = torch.from_numpy(X.toarray() if sp.issparse(X) else np.ascontiguousarray(X))
-        return x if self.mean_ is None else (x - self.mean_) / self.scale_
-
-    @torch.no_grad()
     def predict_proba(self, X) -> np.ndarray:
         """(N, F) -> (N, L) label probabilities."""
         check_is_fitted(self, "classifier_")
-        return torch.sigmoid(self.classifier_(self._tensor(X))).numpy()
+        return self.model_.predict_proba(self._check_X(X, reset=False))
 
     def predict(self, X) -> np.ndarray:
         """(N, F) -> (N, L) multi-hot predictions (probability >= ``threshold_``)."""
         return (self.predict_proba(X) >= self.threshold_).astype(np.int64)
 
-    @torch.no_grad()
     def decision_function(self, X) -> np.ndarray:
         """(N, F) -> (N, L) logits minus the logit of ``threshold_``: positive exactly where :meth:`predict`
         says 1 (scikit-learn's convention), in the order of :meth:`predict_proba` within each label."""
         check_is_fitted(self, "classifier_")
         t = min(max(self.threshold_, 1e-6), 1 - 1e-6)
-        return self.classifier_(self._tensor(X)).numpy() - float(np.log(t) - np.log1p(-t))
+        return self.model_.logits(self._check_X(X, reset=False)) - float(np.log(t) - np.log1p(-t))
 
-    @torch.no_grad()
     def transform(self, X) -> np.ndarray:
         """(N, F) -> (N, D) backbone embeddings."""
         check_is_fitted(self, "classifier_")
-        return self.classifier_.embed(self._tensor(X)).numpy()
+        return self.model_.transform(self._check_X(X, reset=False))
 
     def score(self, X, Y, sample_weight=None) -> float:
         """Mean average precision of ``predict_proba(X)`` against ``Y``."""
         from mulsupcon.metrics import evaluate
 
-        return float(evaluate(self.predict_proba(X), np.asarray(Y), protocol="fixed")["mAP"])
+        if sample_weight is not None:
+            raise ValueError("score does not take sample_weight: the mAP here weighs every row equally")
+        proba = self.predict_proba(X)
+        return float(evaluate(proba, self._check_Y(Y, proba.shape[0]), protocol="fixed")["mAP"])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

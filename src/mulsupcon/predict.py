@@ -112,7 +112,8 @@ class TrainedModel:
                 "--dataset.missing mean (or median, most_frequent)")
 
     @torch.no_grad()
-    def _forward(self, x: Any, embed: bool, batch_size: int = 512) -> np.ndarray:
+    def _forward(self, x: Any, output: str, batch_size: int = 512) -> np.ndarray:
+        """``output``: "proba" (N, L), "logits" (N, L) or "embed" (N, D) of raw rows or images."""
         # Converted (densified, standardised) a batch at a time: a large or sparse input is never copied whole.
         x = self._checked(x)
         out = []
@@ -121,13 +122,18 @@ class TrainedModel:
             if self._view is not None:
                 chunk = self._view(chunk, None)
             chunk = chunk.to(self.device)
-            out.append((self.model.embed(chunk) if embed else torch.sigmoid(self.model(chunk))).float().cpu())
-        width = self.model.fc.in_features if embed else len(self.label_names)
+            scores = self.model.embed(chunk) if output == "embed" else self.model(chunk)
+            out.append((torch.sigmoid(scores) if output == "proba" else scores).float().cpu())
+        width = self.model.fc.in_features if output == "embed" else len(self.label_names)
         return torch.cat(out).numpy() if out else np.zeros((0, width), np.float32)
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """Label probabilities (N, L) of raw rows (N, F) or uint8 images (N, C, H, W)."""
-        return self._forward(x, embed=False)
+        return self._forward(x, "proba")
+
+    def logits(self, x: Any) -> np.ndarray:
+        """The scores (N, L) before the sigmoid (``predict_proba`` is their sigmoid)."""
+        return self._forward(x, "logits")
 
     def predict(self, x: Any, threshold: Optional[float] = None) -> np.ndarray:
         """0/1 labels (N, L): probability >= ``threshold`` (default: :attr:`threshold`, chosen on validation)."""
@@ -136,7 +142,7 @@ class TrainedModel:
 
     def transform(self, x: Any) -> np.ndarray:
         """Backbone embeddings (N, D)."""
-        return self._forward(x, embed=True)
+        return self._forward(x, "embed")
 
     def read_input(self, path: str | Path) -> tuple[Any, Optional[list[str]]]:
         """Inputs from a file or folder in the training formats: ``(x, image file names or None)``.
