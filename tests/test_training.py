@@ -202,6 +202,25 @@ def test_resume_with_an_optimizer_state_of_another_layout_says_why(small_setup):
         pretrain(c, run, resume=True, quiet=True, data=data)
 
 
+def test_training_from_an_unfinished_pretraining_run_says_to_resume_it(small_setup):
+    """A pretraining run stopped before its last epoch has checkpoints but no backbone.pt: training from it
+    says so and how to finish it (before: 'no backbone', as if the folder were not a run)."""
+    import copy
+
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg, data, root = small_setup
+    c = copy.deepcopy(cfg)
+    c["pretrain"]["epochs"] = 3
+    run = pretrain(c, root / "unfinished", quiet=True, data=data, stop_after_epochs=1)
+    c["classify"]["mode"] = "finetune"
+    with pytest.raises(FileNotFoundError, match=r"has not finished .* --resume --run-dir"):
+        classify(c, root / "from-unfinished", from_run=run, quiet=True, data=data)
+    with pytest.raises(FileNotFoundError, match="no backbone in"):
+        classify(c, root / "from-empty", from_run=root / "unfinished" / "checkpoints", quiet=True, data=data)
+
+
 def test_both_loops_say_when_subnormals_could_not_be_flushed_everywhere(small_setup, monkeypatch):
     """Where flushing cannot reach every thread, pretraining and classification still run, and their logs say
     why later epochs may slow down."""

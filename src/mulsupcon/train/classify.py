@@ -70,6 +70,10 @@ def backbone_source(from_run: str | Path | Mapping[str, Any]) -> tuple[Optional[
         if src.is_dir():
             path = next((c for c in (src / "backbone.pt", src / "model.pt") if c.is_file()), None)
             if path is None:
+                if (src / "checkpoints" / "last.pt").is_file():  # a pretraining (or training) run not finished yet
+                    raise FileNotFoundError(
+                        f"the run in {src} has not finished (no backbone.pt or model.pt yet, only checkpoints); "
+                        f"finish it with the same command plus --resume --run-dir {src}, then train from it")
                 raise FileNotFoundError(
                     f"no backbone in {src}: expected backbone.pt (a finished `mulsupcon pretrain` run) or "
                     f"model.pt (a finished `mulsupcon train` run)"
