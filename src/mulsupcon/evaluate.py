@@ -30,7 +30,7 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
         if protocol == "validation":
             kwargs = {"val_scores": z["val_scores"], "val_targets": z["val_targets"]}
         rows[f"test, {protocol} protocol"] = evaluate(z["test_scores"], z["test_targets"], protocol=protocol, threshold=threshold, **kwargs)
-    return metrics_table(rows, title=f"{run.name}")
+    return metrics_table(rows, title=f"{run.name}") + labels_without_positives_note(z["test_targets"], "test rows")
 
 
 def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequence[str]] = None,
@@ -55,4 +55,21 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
         kwargs = {"val_thresholds": model.thresholds} if protocol == "validation" else {}
         rows[f"{Path(path).name}, {protocol} protocol"] = evaluate(scores, y, protocol=protocol, threshold=threshold,
                                                                    **kwargs)
-    return metrics_table(rows, title=f"{run.name if run.is_dir() else run} on {Path(path).name} ({len(y)} rows)")
+    return (metrics_table(rows, title=f"{run.name if run.is_dir() else run} on {Path(path).name} ({len(y)} rows)")
+            + labels_without_positives_note(y, "rows", model.label_names))
+
+
+def labels_without_positives_note(targets: np.ndarray, rows: str, names: Optional[Sequence[str]] = None) -> str:
+    """A line for under the metrics table when some labels have no positive among the evaluated ``targets``
+    (N, L): their AP is undefined, so mAP averages fewer labels than the model has (macro-F1 counts them
+    all, as 0 where nothing is predicted either); "" when every label has one."""
+    absent = np.flatnonzero(np.asarray(targets).sum(axis=0) == 0)
+    if not len(absent):
+        return ""
+    listed = ""
+    if names is not None:
+        shown = [str(names[j]) for j in absent[:10]]
+        listed = ": " + ", ".join(shown) + (f", ... ({len(absent)} in all)" if len(absent) > 10 else "")
+    n = targets.shape[1]
+    return (f"\n\n{len(absent)} of the {n} labels have no positive in these {rows}{listed}. mAP averages the other "
+            f"{n - len(absent)} (their AP is undefined); macro-F1 counts all {n}.")
