@@ -94,3 +94,17 @@ def test_heatmap_and_curves_png(tiny_runs):
         assert c.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(FileNotFoundError, match="history.json"):
         plots.curves(root / "figs")
+
+
+def test_heatmap_of_an_unfinished_run_says_to_resume_it(tiny_runs, tmp_path):
+    """A run stopped before its last epoch (checkpoints, no backbone.pt): the heatmap says it has not
+    finished and how to finish it, before reading any data (it said 'checkpoint not found')."""
+    import shutil
+
+    root, _ = tiny_runs
+    run = tmp_path / "unfinished"
+    shutil.copytree(root / "pre", run)
+    (run / "backbone.pt").unlink()
+    assert (run / "checkpoints" / "last.pt").is_file()
+    with pytest.raises(FileNotFoundError, match=r"has not finished .* --resume --run-dir"):
+        plots.run_embeddings(run, "test")

@@ -58,11 +58,14 @@ def run_embeddings(run: str | Path, split: str = "test") -> tuple[np.ndarray, np
     run = Path(run)
     cfg = read_run_config(run)
     kind = run_kind(run)
+    path = run / ("backbone.pt" if kind == "pretrain" else "model.pt")
+    if not path.is_file() and (run / "checkpoints" / "last.pt").is_file():
+        raise FileNotFoundError(f"the run in {run} has not finished (no {path.name} yet, only checkpoints); finish "
+                                f"it with the same command plus --resume --run-dir {run}, then plot it")
     data = prepare_data(cfg["dataset"])
     src = {"train": data.train, "val": data.val, "test": data.test}[split]
     if src is None:
         raise ValueError(f"{run}: the dataset has no '{split}' split")
-    path = run / ("backbone.pt" if kind == "pretrain" else "model.pt")
     state = load_checkpoint(path)
     model_cfg = state.get("model", None) if kind == "pretrain" else state["model_cfg"]
     backbone = build_backbone(model_cfg or cfg["model"], data.input_shape)
