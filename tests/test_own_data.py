@@ -129,9 +129,9 @@ def test_csv_whole_chain_predict_equals_the_runs_test_scores(tmp_path):
     # export: TorchScript maps raw rows to the same probabilities.
     _cli("export", "ft", "--format", "torchscript", "--out", "model.ts", cwd=tmp_path)
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
-    with torch.no_grad():
-        probs = scripted(torch.from_numpy(x[test_rows])).numpy()
-    np.testing.assert_allclose(probs, scores["test_scores"], rtol=1e-5, atol=1e-6)
+    out = scripted(torch.from_numpy(x[test_rows]))  # an inference module: no autograd graph without no_grad
+    assert not out.requires_grad and not any(p.requires_grad for p in scripted.parameters())
+    np.testing.assert_allclose(out.numpy(), scores["test_scores"], rtol=1e-5, atol=1e-6)
     # A file named .onnx holds ONNX: asking for TorchScript under that name is refused, nothing written.
     proc = _cli("export", "ft", "--format", "torchscript", "--out", "model.onnx", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "names an ONNX file but --format is torchscript" in proc.stderr

@@ -396,7 +396,7 @@ def export_run(run: str | Path, out: str | Path, fmt: str = "torchscript") -> Pa
     ``onnx`` package: ``pip install mulsupcon[onnx]``), mapping raw rows (N, F) to probabilities (N, L)
     (images: the normalised evaluation view (N, 3, S, S))."""
     model = load_run(run)
-    wrapper = _Exported(model).eval()
+    wrapper = _Exported(model).eval().requires_grad_(False)  # for inference: no autograd graph per call
     example = torch.zeros((2, *model.input_shape))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
