@@ -53,6 +53,31 @@ def test_unknown_key_suggests_the_closest_one():
         load_config("yeast", {"eval.threshold": 1.5})
 
 
+@pytest.mark.parametrize("override, message", [
+    ({"classify.lr": 0}, r"classify.lr must be > 0 \(a rate of 0 trains nothing\), got 0"),
+    ({"pretrain.lr": -1e-3}, "pretrain.lr must be > 0"),
+    ({"classify.lr_backbone": 0}, "to keep the backbone fixed, use --mode probe"),
+    ({"classify.weight_decay": -1e-4}, "classify.weight_decay must be >= 0"),
+    ({"pretrain.queue_size": -1}, "pretrain.queue_size must be >= 0"),
+    ({"pretrain.momentum": 1.5}, r"pretrain.momentum must be in \[0, 1\]"),
+    ({"model.dropout": 1.5}, r"model.dropout must be in \[0, 1\)"),
+    ({"model.head_dropout": -0.1}, "model.head_dropout must be in"),
+    ({"model.hidden": [256, 0]}, "model.hidden, model.head_hidden and model.embed_dim take positive integers"),
+    ({"model.embed_dim": 0}, "take positive integers"),
+])
+def test_ranges_are_checked_naming_the_key(override, message):
+    """Out-of-range values are refused before any run starts, naming the key (before: torch's own errors
+    without the key, or, for a rate of 0, a run that trained nothing)."""
+    with pytest.raises(ValueError, match=message):
+        load_config("yeast", override)
+    load_config("yeast", {key: DEFAULTS_OF[key] for key in override})  # the defaults pass
+
+
+DEFAULTS_OF = {"classify.lr": 4e-4, "pretrain.lr": 4e-4, "classify.lr_backbone": 4e-5, "classify.weight_decay": 0.0,
+               "pretrain.queue_size": 256, "pretrain.momentum": 0.999, "model.dropout": 0.2, "model.head_dropout": 0.1,
+               "model.hidden": [256, 512, 256], "model.embed_dim": 256}
+
+
 def test_authors_config_matches_the_documented_facts():
     cfg = load_config("yeast-authors")
     p = cfg["pretrain"]

@@ -324,6 +324,24 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             raise ValueError(f"pretrain.{key} must be a positive integer or null, got {v!r}")
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"pretrain.min_steps ({lo}) is larger than pretrain.max_steps ({hi})")
+    for name in ("pretrain.lr", "classify.lr", "classify.lr_backbone"):
+        section, key = name.split(".")
+        if not float(cfg[section][key]) > 0:
+            hint = "; to keep the backbone fixed, use --mode probe" if key == "lr_backbone" else ""
+            raise ValueError(f"{name} must be > 0 (a rate of 0 trains nothing), got {cfg[section][key]!r}{hint}")
+    for name in ("pretrain.weight_decay", "classify.weight_decay", "pretrain.queue_size"):
+        section, key = name.split(".")
+        if not float(cfg[section][key]) >= 0:
+            raise ValueError(f"{name} must be >= 0, got {cfg[section][key]!r}")
+    if not 0.0 <= float(cfg["pretrain"]["momentum"]) <= 1.0:
+        raise ValueError(f"pretrain.momentum must be in [0, 1], got {cfg['pretrain']['momentum']!r}")
+    for key in ("dropout", "head_dropout"):
+        if not 0.0 <= float(cfg["model"][key]) < 1.0:
+            raise ValueError(f"model.{key} must be in [0, 1) (the fraction of units zeroed), got {cfg['model'][key]!r}")
+    sizes = [*cfg["model"]["hidden"], cfg["model"]["head_hidden"], cfg["model"]["embed_dim"]]
+    if any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in sizes):
+        raise ValueError(f"model.hidden, model.head_hidden and model.embed_dim take positive integers, got "
+                         f"{cfg['model']['hidden']!r}, {cfg['model']['head_hidden']!r} and {cfg['model']['embed_dim']!r}")
     if not float(cfg["pretrain"]["temperature"]) > 0:
         raise ValueError(f"pretrain.temperature must be > 0, got {cfg['pretrain']['temperature']!r}")
     grid = cfg["classify"]["head_fit_c"]
