@@ -160,9 +160,9 @@ def test_own_files_join_the_benchmark_as_name_equals_path(tmp_path):
         benchmark_vectors([f"mine={csv}"], [0, 1], ["bce"], work=work, out=out, overrides=options, say=lines.append)
 
 
-def test_a_missing_value_in_a_benchmarked_file_names_the_benchmarks_own_flag(tmp_path):
-    """The readers name `--dataset.missing mean` (train, pretrain); the benchmark takes `--set dataset.missing=mean`,
-    and with it the file runs."""
+def test_a_missing_value_in_a_benchmarked_file_names_the_flag_and_the_benchmark_takes_it(tmp_path):
+    """The readers name `--dataset.missing mean`; the benchmark takes that flag as train and pretrain do (and
+    `--set dataset.missing=mean`), and with it the file runs."""
     from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data
     from mulsupcon.data.formats import DataFormatError
 
@@ -173,8 +173,13 @@ def test_a_missing_value_in_a_benchmarked_file_names_the_benchmarks_own_flag(tmp
     csv.write_text("\n".join(lines) + "\n")
     options = {**FAST, "dataset.label_columns": 3}
     cfg = benchmark_config("mine", overrides=options, path=str(csv))
-    with pytest.raises(DataFormatError, match=r"data\.csv:6: empty field .* --set dataset\.missing=mean fills"):
+    with pytest.raises(DataFormatError, match=r"data\.csv:6: empty field .* --dataset\.missing mean"):
         benchmark_data("mine", cfg)
+    from mulsupcon.cli import build_parser, split_overrides
+
+    args, extra = build_parser().parse_known_args(["benchmark", "vectors", "--datasets", f"mine={csv}",
+                                                   "--dataset.missing", "mean", "--set", "classify.epochs=3"])
+    assert split_overrides(extra) == {"dataset.missing": "mean"} and args.set == ["classify.epochs=3"]
     cfg = benchmark_config("mine", overrides={**options, "dataset.missing": "mean"}, path=str(csv))
     with pytest.warns(UserWarning, match=r"1 missing feature value"):
         x = arrays(benchmark_data("mine", cfg))

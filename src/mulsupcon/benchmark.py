@@ -60,7 +60,6 @@ import numpy as np
 import torch
 
 from mulsupcon.config import load_config
-from mulsupcon.data.arff import MISSING_HINT, DataFormatError
 from mulsupcon.data.dataset import MultiLabelDataset, Splits
 from mulsupcon.data.download import sha256_file
 from mulsupcon.io import (atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text,
@@ -152,12 +151,7 @@ def check_same_data(work: Path, dataset: str, files: Mapping[str, str]) -> None:
 
 def benchmark_data(dataset: str, cfg: Mapping[str, Any]) -> PreparedData:
     """The fixed rows of ``dataset`` (standardised on its training rows)."""
-    try:
-        splits = load_dataset_splits(cfg["dataset"])
-    except DataFormatError as exc:  # the readers name the train/pretrain flag; the benchmark spells it --set
-        if MISSING_HINT not in str(exc):
-            raise
-        raise DataFormatError(str(exc).replace("--dataset.missing mean", "--set dataset.missing=mean")) from None
+    splits = load_dataset_splits(cfg["dataset"])  # its errors name --dataset.* flags, which the benchmark takes too
     if dataset in NO_LABEL_CASES:
         splits = keep_rarest_labels(splits, NO_LABEL_CASES[dataset][1], name=dataset)
     return prepare_data(cfg["dataset"], splits)

@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", default=None, metavar="NAME|NAME=PATH",
                    help="default: the twelve sets of mulsupcon.benchmark.DATASETS; NAME: any registered vector dataset "
                         "(mulsupcon datasets list: emotions, birds, enron, ...); NAME=PATH adds your own "
-                        "file, read as by `mulsupcon train --dataset.path PATH` with the --set dataset.* options "
+                        "file, read as by `mulsupcon train --dataset.path PATH` with the dataset.* options (--dataset.KEY VALUE "
+                        "or --set dataset.KEY=VALUE) "
                         "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.ignore_columns, dataset.label_sep, "
                         "dataset.test_fraction)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                         ".venv-boomer/bin/pip install mlrl-boomer)")
     p.add_argument("--config", default="vectors", help="the config MulSupCon, BCE and ASL run with")
     p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. classify.epochs=100 (repeatable: every --set adds to the list)")
+                   help="config overrides, e.g. classify.epochs=100 (repeatable: every --set adds to the list); "
+                        "--classify.epochs 100 is the same")
     p.add_argument("--out", default=None,
                    help="the markdown report (default: WORK/report.md); an existing file that is not such a report "
                         "is refused, not overwritten")
@@ -348,7 +350,7 @@ def _resume_hint(args) -> str:
 
 def _dispatch(args, extra, argv, parser) -> int:
     cmd = args.command
-    if cmd not in ("pretrain", "train") and extra:
+    if cmd not in ("pretrain", "train", "benchmark") and extra:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     if cmd in ("pretrain", "train") and args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_torchrun(args.nproc, argv)
@@ -479,7 +481,7 @@ def _dispatch(args, extra, argv, parser) -> int:
         from mulsupcon.benchmark import DATASETS, benchmark_vectors, boomer_python
         from mulsupcon.config import parse_value
 
-        overrides = {}
+        overrides = split_overrides(extra)  # --SECTION.KEY VALUE, as for train and pretrain
         for item in args.set:
             key, sep, value = item.partition("=")
             if not sep:
