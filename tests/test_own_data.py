@@ -276,6 +276,21 @@ def test_predict_refuses_inputs_without_the_training_columns(tmp_path):
     (tmp_path / "outdir").mkdir()
     proc = _cli("predict", "r", "--input", "data.csv", "--out", "outdir", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "--out outdir is a folder; give the name of the file to write" in proc.stderr
+    # An --out that would replace the input, or a file that is not a predictions CSV of this model, is refused
+    # and left as it was; a predictions file of this model is replaced (a rerun); a non-CSV name is refused.
+    before = (tmp_path / "data.csv").read_bytes()
+    proc = _cli("predict", "r", "--input", "data.csv", "--out", "data.csv", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "is the input file" in proc.stderr
+    assert (tmp_path / "data.csv").read_bytes() == before
+    (tmp_path / "notes.csv").write_text("my,own\nnotes,here\n")
+    proc = _cli("predict", "r", "--input", "data.csv", "--out", "notes.csv", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "is not a predictions file of this model" in proc.stderr
+    assert (tmp_path / "notes.csv").read_text() == "my,own\nnotes,here\n"
+    _cli("predict", "r", "--input", "data.csv", "--out", "p.csv", "--keep", "a", cwd=tmp_path)
+    _cli("predict", "r", "--input", "data.csv", "--out", "p.csv", cwd=tmp_path)
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "cat,dog,fish"
+    proc = _cli("predict", "r", "--input", "data.csv", "--out", "p.npz", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "written as CSV" in proc.stderr
     (tmp_path / "afile").write_text("mine")
     proc = _cli("train", "--mode", "scratch", "--dataset.path", "data.csv", "--dataset.label_columns", "cat,dog,fish",
                 *VEC, "--run-dir", "afile", cwd=tmp_path, ok=False)

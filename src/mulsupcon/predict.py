@@ -329,6 +329,22 @@ def write_predictions(out: str | Path, values: np.ndarray, label_names: Sequence
     return out
 
 
+def check_predictions_overwritable(out: str | Path, input_path: str | Path, label_names: Sequence[str]) -> None:
+    """Refuse an ``out`` that is the input itself, or an existing file that is not a predictions CSV of these
+    labels (its header ends with the label names): a mistyped --out must not replace the user's data."""
+    out, source = Path(out).expanduser(), Path(input_path).expanduser()
+    if not out.exists():
+        return
+    if source.exists() and out.resolve() == source.resolve():
+        raise ValueError(f"--out {out} is the input file; it would be overwritten. Choose another --out")
+    with open(out, encoding="utf-8", errors="replace", newline="") as f:
+        header = next(csv.reader(f), [])
+    if header[-len(label_names):] != list(label_names):
+        raise FileExistsError(f"--out {out} exists and is not a predictions file of this model (its header does not "
+                              f"end with the {len(label_names)} label names); it would be overwritten. Choose another "
+                              "--out or move the file away")
+
+
 def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, labels: bool = False,
                  threshold: Optional[float] = None, device: str = "cpu", keep: Sequence[str] = (),
                  image_chunk: int = 1024) -> Path:
@@ -340,7 +356,10 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
     if Path(out).is_dir():  # before any work: scoring a large folder first would be wasted
         raise ValueError(f"--out {out} is a folder; give the name of the file to write "
                          f"(e.g. {Path(out) / 'predictions.csv'})")
+    if Path(out).suffix.lower() not in (".csv", ".txt", ""):
+        raise ValueError(f"--out {out}: predictions are written as CSV; name the file .csv")
     model = load_run(run, device=device)
+    check_predictions_overwritable(out, input_path, model.label_names)
     kept = None
     if keep:
         suffix = format_suffix(Path(input_path))
