@@ -137,3 +137,18 @@ def test_no_private_torch_api_no_ctypes_no_data_reassignment():
                 if isinstance(target, ast.Attribute) and target.attr == "data":
                     bad.append(f"{rel}:{node.lineno}: assignment to .data")
     assert not bad, "\n".join(bad)
+
+
+def test_the_declared_minimum_versions_have_the_apis_the_code_uses():
+    """The estimator's `validate_data` and `__sklearn_tags__` arrived in scikit-learn 1.6: with 1.5, which the
+    package once declared it supported, `import mulsupcon.estimator` failed (checked in a venv with
+    scikit-learn 1.5.2)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    major, minor = map(int, re.search(r'"scikit-learn>=(\d+)\.(\d+)', text).groups())
+    assert (major, minor) >= (1, 6)
+    # likewise torch: torch.amp.GradScaler (2.3) runs in every pretraining, torch.onnx.export(dynamo=) is 2.5
+    major, minor = map(int, re.search(r'"torch>=(\d+)\.(\d+)', text).groups())
+    assert (major, minor) >= (2, 5)

@@ -201,3 +201,4 @@ def test_prediction_goes_through_the_command_lines_model_a_batch_at_a_time():
     assert clf.score(Xt, sp.csr_matrix(Yt)) == pytest.approx(clf.score(Xt, Yt))
     with pytest.raises(ValueError, match="sample_weight"):
         clf.score(Xt, Yt, sample_weight=np.ones(1100))
+
