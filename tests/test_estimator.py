@@ -202,3 +202,31 @@ def test_prediction_goes_through_the_command_lines_model_a_batch_at_a_time():
     with pytest.raises(ValueError, match="sample_weight"):
         clf.score(Xt, Yt, sample_weight=np.ones(1100))
 
+
+
+def test_missing_values_are_filled_as_the_command_line_fills_them():
+    """missing="median": NaN in fit and in prediction becomes the training rows' column median (the fill the
+    CLI's --dataset.missing median keeps in the model); without it NaN is refused, naming the option."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    Y = (rng.random((60, 2)) < 0.5).astype(int)
+    Y[Y.sum(1) == 0, 0] = 1
+    holes = X.copy()
+    holes[::7, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        MulSupConClassifier(**TINY).fit(holes, Y)
+    with pytest.warns(UserWarning, match="missing feature value"):
+        clf = MulSupConClassifier(**TINY, missing="median", random_state=0).fit(holes, Y)
+    from mulsupcon.data.splits import stratified_carve
+
+    train_idx, _ = stratified_carve(Y, 0.2, 0)  # the estimator's own carve (val_fraction 0.2, random_state 0)
+    fill = clf.model_._fill.numpy()
+    np.testing.assert_allclose(fill[1], np.nanmedian(holes[train_idx, 1]), rtol=1e-6)
+    Xt = rng.normal(size=(5, 4))
+    gaps = Xt.copy()
+    gaps[:, 1] = np.nan
+    filled = Xt.copy()
+    filled[:, 1] = fill[1]
+    np.testing.assert_allclose(clf.predict_proba(gaps), clf.predict_proba(filled), rtol=1e-6, atol=1e-7)
+    assert clf.model_.config["dataset"]["missing"] == "median"
+    assert MulSupConClassifier(missing="median")._config()["dataset"]["missing"] == "median"

@@ -32,7 +32,7 @@ _CONFIG_KEYS = {
     "pretrain_epochs": "pretrain.epochs", "pretrain_batch_size": "pretrain.batch_size", "pretrain_lr": "pretrain.lr",
     "epochs": "classify.epochs", "batch_size": "classify.batch_size", "lr": "classify.lr",
     "lr_backbone": "classify.lr_backbone", "loss": "classify.loss", "head_init": "classify.head_init",
-    "val_fraction": "dataset.val_fraction",
+    "val_fraction": "dataset.val_fraction", "missing": "dataset.missing",
 }
 
 
@@ -46,7 +46,9 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     then finetuning'). ``threshold="validation"`` predicts at the threshold that is best for
     micro-F1 on the internal validation rows (``val_fraction`` of the training rows, carved by iterative
     stratification; model selection uses them too); a float predicts at that fixed threshold.
-    ``device="auto"``: CUDA when available, else the CPU.
+    ``device="auto"``: CUDA when available, else the CPU. ``missing="mean"`` (or ``"median"``,
+    ``"most_frequent"``) reads NaN in X as a missing value, filled with that statistic of its column over the
+    training rows, in fit and in prediction alike (``--dataset.missing``); by default NaN is refused.
 
     Attributes (after fit): ``classes_`` (``arange(n_labels)``, scikit-learn's convention for multi-label
     targets), ``n_features_in_``, ``threshold_`` (the threshold :meth:`predict` uses), ``thresholds_`` (per
@@ -63,7 +65,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                  pretrain_epochs: Optional[int] = None, pretrain_batch_size: Optional[int] = None,
                  pretrain_lr: Optional[float] = None, epochs: Optional[int] = None, batch_size: Optional[int] = None,
                  lr: Optional[float] = None, lr_backbone: Optional[float] = None, loss: Optional[str] = None,
-                 head_init: Optional[str] = None, val_fraction: Optional[float] = None,
+                 head_init: Optional[str] = None, val_fraction: Optional[float] = None, missing: Optional[str] = None,
                  threshold: float | str = "validation", device: str = "auto",
                  random_state: Optional[int] = None, verbose: bool = False):
         self.hidden = hidden
@@ -87,6 +89,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.loss = loss
         self.head_init = head_init
         self.val_fraction = val_fraction
+        self.missing = missing
         self.threshold = threshold
         self.device = device
         self.random_state = random_state
@@ -102,7 +105,10 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return load_config("vectors", overrides)
 
     def _check_X(self, X, *, reset: bool) -> np.ndarray | sp.csr_matrix:
-        return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32, ensure_min_samples=1)
+        # NaN is a missing value when `missing` names a fill strategy (as --dataset.missing does), else refused.
+        finite = True if self.missing in (None, "error") else "allow-nan"
+        return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32, ensure_min_samples=1,
+                             ensure_all_finite=finite)
 
     @staticmethod
     def _check_Y(Y, n: int) -> np.ndarray:
