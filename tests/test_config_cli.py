@@ -54,9 +54,9 @@ def test_unknown_key_suggests_the_closest_one():
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"classify.lr": 0}, r"classify.lr must be > 0 \(a rate of 0 trains nothing\), got 0"),
-    ({"pretrain.lr": -1e-3}, "pretrain.lr must be > 0"),
-    ({"classify.lr_backbone": 0}, "to keep the backbone fixed, use --mode probe"),
+    ({"classify.lr": -1e-3}, "classify.lr must be >= 0, got -0.001"),
+    ({"pretrain.lr": -1e-3}, "pretrain.lr must be >= 0"),
+    ({"classify.lr_backbone": -1}, "classify.lr_backbone must be >= 0"),
     ({"classify.weight_decay": -1e-4}, "classify.weight_decay must be >= 0"),
     ({"pretrain.queue_size": -1}, "pretrain.queue_size must be >= 0"),
     ({"pretrain.momentum": 1.5}, r"pretrain.momentum must be in \[0, 1\]"),
@@ -67,7 +67,7 @@ def test_unknown_key_suggests_the_closest_one():
 ])
 def test_ranges_are_checked_naming_the_key(override, message):
     """Out-of-range values are refused before any run starts, naming the key (before: torch's own errors
-    without the key, or, for a rate of 0, a run that trained nothing)."""
+    without the key, or none: a negative queue size or weight decay)."""
     with pytest.raises(ValueError, match=message):
         load_config("yeast", override)
     load_config("yeast", {key: DEFAULTS_OF[key] for key in override})  # the defaults pass

@@ -202,7 +202,7 @@ def test_resume_with_an_optimizer_state_of_another_layout_says_why(small_setup):
         pretrain(c, run, resume=True, quiet=True, data=data)
 
 
-def test_training_from_an_unfinished_pretraining_run_says_to_resume_it(small_setup):
+def test_training_from_an_unfinished_pretraining_run_says_to_resume_it(small_setup, tmp_path):
     """A pretraining run stopped before its last epoch has checkpoints but no backbone.pt: training from it
     says so and how to finish it (before: 'no backbone', as if the folder were not a run)."""
     import copy
@@ -213,12 +213,13 @@ def test_training_from_an_unfinished_pretraining_run_says_to_resume_it(small_set
     cfg, data, root = small_setup
     c = copy.deepcopy(cfg)
     c["pretrain"]["epochs"] = 3
-    run = pretrain(c, root / "unfinished", quiet=True, data=data, stop_after_epochs=1)
+    # (not in the shared root: other tests number their runs by its entries)
+    run = pretrain(c, tmp_path / "unfinished", quiet=True, data=data, stop_after_epochs=1)
     c["classify"]["mode"] = "finetune"
     with pytest.raises(FileNotFoundError, match=r"has not finished .* --resume --run-dir"):
-        classify(c, root / "from-unfinished", from_run=run, quiet=True, data=data)
+        classify(c, tmp_path / "from-unfinished", from_run=run, quiet=True, data=data)
     with pytest.raises(FileNotFoundError, match="no backbone in"):
-        classify(c, root / "from-empty", from_run=root / "unfinished" / "checkpoints", quiet=True, data=data)
+        classify(c, tmp_path / "from-empty", from_run=run / "checkpoints", quiet=True, data=data)
 
 
 def test_both_loops_say_when_subnormals_could_not_be_flushed_everywhere(small_setup, monkeypatch):

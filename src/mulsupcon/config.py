@@ -324,12 +324,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             raise ValueError(f"pretrain.{key} must be a positive integer or null, got {v!r}")
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"pretrain.min_steps ({lo}) is larger than pretrain.max_steps ({hi})")
-    for name in ("pretrain.lr", "classify.lr", "classify.lr_backbone"):
-        section, key = name.split(".")
-        if not float(cfg[section][key]) > 0:
-            hint = "; to keep the backbone fixed, use --mode probe" if key == "lr_backbone" else ""
-            raise ValueError(f"{name} must be > 0 (a rate of 0 trains nothing), got {cfg[section][key]!r}{hint}")
-    for name in ("pretrain.weight_decay", "classify.weight_decay", "pretrain.queue_size"):
+    # A rate of 0 is allowed: with classify.head_init fit it keeps the fitted layer as it is.
+    for name in ("pretrain.lr", "classify.lr", "classify.lr_backbone", "pretrain.weight_decay",
+                 "classify.weight_decay", "pretrain.queue_size"):
         section, key = name.split(".")
         if not float(cfg[section][key]) >= 0:
             raise ValueError(f"{name} must be >= 0, got {cfg[section][key]!r}")
