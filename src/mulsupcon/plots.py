@@ -53,15 +53,13 @@ def run_embeddings(run: str | Path, split: str = "test") -> tuple[np.ndarray, np
     from mulsupcon.models import build_backbone
     from mulsupcon.train.checkpoint import load_checkpoint
     from mulsupcon.train.data import ImageViews, prepare_data
-    from mulsupcon.train.rundir import read_run_config, run_kind
+    from mulsupcon.train.rundir import check_finished, read_run_config, run_kind
 
     run = Path(run)
     cfg = read_run_config(run)
     kind = run_kind(run)
     path = run / ("backbone.pt" if kind == "pretrain" else "model.pt")
-    if not path.is_file() and (run / "checkpoints" / "last.pt").is_file():
-        raise FileNotFoundError(f"the run in {run} has not finished (no {path.name} yet, only checkpoints); finish "
-                                f"it with the same command plus --resume --run-dir {run}, then plot it")
+    check_finished(run, (path.name,), "plot it")
     data = prepare_data(cfg["dataset"])
     src = {"train": data.train, "val": data.val, "test": data.test}[split]
     if src is None:

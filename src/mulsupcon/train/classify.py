@@ -52,7 +52,7 @@ from mulsupcon.train.data import (
 )
 from mulsupcon.train.guard import DivergenceGuard, classification_divergence
 from mulsupcon.train.optim import make_optimizer
-from mulsupcon.train.rundir import RunDir, format_seconds, open_run_dir
+from mulsupcon.train.rundir import RunDir, check_finished, format_seconds, open_run_dir
 from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denormals, num_threads_for, resolve_device
 
 
@@ -70,10 +70,7 @@ def backbone_source(from_run: str | Path | Mapping[str, Any]) -> tuple[Optional[
         if src.is_dir():
             path = next((c for c in (src / "backbone.pt", src / "model.pt") if c.is_file()), None)
             if path is None:
-                if (src / "checkpoints" / "last.pt").is_file():  # a pretraining (or training) run not finished yet
-                    raise FileNotFoundError(
-                        f"the run in {src} has not finished (no backbone.pt or model.pt yet, only checkpoints); "
-                        f"finish it with the same command plus --resume --run-dir {src}, then train from it")
+                check_finished(src, ("backbone.pt", "model.pt"), "train from it")
                 raise FileNotFoundError(
                     f"no backbone in {src}: expected backbone.pt (a finished `mulsupcon pretrain` run) or "
                     f"model.pt (a finished `mulsupcon train` run)"

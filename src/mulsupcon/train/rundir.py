@@ -338,3 +338,14 @@ def run_kind(run_dir: str | Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a mulsupcon run directory (no run.json)")
     return json.loads(path.read_text())["kind"]
+
+
+def check_finished(run_dir: str | Path, names: tuple[str, ...], then: str) -> None:
+    """Raise FileNotFoundError when ``run_dir`` holds none of the files ``names`` (what a finished run
+    leaves: ``backbone.pt``, ``model.pt``) but has ``checkpoints/last.pt``: a run stopped or still going,
+    named as such with the command that finishes it (``then``: what to do afterwards)."""
+    run_dir = Path(run_dir)
+    if not any((run_dir / n).is_file() for n in names) and (run_dir / "checkpoints" / "last.pt").is_file():
+        raise FileNotFoundError(f"the run in {run_dir} has not finished (no {' or '.join(names)} yet, only "
+                                f"checkpoints); finish it with the same command plus --resume --run-dir {run_dir}, "
+                                f"then {then}")
