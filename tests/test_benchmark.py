@@ -659,3 +659,16 @@ def test_head_adjust_changes_only_what_it_says():
     np.testing.assert_allclose(mod.adjusted_scores(model, x, "tau", 1.0, prior), want, rtol=1e-5)
     want = torch.sigmoid(logits - torch.log(prior)).numpy()
     np.testing.assert_allclose(mod.adjusted_scores(model, x, "prior", 1.0, prior), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("override, flag", [({"dataset.path": "data.csv"}, "--datasets NAME=PATH"),
+                                            ({"dataset.name": "scene"}, "--datasets NAME"), ({"seed": 4}, "--seeds")])
+def test_overrides_of_what_each_cell_sets_are_refused(tmp_path, override, flag):
+    """`--dataset.path FILE` (now a flag the benchmark takes) would run every default dataset's cells on that
+    file under the datasets' names; a seed override would run one seed under every seed's name. Refused
+    before anything is written, naming the option to use."""
+    from mulsupcon.benchmark import benchmark_vectors
+
+    with pytest.raises(ValueError, match=f"sets {list(override)[0]} for each cell itself; use {flag}"):
+        benchmark_vectors(["flags"], [0], ["bce"], work=tmp_path / "w", out=tmp_path / "b.md", overrides=override)
+    assert not (tmp_path / "w").exists() and not (tmp_path / "b.md").exists()

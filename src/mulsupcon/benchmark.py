@@ -384,6 +384,13 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
     if "boomer" in methods and not boomer:
         raise ValueError(f"method 'boomer' needs a Python interpreter with mlrl-boomer: create one with {BOOMER_SETUP}, "
                          "then pass --boomer-python .venv-boomer/bin/python (or set MULSUPCON_BOOMER_PYTHON)")
+    # Each cell names its dataset and seed: as overrides they would relabel other data (or one seed) silently.
+    owned = {"dataset.name": "--datasets NAME (or NAME=PATH for your own file)",
+             "dataset.path": "--datasets NAME=PATH", "seed": "--seeds"}
+    clash = [key for key in owned if key in (overrides or {})]
+    if clash:
+        raise ValueError(f"the benchmark sets {', '.join(clash)} for each cell itself; use "
+                         f"{'; '.join(owned[k] for k in clash)} instead")
     paths = parse_datasets(datasets)
     datasets = list(paths)
     work = Path(work)
