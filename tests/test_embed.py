@@ -121,3 +121,36 @@ def test_cli_parser_and_run(tmp_path, ds_cfg, capsys):
     printed = capsys.readouterr().out
     assert f"hdf5:{(tmp_path / 'cli').resolve()}" in printed
     assert {p.name for p in (tmp_path / "cli").iterdir()} == {"train.hdf5", "val.hdf5", "test.hdf5", "dataset.json"}
+
+
+def test_cli_embeds_your_own_image_folder(tmp_path, capsys):
+    """`embed --dataset.path FOLDER --dataset.labels FILE` reads your images as `train` does (before, embed took
+    registered datasets only): every image lands in one split, with the label file's names, and the features
+    equal a direct forward pass of the same backbone on the same rows."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rows = ["file,labels"]
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+        rows.append(f"p{i}.png," + ["cat", "dog", "cat;dog"][i % 3])
+    (tmp_path / "tags.csv").write_text("\n".join(rows) + "\n")
+    parser = argparse.ArgumentParser(prog="mulsupcon")
+    add_embed_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "emb"
+    args = parser.parse_args(["embed", "--dataset.path", str(folder), "--dataset.labels", str(tmp_path / "tags.csv"),
+                              "--dataset.label_sep", ";", "--out", str(out), "--arch", "resnet18", "--image-size",
+                              str(SIZE), "--device", "cpu", "--seed", "3"])
+    assert run_embed(args) == 0
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["label_names"] == ["cat", "dog"] and sum(meta["rows"].values()) == 30 and meta["dataset"] == "photos"
+    splits = load_dataset_splits({"path": str(folder), "labels": str(tmp_path / "tags.csv"), "label_sep": ";",
+                                  "image_size": SIZE, "val_fraction": 0.2, "split_seed": 0, "name": "photos"})
+    feats, target = _read(out / "test.hdf5")
+    model = build_embedding_backbone("resnet18", None, seed=3)
+    np.testing.assert_allclose(feats, _direct(model, splits.test.features), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(target, splits.test.labels)
+    with pytest.raises(ValueError, match="name a registered image dataset, or give your own images"):
+        run_embed(parser.parse_args(["embed", "--out", str(tmp_path / "none")]))

@@ -243,6 +243,18 @@ def embed_dataset(
 
 
 # ------------------------------------------------------------------------------ command line
+OWN_IMAGE_OPTIONS = {  # dataset.* keys of `mulsupcon train` that say how to read your own images
+    "path": "an image folder, a COCO-format folder or a VOC layout",
+    "labels": "the label file of an image folder (CSV: file name, then 0/1 columns or a column of names; or JSON)",
+    "test_path": "the official test part (a folder); without it a test part is carved (dataset.test_fraction)",
+    "test_labels": "the label file of the test folder",
+    "label_sep": "labels listed by name in one column, separated by this (';', space)",
+    "ignore_columns": "columns of the label CSV that are neither the file name nor labels",
+    "skip_corrupt": "true: leave out unreadable or missing images (one warning gives the count)",
+    "test_fraction": "the share of the rows carved as the test part when there is no test_path (default 0.2)",
+}
+
+
 def add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``embed`` subcommand to ``mulsupcon``'s subparsers; returns its parser."""
     p = subparsers.add_parser(
@@ -254,7 +266,12 @@ def add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
             "--dataset.name hdf5:OUT."
         ),
     )
-    p.add_argument("dataset", help="registered image dataset (e.g. coco-tiny-zzowenzz, voc2007)")
+    p.add_argument("dataset", nargs="?", default=None,
+                   help="registered image dataset (e.g. coco-tiny-zzowenzz, voc2007); or leave it out and give your "
+                        "own images with the --dataset.* options below, as for train")
+    own = p.add_argument_group("your own images (read as `mulsupcon train --dataset.path` reads them)")
+    for key, what in OWN_IMAGE_OPTIONS.items():
+        own.add_argument(f"--dataset.{key}", dest=f"dataset_{key}", default=None, metavar="VALUE", help=what)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--arch", default="resnet50", help="torchvision model name (default: %(default)s)")
     p.add_argument("--weights", default=None,
@@ -273,10 +290,24 @@ def add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    """Run ``mulsupcon embed`` from parsed arguments; prints the output folder. Returns 0."""
-    ds_cfg = {"name": args.dataset, "val_fraction": args.val_fraction, "split_seed": args.split_seed,
-              "image_size": args.image_size, "cache_dir": args.cache_dir}
-    out = embed_dataset(ds_cfg, args.out, arch=args.arch, weights=args.weights, small_input=args.small_input,
+    """Run ``mulsupcon embed`` from parsed arguments (a registered dataset, or your own images by
+    ``--dataset.path FOLDER --dataset.labels FILE``); prints the output folder. Returns 0."""
+    from mulsupcon.config import parse_value, resolve_paths, set_dotted, validate_config, with_defaults
+
+    overrides = {f"dataset.{key}": parse_value(getattr(args, f"dataset_{key}")) for key in OWN_IMAGE_OPTIONS
+                 if getattr(args, f"dataset_{key}", None) is not None}
+    if not args.dataset and not overrides.get("dataset.path"):
+        raise ValueError("name a registered image dataset, or give your own images: --dataset.path FOLDER "
+                         "--dataset.labels FILE")
+    cfg = with_defaults({"dataset": {"val_fraction": args.val_fraction, "split_seed": args.split_seed,
+                                     "image_size": args.image_size, "cache_dir": args.cache_dir}})
+    if args.dataset:
+        cfg["dataset"]["name"] = args.dataset
+    for key, value in overrides.items():
+        set_dotted(cfg, key, value)  # an unknown key is refused with the closest ones
+    resolve_paths(cfg)  # absolute paths; your folder names the data
+    validate_config(cfg)
+    out = embed_dataset(cfg["dataset"], args.out, arch=args.arch, weights=args.weights, small_input=args.small_input,
                         batch_size=args.batch_size, device=args.device, seed=args.seed, overwrite=args.overwrite)
     meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     print(f"wrote {meta['rows']} rows of {meta['feature_dim']}-d features to {out}")
