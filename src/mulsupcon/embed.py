@@ -304,7 +304,7 @@ def run_embed(args: argparse.Namespace) -> int:
     if args.dataset:
         cfg["dataset"]["name"] = args.dataset
     for key, value in overrides.items():
-        set_dotted(cfg, key, value)  # an unknown key is refused with the closest ones
+        set_dotted(cfg, key, value)
     resolve_paths(cfg)  # absolute paths; your folder names the data
     validate_config(cfg)
     out = embed_dataset(cfg["dataset"], args.out, arch=args.arch, weights=args.weights, small_input=args.small_input,
