@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -204,6 +205,46 @@ def test_reproduce_refuses_to_overwrite_a_curated_page_and_writes_its_own_report
     own = tmp_path / "own.md"
     reproduce._write({}, own, 1.0, 0.0)
     check_report_overwritable(own, reproduce.REPORT_TITLE)
+
+
+def test_reproduce_refuses_bad_arguments_before_any_run(tmp_path, capsys):
+    from mulsupcon import cli, reproduce
+
+    runs = tmp_path / "runs"
+    # Numbers are checked by the parser (exit 2, naming the flag), the rest by the library, before any run.
+    for argv, said in ((["--seeds", "0"], "argument --seeds: must be >= 1, got 0"),
+                       (["--seeds", "2.5"], "argument --seeds: expected an integer, got '2.5'"),
+                       (["--scale", "0"], "argument --scale: must be finite and > 0, got 0"),
+                       (["--scale", "nan"], "argument --scale: must be finite and > 0, got nan")):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["reproduce", "vectors", "--runs-root", str(runs), *argv])
+        assert exit_.value.code == 2 and said in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    for kwargs, error, said in (
+        ({"datasets": ["yeast", "medical"]}, ValueError, "Tables 2/3 datasets (yeast, scene, delicious), not medical"),
+        ({"seeds": 0}, ValueError, "must be a positive integer, got 0"),
+        ({"scale": -1.0}, ValueError, "must be a positive number, got -1.0"),
+        ({"runs_root": tmp_path / "a-file"}, ValueError, "a-file is a file; it must be a folder"),
+        ({"out": tmp_path}, IsADirectoryError, "is a folder; --out takes the report's file name"),
+    ):
+        with pytest.raises(error, match=re.escape(said)):
+            reproduce.reproduce_vectors(**{"runs_root": runs, **kwargs})
+    assert not runs.exists()
+    # The report's command is the one that made it: a seed count that is not the default is part of it.
+    own = tmp_path / "own.md"
+    reproduce._write({"yeast": {}}, own, 0.5, 0.0, seeds=2)
+    assert "reproduce vectors --datasets yeast --seeds 2 --scale 0.5`" in own.read_text()
+
+
+def test_process_and_epoch_counts_must_be_positive(capsys):
+    for argv, said in ((["--nproc", "0"], "argument --nproc: must be >= 1, got 0"),
+                       (["--stop-after-epochs", "-1"], "argument --stop-after-epochs: must be >= 1, got -1")):
+        with pytest.raises(SystemExit):
+            main(["train", "--dataset", "flags", *argv])
+        assert said in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["datasets", "download", "yeast", "--deadline", "0"])
+    assert "argument --deadline: must be finite and > 0, got 0" in capsys.readouterr().err
 
 
 TINY_DEMO = ["--config", "demo", "--model.hidden", "[16]", "--model.head_hidden", "16", "--model.embed_dim", "8",

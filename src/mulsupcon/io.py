@@ -62,6 +62,8 @@ def check_report_overwritable(path: str | Path, title: str) -> None:
     path = Path(path)
     if not path.exists():
         return
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; --out takes the report's file name (e.g. {path / 'report.md'})")
     head = path.read_text(encoding="utf-8", errors="replace").splitlines()[:3]
     if head[:1] != [title] or len(head) < 3 or not head[2].startswith("Command: "):
         raise FileExistsError(f"{path} exists and is not a report of this command (expected line 1 {title!r} and "

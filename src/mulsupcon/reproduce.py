@@ -65,9 +65,20 @@ def reproduce_vectors(
     from mulsupcon.train.data import prepare_data
     from mulsupcon.train.pretrain import pretrain
 
-    out = Path(runs_root) / "report.md" if out is None else Path(out)
+    runs_root = Path(runs_root)
+    out = runs_root / "report.md" if out is None else Path(out)
     check_report_overwritable(out, REPORT_TITLE)
-    datasets = list(datasets or ["yeast", "scene", "delicious"])
+    if runs_root.exists() and not runs_root.is_dir():
+        raise ValueError(f"--runs-root {runs_root} is a file; it must be a folder (or a path that does not exist yet)")
+    datasets = list(dict.fromkeys(datasets or PAPER))  # in order, each once
+    unknown = [name for name in datasets if name not in PAPER]
+    if unknown:
+        raise ValueError(f"reproduce vectors runs the paper's Tables 2/3 datasets ({', '.join(PAPER)}), not "
+                         f"{', '.join(unknown)}; for other data use `mulsupcon benchmark vectors --datasets ...`")
+    if seeds is not None and (not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"seeds (per dataset) must be a positive integer, got {seeds!r}")
+    if not scale > 0 or scale == float("inf"):
+        raise ValueError(f"scale (a fraction of the pretraining schedule) must be a positive number, got {scale!r}")
     methods = list(methods or METHODS)
     results: dict = {}
     t0 = time.time()
@@ -76,7 +87,7 @@ def reproduce_vectors(
         if scale != 1.0:
             base["pretrain"]["epochs"] = max(1, int(round(base["pretrain"]["epochs"] * scale)))
         data = prepare_data(base["dataset"])
-        n_seeds = seeds or DEFAULT_SEEDS.get(name, 3)
+        n_seeds = DEFAULT_SEEDS[name] if seeds is None else seeds
         results[name] = {m: [] for m in methods}
         for seed in range(n_seeds):
             pre_dirs: dict = {}
@@ -109,7 +120,7 @@ def reproduce_vectors(
                     _say(f"[reproduce] {name} seed {seed}: {method}")
                     res = classify(cfg, cdir, from_run=from_run, resume=cdir.exists(), quiet=quiet, data=data)
                 results[name][method].append(res)
-        _write(results, out, scale, time.time() - t0)
+        _write(results, out, scale, time.time() - t0, seeds)
     return results
 
 
@@ -128,7 +139,7 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _write(results: dict, out: Path, scale: float, seconds: float) -> None:
+def _write(results: dict, out: Path, scale: float, seconds: float, seeds: Optional[int] = None) -> None:
     from mulsupcon.tables import aggregate, metrics_table
     from mulsupcon.io import atomic_write_text
 
@@ -136,7 +147,7 @@ def _write(results: dict, out: Path, scale: float, seconds: float) -> None:
         REPORT_TITLE,
         "",
         f"Command: `MULSUPCON_DATA=../shared/data mulsupcon reproduce vectors --datasets {' '.join(results)}"
-        f"{'' if scale == 1.0 else f' --scale {scale}'}` "
+        f"{'' if seeds is None else f' --seeds {seeds}'}{'' if scale == 1.0 else f' --scale {scale}'}` "
         f"(pretraining schedule x{scale}); wall time {seconds / 60:.0f} min on this machine.",
         "Mean ± std over seeds (std with ddof=0 as documented in `mulsupcon.tables`).",
         "`paper` protocol = best threshold per metric on the test set (what the published tables use);",
