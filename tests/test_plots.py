@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +110,37 @@ def test_heatmap_of_an_unfinished_run_says_to_resume_it(tiny_runs, tmp_path):
     assert (run / "checkpoints" / "last.pt").is_file()
     with pytest.raises(FileNotFoundError, match=r"has not finished .* --resume --run-dir"):
         plots.run_embeddings(run, "test")
+    with pytest.raises(FileNotFoundError, match=r"nope does not exist$"):
+        plots.run_embeddings(tmp_path / "nope", "test")
+
+
+def test_heatmap_sets_runs_of_different_datasets_side_by_side_and_checks_out_first(tmp_path, monkeypatch):
+    """Each panel keeps its own classes (two runs with 3 and 5 labels broke the tick layout); the figure's
+    name is checked before any run is read; a panel without single-label rows is named in a warning."""
+    rng = np.random.default_rng(0)
+    shapes = {"a": 3, "b": 5, "multi": 4}
+
+    def fake_embeddings(run, split):
+        C = shapes[Path(run).name]
+        lab = np.eye(C)[rng.integers(0, C, 40)]
+        if Path(run).name == "multi":
+            lab[:, :2] = 1  # every row has at least two labels
+        return rng.normal(size=(40, 6)), lab, [f"l{i}" for i in range(C)], "pretrain"
+
+    monkeypatch.setattr(plots, "run_embeddings", fake_embeddings)
+    out = plots.heatmap_runs([tmp_path / "a", tmp_path / "b"], out=tmp_path / "two")
+    assert out == tmp_path / "two.png" and out.read_bytes()[:8] == PNG_MAGIC  # no suffix: .png, reported as such
+    assert plots.heatmap_runs([tmp_path / "a"], out=tmp_path / "one.svg").read_text().lstrip().startswith("<?xml")
+    with pytest.warns(UserWarning, match="multi: no test row has exactly one label"):
+        plots.heatmap_runs([tmp_path / "multi"], out=tmp_path / "m.png")
+
+    def must_not_run(run, split):
+        raise AssertionError("read a run before checking --out")
+
+    monkeypatch.setattr(plots, "run_embeddings", must_not_run)
+    with pytest.raises(IsADirectoryError, match="is a folder; give the figure's file name"):
+        plots.heatmap_runs([tmp_path / "a"], out=tmp_path)
+    with pytest.raises(ValueError, match=r"cannot write a figure as '\.txt'"):
+        plots.heatmap_runs([tmp_path / "a"], out=tmp_path / "x.txt")
+    with pytest.raises(ValueError, match=r"cannot write a figure as '\.pt'"):
+        plots.curves(tmp_path, out=tmp_path / "model.pt")

@@ -125,11 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     psub = p.add_subparsers(dest="plot_command", metavar="FIGURE")
     h = psub.add_parser("heatmap", help="class-embedding heatmap of one or more runs, side by side")
     h.add_argument("runs", nargs="+", help="run directories (pretraining or classification)")
-    h.add_argument("--out", default=None, help="PNG path (default: <first run>/heatmap.png)")
+    h.add_argument("--out", default=None, help="figure file, PNG unless its suffix says otherwise (.pdf, .svg, ...; "
+                                               "default: <first run>/heatmap.png)")
     h.add_argument("--split", default="test", choices=["train", "val", "test"])
     h = psub.add_parser("curves", help="loss, learning rate and validation metric per epoch")
     h.add_argument("run")
-    h.add_argument("--out", default=None)
+    h.add_argument("--out", default=None, help="figure file, PNG unless its suffix says otherwise (default: RUN/curves.png)")
 
     from mulsupcon.embed import add_embed_parser
 

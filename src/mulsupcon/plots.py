@@ -8,6 +8,7 @@ diagonal means classes are better separated. Classes with no single-label sample
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -81,6 +82,27 @@ def run_embeddings(run: str | Path, split: str = "test") -> tuple[np.ndarray, np
     return torch.cat(feats).numpy(), torch.cat(labs).numpy(), data.label_names, kind
 
 
+def figure_path(out: Optional[str | Path], default: Path) -> Path:
+    """Where a figure goes, checked before any work: ``default`` when ``out`` is None; a name without a
+    suffix gets ``.png`` (matplotlib would add it silently, and we would report the other name); a folder
+    or a suffix matplotlib cannot write is refused."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = default if out is None else Path(out)
+    if path.is_dir():
+        raise IsADirectoryError(f"--out {path} is a folder; give the figure's file name (e.g. {path / default.name})")
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise ValueError(f"--out {path}: cannot write a figure as {path.suffix!r}; use one of "
+                         f"{', '.join('.' + f for f in sorted(formats))} (.png is the default)")
+    return path
+
+
 def heatmap_runs(runs: Sequence[str | Path], out: Optional[str | Path] = None, split: str = "test",
                  temperature: float = 0.1) -> Path:
     """Write the Figure 3 heatmap of each run side by side to a PNG; returns its path."""
@@ -89,19 +111,23 @@ def heatmap_runs(runs: Sequence[str | Path], out: Optional[str | Path] = None, s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out = figure_path(out, Path(runs[0]) / "heatmap.png")
     panels = []
     for run in runs:
         emb, lab, names, kind = run_embeddings(run, split)
         sim, counts = class_similarity(emb, lab, temperature)
+        if not counts.any():
+            warnings.warn(f"{run}: no {split} row has exactly one label, so its panel is empty (each class is "
+                          "embedded by the mean of its single-label rows, as in Figure 3); try --split train",
+                          stacklevel=2)
         panels.append((Path(run), kind, sim, counts, names))
-    out = Path(out) if out else Path(runs[0]) / "heatmap.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
     n = len(panels)
-    C = panels[0][2].shape[0]
-    size = max(3.5, 0.28 * C + 1.5)
+    # Runs on different datasets may sit side by side: each panel has its own classes.
+    size = max(3.5, 0.28 * max(p[2].shape[0] for p in panels) + 1.5)
     fig, axes = plt.subplots(1, n, figsize=(size * n + 0.8, size), squeeze=False)
     vmax = max(float(np.nanmax(p[2])) if np.isfinite(p[2]).any() else 1.0 for p in panels)
     for ax, (run, kind, sim, counts, names) in zip(axes[0], panels):
+        C = sim.shape[0]
         masked = np.ma.masked_invalid(sim)
         cmap = plt.get_cmap("viridis").with_extremes(bad="#cccccc")
         im = ax.imshow(masked, cmap=cmap, vmin=0.0, vmax=vmax)
@@ -129,6 +155,7 @@ def curves(run: str | Path, out: Optional[str | Path] = None) -> Path:
     import matplotlib.pyplot as plt
 
     run = Path(run)
+    out = figure_path(out, run / "curves.png")
     path = run / "history.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {run} a mulsupcon run with at least one epoch?")
@@ -147,7 +174,6 @@ def curves(run: str | Path, out: Optional[str | Path] = None) -> Path:
         if len(ks) > 1:
             ax.legend(fontsize=8)
     fig.suptitle(run.name, fontsize=10)
-    out = Path(out) if out else run / "curves.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

@@ -327,6 +327,8 @@ def config_differences(run_dir: str | Path, cfg: Mapping[str, Any], ignore: tupl
 def read_run_config(run_dir: str | Path) -> dict:
     """The resolved config saved in a run directory."""
     path = Path(run_dir) / "config.yaml"
+    if not Path(run_dir).exists():
+        raise FileNotFoundError(f"{run_dir} does not exist")
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a mulsupcon run directory (no config.yaml)")
     return yaml.safe_load(path.read_text()) or {}
