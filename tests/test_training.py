@@ -515,8 +515,20 @@ def test_load_run_says_what_a_folder_is_and_inputs_must_be_numbers(small_setup, 
     with pytest.raises(FileNotFoundError, match=r"is a pretraining run \(backbone.pt, no classifier\); train one on it "
                                                 r"first: mulsupcon train --mode finetune --from "):
         load_run(root / "pre")
-    with pytest.raises(FileNotFoundError, match=r"nope: no such run folder or model file"):
+    with pytest.raises(FileNotFoundError, match=r"nope: no such run folder$"):
         load_run(tmp_path / "nope")
+    # evaluate says the same (it said 'scores.npz not found' for each), and names an unfinished run as such.
+    from mulsupcon.evaluate import evaluate_run
+
+    with pytest.raises(FileNotFoundError, match=r"pre is a pretraining run \(backbone.pt, no classifier\)"):
+        evaluate_run(root / "pre")
+    with pytest.raises(FileNotFoundError, match=r"nope: no such run folder$"):
+        evaluate_run(tmp_path / "nope")
+    (tmp_path / "stopped" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "stopped" / "checkpoints" / "last.pt").write_bytes(b"")
+    for call in (evaluate_run, load_run):
+        with pytest.raises(FileNotFoundError, match=r"stopped has not finished .* --resume --run-dir .*stopped, then"):
+            call(tmp_path / "stopped")
     _trained(cfg, data, root, "scratch", epochs=1)
     run = sorted(p for p in root.iterdir() if p.name.startswith("scratch"))[-1]
     model = load_run(run)

@@ -19,11 +19,11 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
     from mulsupcon.tables import metrics_table
 
     threshold = check_probability_threshold(threshold)  # before any file is read: the scores are probabilities
+    from mulsupcon.train.rundir import check_classification_run
+
     run = Path(run)
-    path = run / "scores.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {run} a finished `mulsupcon train` run?")
-    z = np.load(path)
+    check_classification_run(run, "scores.npz", "evaluate it")
+    z = np.load(run / "scores.npz")
     rows = {}
     for protocol in protocols or ("paper", "validation", "fixed"):
         kwargs = {}

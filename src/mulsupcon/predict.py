@@ -157,15 +157,14 @@ class TrainedModel:
 
 def load_run(run: str | Path, device: str = "cpu") -> TrainedModel:
     """The classifier of a finished classification run (its folder, or a ``model.pt`` itself)."""
+    from mulsupcon.train.rundir import check_classification_run
+
     folder = Path(run)
-    path = folder / "model.pt" if folder.is_dir() else folder
-    if not path.is_file():
-        if not folder.exists():
-            raise FileNotFoundError(f"{run}: no such run folder or model file")
-        if (folder / "backbone.pt").is_file():
-            raise FileNotFoundError(f"{run} is a pretraining run (backbone.pt, no classifier); train one on it first: "
-                                    f"mulsupcon train --mode finetune --from {run} --run-dir RUN")
-        raise FileNotFoundError(f"no model.pt in {run}: expected a finished `mulsupcon train` run")
+    if folder.is_file():
+        path = folder
+    else:
+        check_classification_run(folder, "model.pt", "use it")
+        path = folder / "model.pt"
     return TrainedModel(load_checkpoint(path), device=device, source=str(path))
 
 

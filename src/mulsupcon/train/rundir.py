@@ -342,6 +342,23 @@ def run_kind(run_dir: str | Path) -> str:
     return json.loads(path.read_text())["kind"]
 
 
+def check_classification_run(run_dir: str | Path, name: str, then: str) -> None:
+    """Raise FileNotFoundError naming what ``run_dir`` is when it lacks ``name`` (``model.pt``,
+    ``scores.npz``: what a finished classification run leaves): a path that does not exist, a
+    pretraining run (with the command that trains a classifier on it), an unfinished run (with the
+    command that finishes it; ``then``: what to do afterwards), or something else."""
+    run_dir = Path(run_dir)
+    if (run_dir / name).is_file():
+        return
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{run_dir}: no such run folder")
+    if (run_dir / "backbone.pt").is_file():
+        raise FileNotFoundError(f"{run_dir} is a pretraining run (backbone.pt, no classifier); train one on it first: "
+                                f"mulsupcon train --mode finetune --from {run_dir} --run-dir RUN")
+    check_finished(run_dir, (name,), then)
+    raise FileNotFoundError(f"no {name} in {run_dir}: expected a finished `mulsupcon train` run")
+
+
 def check_finished(run_dir: str | Path, names: tuple[str, ...], then: str) -> None:
     """Raise FileNotFoundError when ``run_dir`` holds none of the files ``names`` (what a finished run
     leaves: ``backbone.pt``, ``model.pt``) but has ``checkpoints/last.pt``: a run stopped or still going,
