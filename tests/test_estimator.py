@@ -149,6 +149,12 @@ def test_bad_targets_are_explained():
         MulSupConClassifier(**TINY).fit(X, np.arange(10) % 2)
     with pytest.raises(ValueError, match="only 0 and 1"):
         MulSupConClassifier(**TINY).fit(X, np.full((10, 2), 2))
+    # Class labels or lists of label names are pointed to MultiLabelBinarizer (the ragged case gave numpy's words).
+    for y in (np.arange(10) % 3, [["cat"], ["cat", "dog"]] * 5, [["cat", "dog"]] * 10):
+        with pytest.raises(ValueError, match="use sklearn.preprocessing.MultiLabelBinarizer"):
+            MulSupConClassifier(**TINY).fit(X, y)
+    with pytest.raises(ValueError, match="device 'tpu' is not a device name"):
+        MulSupConClassifier(**{**TINY, "device": "tpu"}).fit(X, np.ones((10, 2)))
     with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
         MulSupConClassifier(**{**TINY, "threshold": 2.0}).fit(X, np.ones((10, 2)))
     with pytest.raises(ValueError, match="mode must be"):

@@ -221,3 +221,17 @@ def test_vector_masking_keeps_each_element_with_probability_1_minus_p(dtype: tor
     assert torch.equal(VectorMasking(0.0)(x, None), x)
     big = VectorMasking(0.2)(torch.ones(1000, 1000), torch.Generator().manual_seed(0))
     assert abs((big != 0).float().mean().item() - 0.8) < 5 * (0.16 / 1e6) ** 0.5
+
+
+def test_device_names_are_checked_with_a_message_naming_the_choices(monkeypatch) -> None:
+    from mulsupcon.train.runtime import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match=r"device 'tpu' is not a device name; use 'auto', 'cpu', 'cuda'"):
+        resolve_device("tpu")  # torch's own error lists 20 device types and not the setting
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match=r"device 'cuda:3' requested but this machine has 1 CUDA device"):
+        resolve_device("cuda:3")

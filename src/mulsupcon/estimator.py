@@ -114,14 +114,19 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _check_Y(Y, n: int) -> np.ndarray:
         if Y is None:
             raise ValueError("MulSupConClassifier requires y to be passed, but the target y is None")
-        Y = Y.toarray() if sp.issparse(Y) else np.asarray(Y)
+        binarize = ("For class labels, or lists of label names, use sklearn.preprocessing.MultiLabelBinarizer "
+                    "(or LabelBinarizer) first.")
+        try:
+            Y = Y.toarray() if sp.issparse(Y) else np.asarray(Y)
+        except ValueError:  # numpy refuses ragged rows, such as lists of label names of different lengths
+            raise ValueError(f"Y has rows of different lengths; it must be a multi-hot label matrix. {binarize}") from None
         if not np.isin(Y, (0, 1)).all():
-            raise ValueError("Unknown label type: Y must hold only 0 and 1 (a multi-hot label matrix, one column per label)")
+            raise ValueError("Unknown label type: Y must hold only 0 and 1 (a multi-hot label matrix, one column per "
+                             f"label).{' ' + binarize if Y.ndim == 1 or Y.dtype.kind in 'OUS' else ''}")
         if Y.ndim == 1:
             raise ValueError(
                 "Y must be a 2-D multi-hot label matrix (n_samples, n_labels) with values in {0, 1}; "
-                f"got a 1-D array of shape {Y.shape}. For class labels use sklearn.preprocessing.MultiLabelBinarizer "
-                "or LabelBinarizer first.")
+                f"got a 1-D array of shape {Y.shape}. {binarize}")
         if Y.ndim != 2 or Y.shape[0] != n:
             raise ValueError(f"Y must have shape ({n}, n_labels); got {Y.shape}")
         return Y.astype(np.uint8)
