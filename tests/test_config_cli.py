@@ -378,3 +378,13 @@ def test_a_registered_dataset_without_config_gets_its_own_config_or_the_adaptive
     images = resolved("pretrain", "--dataset.name", "coco-tiny-enginbozaba")  # an image set without its own config
     assert images["model"] == load_config("images")["model"] and images["pretrain"] == load_config("images")["pretrain"]
     assert resolved("pretrain")["pretrain"] == load_config("yeast")["pretrain"]  # nothing named: the paper's yeast
+
+
+def test_building_the_command_line_imports_no_heavy_library():
+    """`mulsupcon --help` and an argument error answer at once: building the parser (every subcommand's,
+    embed's included) imports neither torch nor torchvision, scikit-learn or matplotlib (embed's module
+    imported torchvision at the top, and every command paid about 4 s for it)."""
+    code = ("import sys; from mulsupcon import cli; cli.build_parser(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'sklearn', 'matplotlib', 'scipy'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

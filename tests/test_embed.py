@@ -105,6 +105,12 @@ def test_embed_errors(tmp_path, ds_cfg):
         build_embedding_backbone("resnet18", str(tmp_path / "nope.pt"))
     with pytest.raises(ValueError, match="small_input"):
         build_embedding_backbone("resnet18", "IMAGENET1K_V1", small_input=True)
+    # A missing file is named as such even with small_input (it was taken for a torchvision weights name).
+    with pytest.raises(ValueError, match="weights file not found"):
+        build_embedding_backbone("resnet18", str(tmp_path / "nope.pt"), small_input=True)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ValueError, match="a-file is a file; it must be a folder"):
+        embed_dataset(ds_cfg, tmp_path / "a-file", arch="resnet18", device="cpu")
     embed_dataset(ds_cfg, tmp_path / "emb", arch="resnet18", device="cpu")
     with pytest.raises(ValueError, match="overwrite"):
         embed_dataset(ds_cfg, tmp_path / "emb", arch="resnet18", device="cpu")
@@ -119,6 +125,9 @@ def test_cli_parser_and_run(tmp_path, ds_cfg, capsys):
                               "--image-size", str(SIZE), "--cache-dir", ds_cfg["cache_dir"], "--device", "cpu"])
     assert run_embed(args) == 0
     printed = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["embed", ds_cfg["name"], "--out", str(tmp_path / "x"), "--batch-size", "0"])
+    assert "argument --batch-size: must be >= 1, got 0" in capsys.readouterr().err
     assert f"hdf5:{(tmp_path / 'cli').resolve()}" in printed
     assert {p.name for p in (tmp_path / "cli").iterdir()} == {"train.hdf5", "val.hdf5", "test.hdf5", "dataset.json"}
 

@@ -15,24 +15,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from mulsupcon.config import number_argument
+
 EPILOG = (
     "Any config key can be given as a flag: --SECTION.KEY VALUE (e.g. --pretrain.epochs 10 "
     "--pretrain.positives any --classify.loss asl). `mulsupcon config show NAME` prints a config."
 )
-
-
-def _number(kind: type, low: float, *, above: bool = False) -> Callable[[str], Any]:
-    """An argparse ``type``: ``kind(text)`` that must be >= ``low`` (> ``low`` with ``above``), finite."""
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
-        if not (value > low if above else value >= low) or value == float("inf"):
-            finite = "" if kind is int else "finite and "
-            raise argparse.ArgumentTypeError(f"must be {finite}{'>' if above else '>='} {low:g}, got {text}")
-        return value
-    return parse
 
 
 def _add_run_args(p: argparse.ArgumentParser, *, config_default: Optional[str]) -> None:
@@ -44,8 +32,8 @@ def _add_run_args(p: argparse.ArgumentParser, *, config_default: Optional[str]) 
     p.add_argument("--seed", type=int, help="run seed (shortcut for --seed)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     p.add_argument("--quiet", "-q", action="store_true", help="plain log lines instead of progress bars")
-    p.add_argument("--nproc", type=_number(int, 1), default=None, help="launch N processes with torchrun on this machine")
-    p.add_argument("--stop-after-epochs", type=_number(int, 1), default=None, metavar="N",
+    p.add_argument("--nproc", type=number_argument(int, 1), default=None, help="launch N processes with torchrun on this machine")
+    p.add_argument("--stop-after-epochs", type=number_argument(int, 1), default=None, metavar="N",
                    help="stop cleanly (with a checkpoint) after N epochs of this call; continue with --resume")
 
 
@@ -110,10 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name")
     d.add_argument("--data-home")
     d.add_argument("--force", action="store_true", help="download again even if present and valid")
-    d.add_argument("--timeout", type=_number(float, 0, above=True), default=30,
+    d.add_argument("--timeout", type=number_argument(float, 0, above=True), default=30,
                    help="seconds an attempt may wait to connect or for each 64 KiB (default: %(default)s)")
-    d.add_argument("--retries", type=_number(int, 0), default=2, help="further attempts, with backoff (default: %(default)s)")
-    d.add_argument("--deadline", type=_number(float, 0, above=True), default=600, help="seconds for all attempts (default: %(default)s)")
+    d.add_argument("--retries", type=number_argument(int, 0), default=2, help="further attempts, with backoff (default: %(default)s)")
+    d.add_argument("--deadline", type=number_argument(float, 0, above=True), default=600, help="seconds for all attempts (default: %(default)s)")
 
     p = sub.add_parser("config", help="show shipped configs")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
@@ -164,12 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="re-run the paper's experiments that fit this machine")
     p.add_argument("what", choices=["vectors"], help="vectors: Tables 2/3 on yeast, scene, delicious")
     p.add_argument("--datasets", nargs="+", default=None, help="some of yeast, scene, delicious (default: all three)")
-    p.add_argument("--seeds", type=_number(int, 1), default=None, help="seeds per dataset (default: 5; 3 for delicious)")
+    p.add_argument("--seeds", type=number_argument(int, 1), default=None, help="seeds per dataset (default: 5; 3 for delicious)")
     p.add_argument("--out", default=None,
                    help="the markdown tables (default: RUNS_ROOT/report.md); an existing file that is not such a "
                         "report (e.g. the curated results/vectors.md) is refused, not overwritten")
     p.add_argument("--runs-root", default="runs/reproduce")
-    p.add_argument("--scale", type=_number(float, 0, above=True), default=1.0,
+    p.add_argument("--scale", type=number_argument(float, 0, above=True), default=1.0,
                    help="fraction of the pretraining schedule to run (e.g. 0.2)")
     p.add_argument("--quiet", "-q", action="store_true")
     return parser

@@ -8,11 +8,12 @@ error that lists the valid ones, so a typo never silently runs the defaults.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -249,6 +250,20 @@ def set_dotted(cfg: dict[str, Any], dotted: str, value: Any) -> None:
             node[part] = value
         else:
             node = node[part]
+
+
+def number_argument(kind: type, low: float, *, above: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type`` for the command line's counts and durations: ``kind(text)`` that must be >= ``low`` (> ``low`` with ``above``), finite."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if not (value > low if above else value >= low) or value == float("inf"):
+            finite = "" if kind is int else "finite and "
+            raise argparse.ArgumentTypeError(f"must be {finite}{'>' if above else '>='} {low:g}, got {text}")
+        return value
+    return parse
 
 
 def parse_value(text: str) -> Any:

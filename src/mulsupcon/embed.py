@@ -24,12 +24,16 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import numpy as np
-import torch
 
-from mulsupcon.models.image import TorchvisionBackbone
+if TYPE_CHECKING:
+    import torch
+
+    from mulsupcon.models.image import TorchvisionBackbone
+# torch and torchvision are imported inside the functions that use them: the command line builds this
+# module's parser for every command (even --help), and importing torchvision takes seconds.
 
 SPLITS = ("train", "val", "test")
 _CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.", "heads.")
@@ -37,6 +41,8 @@ _CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.", "heads.")
 
 def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     """The tensor dict inside a saved object (plain state_dict or a common checkpoint wrapper)."""
+    import torch
+
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
     if not isinstance(obj, Mapping):
@@ -67,6 +73,8 @@ def load_weights_file(backbone: TorchvisionBackbone, path: str | os.PathLike) ->
     Raises:
         ValueError: missing or unexpected keys, or shape mismatches (named).
     """
+    import torch
+
     path = Path(path)
     state = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
     own = backbone.state_dict()
@@ -106,19 +114,23 @@ def build_embedding_backbone(
         small_input, in_channels: as ``TorchvisionBackbone``; only with random or file weights
             (they rebuild the first convolution, which would discard pretrained torchvision weights).
     """
+    import torch
+
+    from mulsupcon.models.image import TorchvisionBackbone
+
     torch.manual_seed(seed)
     if weights is None or Path(str(weights)).expanduser().is_file():
         backbone = TorchvisionBackbone(arch, small_input=small_input, in_channels=in_channels)
         if weights is not None:
             load_weights_file(backbone, Path(str(weights)).expanduser())
     else:
+        if any(sep in str(weights) for sep in ("/", os.sep)) or str(weights).endswith((".pt", ".pth")):
+            raise ValueError(f"weights file not found: {weights}")
         if small_input or in_channels != 3:
             raise ValueError(
                 f"torchvision weights '{weights}' need the model's own 3-channel stem: small_input / "
                 f"in_channels={in_channels} would replace the pretrained first convolution"
             )
-        if any(sep in str(weights) for sep in ("/", os.sep)) or str(weights).endswith((".pt", ".pth")):
-            raise ValueError(f"weights file not found: {weights}")
         try:
             backbone = TorchvisionBackbone(arch, weights=weights)
         except (KeyError, ValueError) as err:
@@ -131,7 +143,6 @@ def build_embedding_backbone(
     return backbone.eval()
 
 
-@torch.no_grad()
 def extract_features(
     backbone: torch.nn.Module,
     images: np.ndarray | torch.Tensor,
@@ -150,6 +161,8 @@ def extract_features(
     Returns:
         float32 (N, D).
     """
+    import torch
+
     from mulsupcon.train.data import ImageViews
 
     if images.ndim != 4:
@@ -160,10 +173,11 @@ def extract_features(
     view = ImageViews(int(images.shape[-1]), "eval")
     backbone = backbone.to(device).eval()
     out = []
-    for s in range(0, int(images.shape[0]), batch_size):
-        chunk = images[s : s + batch_size]
-        x = torch.from_numpy(np.ascontiguousarray(chunk)) if isinstance(chunk, np.ndarray) else chunk
-        out.append(backbone(view(x, None).to(device)).float().cpu())
+    with torch.no_grad():
+        for s in range(0, int(images.shape[0]), batch_size):
+            chunk = images[s : s + batch_size]
+            x = torch.from_numpy(np.ascontiguousarray(chunk)) if isinstance(chunk, np.ndarray) else chunk
+            out.append(backbone(view(x, None).to(device)).float().cpu())
     return torch.cat(out).numpy().astype(np.float32)
 
 
@@ -201,6 +215,8 @@ def embed_dataset(
 
     ds_cfg = {"name": dataset} if isinstance(dataset, str) else dict(dataset)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; it must be a folder (it will hold train.hdf5, val.hdf5, test.hdf5)")
     if not overwrite and any((out / f"{s}.hdf5").exists() for s in SPLITS):
         raise ValueError(f"{out} already holds embedded features; pass overwrite=True (--overwrite) to replace them")
     splits = load_dataset_splits(ds_cfg)
@@ -257,6 +273,8 @@ OWN_IMAGE_OPTIONS = {  # dataset.* keys of `mulsupcon train` that say how to rea
 
 def add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``embed`` subcommand to ``mulsupcon``'s subparsers; returns its parser."""
+    from mulsupcon.config import number_argument
+
     p = subparsers.add_parser(
         "embed",
         help="extract image features with a torchvision backbone into HDF5 vector files (Table 4 setting)",
@@ -282,7 +300,7 @@ def add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--cache-dir", default=None, help="image cache folder (default: $MULSUPCON_CACHE or ~/.cache/mulsupcon/cache)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation carve of the training part")
     p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=number_argument(int, 1), default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of a random initialisation")
     p.add_argument("--overwrite", action="store_true", help="replace features already in --out")
