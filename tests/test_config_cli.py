@@ -224,7 +224,7 @@ def test_reproduce_refuses_bad_arguments_before_any_run(tmp_path, capsys):
         ({"datasets": ["yeast", "medical"]}, ValueError, "Tables 2/3 datasets (yeast, scene, delicious), not medical"),
         ({"seeds": 0}, ValueError, "must be a positive integer, got 0"),
         ({"scale": -1.0}, ValueError, "must be a positive number, got -1.0"),
-        ({"runs_root": tmp_path / "a-file"}, ValueError, "a-file is a file; it must be a folder"),
+        ({"runs_root": tmp_path / "a-file"}, ValueError, "a-file is a file, not a folder"),
         ({"out": tmp_path}, IsADirectoryError, "is a folder; --out takes the report's file name"),
     ):
         with pytest.raises(error, match=re.escape(said)):

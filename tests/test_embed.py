@@ -109,7 +109,7 @@ def test_embed_errors(tmp_path, ds_cfg):
     with pytest.raises(ValueError, match="weights file not found"):
         build_embedding_backbone("resnet18", str(tmp_path / "nope.pt"), small_input=True)
     (tmp_path / "a-file").write_text("x")
-    with pytest.raises(ValueError, match="a-file is a file; it must be a folder"):
+    with pytest.raises(ValueError, match="a-file is a file, not a folder"):
         embed_dataset(ds_cfg, tmp_path / "a-file", arch="resnet18", device="cpu")
     embed_dataset(ds_cfg, tmp_path / "emb", arch="resnet18", device="cpu")
     with pytest.raises(ValueError, match="overwrite"):

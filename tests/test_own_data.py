@@ -294,7 +294,9 @@ def test_predict_refuses_inputs_without_the_training_columns(tmp_path):
     (tmp_path / "afile").write_text("mine")
     proc = _cli("train", "--mode", "scratch", "--dataset.path", "data.csv", "--dataset.label_columns", "cat,dog,fish",
                 *VEC, "--run-dir", "afile", cwd=tmp_path, ok=False)
-    assert proc.returncode == 2 and "run folder afile is a file, not a folder" in proc.stderr
+    assert proc.returncode == 2 and "--run-dir afile is a file, not a folder; choose another --run-dir" in proc.stderr
+    proc = _cli("demo", "--quick", "--run-dir", "afile/demo", cwd=tmp_path, ok=False)  # it said 'Not a directory'
+    assert proc.returncode == 2 and "--run-dir afile/demo cannot be made: afile is a file, not a folder" in proc.stderr
     assert (tmp_path / "afile").read_text() == "mine"
     # Columns the model does not read may hold anything (an id, labels as text), in any order.
     names = ["a", "b", "c", "d", "e", "g"]

@@ -28,12 +28,14 @@ def demo_config(quick: bool = False, seed: int = 0) -> dict:
 
 def run_demo(root: Path, *, quick: bool = False, quiet: bool = False, seed: int = 0) -> dict:
     """Run the three demo runs under ``root`` (replacing an earlier demo there) and print a table."""
+    from mulsupcon.io import check_folder_path
     from mulsupcon.tables import format_console_table
     from mulsupcon.train.classify import classify
     from mulsupcon.train.data import prepare_data
     from mulsupcon.train.pretrain import pretrain
 
     root = Path(root)
+    check_folder_path(root, "--run-dir")
     if root.exists():
         if not (root / "demo.txt").is_file() and any(root.iterdir()):
             raise ValueError(f"{root} exists and is not a demo folder; choose another --run-dir")

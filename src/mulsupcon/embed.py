@@ -210,13 +210,14 @@ def embed_dataset(
     """
     import h5py
 
+    from mulsupcon.io import check_folder_path
+
     from mulsupcon.train.data import load_dataset_splits
     from mulsupcon.train.runtime import resolve_device
 
     ds_cfg = {"name": dataset} if isinstance(dataset, str) else dict(dataset)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; it must be a folder (it will hold train.hdf5, val.hdf5, test.hdf5)")
+    check_folder_path(out, "--out")
     if not overwrite and any((out / f"{s}.hdf5").exists() for s in SPLITS):
         raise ValueError(f"{out} already holds embedded features; pass overwrite=True (--overwrite) to replace them")
     splits = load_dataset_splits(ds_cfg)

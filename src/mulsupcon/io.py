@@ -55,6 +55,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def check_folder_path(path: str | Path, flag: str) -> None:
+    """Raise ValueError when ``path``, or the nearest of its parents that exists, is a file: the folder
+    could not be made there (``mkdir`` says only 'Not a directory' or 'File exists', without the flag)."""
+    path = Path(path)
+    part = next((p for p in (path, *path.parents) if p.exists()), None)
+    if part is not None and not part.is_dir():
+        what = f"{flag} {path} is a file" if part == path else f"{flag} {path} cannot be made: {part} is a file"
+        raise ValueError(f"{what}, not a folder; choose another {flag}")
+
+
 def check_report_overwritable(path: str | Path, title: str) -> None:
     """Raise FileExistsError if ``path`` exists and is not a generated report (line 1 ``title``, line 3
     ``Command: ...``, as the benchmark and reproduce reports start): a page someone curated by hand from

@@ -59,7 +59,7 @@ def reproduce_vectors(
     """Run the grid (resuming finished runs: a run whose metrics.json exists is reused); the tables go to
     ``out`` (None: ``runs_root/report.md``), rewritten after each dataset. An existing ``out`` that is not
     such a report (``results/vectors.md`` is curated from per-dataset reports) is refused before any run."""
-    from mulsupcon.io import check_report_overwritable
+    from mulsupcon.io import check_folder_path, check_report_overwritable
     from mulsupcon.tables import aggregate, side_by_side  # noqa: F401  (side_by_side used in _render)
     from mulsupcon.train.classify import classify
     from mulsupcon.train.data import prepare_data
@@ -68,8 +68,7 @@ def reproduce_vectors(
     runs_root = Path(runs_root)
     out = runs_root / "report.md" if out is None else Path(out)
     check_report_overwritable(out, REPORT_TITLE)
-    if runs_root.exists() and not runs_root.is_dir():
-        raise ValueError(f"--runs-root {runs_root} is a file; it must be a folder (or a path that does not exist yet)")
+    check_folder_path(runs_root, "--runs-root")
     datasets = list(dict.fromkeys(datasets or PAPER))  # in order, each once
     unknown = [name for name in datasets if name not in PAPER]
     if unknown:

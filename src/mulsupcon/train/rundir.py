@@ -35,7 +35,7 @@ from filelock import FileLock, Timeout
 
 from mulsupcon.config import DEFAULTS, flatten, save_config
 from mulsupcon.data.user_files import check_files_unchanged
-from mulsupcon.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
+from mulsupcon.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text, check_folder_path
 from mulsupcon.train.checkpoint import load_checkpoint
 
 if TYPE_CHECKING:
@@ -81,8 +81,7 @@ class RunDir:
         if not is_main:
             return run
         run._created_folder = not run.path.exists()
-        if run.path.exists() and not run.path.is_dir():
-            raise ValueError(f"run folder {run.path} is a file, not a folder; choose another --run-dir")
+        check_folder_path(run.path, "--run-dir")
         run.path.mkdir(parents=True, exist_ok=True)
         run._acquire_lock()
         for litter in (*run.path.glob(".*.tmp"), *run.path.glob("checkpoints/.*.tmp")):
