@@ -110,7 +110,7 @@ def test_heatmap_of_an_unfinished_run_says_to_resume_it(tiny_runs, tmp_path):
     assert (run / "checkpoints" / "last.pt").is_file()
     with pytest.raises(FileNotFoundError, match=r"has not finished .* --resume --run-dir"):
         plots.run_embeddings(run, "test")
-    with pytest.raises(FileNotFoundError, match=r"nope does not exist$"):
+    with pytest.raises(FileNotFoundError, match=r"nope: no such run folder$"):
         plots.run_embeddings(tmp_path / "nope", "test")
 
 

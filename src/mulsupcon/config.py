@@ -253,7 +253,8 @@ def set_dotted(cfg: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def number_argument(kind: type, low: float, *, above: bool = False) -> Callable[[str], Any]:
-    """An argparse ``type`` for the command line's counts and durations: ``kind(text)`` that must be >= ``low`` (> ``low`` with ``above``), finite."""
+    """An argparse ``type`` for the command line's counts and durations: ``kind(text)``, finite and at least
+    ``low`` (above ``low`` with ``above``); anything else is an error naming the flag."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)

@@ -211,7 +211,6 @@ def embed_dataset(
     import h5py
 
     from mulsupcon.io import check_folder_path
-
     from mulsupcon.train.data import load_dataset_splits
     from mulsupcon.train.runtime import resolve_device
 

@@ -17,10 +17,9 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
     """
     from mulsupcon.metrics import check_probability_threshold, evaluate
     from mulsupcon.tables import metrics_table
-
-    threshold = check_probability_threshold(threshold)  # before any file is read: the scores are probabilities
     from mulsupcon.train.rundir import check_classification_run
 
+    threshold = check_probability_threshold(threshold)  # before any file is read: the scores are probabilities
     run = Path(run)
     check_classification_run(run, "scores.npz", "evaluate it")
     z = np.load(run / "scores.npz")

@@ -118,7 +118,8 @@ def heatmap_runs(runs: Sequence[str | Path], out: Optional[str | Path] = None, s
         sim, counts = class_similarity(emb, lab, temperature)
         if not counts.any():
             warnings.warn(f"{run}: no {split} row has exactly one label, so its panel is empty (each class is "
-                          "embedded by the mean of its single-label rows, as in Figure 3); try --split train",
+                          "embedded by the mean of its single-label rows, as in Figure 3)"
+                          + ("; try --split train" if split != "train" else ""),
                           stacklevel=2)
         panels.append((Path(run), kind, sim, counts, names))
     n = len(panels)

@@ -327,7 +327,7 @@ def read_run_config(run_dir: str | Path) -> dict:
     """The resolved config saved in a run directory."""
     path = Path(run_dir) / "config.yaml"
     if not Path(run_dir).exists():
-        raise FileNotFoundError(f"{run_dir} does not exist")
+        raise FileNotFoundError(f"{run_dir}: no such run folder")
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a mulsupcon run directory (no config.yaml)")
     return yaml.safe_load(path.read_text()) or {}

@@ -13,7 +13,8 @@ SMALL_MODEL_PARAMS = 4_000_000
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    """``auto`` -> CUDA when available, else CPU; anything else must name a device of this machine
+    (``cpu``, ``cuda``, ``cuda:N``, ``mps``), or a ValueError says what is wrong."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
