@@ -13,15 +13,19 @@ train the same model.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mulsupcon.config import load_config
 from mulsupcon.metrics import check_probability_threshold
+
+Matrix = Union[ArrayLike, sp.spmatrix]  # SciPy sparse arrays (scipy >= 1.11) are read too
+"""What X and Y may be: an array-like of shape (N, F) or (N, L), or a SciPy sparse matrix or array."""
 
 # estimator parameter -> config key (the estimator's names follow scikit-learn's habits)
 _CONFIG_KEYS = {
@@ -147,7 +151,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return prepared
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, Y) -> "MulSupConClassifier":
+    def fit(self, X: Matrix, Y: Matrix) -> "MulSupConClassifier":
         """Pretrain (unless ``mode="scratch"``) and train the classifier on X (N, F) and Y (N, L)."""
         from mulsupcon.predict import TrainedModel
         from mulsupcon.train.classify import classify
@@ -184,28 +188,28 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.mean_, self.scale_ = data.train.mean, data.train.std  # (F,) each, or None without standardisation
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: Matrix) -> np.ndarray:
         """(N, F) -> (N, L) label probabilities."""
         check_is_fitted(self, "classifier_")
         return self.model_.predict_proba(self._check_X(X, reset=False))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: Matrix) -> np.ndarray:
         """(N, F) -> (N, L) multi-hot predictions (probability >= ``threshold_``)."""
         return (self.predict_proba(X) >= self.threshold_).astype(np.int64)
 
-    def decision_function(self, X) -> np.ndarray:
+    def decision_function(self, X: Matrix) -> np.ndarray:
         """(N, F) -> (N, L) logits minus the logit of ``threshold_``: positive exactly where :meth:`predict`
         says 1 (scikit-learn's convention), in the order of :meth:`predict_proba` within each label."""
         check_is_fitted(self, "classifier_")
         t = min(max(self.threshold_, 1e-6), 1 - 1e-6)
         return self.model_.logits(self._check_X(X, reset=False)) - float(np.log(t) - np.log1p(-t))
 
-    def transform(self, X) -> np.ndarray:
+    def transform(self, X: Matrix) -> np.ndarray:
         """(N, F) -> (N, D) backbone embeddings."""
         check_is_fitted(self, "classifier_")
         return self.model_.transform(self._check_X(X, reset=False))
 
-    def score(self, X, Y, sample_weight=None) -> float:
+    def score(self, X: Matrix, Y: Matrix, sample_weight: None = None) -> float:
         """Mean average precision of ``predict_proba(X)`` against ``Y``."""
         from mulsupcon.metrics import evaluate
 
