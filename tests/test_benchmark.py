@@ -672,3 +672,16 @@ def test_overrides_of_what_each_cell_sets_are_refused(tmp_path, override, flag):
     with pytest.raises(ValueError, match=f"sets {list(override)[0]} for each cell itself; use {flag}"):
         benchmark_vectors(["flags"], [0], ["bce"], work=tmp_path / "w", out=tmp_path / "b.md", overrides=override)
     assert not (tmp_path / "w").exists() and not (tmp_path / "b.md").exists()
+
+
+@pytest.mark.parametrize("seeds, methods, said", [([0, 0], ["bce"], "--seeds: 0 named twice"),
+                                                  ([0], ["bce", "bce"], "--methods: bce named twice"),
+                                                  ([-1], ["bce"], r"--seeds must be integers in \[0, 2\*\*32 - 1\]")])
+def test_a_seed_or_method_named_twice_or_a_negative_seed_is_refused_before_any_cell(tmp_path, seeds, methods, said):
+    """A seed named twice ran its cells twice and counted them twice in each mean ± std; a negative seed
+    ran the torch methods, then failed in scikit-learn's words at the MLP's cell."""
+    from mulsupcon.benchmark import benchmark_vectors
+
+    with pytest.raises(ValueError, match=said):
+        benchmark_vectors(["flags"], seeds, methods, work=tmp_path / "w", out=tmp_path / "b.md")
+    assert not (tmp_path / "w").exists()

@@ -236,6 +236,17 @@ def test_reproduce_refuses_bad_arguments_before_any_run(tmp_path, capsys):
     assert "reproduce vectors --datasets yeast --seeds 2 --scale 0.5`" in own.read_text()
 
 
+def test_seed_must_be_in_numpys_range(tmp_path, capsys):
+    """A negative seed trained (torch takes it) but scikit-learn's baselines refuse it; now every command
+    refuses it up front, the demo before it touches its folder."""
+    for seed in (-1, 2**32):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32 - 1\]"):
+            load_config("vectors", {"seed": seed})
+    assert load_config("vectors", {"seed": 2**32 - 1})["seed"] == 2**32 - 1
+    assert main(["demo", "--quick", "--seed", "-1", "--run-dir", str(tmp_path / "d")]) == 2
+    assert "seed must be an integer" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
 def test_process_and_epoch_counts_must_be_positive(capsys):
     for argv, said in ((["--nproc", "0"], "argument --nproc: must be >= 1, got 0"),
                        (["--stop-after-epochs", "-1"], "argument --stop-after-epochs: must be >= 1, got -1")):

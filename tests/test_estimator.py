@@ -141,6 +141,10 @@ def test_same_random_state_same_model():
     a = MulSupConClassifier(**TINY, random_state=3).fit(X, Y).predict_proba(Xt)
     b = MulSupConClassifier(**TINY, random_state=3).fit(X, Y).predict_proba(Xt)
     np.testing.assert_array_equal(a, b)
+    # A RandomState, as scikit-learn estimators take it, gives the seed it draws (it failed in int()).
+    seed = np.random.RandomState(7).randint(2**32 - 1)
+    c = MulSupConClassifier(**TINY, random_state=np.random.RandomState(7)).fit(X, Y).predict_proba(Xt)
+    np.testing.assert_array_equal(c, MulSupConClassifier(**TINY, random_state=int(seed)).fit(X, Y).predict_proba(Xt))
 
 
 def test_bad_targets_are_explained():
@@ -153,6 +157,10 @@ def test_bad_targets_are_explained():
     for y in (np.arange(10) % 3, [["cat"], ["cat", "dog"]] * 5, [["cat", "dog"]] * 10):
         with pytest.raises(ValueError, match="use sklearn.preprocessing.MultiLabelBinarizer"):
             MulSupConClassifier(**TINY).fit(X, y)
+    for rs, said in ((1.5, "random_state must be None, an integer or a numpy RandomState, got 1.5"),
+                     (-3, r"seed must be an integer in \[0, 2\*\*32 - 1\]")):
+        with pytest.raises(ValueError, match=said):
+            MulSupConClassifier(**{**TINY, "random_state": rs}).fit(X, np.ones((10, 2)))
     with pytest.raises(ValueError, match="device 'tpu' is not a device name"):
         MulSupConClassifier(**{**TINY, "device": "tpu"}).fit(X, np.ones((10, 2)))
     with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):

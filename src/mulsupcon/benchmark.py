@@ -381,6 +381,14 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    # A seed named twice would count one run twice in each mean and shrink its std.
+    for flag, values in (("--methods", methods), ("--seeds", seeds)):
+        twice = sorted({str(v) for v in values if list(values).count(v) > 1})
+        if twice:
+            raise ValueError(f"{flag}: {', '.join(twice)} named twice")
+    bad = [s for s in seeds if not isinstance(s, int) or not 0 <= s < 2**32]
+    if bad:
+        raise ValueError(f"--seeds must be integers in [0, 2**32 - 1] (scikit-learn's random_state range), got {bad}")
     if "boomer" in methods and not boomer:
         raise ValueError(f"method 'boomer' needs a Python interpreter with mlrl-boomer: create one with {BOOMER_SETUP}, "
                          "then pass --boomer-python .venv-boomer/bin/python (or set MULSUPCON_BOOMER_PYTHON)")

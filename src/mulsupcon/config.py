@@ -326,6 +326,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         if not any(value is a or (type(value) is type(a) and value == a) for a in allowed):  # 1 is not True
             shown = ", ".join(str(a).lower() if isinstance(a, bool) else a for a in allowed)
             raise ValueError(f"{section}.{key} must be one of {shown}; got {value!r}")
+    seed = cfg["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32 - 1] (numpy's and scikit-learn's range), got {seed!r}")
     for section in ("pretrain", "classify"):
         for key in ("epochs", "batch_size"):
             v = cfg[section][key]

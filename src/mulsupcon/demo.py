@@ -34,6 +34,7 @@ def run_demo(root: Path, *, quick: bool = False, quiet: bool = False, seed: int 
     from mulsupcon.train.data import prepare_data
     from mulsupcon.train.pretrain import pretrain
 
+    cfg = demo_config(quick, seed)  # a bad seed is refused before the folder is touched
     root = Path(root)
     check_folder_path(root, "--run-dir")
     if root.exists():
@@ -42,7 +43,6 @@ def run_demo(root: Path, *, quick: bool = False, quiet: bool = False, seed: int 
         shutil.rmtree(root)
     root.mkdir(parents=True)
     (root / "demo.txt").write_text("output of `mulsupcon demo`; replaced by the next demo run\n")
-    cfg = demo_config(quick, seed)
     t0 = time.time()
     data = prepare_data(cfg["dataset"])
     say = (lambda s: print(s, file=sys.stderr, flush=True))

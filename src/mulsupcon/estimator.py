@@ -50,7 +50,8 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     then finetuning'). ``threshold="validation"`` predicts at the threshold that is best for
     micro-F1 on the internal validation rows (``val_fraction`` of the training rows, carved by iterative
     stratification; model selection uses them too); a float predicts at that fixed threshold.
-    ``device="auto"``: CUDA when available, else the CPU. ``missing="mean"`` (or ``"median"``,
+    ``random_state``: an integer seed (None: 0, so two fits give the same model) or a ``RandomState`` to draw
+    one from. ``device="auto"``: CUDA when available, else the CPU. ``missing="mean"`` (or ``"median"``,
     ``"most_frequent"``) reads NaN in X as a missing value, filled with that statistic of its column over the
     training rows, in fit and in prediction alike (``--dataset.missing``); by default NaN is refused.
 
@@ -71,7 +72,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                  lr: Optional[float] = None, lr_backbone: Optional[float] = None, loss: Optional[str] = None,
                  head_init: Optional[str] = None, val_fraction: Optional[float] = None, missing: Optional[str] = None,
                  threshold: float | str = "validation", device: str = "auto",
-                 random_state: Optional[int] = None, verbose: bool = False):
+                 random_state: int | np.random.RandomState | None = None, verbose: bool = False):
         self.hidden = hidden
         self.dropout = dropout
         self.embed_dim = embed_dim
@@ -104,9 +105,21 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         overrides = {key: getattr(self, name) for name, key in _CONFIG_KEYS.items() if getattr(self, name) is not None}
         if "model.hidden" in overrides:
             overrides["model.hidden"] = [int(h) for h in overrides["model.hidden"]]
-        overrides.update({"seed": 0 if self.random_state is None else int(self.random_state), "device": self.device,
+        overrides.update({"seed": self._seed(), "device": self.device,
                           "dataset.name": "arrays", "classify.mode": self.mode, "eval.protocols": ["fixed"]})
         return load_config("vectors", overrides)
+
+    def _seed(self) -> int:
+        """The run's seed: ``random_state`` (None: 0, so that two fits give the same model), or a draw from a
+        ``RandomState`` as scikit-learn estimators take it."""
+        rs = self.random_state
+        if rs is None:
+            return 0
+        if isinstance(rs, np.random.RandomState):
+            return int(rs.randint(2**32 - 1))
+        if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool):
+            return int(rs)  # the config check refuses one outside [0, 2**32 - 1]
+        raise ValueError(f"random_state must be None, an integer or a numpy RandomState, got {rs!r}")
 
     def _check_X(self, X, *, reset: bool) -> np.ndarray | sp.csr_matrix:
         # NaN is a missing value when `missing` names a fill strategy (as --dataset.missing does), else refused.
