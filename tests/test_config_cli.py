@@ -236,6 +236,17 @@ def test_reproduce_refuses_bad_arguments_before_any_run(tmp_path, capsys):
     assert "reproduce vectors --datasets yeast --seeds 2 --scale 0.5`" in own.read_text()
 
 
+def test_evaluation_protocols_and_patience_are_checked_before_training():
+    """An unknown protocol failed after the whole training, at evaluation; an empty list wrote empty tables;
+    a patience of 0 or -1 stopped after the first epoch."""
+    for value in (["bogus"], []):
+        with pytest.raises(ValueError, match="eval.protocols must be a non-empty list of fixed, validation, paper"):
+            load_config("vectors", {"eval.protocols": value})
+    for value in (0, -1):
+        with pytest.raises(ValueError, match="classify.early_stop_patience must be a positive integer"):
+            load_config("vectors", {"classify.early_stop_patience": value})
+
+
 def test_seed_must_be_in_numpys_range(tmp_path, capsys):
     """A negative seed trained (torch takes it) but scikit-learn's baselines refuse it; now every command
     refuses it up front, the demo before it touches its folder."""

@@ -161,6 +161,8 @@ def test_bad_targets_are_explained():
                      (-3, r"seed must be an integer in \[0, 2\*\*32 - 1\]")):
         with pytest.raises(ValueError, match=said):
             MulSupConClassifier(**{**TINY, "random_state": rs}).fit(X, np.ones((10, 2)))
+    with pytest.raises(ValueError, match=r"the training split has 1 row\(s\) \(dataset.val_fraction 0.95 "):
+        MulSupConClassifier(**{**TINY, "val_fraction": 0.95}).fit(X, np.ones((10, 2)))  # named the batch size
     with pytest.raises(ValueError, match="device 'tpu' is not a device name"):
         MulSupConClassifier(**{**TINY, "device": "tpu"}).fit(X, np.ones((10, 2)))
     with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):

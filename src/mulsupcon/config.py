@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from mulsupcon.io import atomic_write_text
-from mulsupcon.metrics import check_probability_threshold
+from mulsupcon.metrics import PROTOCOLS, check_probability_threshold
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -368,6 +368,13 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     if not 0.0 <= float(cfg["pretrain"]["mask_prob"]) < 1.0:
         raise ValueError(f"pretrain.mask_prob must be in [0, 1), got {cfg['pretrain']['mask_prob']!r}")
     check_probability_threshold(cfg["eval"]["threshold"], "eval.threshold")
+    protocols = cfg["eval"]["protocols"]
+    if not protocols or any(p not in PROTOCOLS for p in protocols):  # checked before training, not after it
+        raise ValueError(f"eval.protocols must be a non-empty list of {', '.join(PROTOCOLS)}, got {protocols!r}")
+    patience = cfg["classify"]["early_stop_patience"]
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience <= 0:
+        raise ValueError(f"classify.early_stop_patience must be a positive integer (epochs without a better "
+                         f"validation score before stopping), got {patience!r}")
     vf = float(cfg["dataset"]["val_fraction"])
     if not 0.0 <= vf < 1.0:
         raise ValueError(f"dataset.val_fraction must be in [0, 1), got {vf!r}")

@@ -99,6 +99,10 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         stack.enter_context(flush_denormals(flush))
         in_memory = data is not None
         data = as_prepared(data, cfg["dataset"])
+        if data.train.n < 2:
+            raise ValueError(f"the training split has {data.train.n} row(s) (dataset.val_fraction "
+                             f"{cfg['dataset']['val_fraction']} of the training part went to validation); "
+                             f"contrastive pretraining needs at least 2")
         global_bs = min(int(p["batch_size"]), data.train.n)  # a batch larger than the split is the whole split
         ctx.check_divisible(global_bs, "pretrain.batch_size")  # before any file is written
         if global_bs // ctx.world_size < 2:
