@@ -50,6 +50,8 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     then finetuning'). ``threshold="validation"`` predicts at the threshold that is best for
     micro-F1 on the internal validation rows (``val_fraction`` of the training rows, carved by iterative
     stratification; model selection uses them too); a float predicts at that fixed threshold.
+    ``val_fraction=0`` holds no rows out: the checkpoint and the threshold are then chosen on the training
+    rows themselves, which favours the most fitted epoch (the command line refuses it).
     ``random_state``: an integer seed (None: 0, so two fits give the same model) or a ``RandomState`` to draw
     one from. ``device="auto"``: CUDA when available, else the CPU. ``missing="mean"`` (or ``"median"``,
     ``"most_frequent"``) reads NaN in X as a missing value, filled with that statistic of its column over the
