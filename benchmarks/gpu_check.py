@@ -20,6 +20,9 @@ real COCO subsets when MULSUPCON_DATA holds them). Every row goes through the li
      ``torch.cuda.set_sync_debug_mode("warn")``. Syncs outside the step (logging intervals, epoch ends)
      are listed by location
   f  a few probe and finetune steps on images from a pretrained backbone
+  g  the vector path most users run: the default vector config (MLP, MulSupCon plus the instance term)
+     pretrained and finetuned on the device, its model.pt read back by ``load_run`` on the device and on
+     the CPU (the same probabilities within 1e-4), and ``MulSupConClassifier(device=...)`` fit and predict
 
 It prints one table and writes every number to a JSON file (``--out``, default gpu_check.json).
 """
@@ -62,10 +65,10 @@ from mulsupcon.train.rundir import RunDir  # noqa: E402
 SIZES = {  # full run on a GPU / smoke run on a CPU
     "full": dict(backbone="resnet50", image=224, batch=64, rows=1024, steps=8, workers=(0, 8),
                  loss=(256, 65536, 80, 256), loss_reps=10, small="resnet18", small_image=64, small_batch=32,
-                 sync_steps=20),
+                 sync_steps=20, vector_rows=4000),
     "smoke": dict(backbone="resnet50", image=32, batch=8, rows=96, steps=2, workers=(0, 2),
                   loss=(32, 2048, 20, 64), loss_reps=3, small="resnet18", small_image=32, small_batch=8,
-                  sync_steps=6),
+                  sync_steps=6, vector_rows=300),
 }
 
 
@@ -381,6 +384,49 @@ def row_f(dev: torch.device, sz: dict, out: list[dict], backbone_run: Path | Non
         _show(rec)
 
 
+def row_g(dev: torch.device, sz: dict, out: list[dict], work: Path) -> None:
+    """The vector path: pretrain + finetune with the vector defaults on ``dev``; the saved model on ``dev``
+    against the CPU; the scikit-learn estimator on ``dev``."""
+    from mulsupcon import load_run
+    from mulsupcon.estimator import MulSupConClassifier
+
+    rng = np.random.default_rng(2)
+    n, f, c = sz["vector_rows"], 64, 10
+    x = rng.normal(size=(n, f)).astype(np.float32)
+    y = (x[:, :c] + 0.5 * rng.normal(size=(n, c)) > 0.8).astype(np.uint8)  # learnable labels
+    y[np.arange(n), rng.integers(0, c, n)] = 1
+    ds = MultiLabelDataset(features=x, labels=y, label_names=[f"l{j}" for j in range(c)], name="random-vectors")
+    a, b = int(n * 0.6), int(n * 0.8)
+    cfg = load_config("vectors", {"device": str(dev), "dataset.name": "random-vectors", "pretrain.epochs": 3,
+                                  "classify.epochs": 3})
+    data = prepare_data(cfg["dataset"], Splits(train=ds.subset(range(a)), val=ds.subset(range(a, b)),
+                                               test=ds.subset(range(b, n))))
+    t0 = time.perf_counter()
+    pretrain(cfg, work / "g-pre", data=data, quiet=True, echo=False)
+    c_cfg = copy.deepcopy(cfg)
+    c_cfg["classify"]["mode"] = "finetune"
+    results = classify(c_cfg, work / "g-ft", from_run=work / "g-pre", data=data, quiet=True, echo=False)
+    wall = time.perf_counter() - t0
+    test_x = x[b:]
+    on_dev = load_run(work / "g-ft", device=str(dev)).predict_proba(test_x)
+    on_cpu = load_run(work / "g-ft", device="cpu").predict_proba(test_x)
+    diff = float(np.abs(on_dev - on_cpu).max())
+    rec = {"row": "g", "what": f"vectors: pretrain + finetune ({n} rows), model on {dev.type} vs cpu",
+           "wall_s": round(wall, 2), "test_mAP": round(float(results["protocols"]["fixed"]["mAP"]), 4),
+           "max_abs_diff": diff}
+    rec["pass"] = bool(np.isfinite(rec["test_mAP"]) and diff <= 1e-4)
+    out.append(rec)
+    _show(rec)
+    t0 = time.perf_counter()
+    clf = MulSupConClassifier(pretrain_epochs=2, epochs=2, device=str(dev), random_state=0).fit(x[:b], y[:b])
+    proba = clf.predict_proba(test_x)
+    rec = {"row": "g", "what": f"MulSupConClassifier(device={dev.type!r}) fit + predict_proba",
+           "wall_s": round(time.perf_counter() - t0, 2), "test_mAP": round(float(clf.score(test_x, y[b:])), 4)}
+    rec["pass"] = bool(proba.shape == (n - b, c) and np.isfinite(proba).all())
+    out.append(rec)
+    _show(rec)
+
+
 # ----------------------------------------------------------------------------- output
 def _show(rec: dict) -> None:
     keys = [k for k in ("images_per_s", "ms", "x_unavoidable", "peak_mem_mb", "bitwise", "max_abs_diff", "steps",
@@ -402,7 +448,7 @@ def environment(dev: torch.device) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (what the test suite runs)")
-    ap.add_argument("--rows", default="a,b,c,d,e,f", help="comma-separated rows to run (default: all)")
+    ap.add_argument("--rows", default="a,b,c,d,e,f,g", help="comma-separated rows to run (default: all)")
     ap.add_argument("--out", default="gpu_check.json", help="where the JSON goes")
     ap.add_argument("--ddp-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -426,7 +472,8 @@ def main() -> int:
                  ("c", lambda: row_c(dev, sz, result["rows"], work)),
                  ("d", lambda: row_d(dev, sz, result["rows"], args.smoke)),
                  ("e", lambda: row_e(dev, sz, result["rows"])),
-                 ("f", lambda: row_f(dev, sz, result["rows"], backbone_run, work))]
+                 ("f", lambda: row_f(dev, sz, result["rows"], backbone_run, work)),
+                 ("g", lambda: row_g(dev, sz, result["rows"], work))]
         for name, fn in steps:
             if name not in rows:
                 continue

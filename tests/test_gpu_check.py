@@ -23,7 +23,7 @@ def test_gpu_check_smoke_reports_every_row_and_no_host_sync_in_the_step(tmp_path
     # ~55 s on an idle 2-core machine (benchmarks/README.md); the bound only catches a runaway on a loaded one.
     assert result["smoke"] and result["all_pass"] and result["total_seconds"] < 480
     rows = result["rows"]
-    assert {r["row"] for r in rows} == set("abcdef")
+    assert {r["row"] for r in rows} == set("abcdefg")
     assert not [r for r in rows if str(r.get("status", "ok")).startswith("error")]
     pre = [r for r in rows if r["row"] == "a" and "images_per_s" in r]
     assert len(pre) >= 2 and all(r["images_per_s"] > 0 for r in pre)
@@ -38,6 +38,8 @@ def test_gpu_check_smoke_reports_every_row_and_no_host_sync_in_the_step(tmp_path
     assert syncs["steps"] >= 6 and syncs["proxy_in_step"] == 0, syncs["proxy_in_step_by_place"]
     assert any("guard.py" in place for place in syncs["proxy_outside_step"])
     assert {r["what"].split()[0] for r in rows if r["row"] == "f"} == {"probe", "finetune"}
+    vectors = [r for r in rows if r["row"] == "g"]
+    assert len(vectors) == 2 and vectors[0]["max_abs_diff"] <= 1e-4 and all(r["pass"] for r in vectors)
     # The table printed what the JSON holds.
     assert "all pass: True" in proc.stdout and proc.stdout.count("\nb  ") == 3
 
