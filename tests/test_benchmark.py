@@ -676,7 +676,7 @@ def test_overrides_of_what_each_cell_sets_are_refused(tmp_path, override, flag):
 
 @pytest.mark.parametrize("seeds, methods, said", [([0, 0], ["bce"], "--seeds: 0 named twice"),
                                                   ([0], ["bce", "bce"], "--methods: bce named twice"),
-                                                  ([-1], ["bce"], r"--seeds must be integers in \[0, 2\*\*32 - 1\]")])
+                                                  ([-1], ["bce"], r"each of --seeds must be an integer in \[0, 2\*\*32 - 1\]")])
 def test_a_seed_or_method_named_twice_or_a_negative_seed_is_refused_before_any_cell(tmp_path, seeds, methods, said):
     """A seed named twice ran its cells twice and counted them twice in each mean ± std; a negative seed
     ran the torch methods, then failed in scikit-learn's words at the MLP's cell."""

@@ -59,7 +59,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from mulsupcon.config import load_config
+from mulsupcon.config import check_seed, load_config
 from mulsupcon.data.dataset import MultiLabelDataset, Splits
 from mulsupcon.data.download import sha256_file
 from mulsupcon.io import (atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text,
@@ -386,9 +386,8 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
         twice = sorted({str(v) for v in values if list(values).count(v) > 1})
         if twice:
             raise ValueError(f"{flag}: {', '.join(twice)} named twice")
-    bad = [s for s in seeds if not isinstance(s, int) or not 0 <= s < 2**32]
-    if bad:
-        raise ValueError(f"--seeds must be integers in [0, 2**32 - 1] (scikit-learn's random_state range), got {bad}")
+    for seed in seeds:
+        check_seed(seed, "each of --seeds")
     if "boomer" in methods and not boomer:
         raise ValueError(f"method 'boomer' needs a Python interpreter with mlrl-boomer: create one with {BOOMER_SETUP}, "
                          "then pass --boomer-python .venv-boomer/bin/python (or set MULSUPCON_BOOMER_PYTHON)")

@@ -318,6 +318,13 @@ def _check_types(cfg: Mapping[str, Any], defaults: Mapping[str, Any], prefix: st
             raise ValueError(f"{name} must be a list (e.g. [256,512,256]), got {value!r}")
 
 
+def check_seed(seed: Any, name: str = "seed") -> None:
+    """Raise ValueError unless ``seed`` is an integer in [0, 2**32 - 1]: torch takes a negative seed, but
+    numpy's legacy generators and scikit-learn's ``random_state`` (the benchmark's baselines) do not."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"{name} must be an integer in [0, 2**32 - 1] (numpy's and scikit-learn's range), got {seed!r}")
+
+
 def validate_config(cfg: Mapping[str, Any]) -> None:
     """Check types, enumerations and ranges; raise ``ValueError`` naming the key and what it takes."""
     _check_types(cfg, DEFAULTS)
@@ -326,9 +333,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         if not any(value is a or (type(value) is type(a) and value == a) for a in allowed):  # 1 is not True
             shown = ", ".join(str(a).lower() if isinstance(a, bool) else a for a in allowed)
             raise ValueError(f"{section}.{key} must be one of {shown}; got {value!r}")
-    seed = cfg["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32 - 1] (numpy's and scikit-learn's range), got {seed!r}")
+    check_seed(cfg["seed"])
     for section in ("pretrain", "classify"):
         for key in ("epochs", "batch_size"):
             v = cfg[section][key]
