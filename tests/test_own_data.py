@@ -385,6 +385,21 @@ def test_image_folder_with_a_label_csv_trains_and_predicts(tmp_path):
 
     predict_file(tmp_path / "r", tmp_path / "imgs", tmp_path / "p7.csv", image_chunk=7)
     assert (tmp_path / "p7.csv").read_text() == (tmp_path / "p.csv").read_text()
+    # evaluate --input on images (it took vector files only): the official test folder with its label file
+    # gives the run's own test labels and scores, and so the same metrics as the run's own evaluation.
+    from mulsupcon.evaluate import evaluate_file, evaluate_run
+    from mulsupcon.predict import load_run, read_labelled_inputs
+
+    model = load_run(tmp_path / "r")
+    x, y = read_labelled_inputs(tmp_path / "test-imgs", model, tmp_path / "test.csv")
+    saved = np.load(tmp_path / "r" / "scores.npz")
+    np.testing.assert_array_equal(y, saved["test_targets"])
+    np.testing.assert_allclose(model.predict_proba(x), saved["test_scores"], atol=1e-5)
+    numbers = lambda table: [line.split("|")[2:] for line in table.splitlines() if "protocol |" in line]  # noqa: E731
+    own = numbers(evaluate_run(tmp_path / "r"))
+    assert len(own) == 3 and numbers(evaluate_file(tmp_path / "r", tmp_path / "test-imgs", labels=tmp_path / "test.csv")) == own
+    proc = _cli("evaluate", "r", "--input", "test-imgs", cwd=tmp_path, ok=False)  # no test-imgs/labels.csv
+    assert proc.returncode == 2 and "no label file" in proc.stderr and "--labels FILE" in proc.stderr
     (tmp_path / "imgs" / "zz.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"cannot read image .*zz\.png: UnidentifiedImageError.*every image gets an "
                                          r"output row"):

@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="threshold of the fixed protocol")
     p.add_argument("--input", default=None, metavar="FILE",
                    help="a new labelled vector file (CSV/TSV: the training file's feature and label columns, by "
-                        "name; NPZ, HDF5, ARFF): score the run's model on it instead of its own test split")
+                        "name; NPZ, HDF5, ARFF), or a folder of images: score the run's model on it instead of its "
+                        "own test split")
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="with --input FOLDER of images: their label file, as training reads it (default: "
+                        "FOLDER/labels.csv)")
 
     p = sub.add_parser("predict", help="label probabilities (or 0/1 labels) of new rows or images with a trained run")
     p.add_argument("run", help="classification run directory (or its model.pt)")
@@ -403,8 +407,11 @@ def _dispatch(args, extra, argv, parser) -> int:
         from mulsupcon.evaluate import evaluate_file, evaluate_run
 
         if args.input is not None:
-            print(evaluate_file(args.run, args.input, protocols=args.protocol, threshold=args.threshold))
+            print(evaluate_file(args.run, args.input, protocols=args.protocol, threshold=args.threshold,
+                                labels=args.labels))
         else:
+            if args.labels is not None:
+                parser.error("--labels goes with --input FOLDER (images to score with their labels)")
             print(evaluate_run(args.run, protocols=args.protocol, threshold=args.threshold))
         return 0
 

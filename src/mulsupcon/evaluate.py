@@ -33,8 +33,9 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
 
 
 def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequence[str]] = None,
-                  threshold: float = 0.5) -> str:
-    """Metrics of a run's model on a new labelled vector file (``path``), under each protocol, as Markdown.
+                  threshold: float = 0.5, labels: Optional[str | Path] = None) -> str:
+    """Metrics of a run's model on a new labelled vector file, or a folder of images with their label file
+    ``labels`` (default ``path/labels.csv``), under each protocol, as Markdown.
 
     ``run`` is a run folder or its ``model.pt`` alone. The validation protocol applies the thresholds
     that the run's validation split chose (kept in ``model.pt``), exactly as for its own test split; the
@@ -47,7 +48,7 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
     threshold = check_probability_threshold(threshold)
     run = Path(run)
     model = load_run(run)
-    x, y = read_labelled_inputs(path, model)
+    x, y = read_labelled_inputs(path, model, labels)
     scores = model.predict_proba(x)
     rows = {}
     for protocol in protocols or ("paper", "validation", "fixed"):

@@ -218,21 +218,27 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
                      f"or a folder of images")
 
 
-def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of a vector file and their labels, matched to the model's by name: ``(x (N, F), y (N, L) uint8)``.
+def read_labelled_inputs(path: str | Path, model: TrainedModel,
+                         labels: Optional[str | Path] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a vector file, or images of a folder, and their labels, matched to the model's by name:
+    ``(x (N, F) or uint8 (N, 3, S, S), y (N, L) uint8)``.
 
     CSV/TSV: the model's feature and label columns, found by name in any order (other columns are not
     read); a model trained on labels listed by name (``dataset.label_sep``) reads its label column so.
     NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label names
-    must be the model's.
+    must be the model's. An image folder: its label file ``labels`` (default ``FOLDER/labels.csv``), in
+    the formats training reads (one 0/1 column per label, a column listing names, or JSON), with the
+    run's ``label_sep`` and ``ignore_columns``; only the model's labels may occur.
     """
     from mulsupcon.data.formats import label_columns_checked, label_matrix, read_table, read_text_columns
-    from mulsupcon.data.user_files import format_suffix, from_file, parse_label_sep
+    from mulsupcon.data.user_files import format_suffix, from_file, parse_column_names, parse_label_sep
 
-    if model.is_image:
-        raise ValueError("evaluating on a new file takes vector data (CSV/TSV, NPZ, HDF5, ARFF); this model is "
-                         "for images")
     path = Path(path).expanduser()
+    if model.is_image:
+        return _read_labelled_images(path, model, labels)
+    if labels is not None:
+        raise ValueError(f"a label file (--labels {labels}) goes with a folder of images; this model takes vectors, "
+                         f"whose labels are columns of {path.name}")
     if not path.is_file():
         raise FileNotFoundError(f"input not found: {path}")
     suffix = format_suffix(path)
@@ -272,6 +278,26 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel) -> tuple[np.ndar
                          f"{model.label_names[:5]}... ({ds.n_labels} against {len(model.label_names)})")
     features = ds.features.toarray() if sp.issparse(ds.features) else np.asarray(ds.features)
     return features, np.asarray(ds.labels, dtype=np.uint8)
+
+
+def _read_labelled_images(folder: Path, model: TrainedModel, labels: Optional[str | Path]) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`read_labelled_inputs`: an image folder and its label file."""
+    from mulsupcon.data.image_layouts import read_image_folder
+    from mulsupcon.data.user_files import parse_column_names, parse_label_sep
+
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: this model is for images; give a folder of images (and its label file with "
+                         "--labels FILE, default FOLDER/labels.csv)")
+    label_file = folder / "labels.csv" if labels is None else Path(labels).expanduser()
+    if not label_file.is_file():
+        raise FileNotFoundError(f"no label file {label_file}: evaluating images needs their labels; give the file "
+                                "with --labels FILE (a CSV of file name then labels, or a JSON)")
+    ds_cfg = model.config.get("dataset", {})
+    images = read_image_folder(folder, label_file, label_names=model.label_names,
+                               label_sep=parse_label_sep(ds_cfg.get("label_sep")),
+                               ignore_columns=parse_column_names(ds_cfg.get("ignore_columns"), "ignore_columns"))
+    names = [str(p.relative_to(folder)) for p in images.paths]
+    return decode_images(folder, names, _stored_image_size(model)), np.asarray(images.labels, dtype=np.uint8)
 
 
 def _stored_image_size(model: TrainedModel) -> int:
