@@ -252,6 +252,13 @@ def test_read_image_folder_formats_agree(tmp_path):
     np.testing.assert_array_equal(fixed.labels, [[1, 1, 0], [0, 0, 0], [1, 0, 0]])
     with pytest.raises(ValueError, match="label 'cat' is not among"):
         read_image_folder(tmp_path, tmp_path / "labels.json", label_names=["dog"])
+    # One 0/1 column per label, in another order than the model's: matched by name (it was refused).
+    swapped = read_image_folder(tmp_path, tmp_path / "onehot.csv", label_names=["dog", "cat"])
+    assert swapped.label_names == ["dog", "cat"]
+    np.testing.assert_array_equal(swapped.labels, want[:, ::-1])
+    with pytest.raises(ValueError, match=r"header labels \['cat', 'dog'\] are not \['dog', 'bird'\] \(missing: "
+                                         r"\['bird'\], extra: \['cat'\]\)"):
+        read_image_folder(tmp_path, tmp_path / "onehot.csv", label_names=["dog", "bird"])
 
 
 def test_read_image_folder_errors(tmp_path):

@@ -297,7 +297,8 @@ def _read_labelled_images(folder: Path, model: TrainedModel, labels: Optional[st
                                label_sep=parse_label_sep(ds_cfg.get("label_sep")),
                                ignore_columns=parse_column_names(ds_cfg.get("ignore_columns"), "ignore_columns"))
     names = [str(p.relative_to(folder)) for p in images.paths]
-    return decode_images(folder, names, _stored_image_size(model)), np.asarray(images.labels, dtype=np.uint8)
+    return (decode_images(folder, names, _stored_image_size(model), listed_in=label_file),
+            np.asarray(images.labels, dtype=np.uint8))
 
 
 def _stored_image_size(model: TrainedModel) -> int:
@@ -319,8 +320,9 @@ def image_folder_names(folder: Path) -> list[str]:
     return names
 
 
-def decode_images(folder: Path, names: Sequence[str], size: int) -> np.ndarray:
-    """uint8 (N, 3, size, size) pixels of ``folder``'s images ``names``; an unreadable one is named."""
+def decode_images(folder: Path, names: Sequence[str], size: int, listed_in: Optional[Path] = None) -> np.ndarray:
+    """uint8 (N, 3, size, size) pixels of ``folder``'s images ``names``; an unreadable one is named (with
+    ``listed_in``, the label file that lists it)."""
     from mulsupcon.data.image_cache import decode_errors, decode_image
 
     out = np.empty((len(names), 3, size, size), dtype=np.uint8)
@@ -328,8 +330,9 @@ def decode_images(folder: Path, names: Sequence[str], size: int) -> np.ndarray:
         try:
             out[i] = decode_image(folder / name, size)
         except decode_errors() as err:
-            raise ValueError(f"cannot read image {folder / name}: {type(err).__name__}: {err}; every image gets "
-                             "an output row, so remove it (or list the others in the folder's labels.csv)") from err
+            remedy = (f"remove its row from {listed_in}" if listed_in is not None else
+                      "every image gets an output row, so remove it (or list the others in the folder's labels.csv)")
+            raise ValueError(f"cannot read image {folder / name}: {type(err).__name__}: {err}; {remedy}") from err
     return out
 
 

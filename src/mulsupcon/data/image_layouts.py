@@ -507,7 +507,11 @@ def read_image_folder(
             raise DataFormatError(f"{e}, one column per label (for one column that lists names, name it 'labels' or "
                                   "add --dataset.label_sep)") from None
         if label_names is not None and list(label_names) != names:
-            raise ValueError(f"{source}: header labels {names} differ from the given label_names")
+            if sorted(label_names) != sorted(names):  # the same names in another order are matched by name
+                raise ValueError(f"{source}: header labels {names} are not {list(label_names)} (missing: "
+                                 f"{sorted(set(label_names) - set(names))}, extra: {sorted(set(names) - set(label_names))})")
+            labels = labels[:, [names.index(n) for n in label_names]]
+            names = list(label_names)
     return ImageList(paths=[image_dir / f for f in files], labels=labels, label_names=names, source=source)
 
 
