@@ -399,7 +399,7 @@ def test_image_folder_with_a_label_csv_trains_and_predicts(tmp_path):
     own = numbers(evaluate_run(tmp_path / "r"))
     assert len(own) == 3 and numbers(evaluate_file(tmp_path / "r", tmp_path / "test-imgs", labels=tmp_path / "test.csv")) == own
     proc = _cli("evaluate", "r", "--input", "test-imgs", cwd=tmp_path, ok=False)  # no test-imgs/labels.csv
-    assert proc.returncode == 2 and "no label file" in proc.stderr and "--labels FILE" in proc.stderr
+    assert proc.returncode == 2 and "no label file" in proc.stderr and "--label-file FILE" in proc.stderr
     (tmp_path / "gone.csv").write_text("file," + ",".join(LABELS) + "\nnot-there.png," + ",".join("1" * len(LABELS)) + "\n")
     with pytest.raises(ValueError, match=r"cannot read image .*not-there\.png: .*; remove its row from .*gone\.csv"):
         evaluate_file(tmp_path / "r", tmp_path / "test-imgs", labels=tmp_path / "gone.csv")

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a new labelled vector file (CSV/TSV: the training file's feature and label columns, by "
                         "name; NPZ, HDF5, ARFF), or a folder of images: score the run's model on it instead of its "
                         "own test split")
-    p.add_argument("--labels", default=None, metavar="FILE",
+    p.add_argument("--label-file", default=None, metavar="FILE",
                    help="with --input FOLDER of images: their label file, as training reads it (default: "
                         "FOLDER/labels.csv)")
 
@@ -408,10 +408,10 @@ def _dispatch(args, extra, argv, parser) -> int:
 
         if args.input is not None:
             print(evaluate_file(args.run, args.input, protocols=args.protocol, threshold=args.threshold,
-                                labels=args.labels))
+                                labels=args.label_file))
         else:
-            if args.labels is not None:
-                parser.error("--labels goes with --input FOLDER (images to score with their labels)")
+            if args.label_file is not None:
+                parser.error("--label-file goes with --input FOLDER (images to score with their labels)")
             print(evaluate_run(args.run, protocols=args.protocol, threshold=args.threshold))
         return 0
 

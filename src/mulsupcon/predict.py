@@ -237,7 +237,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     if model.is_image:
         return _read_labelled_images(path, model, labels)
     if labels is not None:
-        raise ValueError(f"a label file (--labels {labels}) goes with a folder of images; this model takes vectors, "
+        raise ValueError(f"a label file (--label-file {labels}) goes with a folder of images; this model takes vectors, "
                          f"whose labels are columns of {path.name}")
     if not path.is_file():
         raise FileNotFoundError(f"input not found: {path}")
@@ -287,11 +287,11 @@ def _read_labelled_images(folder: Path, model: TrainedModel, labels: Optional[st
 
     if not folder.is_dir():
         raise ValueError(f"{folder}: this model is for images; give a folder of images (and its label file with "
-                         "--labels FILE, default FOLDER/labels.csv)")
+                         "--label-file FILE, default FOLDER/labels.csv)")
     label_file = folder / "labels.csv" if labels is None else Path(labels).expanduser()
     if not label_file.is_file():
         raise FileNotFoundError(f"no label file {label_file}: evaluating images needs their labels; give the file "
-                                "with --labels FILE (a CSV of file name then labels, or a JSON)")
+                                "with --label-file FILE (a CSV of file name then labels, or a JSON)")
     ds_cfg = model.config.get("dataset", {})
     images = read_image_folder(folder, label_file, label_names=model.label_names,
                                label_sep=parse_label_sep(ds_cfg.get("label_sep")),
