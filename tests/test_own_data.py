@@ -395,6 +395,12 @@ def test_image_folder_with_a_label_csv_trains_and_predicts(tmp_path):
     saved = np.load(tmp_path / "r" / "scores.npz")
     np.testing.assert_array_equal(y, saved["test_targets"])
     np.testing.assert_allclose(model.predict_proba(x), saved["test_scores"], atol=1e-5)
+    from mulsupcon.predict import labelled_image_folder, score_image_folder
+
+    names, y5, _ = labelled_image_folder(tmp_path / "test-imgs", model, tmp_path / "test.csv")
+    np.testing.assert_array_equal(y5, y)  # evaluate scores a chunk of images at a time: the same scores
+    np.testing.assert_allclose(score_image_folder(model, tmp_path / "test-imgs", names, model.predict_proba, chunk=5),
+                               model.predict_proba(x), atol=1e-6)
     numbers = lambda table: [line.split("|")[2:] for line in table.splitlines() if "protocol |" in line]  # noqa: E731
     own = numbers(evaluate_run(tmp_path / "r"))
     assert len(own) == 3 and numbers(evaluate_file(tmp_path / "r", tmp_path / "test-imgs", labels=tmp_path / "test.csv")) == own

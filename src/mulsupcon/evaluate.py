@@ -42,14 +42,19 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
     paper protocol picks them on ``path`` itself.
     """
     from mulsupcon.metrics import check_probability_threshold, evaluate
-    from mulsupcon.predict import load_run, read_labelled_inputs
+    from mulsupcon.predict import labelled_image_folder, load_run, read_labelled_inputs, score_image_folder
     from mulsupcon.tables import metrics_table
 
     threshold = check_probability_threshold(threshold)
     run = Path(run)
     model = load_run(run)
-    x, y = read_labelled_inputs(path, model, labels)
-    scores = model.predict_proba(x)
+    if model.is_image and Path(path).expanduser().is_dir():  # scored a chunk of images at a time
+        folder = Path(path).expanduser()
+        names, y, label_file = labelled_image_folder(folder, model, labels)
+        scores = score_image_folder(model, folder, names, model.predict_proba, listed_in=label_file)
+    else:
+        x, y = read_labelled_inputs(path, model, labels)
+        scores = model.predict_proba(x)
     rows = {}
     for protocol in protocols or ("paper", "validation", "fixed"):
         kwargs = {"val_thresholds": model.thresholds} if protocol == "validation" else {}

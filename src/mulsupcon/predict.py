@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -231,11 +231,12 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     run's ``label_sep`` and ``ignore_columns``; only the model's labels may occur.
     """
     from mulsupcon.data.formats import label_columns_checked, label_matrix, read_table, read_text_columns
-    from mulsupcon.data.user_files import format_suffix, from_file, parse_column_names, parse_label_sep
+    from mulsupcon.data.user_files import format_suffix, from_file, parse_label_sep
 
     path = Path(path).expanduser()
     if model.is_image:
-        return _read_labelled_images(path, model, labels)
+        names, y, label_file = labelled_image_folder(path, model, labels)
+        return decode_images(path, names, _stored_image_size(model), listed_in=label_file), y
     if labels is not None:
         raise ValueError(f"a label file (--label-file {labels}) goes with a folder of images; this model takes vectors, "
                          f"whose labels are columns of {path.name}")
@@ -280,8 +281,11 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     return features, np.asarray(ds.labels, dtype=np.uint8)
 
 
-def _read_labelled_images(folder: Path, model: TrainedModel, labels: Optional[str | Path]) -> tuple[np.ndarray, np.ndarray]:
-    """See :func:`read_labelled_inputs`: an image folder and its label file."""
+def labelled_image_folder(folder: Path, model: TrainedModel,
+                          labels: Optional[str | Path] = None) -> tuple[list[str], np.ndarray, Path]:
+    """An image folder's label file (``labels``, default ``folder/labels.csv``; see
+    :func:`read_labelled_inputs`): the images' names relative to ``folder``, their labels (N, L) uint8 in
+    the model's label order, and the label file's path. Nothing is decoded."""
     from mulsupcon.data.image_layouts import read_image_folder
     from mulsupcon.data.user_files import parse_column_names, parse_label_sep
 
@@ -296,9 +300,16 @@ def _read_labelled_images(folder: Path, model: TrainedModel, labels: Optional[st
     images = read_image_folder(folder, label_file, label_names=model.label_names,
                                label_sep=parse_label_sep(ds_cfg.get("label_sep")),
                                ignore_columns=parse_column_names(ds_cfg.get("ignore_columns"), "ignore_columns"))
-    names = [str(p.relative_to(folder)) for p in images.paths]
-    return (decode_images(folder, names, _stored_image_size(model), listed_in=label_file),
-            np.asarray(images.labels, dtype=np.uint8))
+    return [str(p.relative_to(folder)) for p in images.paths], np.asarray(images.labels, dtype=np.uint8), label_file
+
+
+def score_image_folder(model: TrainedModel, folder: Path, names: Sequence[str], score: Callable[[Any], np.ndarray],
+                       chunk: int = 1024, listed_in: Optional[Path] = None) -> np.ndarray:
+    """``score`` (e.g. ``model.predict_proba``) of ``folder``'s images ``names``, decoded a chunk at a time:
+    the pixels of a whole folder (N x 3 x S x S bytes) need not fit in memory. Returns (N, L)."""
+    size = _stored_image_size(model)
+    return np.concatenate([score(decode_images(folder, names[i:i + chunk], size, listed_in))
+                           for i in range(0, len(names), chunk)])
 
 
 def _stored_image_size(model: TrainedModel) -> int:
@@ -406,11 +417,8 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
 
     folder = Path(input_path).expanduser()
     if model.is_image and folder.is_dir():
-        # Decoded a chunk at a time: the pixels of a whole folder (N x 3 x S x S bytes) need not fit in memory.
         files = image_folder_names(folder)
-        size = _stored_image_size(model)
-        values = np.concatenate([scored(decode_images(folder, files[i:i + image_chunk], size))
-                                 for i in range(0, len(files), image_chunk)])
+        values = score_image_folder(model, folder, files, scored, image_chunk)
     else:
         x, files = model.read_input(input_path)
         values = scored(x)
