@@ -378,6 +378,12 @@ def test_image_folder_with_a_label_csv_trains_and_predicts(tmp_path):
     split = json.loads((tmp_path / "r" / "split.json").read_text())
     assert split["test_source"] == "official" and str(tmp_path / "test.csv") in split["files"]
     _cli("predict", "r", "--input", "imgs", "--out", "p.csv", cwd=tmp_path)
+    proc = _cli("predict", "r", "--input", "labels.csv", "--out", "q.csv", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "this model is for images; --input takes a folder of images" in proc.stderr
+    # Transfer to another image side (the backbone pools globally): it was refused as another input shape.
+    _cli("train", "--mode", "probe", "--from", "r", "--dataset.path", "imgs", "--dataset.labels", "labels.csv",
+         *IMG, "--dataset.image_size", "24", "--run-dir", "r24", cwd=tmp_path)
+    assert "image_size: 24" in (tmp_path / "r24" / "config.yaml").read_text()
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "file," + ",".join(LABELS) and len(lines) == 41 and lines[1].startswith("im000.png,")
     # A folder is decoded and scored a chunk at a time: the same rows whatever the chunk.

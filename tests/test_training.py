@@ -557,3 +557,24 @@ def test_prediction_converts_a_batch_at_a_time_with_the_same_result(small_setup)
     x[650, 1] = np.inf
     with pytest.raises(ValueError, match=r"non-finite value at row 650, column 1"):
         model.predict_proba(x)
+
+
+def test_a_backbone_transfers_to_another_image_side_but_not_to_other_features():
+    """Vectors need the same features; an image backbone (global pooling) takes another side, not other
+    channels (another side was refused as another input shape)."""
+    from mulsupcon.models import build_backbone
+    from mulsupcon.train.classify import load_backbone_weights
+
+    mlp = {"backbone": "mlp", "hidden": [8], "dropout": 0.0}
+    state = {"backbone": build_backbone(mlp, (5,)).state_dict(), "model": mlp, "input_shape": [5]}
+    with pytest.raises(ValueError, match=r"trained on inputs of shape \(5,\), but this dataset has \(6,\)"):
+        load_backbone_weights(build_backbone(mlp, (6,)), state, (6,))
+    net = {"backbone": "resnet18", "small_input": True}
+    source = build_backbone(net, (3, 16, 16))
+    target = build_backbone(net, (3, 24, 24))
+    load_backbone_weights(target, {"backbone": source.state_dict(), "model": net, "input_shape": [3, 16, 16]}, (3, 24, 24))
+    for (name, a), b in zip(source.state_dict().items(), target.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match=r"trained on inputs of shape \(3, 16, 16\), but this dataset has \(1, 16, 16\)"):
+        load_backbone_weights(build_backbone({**net, "in_channels": 1}, (1, 16, 16)),
+                              {"backbone": source.state_dict(), "model": net, "input_shape": [3, 16, 16]}, (1, 16, 16))

@@ -182,6 +182,9 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
         names = image_folder_names(path)
         return decode_images(path, names, _stored_image_size(model)), names
     suffix = format_suffix(path)
+    if model.is_image and suffix in (*TABLE_SUFFIXES, ".arff"):
+        raise ValueError(f"{path}: this model is for images; --input takes a folder of images (or an HDF5 / NPZ "
+                         "array of them), not a table")
     if suffix in TABLE_SUFFIXES:
         from mulsupcon.data.formats import read_table
 

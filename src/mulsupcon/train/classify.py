@@ -93,7 +93,10 @@ def load_backbone_weights(backbone: nn.Module, from_run: str | Path | Mapping[st
     """Load a pretrained backbone (see :func:`backbone_source`) into ``backbone``."""
     path, _, state = backbone_source(from_run)
     saved_shape = tuple(state.get("input_shape", ()))
-    if saved_shape and tuple(saved_shape) != tuple(input_shape):
+    # An image backbone pools globally, so another image side is transfer (the paper's setting); only
+    # the channels must match. Vectors must have the same features.
+    other_side = len(saved_shape) == 3 and len(input_shape) == 3 and saved_shape[0] == input_shape[0]
+    if saved_shape and tuple(saved_shape) != tuple(input_shape) and not other_side:
         raise ValueError(
             f"{path}: the backbone was trained on inputs of shape {saved_shape}, but this dataset has {tuple(input_shape)}"
         )
