@@ -579,6 +579,18 @@ def test_the_cli_passes_no_out_unless_given(monkeypatch, tmp_path, capsys):
     assert seen[1] == tmp_path / "r.md"
 
 
+def test_the_help_lists_every_benchmark_method(capsys):
+    """`benchmark --help` names the methods without importing the benchmark: its copy of the names must
+    stay the benchmark's own list."""
+    from mulsupcon import benchmark, cli
+
+    assert cli.BENCHMARK_METHODS == benchmark.METHODS
+    with pytest.raises(SystemExit):
+        cli.main(["benchmark", "vectors", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(m in text for m in benchmark.METHODS) and "default: 0 1 2" in text
+
+
 def test_the_report_names_labels_no_method_can_learn(tmp_path):
     """genbase's official training part never has PDOC50199 or PDOC00660 (the split's own warning names
     them), yet its test part does: the report says so next to the set's metrics."""

@@ -137,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or --set dataset.KEY=VALUE) "
                         "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.ignore_columns, dataset.label_sep, "
                         "dataset.test_fraction)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--methods", nargs="+", default=None,
-                   help="default: all (see mulsupcon.benchmark.METHODS; boomer only with --boomer-python)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="default: 0 1 2 (the rows stay the same; a seed "
+                   "sets each method's initialisation and batch order)")
+    p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                   help=f"default: all but boomer, which needs --boomer-python; from {', '.join(BENCHMARK_METHODS)}")
     p.add_argument("--boomer-python", default=None, metavar="PYTHON",
                    help="an interpreter with mlrl-boomer installed, for the boomer method (default: "
                         "$MULSUPCON_BOOMER_PYTHON; make one: python3 -m venv .venv-boomer && "
@@ -199,6 +200,10 @@ def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+# The names of mulsupcon.benchmark.METHODS, for `benchmark --help` without importing the benchmark (and torch)
+# when the parser is built; tests/test_benchmark.py keeps the two equal.
+BENCHMARK_METHODS = ("mulsupcon-finetune", "mulsupcon-probe", "bce", "asl", "sklearn-mlp", "logistic-regression",
+                     "random-forest", "finetune+forest", "boomer")
 FILE_OPTIONS = ("path", "test_path", "label_columns", "ignore_columns", "label_sep", "xml", "labels", "test_labels")  # dataset.* of one's own files
 
 
