@@ -28,7 +28,9 @@ def _version() -> str:
         return "unknown"
 
 
-def main(argv: list) -> int:
+def main(argv: list[str]) -> int:
+    """``boomer_worker.py IN.npz OUT.npz``: fit BOOMER on IN's training rows, write the validation and
+    test probabilities (N, L) to OUT. Exit status 2: wrong usage, 3: mlrl-boomer not installed."""
     if len(argv) != 2:
         print("usage: boomer_worker.py IN.npz OUT.npz", file=sys.stderr)
         return 2

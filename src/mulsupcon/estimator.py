@@ -13,19 +13,17 @@ train the same model.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mulsupcon.config import load_config
+from mulsupcon.data.dataset import Matrix
 from mulsupcon.metrics import check_probability_threshold
 
-Matrix = Union[ArrayLike, sp.spmatrix]  # SciPy sparse arrays (scipy >= 1.11) are read too
-"""What X and Y may be: an array-like of shape (N, F) or (N, L), or a SciPy sparse matrix or array."""
 
 # estimator parameter -> config key (the estimator's names follow scikit-learn's habits)
 _CONFIG_KEYS = {

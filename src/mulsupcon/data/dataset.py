@@ -12,6 +12,7 @@ from typing import Sequence, Union
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 
 
@@ -43,14 +44,17 @@ class RowSubset:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """(selected rows, *the base array's other dimensions)."""
         return (int(self.rows.size),) + tuple(self.base.shape[1:])
 
     @property
     def dtype(self) -> np.dtype:
+        """The base array's dtype."""
         return self.base.dtype
 
     @property
     def ndim(self) -> int:
+        """The base array's number of dimensions."""
         return self.base.ndim
 
     def __len__(self) -> int:
@@ -93,6 +97,9 @@ def _fortran(a: np.ndarray) -> bool:
 
 
 Features = Union[np.ndarray, sp.csr_matrix, RowSubset]
+Matrix = Union[ArrayLike, sp.spmatrix]  # SciPy sparse arrays (scipy >= 1.11) are read too
+"""What users may pass as features or labels: an array-like of shape (N, F) or (N, L), or a SciPy sparse
+matrix or array."""
 
 
 @dataclass
@@ -146,10 +153,12 @@ class MultiLabelDataset:
     # ------------------------------------------------------------------ shape facts
     @property
     def n_samples(self) -> int:
+        """Number of rows N (of the features and the labels)."""
         return int(self.labels.shape[0])
 
     @property
     def n_labels(self) -> int:
+        """Number of labels L (columns of the label matrix)."""
         return int(self.labels.shape[1])
 
     @property
@@ -159,10 +168,12 @@ class MultiLabelDataset:
 
     @property
     def is_sparse(self) -> bool:
+        """Whether the features are a scipy.sparse matrix (densified a batch at a time in training)."""
         return sp.issparse(self.features)
 
     @property
     def is_image(self) -> bool:
+        """Whether the features are images (N, C, H, W) rather than vectors (N, F)."""
         return (not self.is_sparse) and np.ndim(self.features) == 4
 
     @property

@@ -39,7 +39,7 @@ from typing import Optional, Sequence
 
 from .arff import missing_mode, read_arff
 from .catalogue import ReadOptions
-from .dataset import MultiLabelDataset
+from .dataset import Matrix, MultiLabelDataset
 from .download import sha256_file as sha256_of
 from .formats import first_unrepresentable, open_npz, read_csv, read_hdf5, read_npz
 from .image_datasets import cache_images
@@ -276,7 +276,7 @@ def check_files_unchanged(saved: dict[str, str], now: dict[str, str], what: str)
                              f"{current[:12]}... now); restore it, or start a new run")
 
 
-def from_arrays(features, labels, label_names: Optional[Sequence[str]] = None,
+def from_arrays(features: Matrix, labels: Matrix, label_names: Optional[Sequence[str]] = None,
                 feature_names: Optional[Sequence[str]] = None, name: str = "arrays",
                 allow_missing: bool = False) -> MultiLabelDataset:
     """Arrays as a dataset: features (N, F) dense or scipy.sparse, or uint8 images (N, C, H, W);

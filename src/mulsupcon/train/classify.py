@@ -43,6 +43,7 @@ from mulsupcon.train.data import (
     PreparedData,
     TensorSource,
     VectorMasking,
+    BatchView,
     as_prepared,
     epoch_order,
     epoch_seed,
@@ -129,7 +130,8 @@ def make_loss(section: Mapping[str, Any]) -> nn.Module:
     return nn.BCEWithLogitsLoss()
 
 
-def _split_batches(source: TensorSource, view, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _split_batches(source: TensorSource, view: Optional[BatchView],
+                   batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """A split's (x, y) batches in row order, through the evaluation ``view`` when there is one."""
     for idx in torch.arange(source.n).split(batch_size):
         x, y = source.batch(idx)
@@ -139,7 +141,7 @@ def _split_batches(source: TensorSource, view, batch_size: int) -> Iterator[tupl
 @torch.no_grad()
 def score_split(
     model: nn.Module, source: TensorSource, device: torch.device, *, loss_fn: Optional[nn.Module] = None,
-    view=None, batch_size: int = 512,
+    view: Optional[BatchView] = None, batch_size: int = 512,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One pass over a split in row order: sigmoid probabilities (N, L), targets (N, L) and the
     mean loss (NaN without ``loss_fn``). The model is put in eval mode for the pass."""
@@ -362,8 +364,8 @@ def self_contained_model(model: MultiLabelClassifier, cfg: Mapping[str, Any], da
 
 
 @torch.no_grad()
-def frozen_features(model: MultiLabelClassifier, source: TensorSource, device: torch.device, *, view=None,
-                    batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+def frozen_features(model: MultiLabelClassifier, source: TensorSource, device: torch.device, *,
+                    view: Optional[BatchView] = None, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """The backbone's output in eval mode over a split in row order: features (N, D) and targets (N, L), float."""
     was_training = model.training
     model.eval()  # what a probe sees: dropout off, BatchNorm statistics fixed
@@ -408,7 +410,7 @@ def fit_logistic(h: torch.Tensor, y: torch.Tensor, c_inverse: float, *, max_iter
 
 
 def fit_linear_head(model: MultiLabelClassifier, train: TensorSource, val: TensorSource, device: torch.device, *,
-                    c_grid: list[float], view=None) -> dict:
+                    c_grid: list[float], view: Optional[BatchView] = None) -> dict:
     """Set ``model.fc`` to the logistic regression on the frozen backbone's features that ranks ``val`` best.
 
     Linear probing before finetuning ("LP-FT", Kumar et al., ICLR 2022): a random linear layer sends
@@ -449,7 +451,8 @@ def parameter_groups(model: MultiLabelClassifier, mode: str, c: Mapping[str, Any
 
 
 def training_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils.DistContext, device: torch.device,
-                     train_view, eval_view) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+                     train_view: Optional[BatchView], eval_view: Optional[BatchView],
+                     ) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """``batches_of(epoch)``: the epoch's (x, y) training batches of this process, viewed, on ``device``.
 
     Rows follow :func:`epoch_order` (seeded by ``seed + 7919``). Images are augmented in a DataLoader
@@ -484,7 +487,7 @@ def training_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils
     return vector_batches
 
 
-def _views(c: Mapping[str, Any], data: PreparedData):
+def _views(c: Mapping[str, Any], data: PreparedData) -> tuple[Optional[BatchView], Optional[BatchView]]:
     """(train view, eval view) for this data and ``classify.augment``."""
     aug = c["augment"]
     if data.is_image:
@@ -498,8 +501,10 @@ def _views(c: Mapping[str, Any], data: PreparedData):
     return None, None
 
 
-def evaluate_all(cfg: Mapping[str, Any], test_scores, test_targets, val_scores, val_targets) -> dict:
-    """Metrics on test under every protocol of ``cfg['eval']['protocols']``."""
+def evaluate_all(cfg: Mapping[str, Any], test_scores: np.ndarray, test_targets: np.ndarray, val_scores: np.ndarray,
+                 val_targets: np.ndarray) -> dict:
+    """Metrics on test under every protocol of ``cfg['eval']['protocols']``: scores (N, L) probabilities and
+    targets (N, L) 0/1 of the test and the validation rows (the validation rows choose the thresholds)."""
     out: dict = {"protocols": {}}
     for protocol in cfg["eval"]["protocols"]:
         out["protocols"][protocol] = evaluate(

@@ -160,7 +160,7 @@ class ImageViewBatches(torch.utils.data.Dataset):
     untouched), hence identical for any number of workers and replayed exactly on resume.
     """
 
-    def __init__(self, source: "TensorSource", views: Callable, batch_size: int, steps: Optional[int],
+    def __init__(self, source: "TensorSource", views: BatchView, batch_size: int, steps: Optional[int],
                  seed: int, rank: int = 0, world_size: int = 1, n_views: int = 2):
         self.source, self.views = source, views
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
@@ -220,6 +220,11 @@ def image_view_loader(dataset: ImageViewBatches, steps_per_epoch: int, num_worke
 
 
 # ----------------------------------------------------------------------------- views
+# A view: a batch (B, ...) and an optional generator -> the batch as a model sees it (masked, augmented,
+# or resized and normalised for evaluation).
+BatchView = Callable[[torch.Tensor, Optional[torch.Generator]], torch.Tensor]
+
+
 class VectorMasking:
     """The paper's vector augmentation: each input element kept with probability ``1 - p``.
 

@@ -70,6 +70,7 @@ class RunDir:
 
     @property
     def writes_files(self) -> bool:
+        """Whether this process writes the run's files: the main process of a run with a folder."""
         return self.is_main and self.path is not None
 
     @classmethod
@@ -151,6 +152,7 @@ class RunDir:
         return Path(self.path or ".") / "checkpoints" / f"{name}.pt"
 
     def has_checkpoint(self, name: str) -> bool:
+        """Whether ``checkpoints/<name>.pt`` exists (in the folder, or in memory for a run without one)."""
         return f"checkpoints/{name}.pt" in self.files if self.path is None else self.checkpoint(name).is_file()
 
     def save_checkpoint(self, name: str, state: Mapping[str, Any]) -> None:
@@ -158,6 +160,7 @@ class RunDir:
         self.save(f"checkpoints/{name}.pt", dict(state))
 
     def load_checkpoint(self, name: str, map_location: Any = "cpu") -> dict:
+        """``checkpoints/<name>.pt`` read back (a copy of the in-memory one for a run without a folder)."""
         if self.path is None:
             return copy.deepcopy(self.files[f"checkpoints/{name}.pt"])
         return load_checkpoint(self.checkpoint(name), map_location=map_location)
@@ -171,16 +174,19 @@ class RunDir:
             atomic_torch_save(self.path / name, obj)
 
     def write_bytes(self, name: str, data: bytes) -> None:
+        """Write a file of the run folder atomically (main process only; in memory without a folder)."""
         if self.path is None:
             self.files[name] = data  # in memory: kept, like everything else the run would have written
         elif self.is_main:
             atomic_write_bytes(self.path / name, data)
 
     def write_json(self, name: str, obj: Any) -> None:
+        """Write ``obj`` as JSON to a file of the run folder atomically (main process only; nothing in memory)."""
         if self.writes_files:
             atomic_write_json(self.path / name, obj)
 
     def write_text(self, name: str, text: str) -> None:
+        """Write a text file of the run folder atomically (main process only; nothing in memory)."""
         if self.writes_files:
             atomic_write_text(self.path / name, text)
 
@@ -232,7 +238,7 @@ class RunDir:
         elif self.echo:
             print(text, file=sys.stderr, flush=True)
 
-    def bar(self, total: int, desc: str, initial: int = 0):
+    def bar(self, total: int, desc: str, initial: int = 0) -> Any:
         """A progress bar over ``total`` steps (a no-op object when quiet or not the main process)."""
         if self.quiet or not self.is_main:
             return _NullBar()
@@ -242,6 +248,7 @@ class RunDir:
         return self._bar
 
     def close_bar(self) -> None:
+        """Close the progress bar, so that log lines print plainly again."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
