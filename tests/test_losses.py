@@ -8,6 +8,7 @@ torch.autograd.gradcheck, the closed-form gradient of Eq. 7, and torch's BCE-wit
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -465,6 +466,10 @@ def test_forward_errors() -> None:
     nan_q[1, 2] = float("nan")
     with pytest.raises(ValueError, match=r"query contains a non-finite value \(nan\) at row 1, column 2"):
         fn(nan_q, y)
+    with warnings.catch_warnings():  # an embedding that needs a gradient is named without torch's warning
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"query contains a non-finite value \(nan\) at row 1, column 2"):
+            fn(nan_q.requires_grad_(), y)
     inf_k = k.clone()
     inf_k[5, 0] = float("inf")
     with pytest.raises(ValueError, match=r"keys contains a non-finite value \(inf\) at row 5, column 0"):

@@ -23,7 +23,7 @@ def check_embeddings(name: str, x: Tensor, finite: bool = True) -> None:
         ok = torch.isfinite(x)
         if not bool(ok.all()):
             r, c = _first_true(~ok)
-            raise ValueError(f"{name} contains a non-finite value ({float(x[r, c])}) at row {r}, column {c}")
+            raise ValueError(f"{name} contains a non-finite value ({float(x[r, c].detach())}) at row {r}, column {c}")
 
 
 def check_labels(name: str, y: Tensor, values: bool = True) -> None:
