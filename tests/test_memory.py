@@ -44,7 +44,7 @@ def test_loss_equals_hand_built_references_and_memory_fills_fifo(exclude_self):
         loss = mem(e, y)
         refs = np.concatenate([e.detach().numpy(), stored])
         ref_labels = np.concatenate([y.numpy(), stored_labels])
-        assert float(loss) == pytest.approx(oracle(e.detach().numpy(), y.numpy(), refs, ref_labels, 0.3, exclude_self),
+        assert float(loss.detach()) == pytest.approx(oracle(e.detach().numpy(), y.numpy(), refs, ref_labels, 0.3, exclude_self),
                                             rel=1e-9, abs=1e-12), step
         loss.backward()
         assert e.grad is not None and torch.isfinite(e.grad).all()

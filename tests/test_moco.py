@@ -139,3 +139,18 @@ def test_moco_state_dict_keeps_the_checkpoint_layout():
     assert {"query_encoder.0.0.weight", "query_encoder.1.weight", "key_encoder.1.bias", "queue.keys",
             "queue.labels", "queue.ptr", "queue.filled"} <= keys
     assert m.backbone is m.query_encoder[0]
+
+
+def test_moco_names_labels_or_a_head_that_do_not_fit_its_queue():
+    """Both failed inside torch.cat ('Sizes of tensors must match except in dimension 0')."""
+    moco, x = _moco(), torch.randn(6, 5)
+    with pytest.raises(ValueError, match=r"labels must be \(B, 3\) as the queue keeps 3 labels, got \(6, 2\)"):
+        moco(x, x, torch.zeros(6, 2))
+    with pytest.raises(ValueError, match=r"labels must be \(B, 3\).*got \(6,\)"):
+        moco(x, x, torch.zeros(6))
+    enc, head = nn.Sequential(nn.Linear(5, 7), nn.ReLU()), nn.Linear(7, 4)
+    wide = MoCo(enc, head, LabelQueue(8, 9, 3))
+    with pytest.raises(ValueError, match=r"embeddings of shape \(6, 4\), but the queue keeps keys of dimension 9"):
+        wide(x, x, torch.zeros(6, 3))
+    query, refs, ref_labels = moco(x, x, torch.zeros(6, 3))  # and the right shapes still pass
+    assert query.shape == (6, 4) and refs.shape == (6, 4) and ref_labels.shape == (6, 3)

@@ -186,8 +186,14 @@ class MoCo(nn.Module):
             raise ValueError(
                 f"views and labels disagree on the batch size: {view1.shape[0]}, {view2.shape[0]}, {labels.shape[0]}"
             )
+        n_labels, dim = self.queue.labels.shape[1], self.queue.keys.shape[1]
+        if labels.dim() != 2 or labels.shape[1] != n_labels:
+            raise ValueError(f"labels must be (B, {n_labels}) as the queue keeps {n_labels} labels, got {tuple(labels.shape)}")
         # Normalised in float32 (also under mixed precision, where the encoders return half precision).
         query = l2_normalize(self.query_encoder(view1).float())
+        if query.dim() != 2 or query.shape[1] != dim:
+            raise ValueError(f"the head gives embeddings of shape {tuple(query.shape)}, but the queue keeps keys of "
+                             f"dimension {dim}: build LabelQueue(size, {query.shape[-1]}, ...) or a head with {dim} outputs")
         with torch.no_grad():
             self.momentum_update()
             keys = all_gather_rows(l2_normalize(self.key_encoder(view2).float()))
