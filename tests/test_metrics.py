@@ -388,6 +388,26 @@ def test_invalid_protocol_arguments() -> None:
         macro_f1(s, y)  # scores given without a threshold
     with pytest.raises(ValueError, match="empty_classes"):
         mean_average_precision(s, y, empty_classes="drop")
+    # The scores are probabilities: a cut outside [0, 1] predicts every label or none (it was accepted).
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\].*1.5"):
+        evaluate(s, y, threshold=1.5)
+    with pytest.raises(ValueError, match=r"each threshold of grid must be in \[0, 1\].*-0.1"):
+        evaluate(s, y, protocol="paper", grid=[0.5, -0.1])
+    with pytest.raises(ValueError, match=r"val_thresholds\['micro_f1'\] must be in \[0, 1\]"):
+        evaluate(s, y, protocol="validation", val_thresholds={m: 2.0 if m == "micro_f1" else 0.5
+                                                                for m in ("hamming_accuracy", "example_f1", "macro_f1", "micro_f1")})
+
+
+def test_sparse_targets_are_read_like_dense_ones() -> None:
+    """A SciPy sparse label matrix (common for multi-label data) was read as a 0-d object array and refused
+    as 'found shape ()'."""
+    import scipy.sparse as sp
+
+    s, y = random_case(3, n=30, c=5)
+    for protocol in ("fixed", "paper", "validation"):
+        kw = {"val_scores": s, "val_targets": sp.csr_array(y)} if protocol == "validation" else {}
+        assert evaluate(s, sp.csr_matrix(y), protocol=protocol, **kw) == evaluate(
+            s, y, protocol=protocol, **({"val_scores": s, "val_targets": y} if kw else {}))
 
 
 def test_paper_thresholds_constant() -> None:

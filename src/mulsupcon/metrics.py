@@ -52,6 +52,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 __all__ = [
     "PAPER_THRESHOLDS",
@@ -86,7 +87,10 @@ _AP_CLASS_CHUNK = 256
 # Input conversion and validation
 # --------------------------------------------------------------------------------------------------
 def _to_numpy(x: Any, name: str) -> np.ndarray:
-    """Return ``x`` (numpy array, torch tensor, nested list) as a numpy array, on the CPU."""
+    """Return ``x`` (numpy array, torch tensor, SciPy sparse matrix or array, nested list) as a numpy array,
+    on the CPU."""
+    if sp.issparse(x):  # a label matrix is often kept sparse; np.asarray would make it a 0-d object array
+        return x.toarray()
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor; avoid importing torch here
         t = x.detach().cpu()
         if t.dtype.is_floating_point:
@@ -436,7 +440,7 @@ def evaluate(
         if not grid:
             raise ValueError("grid: the list of thresholds to search is empty")
         for t in grid:
-            _check_threshold(t)
+            check_probability_threshold(t, "each threshold of grid")
 
     ap = average_precision_per_class(s, y)
     valid = ~np.isnan(ap)
@@ -448,7 +452,7 @@ def evaluate(
     }
 
     if protocol == "fixed":
-        _check_threshold(threshold)
+        check_probability_threshold(threshold)
         vals = _from_stats(_stats(s >= float(threshold), y), y.size)
         thresholds = {m: float(threshold) for m in THRESHOLDED_METRICS}
     elif protocol == "paper":
@@ -464,8 +468,8 @@ def evaluate(
         if missing:
             raise ValueError(f"val_thresholds lacks {', '.join(missing)}")
         thresholds = {m: float(val_thresholds[m]) for m in THRESHOLDED_METRICS}
-        for t in thresholds.values():
-            _check_threshold(t)
+        for m, t in thresholds.items():
+            check_probability_threshold(t, f"val_thresholds[{m!r}]")
         vals = _at_thresholds(s, y, thresholds)
     else:  # validation
         if val_scores is None or val_targets is None:
