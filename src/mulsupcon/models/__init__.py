@@ -39,7 +39,8 @@ def build_backbone(model_cfg: Mapping[str, Any], input_shape: Sequence[int]) -> 
             raise ValueError(f"backbone 'mlp' needs vector inputs, but samples have shape {tuple(input_shape)}")
         return MLPBackbone(int(input_shape[0]), model_cfg.get("hidden", (256, 512, 256)), float(model_cfg.get("dropout", 0.2)))
     if len(input_shape) != 3:
-        raise ValueError(f"image backbone '{name}' needs (C, H, W) inputs, got samples of shape {tuple(input_shape)}")
+        raise ValueError(f"backbone '{name}' is a torchvision image model, which needs (C, H, W) inputs, but samples "
+                         f"have shape {tuple(input_shape)}: vector inputs take backbone 'mlp'")
     from .image import TorchvisionBackbone
 
     return TorchvisionBackbone(name, small_input=bool(model_cfg.get("small_input", False)), in_channels=int(input_shape[0]))

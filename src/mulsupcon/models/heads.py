@@ -7,6 +7,8 @@ from torch import nn
 
 from mulsupcon.ops import Dropout
 
+from .vector import check_width
+
 
 class ProjectionHead(nn.Module):
     """Linear -> BatchNorm -> ReLU -> Dropout -> Linear (the paper's head ``g``).
@@ -19,6 +21,8 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int = 256, out_dim: int = 256, dropout: float = 0.1):
         super().__init__()
+        in_dim, hidden_dim, out_dim = (check_width(v, n) for v, n in ((in_dim, "in_dim"), (hidden_dim, "hidden_dim"),
+                                                                        (out_dim, "out_dim")))
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden_dim),
             nn.BatchNorm1d(hidden_dim),
@@ -41,6 +45,7 @@ class MultiLabelClassifier(nn.Module):
 
     def __init__(self, backbone: nn.Module, n_labels: int):
         super().__init__()
+        n_labels = check_width(n_labels, "n_labels")
         self.backbone = backbone
         self.fc = nn.Linear(int(getattr(backbone, "out_dim")), n_labels)
         self.n_labels = n_labels

@@ -10,6 +10,18 @@ from torch import nn
 from mulsupcon.ops import Dropout
 
 
+def check_width(value: object, name: str) -> int:
+    """``value`` as a layer width (an integer >= 1), else a ValueError naming ``name``: torch takes a width
+    of 0 with only a warning, and a fractional one without a word."""
+    try:
+        whole = not isinstance(value, bool) and float(value) == int(value) >= 1  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
 class MLPBackbone(nn.Module):
     """Linear -> ReLU -> Dropout, once per hidden width (the paper uses in->256->512->256).
 
@@ -23,15 +35,15 @@ class MLPBackbone(nn.Module):
 
     def __init__(self, in_features: int, hidden: Sequence[int] = (256, 512, 256), dropout: float = 0.2):
         super().__init__()
-        if in_features <= 0:
-            raise ValueError(f"in_features must be positive, got {in_features}")
+        in_features = check_width(in_features, "in_features")
         if not hidden:
             raise ValueError("hidden must name at least one layer width")
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
-            layers += [nn.Linear(width, int(h)), nn.ReLU(inplace=True), Dropout(dropout)]
-            width = int(h)
+            h = check_width(h, f"each width of hidden {tuple(hidden)}")
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True), Dropout(dropout)]
+            width = h
         self.net = nn.Sequential(*layers)
         self.in_features = in_features
         self.out_dim = width
