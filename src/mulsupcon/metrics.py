@@ -52,7 +52,6 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 __all__ = [
     "PAPER_THRESHOLDS",
@@ -89,8 +88,8 @@ _AP_CLASS_CHUNK = 256
 def _to_numpy(x: Any, name: str) -> np.ndarray:
     """Return ``x`` (numpy array, torch tensor, SciPy sparse matrix or array, nested list) as a numpy array,
     on the CPU."""
-    if sp.issparse(x):  # a label matrix is often kept sparse; np.asarray would make it a 0-d object array
-        return x.toarray()
+    if hasattr(x, "toarray") and hasattr(x, "tocsr"):  # SciPy sparse (not imported: the command line's start-up)
+        return x.toarray()  # a label matrix is often kept sparse; np.asarray would make it a 0-d object array
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor; avoid importing torch here
         t = x.detach().cpu()
         if t.dtype.is_floating_point:
