@@ -235,3 +235,28 @@ def test_device_names_are_checked_with_a_message_naming_the_choices(monkeypatch)
     assert resolve_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(ValueError, match=r"device 'cuda:3' requested but this machine has 1 CUDA device"):
         resolve_device("cuda:3")
+
+
+def test_loader_workers_auto_uses_the_cores_beside_each_gpu_and_none_on_the_cpu(monkeypatch) -> None:
+    """``num_workers: auto``: inline views on the CPU; on CUDA the cores of this machine shared by its
+    processes (one per GPU), one left for each main process, at most 8."""
+    import os
+
+    from mulsupcon.config import load_config
+    from mulsupcon.train import runtime
+    from mulsupcon.train.runtime import MAX_AUTO_WORKERS, loader_workers
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert loader_workers("auto", cpu) == 0 and loader_workers(3, cpu) == 3 and loader_workers(0, cuda) == 0
+    for cores, gpus, world, expected in [(16, 1, 1, 8), (64, 1, 1, MAX_AUTO_WORKERS), (16, 4, 4, 3), (16, 8, 4, 3),
+                                         (2, 1, 1, 1), (1, 1, 1, 0), (12, 2, 16, 5)]:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        monkeypatch.setattr(runtime.torch.cuda, "device_count", lambda g=gpus: g)
+        assert loader_workers("auto", cuda, world) == expected, (cores, gpus, world)
+    for bad in (-1, 1.5, "many"):
+        with pytest.raises(ValueError, match="num_workers must be 'auto' or an integer >= 0"):
+            loader_workers(bad, cuda)
+    assert load_config(None)["pretrain"]["num_workers"] == "auto"  # the default, and a number still passes:
+    assert load_config(None, {"classify.num_workers": 4})["classify"]["num_workers"] == 4
+    with pytest.raises(ValueError, match="classify.num_workers must be 'auto' or an integer >= 0, got -2"):
+        load_config(None, {"classify.num_workers": -2})

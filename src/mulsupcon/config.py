@@ -86,7 +86,7 @@ DEFAULTS: dict[str, Any] = {
         "amp": False,  # CUDA only: mixed precision for the encoders (loss stays float32): false | true (bf16
         # where the GPU has it, else fp16 with a GradScaler) | bf16 | fp16
         "channels_last": False,  # CUDA only
-        "num_workers": 0,  # images: DataLoader workers computing the augmented views
+        "num_workers": "auto",  # images: DataLoader workers computing the views: auto (on CUDA, the cores less one, at most 8; else 0) | N
     },
     "classify": {
         "mode": "finetune",  # probe | finetune | scratch
@@ -108,7 +108,7 @@ DEFAULTS: dict[str, Any] = {
         "augment": "none",  # none | mask (vectors) | flip_crop | pretrain (images)
         "head_init": "random",  # random | fit (probe/finetune: start from a logistic regression on the frozen features)
         "head_fit_c": [0.01, 0.1, 1.0],  # head_init=fit: inverse L2 strengths (scikit-learn's C); validation mAP picks
-        "num_workers": 0,  # images: DataLoader workers computing the training views
+        "num_workers": "auto",  # images: DataLoader workers computing the training views (as pretrain.num_workers)
         "asl_gamma_neg": 4.0,
         "asl_gamma_pos": 0.0,
         "asl_clip": 0.05,
@@ -391,8 +391,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
             raise ValueError(f"dataset.{key} goes with dataset.path (your own files); set --dataset.path too")
     for section in ("pretrain", "classify"):
         w = cfg[section]["num_workers"]
-        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
-            raise ValueError(f"{section}.num_workers must be a non-negative integer, got {w!r}")
+        if w != "auto" and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
+            raise ValueError(f"{section}.num_workers must be 'auto' or an integer >= 0, got {w!r}")
     nt = cfg["cpu"]["num_threads"]
     if nt != "auto" and (isinstance(nt, bool) or not isinstance(nt, int) or nt < 1):
         raise ValueError(f"cpu.num_threads must be 'auto' or a positive integer, got {nt!r}")

@@ -54,7 +54,14 @@ from mulsupcon.train.data import (
 from mulsupcon.train.guard import DivergenceGuard, classification_divergence
 from mulsupcon.train.optim import make_optimizer
 from mulsupcon.train.rundir import RunDir, check_finished, format_seconds, open_run_dir
-from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denormals, num_threads_for, resolve_device
+from mulsupcon.train.runtime import (
+    cpu_threads,
+    denormals_flushed,
+    flush_denormals,
+    loader_workers,
+    num_threads_for,
+    resolve_device,
+)
 
 
 def backbone_source(from_run: str | Path | Mapping[str, Any]) -> tuple[Optional[Path], dict, dict]:
@@ -240,7 +247,9 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             run.log(f"{mode} on {cfg['dataset']['name']}: {data.train.n} train / {data.val.n} val / {data.test.n} test, "
                     f"{data.n_labels} labels, loss={c['loss']}, {epochs} epochs, batch {min(bs, data.train.n)}"
                     + (f", backbone from {source}" if source else "")
-                    + (f", {ctx.world_size} processes" if ctx.enabled else ""))
+                    + (f", {ctx.world_size} processes" if ctx.enabled else "")
+                    + (f", views in {loader_workers(c['num_workers'], device, ctx.world_size)} DataLoader worker(s)"
+                       if data.is_image else ""))
             if fit_head:  # the fitted linear layer is the first candidate checkpoint ("epoch 0")
                 _, _, val_loss = score_split(model, data.val, device, loss_fn=loss_fn, view=eval_view)
                 best = {"epoch": 0, "score": selection_score({"val_loss": val_loss, "val_mAP": fit["val_mAP"]}, c["select_by"]),
@@ -456,7 +465,8 @@ def training_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils
     """``batches_of(epoch)``: the epoch's (x, y) training batches of this process, viewed, on ``device``.
 
     Rows follow :func:`epoch_order` (seeded by ``seed + 7919``). Images are augmented in a DataLoader
-    (``classify.num_workers`` persistent workers, pinned memory on CUDA), each batch from a seed derived
+    (persistent workers, as many as :func:`~mulsupcon.train.runtime.loader_workers` makes of
+    ``classify.num_workers``; pinned memory on CUDA), each batch from a seed derived
     from (seed, epoch, step, rank), so the run does not depend on the worker count; vectors are masked
     inline from a generator seeded by (seed, epoch).
     """
@@ -467,7 +477,7 @@ def training_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils
         n_steps = len(epoch_order(data.train.n, bs, steps, seed + 7919, 0))
         loader = image_view_loader(
             ImageViewBatches(data.train, view, bs, steps, seed + 7919, ctx.rank, ctx.world_size, n_views=1),
-            n_steps, int(c["num_workers"]), pin_memory=device.type == "cuda")
+            n_steps, loader_workers(c["num_workers"], device, ctx.world_size), pin_memory=device.type == "cuda")
 
         def image_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             loader.sampler.epoch = epoch

@@ -41,7 +41,14 @@ from mulsupcon.train.data import (
 from mulsupcon.train.guard import DivergenceGuard, pretraining_divergence
 from mulsupcon.train.optim import make_optimizer, scheduled_epochs, scheduled_factor, set_lr
 from mulsupcon.train.rundir import RunDir, format_seconds, open_run_dir
-from mulsupcon.train.runtime import cpu_threads, denormals_flushed, flush_denormals, num_threads_for, resolve_device
+from mulsupcon.train.runtime import (
+    cpu_threads,
+    denormals_flushed,
+    flush_denormals,
+    loader_workers,
+    num_threads_for,
+    resolve_device,
+)
 
 # Below this many training rows of vector data, finetuning after MulSupCon pretraining has been level
 # with or below BCE from scratch in `mulsupcon benchmark vectors` (its lead appeared between about 400 and
@@ -155,7 +162,9 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                        if int(p["batch_size"]) > global_bs else "") + ", "
                     f"positives={p['positives']} weighting={p['weighting']} queue={p['queue_size']} device={device}"
                     + (f", instance term x{w:g}" if w > 0 else "")
-                    + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {torch.get_num_threads()} thread(s)")
+                    + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {torch.get_num_threads()} thread(s)"
+                    + (f", views in {loader_workers(p['num_workers'], device, ctx.world_size)} DataLoader worker(s)"
+                       if data.is_image else ""))
         batches_of = view_batches(cfg, data, ctx, device, steps_per_epoch, with_groups=w > 0)
         guard = DivergenceGuard(trained, "pretraining")
         if len(data.input_shape) == 1 and data.train.n < FEW_VECTOR_ROWS and start_epoch == 0:
@@ -318,8 +327,9 @@ def view_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils.Dis
 
     Vectors: both views (50% masking) of the GLOBAL batch are drawn on every process from a generator
     seeded by (seed, epoch) (cheap), so a multi-process run sees exactly the noise of one process.
-    Images: each process augments only its shard, in a DataLoader (persistent workers with
-    ``pretrain.num_workers > 0``, pinned memory on CUDA); results do not depend on the worker count.
+    Images: each process augments only its shard, in a DataLoader (persistent workers, as many as
+    :func:`~mulsupcon.train.runtime.loader_workers` makes of ``pretrain.num_workers``; pinned memory on CUDA);
+    results do not depend on the worker count.
     """
     p, seed = cfg["pretrain"], int(cfg["seed"])
     global_bs, fixed_steps = int(p["batch_size"]), p["steps_per_epoch"]
@@ -327,7 +337,7 @@ def view_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils.Dis
         loader = image_view_loader(
             ImageViewBatches(data.train, ImageViews(int(data.input_shape[-1]), "pretrain"), global_bs, fixed_steps,
                              seed, ctx.rank, ctx.world_size),
-            steps_per_epoch, int(p["num_workers"]), pin_memory=device.type == "cuda")
+            steps_per_epoch, loader_workers(p["num_workers"], device, ctx.world_size), pin_memory=device.type == "cuda")
         channels_last = bool(p["channels_last"]) and device.type == "cuda"
 
         def image_batches(epoch: int) -> Iterator[Batch]:

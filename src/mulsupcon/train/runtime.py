@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any, Iterator, Optional
 
 import torch
@@ -51,6 +52,32 @@ def num_threads_for(model: torch.nn.Module, device: torch.device, setting: Any =
     if device.type != "cpu":
         return None
     return 1 if count_parameters(model) <= SMALL_MODEL_PARAMS else None
+
+
+MAX_AUTO_WORKERS = 8
+"""``num_workers: auto`` never starts more DataLoader workers than this per process."""
+
+
+def loader_workers(setting: Any, device: torch.device, world_size: int = 1) -> int:
+    """DataLoader workers computing image views (``pretrain.num_workers``, ``classify.num_workers``).
+
+    A number is used as given. ``auto``: on CUDA, the cores this process may run on, shared by the
+    processes of this machine (one per GPU), less one for the main process, at most
+    :data:`MAX_AUTO_WORKERS`; elsewhere 0, the views computed inline. Why: augmenting a batch of 256
+    photos one by one takes a core longer than a GPU's ResNet-50 step, so inline views would leave the
+    GPU waiting (the reference scripts of torchvision and MoCo run 16-32 workers); on a CPU-only machine
+    the model's own threads need those cores. The views do not depend on the worker count.
+    """
+    text = str(setting).strip().lower()
+    if text != "auto":
+        if not text.isdigit():
+            raise ValueError(f"num_workers must be 'auto' or an integer >= 0, got {setting!r}")
+        return int(text)
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = max(1, min(int(world_size), torch.cuda.device_count()))
+    return max(0, min(MAX_AUTO_WORKERS, cores // local - 1))
 
 
 @contextlib.contextmanager
