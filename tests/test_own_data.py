@@ -550,6 +550,24 @@ def test_from_arrays_and_from_file_in_the_python_loops(tmp_path):
         from_arrays(np.full((3, 2), np.nan), np.zeros((3, 1)))
 
 
+@pytest.mark.parametrize("features, labels, kwargs, said", [
+    # Each was accepted and failed later, elsewhere or not at all.
+    (np.zeros((0, 2)), np.zeros((0, 1)), {}, r"at least one row and one label, got shape \(0, 1\)"),
+    (np.zeros((4, 2)), np.zeros((4, 0)), {}, r"at least one row and one label, got shape \(4, 0\)"),
+    (np.zeros((4, 2)), np.eye(4, 2), {"label_names": ["a", "a"]}, r"label name 'a' occurs twice"),
+    (np.zeros((4, 2)), np.eye(4, 2), {"feature_names": ["x"]}, r"1 feature names for 2 feature columns"),
+    (np.zeros((4, 3, 8, 8), np.float32), np.eye(4, 2), {}, r"image features must be uint8.*got float32"),
+    (np.array([["a", "b"]] * 4, dtype=object), np.eye(4, 2), {}, r"features must be numbers.*'a'"),
+    (np.array([[1e300, 0.0]] * 4), np.eye(4, 2), {}, r"features hold 1e\+300 at row 0, column 0, beyond float32's range"),
+    (np.zeros((4, 2)), np.eye(4, 2) * 0.5, {}, r"labels hold 0.5 at row 0, column 0"),
+])
+def test_from_arrays_names_what_it_cannot_take(features, labels, kwargs, said):
+    from mulsupcon.data import from_arrays
+
+    with pytest.raises(ValueError, match=said):
+        from_arrays(features, labels, **kwargs)
+
+
 def test_logger_callable_and_tensorboard(tmp_path):
     """Every epoch's record reaches a logger; with log.tensorboard the scalars are in TensorBoard files."""
     from mulsupcon.config import load_config

@@ -146,6 +146,11 @@ class MultiLabelDataset:
             )
         self.label_names = [str(x) for x in self.label_names]
         self.feature_names = [str(x) for x in self.feature_names]
+        # A name twice would make a predictions file's columns, and a label file matched by name, ambiguous.
+        seen: set[str] = set()
+        twice = next((x for x in self.label_names if x in seen or seen.add(x)), None)
+        if twice is not None:
+            raise ValueError(f"{self._where()}label name '{twice}' occurs twice; label names must be distinct")
 
     def _where(self) -> str:
         return f"{self.source}: " if self.source else ""

@@ -287,19 +287,31 @@ def from_arrays(features: Matrix, labels: Matrix, label_names: Optional[Sequence
     import scipy.sparse as sp
 
     y = labels.toarray() if sp.issparse(labels) else np.asarray(labels)
-    if y.ndim != 2:
-        raise ValueError(f"labels must be an (N, L) 0/1 matrix, got shape {y.shape}")
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"labels must be an (N, L) 0/1 matrix with at least one row and one label, got shape {y.shape}")
     bad = ~np.isin(y, (0, 1))
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise ValueError(f"labels hold {y[r, c]!r} at row {r}, column {c}; label values must be 0 or 1")
+        raise ValueError(f"labels hold {y[r, c].item()!r} at row {r}, column {c}; label values must be 0 or 1")
     x = features if sp.issparse(features) else np.asarray(features)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"features have {x.shape[0]} rows but labels {y.shape[0]}")
     if not sp.issparse(x) and not (x.ndim == 4 and x.dtype == np.uint8):
+        if x.ndim == 4:
+            raise ValueError(f"image features must be uint8 (N, C, H, W) with values 0-255, got {x.dtype}; "
+                             "convert them with (x * 255).round().astype(np.uint8) if they are scaled to [0, 1]")
         if x.ndim != 2:
             raise ValueError(f"features must be (N, F) or uint8 images (N, C, H, W), got shape {x.shape}")
-        x = x.astype(np.float32)
+        try:
+            x64 = x.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"features must be numbers; {err} (dtype {x.dtype})") from None
+        big = np.abs(np.nan_to_num(x64, nan=0.0, posinf=0.0, neginf=0.0)) > np.finfo(np.float32).max
+        if big.any():
+            r, c = np.argwhere(big)[0]
+            raise ValueError(f"features hold {x64[r, c]:g} at row {r}, column {c}, beyond float32's range "
+                             "(about 3.4e38), in which the model computes; rescale that column")
+        x = x64.astype(np.float32)
         where = first_unrepresentable(x, allow_nan=allow_missing)
         if where is not None:
             r, c = where
@@ -310,6 +322,8 @@ def from_arrays(features: Matrix, labels: Matrix, label_names: Optional[Sequence
         raise ValueError(f"{len(names)} label names for {y.shape[1]} label columns")
     fnames = list(feature_names) if feature_names is not None else (
         [f"f{j}" for j in range(x.shape[1])] if x.ndim == 2 else [])
+    if feature_names is not None and x.ndim == 2 and len(fnames) != x.shape[1]:
+        raise ValueError(f"{len(fnames)} feature names for {x.shape[1]} feature columns")
     return MultiLabelDataset(x, y.astype(np.uint8), names, feature_names=fnames, name=name, source=name)
 
 
