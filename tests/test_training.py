@@ -555,8 +555,12 @@ def test_prediction_converts_a_batch_at_a_time_with_the_same_result(small_setup)
     np.testing.assert_allclose(model._forward(x, "proba", batch_size=64), whole, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(model.predict_proba(sp.csr_matrix(x)), whole, rtol=1e-6, atol=1e-7)
     x[650, 1] = np.inf
-    with pytest.raises(ValueError, match=r"non-finite value at row 650, column 1"):
+    with pytest.raises(ValueError, match=r"input holds inf at row 650, column 1; every feature must be a finite"):
         model.predict_proba(x)
+    x64 = x.astype(np.float64)
+    x64[650, 1] = 1e300  # finite, but not in float32: it would become inf after the cast
+    with pytest.raises(ValueError, match=r"input holds 1e\+300 at row 650, column 1"):
+        model.predict_proba(x64)
 
 
 def test_a_backbone_transfers_to_another_image_side_but_not_to_other_features():

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from mulsupcon.data import ReadOptions
+from mulsupcon.data.formats import first_unrepresentable
 from mulsupcon.data.user_files import IMAGE_SUFFIXES, TABLE_SUFFIXES, parse_label_columns, table_delimiter
 from mulsupcon.io import atomic_write_text
 from mulsupcon.metrics import check_probability_threshold
@@ -91,13 +92,15 @@ class TrainedModel:
         if self.is_image:
             return torch.as_tensor(rows)
         arr = rows.toarray() if sp.issparse(rows) else rows
+        where = first_unrepresentable(arr, allow_nan=self._fill is not None)
+        if where is not None:  # checked before float32, which would turn 1e300 into inf
+            r, c = where
+            why = f" ({self.missing_hint})" if np.isnan(arr[r, c]) else ""
+            raise ValueError(f"input holds {arr[r, c].item()!r} at row {first_row + r}, column {c}; every feature must "
+                             f"be a finite number that float32 can hold{why}")
         t = torch.as_tensor(arr, dtype=torch.float32)
         if self._fill is not None:
             t = torch.where(t.isnan(), self._fill, t)
-        if not torch.isfinite(t).all():
-            r, c = (~torch.isfinite(t)).nonzero()[0].tolist()
-            why = f" ({self.missing_hint})" if t[r, c].isnan() else ""
-            raise ValueError(f"input holds a non-finite value at row {first_row + r}, column {c}{why}")
         return t if self._mean is None else (t - self._mean) / self._std
 
     @property

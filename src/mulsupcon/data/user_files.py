@@ -306,17 +306,13 @@ def from_arrays(features: Matrix, labels: Matrix, label_names: Optional[Sequence
             x64 = x.astype(np.float64)
         except (TypeError, ValueError) as err:
             raise ValueError(f"features must be numbers; {err} (dtype {x.dtype})") from None
-        big = np.abs(np.nan_to_num(x64, nan=0.0, posinf=0.0, neginf=0.0)) > np.finfo(np.float32).max
-        if big.any():
-            r, c = np.argwhere(big)[0]
-            raise ValueError(f"features hold {x64[r, c]:g} at row {r}, column {c}, beyond float32's range "
-                             "(about 3.4e38), in which the model computes; rescale that column")
-        x = x64.astype(np.float32)
-        where = first_unrepresentable(x, allow_nan=allow_missing)
+        where = first_unrepresentable(x64, allow_nan=allow_missing)  # before float32, which makes 1e300 inf
         if where is not None:
             r, c = where
-            hint = "; for missing values pass allow_missing=True and set dataset.missing" if np.isnan(x[r, c]) else ""
-            raise ValueError(f"features hold a non-finite value ({x[r, c]}) at row {r}, column {c}{hint}")
+            hint = "; for missing values pass allow_missing=True and set dataset.missing" if np.isnan(x64[r, c]) else ""
+            raise ValueError(f"features hold {x64[r, c]:g} at row {r}, column {c}; every feature must be a finite "
+                             f"number that float32 can hold{hint}")
+        x = x64.astype(np.float32)
     names = list(label_names) if label_names is not None else [f"label_{j}" for j in range(y.shape[1])]
     if len(names) != y.shape[1]:
         raise ValueError(f"{len(names)} label names for {y.shape[1]} label columns")
