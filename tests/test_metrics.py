@@ -19,6 +19,7 @@ from mulsupcon.metrics import (
     hamming_accuracy,
     macro_f1,
     mean_average_precision,
+    per_label_metrics,
     micro_f1,
     precision_at_1,
 )
@@ -455,3 +456,23 @@ def test_real_yeast_logistic_regression_protocols() -> None:
     assert val["micro_f1"] == pytest.approx(f1_score(yte, pred, average="micro"), abs=1e-12)
     # sanity of the scale: a linear model on yeast is around the published BCE numbers
     assert 0.6 < paper["example_f1"] < 0.7 and 0.75 < paper["hamming_accuracy"] < 0.82
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_label_metrics_equal_scikit_learns_and_average_to_the_macro_numbers(seed: int) -> None:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    s, y = random_case(seed, n=40, c=7)
+    y[:, 3] = 0  # a label without positives: AP nan, precision 0 when something is predicted, recall and F1 0
+    m = per_label_metrics(s, y, 0.4)
+    precision, recall, f1, support = precision_recall_fscore_support(y, (s >= 0.4).astype(int), average=None,
+                                                                     zero_division=0)
+    np.testing.assert_array_equal(m["positives"], support)
+    np.testing.assert_allclose(m["precision"], precision, atol=1e-12)
+    np.testing.assert_allclose(m["recall"], recall, atol=1e-12)
+    np.testing.assert_allclose(m["F1"], f1, atol=1e-12)
+    assert np.isnan(m["AP"][3]) and np.allclose(np.delete(m["AP"], 3), np.delete(average_precision_per_class(s, y), 3))
+    assert m["F1"].mean() == pytest.approx(macro_f1(s, y, 0.4))
+    assert np.nanmean(m["AP"]) == pytest.approx(evaluate(s, y)["mAP"])
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
+        per_label_metrics(s, y, 1.5)

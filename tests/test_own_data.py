@@ -202,6 +202,40 @@ def test_evaluate_on_a_new_labelled_file_matches_the_runs_own_test_metrics(tmp_p
     assert proc.returncode == 2 and "label column(s) ['cat'] are not in the header" in proc.stderr
 
 
+def test_evaluate_per_label_gives_the_numbers_of_predict_labels(tmp_path):
+    """Oracle: scikit-learn's per-label precision / recall / F1 of `predict --labels`'s 0/1 output and AP of
+    `predict`'s probabilities, on a new file; the training positives are the run's training rows' labels."""
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+    x, y = _vectors(150)
+    y[:, 2] = 0  # one label never occurs in training (nor here): no AP, and named as unlearnable
+    _write_csv(tmp_path / "train.csv", x[:100], y[:100])
+    np.savez(tmp_path / "new.npz", features=x[100:], labels=y[100:], label_names=np.array(LABELS))
+    _cli("train", "--mode", "scratch", "--dataset.path", "train.csv", "--dataset.label_columns", "3", *VEC,
+         "--run-dir", "r", cwd=tmp_path)
+    out = _cli("evaluate", "r", "--input", "new.npz", "--per-label", cwd=tmp_path).stdout
+    _cli("predict", "r", "--input", "new.npz", "--out", "p.csv", cwd=tmp_path)
+    _cli("predict", "r", "--input", "new.npz", "--out", "b.csv", "--labels", cwd=tmp_path)
+    proba = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    binary = np.loadtxt(tmp_path / "b.csv", delimiter=",", skiprows=1).astype(int)
+    precision, recall, f1, support = precision_recall_fscore_support(y[100:], binary, average=None, zero_division=0)
+    split = json.loads((tmp_path / "r" / "split.json").read_text())
+    train_rows = np.asarray(split["pool_index"])[split["train_index"]]  # the pool is train.csv minus its test part
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
+            for ln in out.splitlines() if ln.startswith("| ") and ln.split("|")[1].strip() in LABELS}
+    assert list(rows) == LABELS, out
+    for j, name in enumerate(LABELS):
+        ap = f"{average_precision_score(y[100:, j], proba[:, j]):.3f}" if support[j] else "-"
+        expected = [str(int(y[train_rows, j].sum())), str(int(support[j])), ap,
+                    f"{precision[j]:.3f}", f"{recall[j]:.3f}", f"{f1[j]:.3f}"]
+        assert rows[name] == expected, (name, rows[name], expected)
+    assert "1 label(s) had no training positive, which no model can learn: fish." in out
+    assert "AP is '-' for the 1 label(s) without a positive among these rows." in out
+    # The run's own test rows too, from its saved scores.
+    own = _cli("evaluate", "r", "--per-label", "--protocol", "paper", cwd=tmp_path).stdout
+    assert "r, test rows, per label" in own and own.count("| fish |") == 1
+
+
 def test_finetuning_on_other_data_drops_the_pretraining_files_reading_options(tmp_path):
     """Transfer: `train --from RUN --dataset.path OTHER` must not read OTHER with RUN's label columns,
     ignored columns or test file (an NPZ was refused for them; a registered name kept RUN's file)."""

@@ -9,11 +9,13 @@ from typing import Optional, Sequence
 import numpy as np
 
 
-def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, threshold: float = 0.5) -> str:
+def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, threshold: float = 0.5,
+                 per_label: bool = False) -> str:
     """Metrics of a run's best checkpoint on test, under each protocol, as a Markdown table.
 
     Uses ``scores.npz`` written by :func:`mulsupcon.train.classify.classify` (test and validation
-    probabilities of the checkpoint chosen on validation).
+    probabilities of the checkpoint chosen on validation). ``per_label``: then a table of each label's
+    numbers (:func:`per_label_report`).
     """
     from mulsupcon.metrics import check_probability_threshold, evaluate
     from mulsupcon.tables import metrics_table
@@ -29,17 +31,26 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
         if protocol == "validation":
             kwargs = {"val_scores": z["val_scores"], "val_targets": z["val_targets"]}
         rows[f"test, {protocol} protocol"] = evaluate(z["test_scores"], z["test_targets"], protocol=protocol, threshold=threshold, **kwargs)
-    return metrics_table(rows, title=f"{run.name}") + labels_without_positives_note(z["test_targets"], "test rows")
+    out = metrics_table(rows, title=f"{run.name}") + labels_without_positives_note(z["test_targets"], "test rows")
+    if per_label:
+        from mulsupcon.train.checkpoint import load_checkpoint
+
+        check_classification_run(run, "model.pt", "evaluate it per label")
+        state = load_checkpoint(run / "model.pt")
+        out += "\n\n" + per_label_report(z["test_scores"], z["test_targets"], state["label_names"], float(state["threshold"]),
+                                         state.get("train_positives"), f"{run.name}, test rows")
+    return out
 
 
 def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequence[str]] = None,
-                  threshold: float = 0.5, labels: Optional[str | Path] = None) -> str:
+                  threshold: float = 0.5, labels: Optional[str | Path] = None, per_label: bool = False) -> str:
     """Metrics of a run's model on a new labelled vector file, or a folder of images with their label file
     ``labels`` (default ``path/labels.csv``), under each protocol, as Markdown.
 
     ``run`` is a run folder or its ``model.pt`` alone. The validation protocol applies the thresholds
     that the run's validation split chose (kept in ``model.pt``), exactly as for its own test split; the
-    paper protocol picks them on ``path`` itself.
+    paper protocol picks them on ``path`` itself. ``per_label``: then a table of each label's numbers
+    (:func:`per_label_report`).
     """
     from mulsupcon.metrics import check_probability_threshold, evaluate
     from mulsupcon.predict import labelled_image_folder, load_run, read_labelled_inputs, score_image_folder
@@ -60,8 +71,37 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
         kwargs = {"val_thresholds": model.thresholds} if protocol == "validation" else {}
         rows[f"{Path(path).name}, {protocol} protocol"] = evaluate(scores, y, protocol=protocol, threshold=threshold,
                                                                    **kwargs)
-    return (metrics_table(rows, title=f"{run.name if run.is_dir() else run} on {Path(path).name} ({len(y)} rows)")
-            + labels_without_positives_note(y, "rows", model.label_names))
+    name = run.name if run.is_dir() else str(run)
+    out = (metrics_table(rows, title=f"{name} on {Path(path).name} ({len(y)} rows)")
+           + labels_without_positives_note(y, "rows", model.label_names))
+    if per_label:
+        out += "\n\n" + per_label_report(scores, y, model.label_names, model.threshold, model.train_positives,
+                                         f"{name} on {Path(path).name}")
+    return out
+
+
+def per_label_report(scores: np.ndarray, targets: np.ndarray, names: Sequence[str], threshold: float,
+                     train_positives: Optional[Sequence[int]], title: str) -> str:
+    """Each label's training positives (when the model kept them), positives among these rows, AP, and
+    precision / recall / F1 of ``scores`` (N, L) >= ``threshold`` against ``targets`` (N, L): with the run's
+    threshold these are the numbers of ``predict --labels``'s 0/1 output. Markdown."""
+    from mulsupcon.metrics import per_label_metrics
+    from mulsupcon.tables import per_label_table
+
+    m = per_label_metrics(scores, targets, threshold)
+    columns: dict[str, Sequence] = {} if train_positives is None else {"training positives": list(train_positives)}
+    columns.update({"positives": m["positives"], "AP": m["AP"], "precision": m["precision"], "recall": m["recall"],
+                    "F1": m["F1"]})
+    notes = []
+    if (m["positives"] == 0).any():
+        notes.append(f"AP is '-' for the {int((m['positives'] == 0).sum())} label(s) without a positive among these rows.")
+    unlearnable = [str(n) for n, k in zip(names, train_positives or ()) if k == 0]
+    if unlearnable:
+        notes.append(f"{len(unlearnable)} label(s) had no training positive, which no model can learn: "
+                     + ", ".join(unlearnable[:10]) + (", ..." if len(unlearnable) > 10 else "") + ".")
+    table = per_label_table(names, columns, title=f"{title}, per label (precision, recall, F1 at the run's threshold "
+                                                  f"{threshold:g}, chosen on validation for micro-F1)")
+    return table + "".join("\n\n" + n for n in notes)
 
 
 def labels_without_positives_note(targets: np.ndarray, rows: str, names: Optional[Sequence[str]] = None) -> str:

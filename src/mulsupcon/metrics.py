@@ -309,6 +309,31 @@ def _from_stats(st: Mapping[str, np.ndarray], size: int) -> dict[str, float]:
     return {"hamming_accuracy": float(ha), "example_f1": ex, "macro_f1": ma, "micro_f1": float(mi)}
 
 
+def per_label_metrics(scores: Any, targets: Any, threshold: float) -> dict[str, np.ndarray]:
+    """Each label's own numbers: where a multi-label model is weak, which the six averages hide.
+
+    Args:
+        scores: (N, C) probabilities in [0, 1].
+        targets: (N, C) in {0, 1}.
+        threshold: the cut in [0, 1] for precision, recall and F1 (prediction = score >= threshold).
+    Returns:
+        (C,) arrays: ``positives`` (int, true rows of the label), ``AP`` (nan for a label without positives,
+        as :func:`average_precision_per_class`), ``precision``, ``recall`` and ``F1`` (0 where undefined,
+        as scikit-learn's ``zero_division=0``; the mean of ``F1`` is :func:`macro_f1`).
+    """
+    s = _as_scores(scores, "scores", probabilities=True)
+    y = _as_binary(targets, "targets")
+    _check_same_shape(s, y, "scores", "targets")
+    st = _stats(s >= check_probability_threshold(threshold), y)
+    tp, pred, true = (st[k].astype(np.float64) for k in ("tp_c", "pred_c", "true_c"))
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+    return {"positives": st["true_c"], "AP": average_precision_per_class(s, y), "precision": ratio(tp, pred),
+            "recall": ratio(tp, true), "F1": ratio(2 * tp, pred + true)}
+
+
 def _thresholded(predictions: Any, targets: Any, threshold: float | None) -> dict[str, float]:
     pred = _predictions(predictions, threshold)
     y = _as_binary(targets, "targets")

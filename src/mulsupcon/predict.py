@@ -38,6 +38,7 @@ class TrainedModel:
 
     Attributes: ``label_names`` (L), ``feature_names`` (F, vectors), ``thresholds`` (per thresholded
     metric, chosen on the validation split), ``threshold`` (the micro-F1 one: what :meth:`predict` uses),
+    ``train_positives`` (L, each label's training rows; None for a model saved before they were kept),
     ``input_shape``, ``is_image``, ``config`` (the run's resolved config), ``model`` (the torch module).
     """
 
@@ -50,6 +51,8 @@ class TrainedModel:
         self.feature_names: list[str] = list(state.get("feature_names") or [])
         self.thresholds: dict[str, float] = dict(state["thresholds"])
         self.threshold: float = float(state["threshold"])
+        # Each label's training rows (L,); None for a model saved before they were kept.
+        self.train_positives: Optional[list[int]] = state.get("train_positives")
         self.input_shape = tuple(state["input_shape"])
         self.is_image = bool(state["is_image"])
         self.config: dict = dict(state.get("config") or {})

@@ -224,6 +224,20 @@ def side_by_side(
     return _markdown(["metric", names[0], names[1], "diff"], body, title, [False, True, True, True])
 
 
+def per_label_table(label_names: Sequence[str], columns: Mapping[str, Sequence[Any]], digits: int = 3,
+                    title: str | None = None) -> str:
+    """Markdown table, one row per label: its name, then a column per entry of ``columns`` (column name ->
+    (L,) values; integers as they are, other numbers to ``digits`` places, NaN as ``-``)."""
+    body = []
+    for j, name in enumerate(label_names):
+        row = [str(name)]
+        for values in columns.values():
+            v = values[j]
+            row.append(str(int(v)) if isinstance(v, (int, np.integer)) else format_value(float(v), digits))
+        body.append(row)
+    return _markdown(["label", *columns], body, title, [False] + [True] * len(columns))
+
+
 def format_console_table(
     rows: Mapping[str, Mapping[str, Any]],
     metrics: Sequence[str] = METRIC_ORDER,

@@ -360,7 +360,8 @@ def self_contained_model(model: MultiLabelClassifier, cfg: Mapping[str, Any], da
     (``input_shape``, ``is_image``, ``feature_names``, ``standardizer`` mean/std (F,) of the training split,
     ``missing_fill`` (F,): what a missing feature becomes, or None when the run refused missing values),
     ``label_names``, and ``thresholds``: per thresholded metric the grid value best on the validation split
-    (the ``validation`` protocol's choice); ``threshold`` is the micro-F1 one (what ``predict --labels`` uses).
+    (the ``validation`` protocol's choice); ``threshold`` is the micro-F1 one (what ``predict --labels`` uses);
+    ``train_positives``: each label's number of training rows (L,), for ``evaluate --per-label``.
     """
     thresholds = evaluate(val_scores, val_targets, protocol="paper")["thresholds"]  # best on validation
     return {"format": "mulsupcon-model-v1", "model": model.state_dict(), "model_cfg": dict(cfg["model"]),
@@ -369,6 +370,7 @@ def self_contained_model(model: MultiLabelClassifier, cfg: Mapping[str, Any], da
             "standardizer": {"mean": data.train.mean, "std": data.train.std},
             "missing_fill": None if data.missing_fill is None else torch.from_numpy(data.missing_fill),
             "thresholds": thresholds, "threshold": thresholds["micro_f1"],
+            "train_positives": data.train.labels.sum(0, dtype=torch.int64).tolist(),
             "backbone": model.backbone.state_dict(), "dataset": cfg["dataset"]["name"], "config": dict(cfg)}
 
 
