@@ -635,10 +635,10 @@ def test_csv_round_trip_by_names_and_count(tmp_path):
         ("", 1, r"the file is empty"),
         ("a,y\n\n", ["y"], r"x\.csv: no data rows after the header \(line 1\)$"),
         # a label field that is not a number says what a label must be; one that lists names, how to fix it
-        ("a,y\n1,1\n2,yes\n", ["y"], r"x\.csv:3: non-numeric value 'yes' in column 'y'; label values must be 0 or 1, "
-                                    r"one column per label$"),
+        ("a,y\n1,1\n2,yes\n", ["y"], r"x\.csv:3: non-numeric value 'yes' in column 'y'; label values must be 0 or 1 "
+                                    r"\(or true / false\), one column per label$"),
         ('a,tags\n1,"cat,dog"\n', 1, r"x\.csv:2: non-numeric value 'cat,dog' in column 'tags'; label values must be "
-                                     r"0 or 1, one column per label, or names in one column: add --dataset\.label_sep ','$"),
+                                     r"0 or 1 \(or true / false\), one column per label, or names in one column: add --dataset\.label_sep ','$"),
         ("a,tags\n1,cat dog\n", ["tags"], r"add --dataset\.label_sep space$"),
     ],
 )
@@ -713,7 +713,8 @@ def test_label_lists_of_a_training_and_a_test_file_share_their_labels(tmp_path):
 def test_csv_text_features_point_to_ignore_columns(tmp_path):
     p = _write(tmp_path, "x.csv", "id,a,y\nr1,1,1\nr2,2,0\n")
     with pytest.raises(DataFormatError, match=r"x\.csv:2: non-numeric value 'r1' in column 'id'; features must be "
-                                              r"numbers \(--dataset\.ignore_columns leaves out an id or text column\)$"):
+                                              r"numbers: leave out an id or text column with --dataset\.ignore_columns, "
+                                              r"or one-hot encode a categorical one first"):
         read_csv(p, ["y"])
     ds = read_csv(p, 1, ignore_columns=["id"])  # the last column that is not ignored
     assert ds.feature_names == ["a"] and ds.label_names == ["y"]
@@ -725,6 +726,18 @@ def test_csv_text_features_point_to_ignore_columns(tmp_path):
         read_csv(p, ["y"], ignore_columns=["nope"])
     with pytest.raises(ValueError, match=r"column\(s\) \['id'\] are named both as labels and as ignored"):
         read_csv(p, ["id"], ignore_columns=["id"])
+
+
+def test_csv_label_columns_may_hold_true_and_false(tmp_path):
+    """pandas writes a bool column as True / False: read as 1 / 0 in label columns (any case), as before
+    refused in feature columns, and a label value that is neither still names the column."""
+    a = read_csv(_write(tmp_path, "a.csv", "x,cat,dog\n1,True,False\n2,FALSE,true\n3,1,0\n"), 2)
+    np.testing.assert_array_equal(a.labels, [[1, 0], [0, 1], [1, 0]])
+    np.testing.assert_array_equal(a.features, [[1], [2], [3]])
+    with pytest.raises(DataFormatError, match=r"b\.csv:2: non-numeric value 'True' in column 'x'; features must be"):
+        read_csv(_write(tmp_path, "b.csv", "x,cat\nTrue,1\n"), 1)
+    with pytest.raises(DataFormatError, match=r"c\.csv:3: non-numeric value 'yes' in column 'cat'; label values must be"):
+        read_csv(_write(tmp_path, "c.csv", "x,cat\n1,true\n2,yes\n"), 1)
 
 
 def test_read_table_reads_only_the_named_columns(tmp_path):

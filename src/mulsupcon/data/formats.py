@@ -59,6 +59,7 @@ def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
 # What a CSV field may hold for a missing feature value (compared lower-cased, without blanks): an empty
 # field (pandas' to_csv), ARFF's '?', R's NA, and the spellings of NaN and null that tools write.
 MISSING_MARKERS = frozenset({"", "?", "na", "n/a", "nan", "null"})
+BOOLEAN_LABELS = {"true": 1.0, "false": 0.0}  # a label column may hold True / False (any case) as well as 1 / 0
 
 
 def first_unrepresentable(x: np.ndarray, *, allow_nan: bool = False) -> Optional[tuple[int, int]]:
@@ -376,6 +377,9 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
                     data[k, i] = float(v)
                 except ValueError:
                     is_label = labels is not None and j in labels
+                    if is_label and v.strip().lower() in BOOLEAN_LABELS:  # pandas writes bool columns so
+                        data[k, i] = BOOLEAN_LABELS[v.strip().lower()]
+                        continue
                     marker = v.strip().lower() in MISSING_MARKERS
                     if marker and allow_missing and not is_label:
                         data[k, i] = np.nan
@@ -385,13 +389,14 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
                     if marker:
                         hint = "; labels cannot be missing" if is_label else f"; a missing value? {missing_hint}"
                     elif is_label and v.strip():
-                        hint = "; label values must be 0 or 1, one column per label"
+                        hint = "; label values must be 0 or 1 (or true / false), one column per label"
                         sep = next((c for c in ";|, " if c in v.strip()), None)
                         if sep is not None:  # looks like a list of label names
                             hint += (f", or names in one column: add --dataset.label_sep "
                                      f"{'space' if sep == ' ' else repr(sep)}")
                     elif labels is not None and v.strip():
-                        hint = "; features must be numbers (--dataset.ignore_columns leaves out an id or text column)"
+                        hint = ("; features must be numbers: leave out an id or text column with --dataset.ignore_columns, "
+                                "or one-hot encode a categorical one first (e.g. pandas.get_dummies)")
                     raise DataFormatError(f"{where}: {what} in column {header[j]!r}{hint}") from None
     line_of = np.asarray([first + 2 + i for i in keep], dtype=np.int64)
     where = first_unrepresentable(data, allow_nan=allow_missing)  # 'nan', 'inf' and '1e39' parse as floats
