@@ -738,6 +738,19 @@ def test_csv_label_columns_may_hold_true_and_false(tmp_path):
         read_csv(_write(tmp_path, "b.csv", "x,cat\nTrue,1\n"), 1)
     with pytest.raises(DataFormatError, match=r"c\.csv:3: non-numeric value 'yes' in column 'cat'; label values must be"):
         read_csv(_write(tmp_path, "c.csv", "x,cat\n1,true\n2,yes\n"), 1)
+    # The same wherever label columns are read: a table by column names (evaluate --input) and an image
+    # folder's one-hot label file.
+    from mulsupcon.data.formats import label_columns_checked
+
+    _, data, _ = read_table(_write(tmp_path, "d.csv", "id,x,cat,dog\nr1,1,True,false\n"), columns=["x", "cat", "dog"],
+                            labels=["cat", "dog"])
+    np.testing.assert_array_equal(data, [[1, 1, 0]])
+    with pytest.raises(DataFormatError, match=r"e\.csv:2: non-numeric value 'True' in column 'x'$"):
+        read_table(_write(tmp_path, "e.csv", "x,cat\nTrue,1\n"), columns=["x", "cat"], labels=["cat"])
+    np.testing.assert_array_equal(label_columns_checked(np.array([["TRUE", "0"], [" false ", "1"]]), ["a", "b"], ["f:2", "f:3"]),
+                                  [[1, 0], [0, 1]])
+    with pytest.raises(DataFormatError, match=r"f:2: label column 'a' has value 'yes'; label values must be 0 or 1 "):
+        label_columns_checked(np.array([["yes", "0"]]), ["a", "b"], ["f:2"])
 
 
 def test_read_table_reads_only_the_named_columns(tmp_path):

@@ -277,7 +277,8 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
         n_feat = len(model.feature_names)
         _, data, line_of = read_table(path, delimiter=delimiter,
                                       columns=model.feature_names + model.label_names, whose="model's feature or label",
-                                      allow_missing=model.allows_missing, missing_hint=model.missing_hint)
+                                      allow_missing=model.allows_missing, missing_hint=model.missing_hint,
+                                      labels=model.label_names)
         y = label_columns_checked(data[:, n_feat:], model.label_names, [f"{path}:{n}" for n in line_of])
         return data[:, :n_feat].astype(np.float32), y
     ds_cfg = model.config.get("dataset", {}) if suffix == ".arff" else {}  # which ARFF attributes are labels

@@ -337,11 +337,13 @@ def column_positions(header: Sequence[str], names: Sequence[str], source: str, w
 
 def _parse_rows(source: str, lines: list[str], first: int, header: list[str], use: list[int],
                 labels: Optional[set[int]] = None, allow_missing: bool = False,
-                missing_hint: str = MISSING_HINT) -> tuple[np.ndarray, np.ndarray]:
+                missing_hint: str = MISSING_HINT, training: Optional[bool] = None) -> tuple[np.ndarray, np.ndarray]:
     """The numbers of columns ``use`` of every non-blank line after the header: ``(data (N, len(use))
-    float64, the file line of each row (N,))``. ``labels`` (positions; given when reading a training
-    file) shape the error messages and are never missing. With ``allow_missing`` a missing feature
-    value (:data:`MISSING_MARKERS`) is read as NaN; else its error adds ``missing_hint``."""
+    float64, the file line of each row (N,))``. ``labels`` (positions) shape the error messages, are never
+    missing and may hold true / false. With ``allow_missing`` a missing feature value
+    (:data:`MISSING_MARKERS`) is read as NaN; else its error adds ``missing_hint``. ``training`` (default:
+    whether ``labels`` are given): a text feature's error says how to leave its column out of training."""
+    training = labels is not None if training is None else training
     n_col = len(header)
     body = lines[first + 1:]
     keep = [i for i, ln in enumerate(body) if ln.strip()]
@@ -394,7 +396,7 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
                         if sep is not None:  # looks like a list of label names
                             hint += (f", or names in one column: add --dataset.label_sep "
                                      f"{'space' if sep == ' ' else repr(sep)}")
-                    elif labels is not None and v.strip():
+                    elif training and v.strip():
                         hint = ("; features must be numbers: leave out an id or text column with --dataset.ignore_columns, "
                                 "or one-hot encode a categorical one first (e.g. pandas.get_dummies)")
                     raise DataFormatError(f"{where}: {what} in column {header[j]!r}{hint}") from None
@@ -434,8 +436,8 @@ def read_text_columns(path: PathType, columns: Sequence[str], *, delimiter: str 
 
 
 def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequence[str]] = None,
-               whose: str = "requested", allow_missing: bool = False,
-               missing_hint: str = MISSING_HINT) -> tuple[list[str], np.ndarray, np.ndarray]:
+               whose: str = "requested", allow_missing: bool = False, missing_hint: str = MISSING_HINT,
+               labels: Sequence[str] = ()) -> tuple[list[str], np.ndarray, np.ndarray]:
     """A delimited file with a header row and numeric rows: ``(header, data (N, C) float64, the file line
     of each row (N,))``. Errors name the line and column.
 
@@ -445,27 +447,32 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
         whose: says where ``columns`` come from in the message when some are missing.
         allow_missing: read a missing value (an empty field, ``?``, ``NA``, ``nan``, ...) as NaN;
             else it is an error whose message adds ``missing_hint``.
+        labels: the names among ``columns`` that are 0/1 label columns: true / false are read there, a
+            missing value never is, and an error says what a label value must be.
     """
     source, lines, first, header = _table_lines(path, delimiter)
     use = list(range(len(header))) if columns is None else column_positions(header, columns, source, whose)
-    data, line_of = _parse_rows(source, lines, first, header, use, allow_missing=allow_missing,
-                                missing_hint=missing_hint)
+    data, line_of = _parse_rows(source, lines, first, header, use, labels={header.index(n) for n in labels},
+                                allow_missing=allow_missing, missing_hint=missing_hint, training=False)
     return [header[j] for j in use], data, line_of
 
 
 def label_columns_checked(y: np.ndarray, label_names: Sequence[str], where: Sequence[str]) -> np.ndarray:
-    """0/1 label columns (N, L), numbers or text (``"0"``/``"1"``), as uint8; another value is an error
-    naming ``where[row]`` (e.g. ``"file.csv:12"``) and the label column."""
+    """0/1 label columns (N, L), numbers or text (``"0"``/``"1"``, or true / false in any case), as uint8;
+    another value is an error naming ``where[row]`` (e.g. ``"file.csv:12"``) and the label column."""
     y = np.asarray(y)
     text = y.dtype.kind in "US"
     if text:
         y = np.char.strip(y.astype(str))
+        lower = np.char.lower(y)
+        for word, value in BOOLEAN_LABELS.items():
+            y = np.where(lower == word, str(int(value)), y)
     bad = ~np.isin(y, ("0", "1") if text else (0, 1))
     if bad.any():
         r, c = np.argwhere(bad)[0]
         value = repr(str(y[r, c])) if text else f"{y[r, c]:g}"
         raise DataFormatError(f"{where[r]}: label column {label_names[c]!r} has value {value}; "
-                              "label values must be 0 or 1")
+                              "label values must be 0 or 1 (or true / false)")
     return (y == "1").astype(np.uint8) if text else y.astype(np.uint8)
 
 
