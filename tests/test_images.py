@@ -266,10 +266,13 @@ def test_read_image_folder_errors(tmp_path):
     with pytest.raises(ValueError, match=r"noheader.csv: expected a header row .* found data 'a.jpg,cat;dog'"):
         read_image_folder(tmp_path, tmp_path / "noheader.csv")
     (tmp_path / "bad.csv").write_text("filename,cat,dog\na.jpg,1,0\nb.jpg,1,2\n")
-    with pytest.raises(ValueError, match=r"bad.csv:3: label column 'dog' has value '2'; label values must be 0 or 1, "
-                                         r"one column per label \(for one column that lists names, name it 'labels' or "
+    with pytest.raises(ValueError, match=r"bad.csv:3: label column 'dog' has value '2'; label values must be 0 or 1 "
+                                         r"\(or true / false\), one column per label \(for one column that lists names, name it 'labels' or "
                                          r"add --dataset.label_sep\)"):
         read_image_folder(tmp_path, tmp_path / "bad.csv")
+    (tmp_path / "bools.csv").write_text("filename,cat,dog\na.jpg,True,false\nb.jpg,0,TRUE\n")  # pandas' bools
+    listed = read_image_folder(tmp_path, tmp_path / "bools.csv")
+    np.testing.assert_array_equal(listed.labels, [[1, 0], [0, 1]])
     (tmp_path / "ragged.csv").write_text("filename,cat,dog\na.jpg,1,0\n\nb.jpg,1\n")
     with pytest.raises(ValueError, match=r"ragged.csv:4: expected 3 fields \(as in the header\), found 2"):
         read_image_folder(tmp_path, tmp_path / "ragged.csv")

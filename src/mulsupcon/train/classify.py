@@ -38,12 +38,12 @@ from mulsupcon.tables import metrics_table
 from mulsupcon.train import distributed as dist_utils
 from mulsupcon.train.checkpoint import load_checkpoint, rng_state, seed_everything
 from mulsupcon.train.data import (
+    BatchView,
     ImageViewBatches,
     ImageViews,
     PreparedData,
     TensorSource,
     VectorMasking,
-    BatchView,
     as_prepared,
     epoch_order,
     epoch_seed,
