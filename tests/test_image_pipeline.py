@@ -169,6 +169,14 @@ def test_coco_subset_pretrain_probe_evaluate_smoke(tmp_path):
     assert z["test_scores"].shape == (80, 80)
     table = evaluate_run(tmp_path / "probe")
     assert "paper protocol" in table and "validation protocol" in table
+    # torch.export's program of an image model: the evaluation view in, the run's probabilities out.
+    from mulsupcon.predict import export_run, load_run
+
+    model = load_run(tmp_path / "probe")
+    images = np.asarray(data.test.batch(torch.arange(5))[0])  # uint8 (5, 3, 32, 32)
+    program = torch.export.load(str(export_run(tmp_path / "probe", tmp_path / "m.pt2", "pt2"))).module()
+    viewed = model._view(torch.as_tensor(images), None)
+    np.testing.assert_allclose(program(viewed).numpy(), model.predict_proba(images), rtol=1e-4, atol=1e-5)
 
 
 def test_image_pretraining_is_identical_with_and_without_loader_workers(tmp_path):

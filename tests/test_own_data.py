@@ -132,10 +132,20 @@ def test_csv_whole_chain_predict_equals_the_runs_test_scores(tmp_path):
     out = scripted(torch.from_numpy(x[test_rows]))  # an inference module: no autograd graph without no_grad
     assert not out.requires_grad and not any(p.requires_grad for p in scripted.parameters())
     np.testing.assert_allclose(out.numpy(), scores["test_scores"], rtol=1e-5, atol=1e-6)
+    # torch.export's program (TorchScript's successor): the same probabilities, any batch size, and a call with
+    # another feature count refused by the program's own shape check.
+    _cli("export", "ft", "--out", "model.pt2", cwd=tmp_path)  # the format follows the suffix
+    program = torch.export.load(str(tmp_path / "model.pt2")).module()
+    np.testing.assert_allclose(program(torch.from_numpy(x[test_rows])).numpy(), scores["test_scores"], rtol=1e-5, atol=1e-6)
+    assert program(torch.from_numpy(x[:1])).shape == (1, len(LABELS))
+    with pytest.raises(AssertionError, match=r"x.size\(\)\[1\] == 6"):
+        program(torch.zeros(3, 5))
     # A file named .onnx holds ONNX: asking for TorchScript under that name is refused, nothing written.
     proc = _cli("export", "ft", "--format", "torchscript", "--out", "model.onnx", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "names an ONNX file but --format is torchscript" in proc.stderr
     assert not (tmp_path / "model.onnx").exists()
+    proc = _cli("export", "ft", "--format", "onnx", "--out", "m.pt2", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "names a torch.export (.pt2) file but --format is onnx" in proc.stderr
 
     # A data file changed since the run was made: --resume says which one.
     _write_csv(tmp_path / "data.csv", x + 1.0, y)

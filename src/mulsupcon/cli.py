@@ -82,11 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="write 0/1 at this fixed threshold")
     p.add_argument("--device", default="cpu")
 
-    p = sub.add_parser("export", help="a trained run as TorchScript or ONNX (raw rows -> probabilities)")
+    p = sub.add_parser("export", help="a trained run as TorchScript, a torch.export program or ONNX (raw rows -> "
+                                      "probabilities)")
     p.add_argument("run", help="classification run directory (or its model.pt)")
-    p.add_argument("--format", choices=["torchscript", "onnx"], default=None,
-                   help="default: onnx when --out ends in .onnx, else torchscript")
-    p.add_argument("--out", default=None, help="output file (default: RUN/model.torchscript.pt or RUN/model.onnx)")
+    p.add_argument("--format", choices=["torchscript", "pt2", "onnx"], default=None,
+                   help="pt2: torch.export's program (torch.export.load(FILE).module()), the successor of "
+                        "TorchScript, which torch now marks deprecated; default: the --out suffix's format (.pt2, "
+                        ".onnx), else torchscript")
+    p.add_argument("--out", default=None,
+                   help="output file (default: RUN/model.torchscript.pt, RUN/model.pt2 or RUN/model.onnx)")
 
     p = sub.add_parser("demo", help="the main job: MulSupCon vs BCE on the embedded multidigits data (minutes)")
     p.add_argument("--run-dir", default="runs/demo", help="where the demo's three runs go (default: %(default)s)")
@@ -202,6 +206,8 @@ def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
         i += 1
     return out
 
+
+EXPORT_SUFFIXES = {".onnx": "onnx", ".pt2": "pt2"}  # an --out suffix that fixes the export format
 
 # The names of mulsupcon.benchmark.METHODS, for `benchmark --help` without importing the benchmark (and torch)
 # when the parser is built; tests/test_benchmark.py keeps the two equal.
@@ -434,11 +440,12 @@ def _dispatch(args, extra, argv, parser) -> int:
     if cmd == "export":
         from mulsupcon.predict import export_run
 
-        onnx_name = args.out is not None and Path(args.out).suffix.lower() == ".onnx"
-        fmt = args.format or ("onnx" if onnx_name else "torchscript")
-        if onnx_name and fmt != "onnx":
-            raise ValueError(f"--out {args.out} names an ONNX file but --format is {fmt}; drop --format or rename the file")
-        default = "model.torchscript.pt" if fmt == "torchscript" else "model.onnx"
+        named = EXPORT_SUFFIXES.get(Path(args.out).suffix.lower()) if args.out is not None else None
+        fmt = args.format or named or "torchscript"
+        if named and fmt != named:
+            raise ValueError(f"--out {args.out} names {'an ONNX' if named == 'onnx' else 'a torch.export (.pt2)'} file "
+                             f"but --format is {fmt}; drop --format or rename the file")
+        default = {"torchscript": "model.torchscript.pt", "pt2": "model.pt2", "onnx": "model.onnx"}[fmt]
         run = Path(args.run)
         out = Path(args.out) if args.out else (run if run.is_dir() else run.parent) / default
         print(export_run(args.run, out, fmt))

@@ -457,7 +457,8 @@ class _Exported(torch.nn.Module):
 
 
 def export_run(run: str | Path, out: str | Path, fmt: str = "torchscript") -> Path:
-    """``mulsupcon export``: the run's classifier as TorchScript (``.pt``) or ONNX (``.onnx``, needs the
+    """``mulsupcon export``: the run's classifier as TorchScript (``.pt``), a ``torch.export`` program
+    (``pt2``: load it with ``torch.export.load(path).module()``; any batch size) or ONNX (``.onnx``, needs the
     ``onnx`` package: ``pip install mulsupcon[onnx]``), mapping raw rows (N, F) to probabilities (N, L)
     (images: the normalised evaluation view (N, 3, S, S))."""
     model = load_run(run)
@@ -465,8 +466,8 @@ def export_run(run: str | Path, out: str | Path, fmt: str = "torchscript") -> Pa
     example = torch.zeros((2, *model.input_shape))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt not in ("torchscript", "onnx"):
-        raise ValueError(f"unknown export format {fmt!r}; expected torchscript or onnx")
+    if fmt not in ("torchscript", "pt2", "onnx"):
+        raise ValueError(f"unknown export format {fmt!r}; expected torchscript, pt2 or onnx")
     if fmt == "onnx":
         try:
             import onnx  # noqa: F401
@@ -478,13 +479,16 @@ def export_run(run: str | Path, out: str | Path, fmt: str = "torchscript") -> Pa
 
     buf = io.BytesIO()  # written in one piece at the end: an interrupted export leaves no partial file
     with torch.no_grad(), warnings.catch_warnings():
-        # Both formats trace the module: torch marks jit and the old ONNX exporter as deprecated, and the
+        # TorchScript and ONNX trace the module: torch marks jit and the old ONNX exporter as deprecated, and the
         # input shape check is traced as a constant (it is one: the model takes F features).
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         if fmt == "torchscript":
             torch.jit.save(torch.jit.trace(wrapper, example), buf)
+        elif fmt == "pt2":  # no tracing: the batch dimension stays symbolic, the rest is checked on each call
+            program = torch.export.export(wrapper, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+            torch.export.save(program, buf)
         else:
             torch.onnx.export(wrapper, (example,), buf, dynamo=False, input_names=["input"],
                               output_names=["probabilities"], dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}})
