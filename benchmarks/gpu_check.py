@@ -19,7 +19,8 @@ real COCO subsets when MULSUPCON_DATA holds them). Every row goes through the li
      ``int()``/``float()``, ``nonzero`` and boolean-mask indexing on tensors; on CUDA also
      ``torch.cuda.set_sync_debug_mode("warn")``. Syncs outside the step (logging intervals, epoch ends)
      are listed by location
-  f  a few probe and finetune steps on images from a pretrained backbone
+  f  a few probe and finetune steps on images from a pretrained backbone (on CUDA also finetuning with
+     classify.amp and channels_last)
   g  the vector path most users run: the default vector config (MLP, MulSupCon plus the instance term)
      pretrained and finetuned on the device, its model.pt read back by ``load_run`` on the device and on
      the CPU (the same probabilities within 1e-4), and ``MulSupConClassifier(device=...)`` fit and predict
@@ -371,13 +372,17 @@ def row_f(dev: torch.device, sz: dict, out: list[dict], backbone_run: Path | Non
     if backbone_run is None or not (backbone_run / "backbone.pt").is_file():
         pretrain(cfg, work / "f-pre", data=data, quiet=True, echo=False)
         backbone_run = work / "f-pre"
-    for mode, workers in (("probe", 0), ("finetune", 2)):
+    variants = [("probe", 0, False), ("finetune", 2, False)]
+    if dev.type == "cuda":  # classify.amp / channels_last are CUDA only: on the CPU it would repeat the row above
+        variants.append(("finetune", 2, True))
+    for mode, workers, amp in variants:
         c = copy.deepcopy(cfg)
-        c["classify"].update(mode=mode, num_workers=workers, augment="flip_crop")
+        c["classify"].update(mode=mode, num_workers=workers, augment="flip_crop", amp=amp, channels_last=amp)
         t0 = time.perf_counter()
         results = classify(c, RunDir.in_memory(), from_run=backbone_run, data=data, quiet=True, echo=False)
         wall = time.perf_counter() - t0
-        rec = {"row": "f", "what": f"{mode} {sz['small']} {sz['small_image']}px workers {workers}",
+        rec = {"row": "f", "what": f"{mode} {sz['small']} {sz['small_image']}px workers {workers}"
+                                 + (" amp channels_last" if amp else ""),
                "wall_s": round(wall, 2), "test_mAP": round(float(results["protocols"]["fixed"]["mAP"]), 4)}
         rec["pass"] = bool(np.isfinite(rec["test_mAP"]))
         out.append(rec)

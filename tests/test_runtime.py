@@ -260,3 +260,36 @@ def test_loader_workers_auto_uses_the_cores_beside_each_gpu_and_none_on_the_cpu(
     assert load_config(None, {"classify.num_workers": 4})["classify"]["num_workers"] == 4
     with pytest.raises(ValueError, match="classify.num_workers must be 'auto' or an integer >= 0, got -2"):
         load_config(None, {"classify.num_workers": -2})
+
+
+def test_classification_mixed_precision_settings_and_the_cpu_path() -> None:
+    """classify.amp / channels_last (CUDA only) take pretrain.amp's values; off the GPU they change nothing
+    (the same weights as without them), and the last checkpoint keeps the loss scaler for a resume."""
+    import numpy as np
+
+    from mulsupcon.config import load_config
+    from mulsupcon.data import from_arrays
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.rundir import RunDir
+    from mulsupcon.train.runtime import mixed_precision
+
+    for value in (False, True, "bf16", "fp16"):
+        assert load_config(None, {"classify.amp": value})["classify"]["amp"] == value
+    with pytest.raises(ValueError, match="classify.amp"):
+        load_config(None, {"classify.amp": "fp8"})
+    dtype, scaler = mixed_precision(True, torch.device("cpu"), "classify.amp")
+    assert dtype is None and not scaler.is_enabled()
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    y = np.stack([x[:, 0] > 0, x[:, 1] > 0], 1).astype(np.uint8)
+    states = []
+    for amp in (False, True):
+        cfg = load_config(None, {"model.hidden": [8], "classify.mode": "scratch", "classify.epochs": 2,
+                                 "classify.amp": amp, "classify.channels_last": amp, "device": "cpu"})
+        run = RunDir.in_memory()
+        classify(cfg, run, data=from_arrays(x, y), quiet=True, echo=False)
+        states.append(run.files["checkpoints/last.pt"])
+    assert "scaler" in states[1]
+    for key, value in states[0]["model"].items():
+        torch.testing.assert_close(states[1]["model"][key], value, rtol=0, atol=0)

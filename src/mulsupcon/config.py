@@ -109,6 +109,8 @@ DEFAULTS: dict[str, Any] = {
         "head_init": "random",  # random | fit (probe/finetune: start from a logistic regression on the frozen features)
         "head_fit_c": [0.01, 0.1, 1.0],  # head_init=fit: inverse L2 strengths (scikit-learn's C); validation mAP picks
         "num_workers": "auto",  # images: DataLoader workers computing the training views (as pretrain.num_workers)
+        "amp": False,  # CUDA only: mixed precision for the model (the loss stays float32), as pretrain.amp
+        "channels_last": False,  # CUDA only, images
         "asl_gamma_neg": 4.0,
         "asl_gamma_pos": 0.0,
         "asl_clip": 0.05,
@@ -292,8 +294,9 @@ _CHOICES = {
     ("classify", "augment"): ("none", "mask", "flip_crop", "pretrain"),
     ("classify", "head_init"): ("random", "fit"),
     ("pretrain", "amp"): (False, True, "bf16", "fp16"),
+    ("classify", "amp"): (False, True, "bf16", "fp16"),
 }
-_NOT_ONLY_BOOL = {"pretrain.amp"}  # true/false or a name: checked by _CHOICES
+_NOT_ONLY_BOOL = {"pretrain.amp", "classify.amp"}  # true/false or a name: checked by _CHOICES
 
 
 def _check_types(cfg: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str = "") -> None:

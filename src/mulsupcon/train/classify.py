@@ -59,6 +59,7 @@ from mulsupcon.train.runtime import (
     denormals_flushed,
     flush_denormals,
     loader_workers,
+    mixed_precision,
     num_threads_for,
     resolve_device,
 )
@@ -213,6 +214,9 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
         seed_everything(seed)
         model, meta = build_classifier(cfg, data, from_run if mode != "scratch" else None)
         model = ctx.maybe_sync_bn(model.to(device))
+        channels_last = data.is_image and bool(c["channels_last"]) and device.type == "cuda"
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
         stack.enter_context(cpu_threads(num_threads_for(model, device, cfg["cpu"]["num_threads"])))
         if flush and not denormals_flushed():
             run.log("note: subnormal floats are not flushed on every thread (the CPU lacks the flags, or torch "
@@ -230,7 +234,8 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             cooldown=int(c["plateau_cooldown"]), threshold=float(c["plateau_threshold"]))
         train_module = ctx.wrap_ddp(model)  # probing trains only the linear layer; DDP still averages its gradients
         loss_fn = make_loss(c).to(device)
-        batches_of = training_batches(cfg, data, ctx, device, train_view, eval_view)
+        amp_dtype, scaler = mixed_precision(c["amp"], device, "classify.amp")
+        batches_of = training_batches(cfg, data, ctx, device, train_view, eval_view, channels_last)
         guard = DivergenceGuard([q for q in model.parameters() if q.requires_grad], f"{mode} training")
 
         epochs, bs = int(c["epochs"]), int(c["batch_size"])
@@ -241,6 +246,8 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             plateau.load_state_dict(state["plateau"])
+            if "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
             start_epoch, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
             run.log(f"resumed from {run.checkpoint('last')} at epoch {start_epoch}/{epochs}")
         else:
@@ -249,7 +256,9 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
                     + (f", backbone from {source}" if source else "")
                     + (f", {ctx.world_size} processes" if ctx.enabled else "")
                     + (f", views in {loader_workers(c['num_workers'], device, ctx.world_size)} DataLoader worker(s)"
-                       if data.is_image else ""))
+                       if data.is_image else "")
+                    + (f", mixed precision {str(amp_dtype).replace('torch.', '')}" if amp_dtype is not None else "")
+                    + (", channels_last" if channels_last else ""))
             if fit_head:  # the fitted linear layer is the first candidate checkpoint ("epoch 0")
                 _, _, val_loss = score_split(model, data.val, device, loss_fn=loss_fn, view=eval_view)
                 best = {"epoch": 0, "score": selection_score({"val_loss": val_loss, "val_mAP": fit["val_mAP"]}, c["select_by"]),
@@ -269,10 +278,13 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             torch.manual_seed(process_seed(seed, epoch, 11, ctx.rank))  # dropout differs per process
             total, count = torch.zeros((), dtype=torch.float64, device=device), 0
             for step, (x, y) in enumerate(batches_of(epoch)):
-                loss = loss_fn(train_module(x), y.float())
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits = train_module(x)
+                loss = loss_fn(logits.float(), y.float())  # float32, outside autocast
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()  # the scaler is a pass-through unless float16 is on
+                scaler.step(optimizer)
+                scaler.update()
                 guard.observe(loss, step)
                 total += loss.detach().double()  # stays on the device: no host sync per step
                 count += 1
@@ -303,7 +315,7 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             if epoch_hook is not None and ctx.is_main:
                 epoch_hook(model, dict(record))
             run.save_checkpoint("last", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "plateau": plateau.state_dict(), "epoch": epoch + 1, "history": history,
+                                         "plateau": plateau.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history,
                                          "best": best, "rng": rng_state(), "config": dict(cfg)})
             run.write_history(history)
             run.log(f"epoch {epoch + 1}/{epochs} train {record['train_loss']:.4f} val {val_loss:.4f} "
@@ -462,15 +474,16 @@ def parameter_groups(model: MultiLabelClassifier, mode: str, c: Mapping[str, Any
 
 
 def training_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils.DistContext, device: torch.device,
-                     train_view: Optional[BatchView], eval_view: Optional[BatchView],
+                     train_view: Optional[BatchView], eval_view: Optional[BatchView], channels_last: bool = False,
                      ) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """``batches_of(epoch)``: the epoch's (x, y) training batches of this process, viewed, on ``device``.
 
     Rows follow :func:`epoch_order` (seeded by ``seed + 7919``). Images are augmented in a DataLoader
     (persistent workers, as many as :func:`~mulsupcon.train.runtime.loader_workers` makes of
     ``classify.num_workers``; pinned memory on CUDA), each batch from a seed derived
-    from (seed, epoch, step, rank), so the run does not depend on the worker count; vectors are masked
-    inline from a generator seeded by (seed, epoch).
+    from (seed, epoch, step, rank), so the run does not depend on the worker count; with ``channels_last``
+    (``classify.channels_last`` on CUDA) they arrive in that memory format. Vectors are masked inline from a
+    generator seeded by (seed, epoch).
     """
     c, seed = cfg["classify"], int(cfg["seed"])
     bs, steps = int(c["batch_size"]), c["steps_per_epoch"]
@@ -484,7 +497,8 @@ def training_batches(cfg: Mapping[str, Any], data: PreparedData, ctx: dist_utils
         def image_batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             loader.sampler.epoch = epoch
             for x, y in loader:
-                yield to_device(x, device), to_device(y, device)
+                x = to_device(x, device)
+                yield (x.contiguous(memory_format=torch.channels_last) if channels_last else x), to_device(y, device)
 
         return image_batches
 

@@ -46,6 +46,7 @@ from mulsupcon.train.runtime import (
     denormals_flushed,
     flush_denormals,
     loader_workers,
+    mixed_precision,
     num_threads_for,
     resolve_device,
 )
@@ -135,7 +136,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         model = ctx.wrap_ddp(moco, broadcast_buffers=False)  # the queue is the same on every process
         trained = [q for q in moco.query_encoder.parameters() if q.requires_grad]
         optimizer = make_optimizer([{"params": trained}], p)
-        amp_dtype, scaler = mixed_precision(p["amp"], device)
+        amp_dtype, scaler = mixed_precision(p["amp"], device, "pretrain.amp")
         # MoCo returns unit vectors; labels were checked when read, and the guard watches the loss: no host
         # synchronisation inside the loss.
         loss_fn = MulSupConLoss(float(p["temperature"]), str(p["positives"]), str(p["weighting"]),
@@ -164,7 +165,8 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                     + (f", instance term x{w:g}" if w > 0 else "")
                     + (f", {ctx.world_size} processes" if ctx.enabled else "") + f", {torch.get_num_threads()} thread(s)"
                     + (f", views in {loader_workers(p['num_workers'], device, ctx.world_size)} DataLoader worker(s)"
-                       if data.is_image else ""))
+                       if data.is_image else "")
+                    + (f", mixed precision {str(amp_dtype).replace('torch.', '')}" if amp_dtype is not None else ""))
         batches_of = view_batches(cfg, data, ctx, device, steps_per_epoch, with_groups=w > 0)
         guard = DivergenceGuard(trained, "pretraining")
         if len(data.input_shape) == 1 and data.train.n < FEW_VECTOR_ROWS and start_epoch == 0:
@@ -240,21 +242,6 @@ def build_moco(cfg: Mapping[str, Any], input_shape: tuple[int, ...], n_labels: i
     queue = LabelQueue(int(p["queue_size"]), int(m["embed_dim"]), n_labels)
     return MoCo(backbone, head, queue, float(p["momentum"]), key_train_mode=bool(p["key_train_mode"]),
                 use_partial_queue=bool(p["use_partial_queue"]))
-
-
-def mixed_precision(amp: object, device: torch.device) -> tuple[Optional[torch.dtype], torch.amp.GradScaler]:
-    """(autocast dtype or None, GradScaler) for ``pretrain.amp`` on CUDA.
-
-    ``true`` picks bfloat16 where the GPU has it (no loss scaling needed), else float16; ``"bf16"`` and
-    ``"fp16"`` force one. float16 gets a GradScaler; otherwise the scaler is disabled (a pass-through).
-    Off the GPU, and for ``false``, no autocast."""
-    if amp is False or device.type != "cuda":
-        return None, torch.amp.GradScaler("cuda", enabled=False)
-    if amp == "fp16" or (amp is True and not torch.cuda.is_bf16_supported()):
-        return torch.float16, torch.amp.GradScaler("cuda")
-    if amp == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ValueError(f"pretrain.amp bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or true")
-    return torch.bfloat16, torch.amp.GradScaler("cuda", enabled=False)
 
 
 def pretrain_step(model: nn.Module, moco: MoCo, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,

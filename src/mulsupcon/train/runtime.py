@@ -54,6 +54,22 @@ def num_threads_for(model: torch.nn.Module, device: torch.device, setting: Any =
     return 1 if count_parameters(model) <= SMALL_MODEL_PARAMS else None
 
 
+def mixed_precision(amp: object, device: torch.device, key: str) -> tuple[Optional[torch.dtype], torch.amp.GradScaler]:
+    """(autocast dtype or None, GradScaler) for the ``amp`` setting named ``key`` (``pretrain.amp``,
+    ``classify.amp``) on CUDA.
+
+    ``true`` picks bfloat16 where the GPU has it (no loss scaling needed), else float16; ``"bf16"`` and
+    ``"fp16"`` force one. float16 gets a GradScaler; otherwise the scaler is disabled (a pass-through).
+    Off the GPU, and for ``false``, no autocast."""
+    if amp is False or device.type != "cuda":
+        return None, torch.amp.GradScaler("cuda", enabled=False)
+    if amp == "fp16" or (amp is True and not torch.cuda.is_bf16_supported()):
+        return torch.float16, torch.amp.GradScaler("cuda")
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"{key} bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or true")
+    return torch.bfloat16, torch.amp.GradScaler("cuda", enabled=False)
+
+
 MAX_AUTO_WORKERS = 8
 """``num_workers: auto`` never starts more DataLoader workers than this per process."""
 
