@@ -898,3 +898,16 @@ def test_npz_that_is_not_damaged_but_unreadable_says_why(tmp_path):
         read_npz(tmp_path / "sparse.npz")
     np.savez(tmp_path / "str.npz", features=x, labels=y, label_names=np.asarray(["a", "b", "c"], dtype=str))
     assert read_npz(tmp_path / "str.npz").label_names == ["a", "b", "c"]  # what the message advises works
+
+
+@pytest.mark.parametrize("name, reader", [("d.parquet", "read_parquet"), ("d.xlsx", "read_excel"), ("d.feather", "read_feather")])
+def test_a_table_format_we_do_not_read_says_how_to_make_a_csv(tmp_path, name, reader):
+    from mulsupcon.data.user_files import read_dataset
+
+    (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(ValueError, match=rf"unknown file type .*; save the table as CSV first, e.g. with pandas: "
+                                         rf"pd\.{reader}\('{name}'\)\.to_csv\('data\.csv', index=False\)"):
+        read_dataset(tmp_path / name)
+    (tmp_path / "d.foo").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"unknown file type '\.foo'; expected .*FILE\.csv\)$"):
+        read_dataset(tmp_path / "d.foo")

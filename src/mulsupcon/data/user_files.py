@@ -167,8 +167,13 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     elif suffix in (".h5", ".hdf5"):
         ds = read_hdf5(path, name=name, allow_missing=options.allow_missing)
     else:
+        hint = ""
+        if suffix in (".parquet", ".feather", ".xlsx", ".xls", ".json", ".pkl", ".pickle"):
+            hint = ("; save the table as CSV first, e.g. with pandas: pd.read_" + {".xlsx": "excel", ".xls": "excel",
+                    ".pkl": "pickle", ".pickle": "pickle"}.get(suffix, suffix[1:]) + f"('{path.name}')"
+                    ".to_csv('data.csv', index=False)")
         raise ValueError(f"{path}: unknown file type {suffix!r}; expected .csv, .tsv, .npz, .arff, .h5/.hdf5 "
-                         f"(or a folder of images with --dataset.labels FILE.csv)")
+                         f"(or a folder of images with --dataset.labels FILE.csv){hint}")
     files = {str(path): sha256_of(path)}
     if xml:
         files[str(Path(xml).expanduser().resolve())] = sha256_of(Path(xml).expanduser())
