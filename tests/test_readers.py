@@ -908,6 +908,12 @@ def test_a_table_format_we_do_not_read_says_how_to_make_a_csv(tmp_path, name, re
     with pytest.raises(ValueError, match=rf"unknown file type .*; save the table as CSV first, e.g. with pandas: "
                                          rf"pd\.{reader}\('{name}'\)\.to_csv\('data\.csv', index=False\)"):
         read_dataset(tmp_path / name)
+    from types import SimpleNamespace
+
+    from mulsupcon.predict import read_inputs  # prediction's reader says the same
+
+    with pytest.raises(ValueError, match=rf"unknown input type .*; save the table as CSV first.*pd\.{reader}"):
+        read_inputs(tmp_path / name, SimpleNamespace(is_image=False))
     (tmp_path / "d.foo").write_bytes(b"x")
     with pytest.raises(ValueError, match=r"unknown file type '\.foo'; expected .*FILE\.csv\)$"):
         read_dataset(tmp_path / "d.foo")

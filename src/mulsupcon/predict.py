@@ -24,7 +24,7 @@ import torch
 
 from mulsupcon.data import ReadOptions
 from mulsupcon.data.formats import first_unrepresentable
-from mulsupcon.data.user_files import IMAGE_SUFFIXES, TABLE_SUFFIXES, parse_label_columns, table_delimiter
+from mulsupcon.data.user_files import IMAGE_SUFFIXES, TABLE_SUFFIXES, as_csv_hint, parse_label_columns, table_delimiter
 from mulsupcon.io import atomic_write_text
 from mulsupcon.metrics import check_probability_threshold
 from mulsupcon.models import MultiLabelClassifier, build_backbone
@@ -224,7 +224,7 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
                        missing=missing_mode(model.allows_missing))
         return ds.features, None
     raise ValueError(f"{path}: unknown input type {suffix!r}; expected .csv, .tsv, .npz, .h5/.hdf5, .arff "
-                     f"or a folder of images")
+                     f"or a folder of images{as_csv_hint(path)}")
 
 
 def read_labelled_inputs(path: str | Path, model: TrainedModel,

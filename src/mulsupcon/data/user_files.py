@@ -167,13 +167,8 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     elif suffix in (".h5", ".hdf5"):
         ds = read_hdf5(path, name=name, allow_missing=options.allow_missing)
     else:
-        hint = ""
-        if suffix in (".parquet", ".feather", ".xlsx", ".xls", ".json", ".pkl", ".pickle"):
-            hint = ("; save the table as CSV first, e.g. with pandas: pd.read_" + {".xlsx": "excel", ".xls": "excel",
-                    ".pkl": "pickle", ".pickle": "pickle"}.get(suffix, suffix[1:]) + f"('{path.name}')"
-                    ".to_csv('data.csv', index=False)")
         raise ValueError(f"{path}: unknown file type {suffix!r}; expected .csv, .tsv, .npz, .arff, .h5/.hdf5 "
-                         f"(or a folder of images with --dataset.labels FILE.csv){hint}")
+                         f"(or a folder of images with --dataset.labels FILE.csv){as_csv_hint(path)}")
     files = {str(path): sha256_of(path)}
     if xml:
         files[str(Path(xml).expanduser().resolve())] = sha256_of(Path(xml).expanduser())
@@ -279,6 +274,17 @@ def check_files_unchanged(saved: dict[str, str], now: dict[str, str], what: str)
         if current != digest:
             raise ValueError(f"{what}: the data file {path} has changed since (sha256 {digest[:12]}... then, "
                              f"{current[:12]}... now); restore it, or start a new run")
+
+
+def as_csv_hint(path: str | Path) -> str:
+    """For a table format we do not read (Parquet, Excel, Feather, JSON, pickle): the pandas line that saves
+    it as CSV, as '; ...' to end an error message; else ""."""
+    suffix = format_suffix(Path(path))
+    readers = {".parquet": "parquet", ".feather": "feather", ".xlsx": "excel", ".xls": "excel", ".json": "json",
+               ".pkl": "pickle", ".pickle": "pickle"}
+    if suffix not in readers:
+        return ""
+    return f"; save the table as CSV first, e.g. with pandas: pd.read_{readers[suffix]}('{Path(path).name}').to_csv('data.csv', index=False)"
 
 
 def from_arrays(features: Matrix, labels: Matrix, label_names: Optional[Sequence[str]] = None,
