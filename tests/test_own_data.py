@@ -146,6 +146,17 @@ def test_csv_whole_chain_predict_equals_the_runs_test_scores(tmp_path):
     assert not (tmp_path / "model.onnx").exists()
     proc = _cli("export", "ft", "--format", "onnx", "--out", "m.pt2", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "names a torch.export (.pt2) file but --format is onnx" in proc.stderr
+    # Nothing the user made is overwritten (a data file was replaced by the model's zip): only an earlier
+    # export of the same format, as a rerun writes.
+    before = (tmp_path / "data.csv").read_bytes()
+    for target, fmt, said in (("data.csv", "torchscript", "exists and is not a torchscript export"),
+                              ("ft/model.pt", "torchscript", "is the model being exported"),
+                              ("model.ts", "pt2", "exists and is not a pt2 export")):
+        proc = _cli("export", "ft", "--format", fmt, "--out", target, cwd=tmp_path, ok=False)
+        assert proc.returncode == 2 and said in proc.stderr, (target, proc.stderr)
+    assert (tmp_path / "data.csv").read_bytes() == before
+    _cli("export", "ft", "--format", "torchscript", "--out", "model.ts", cwd=tmp_path)  # over its own export
+    _cli("export", "ft", "--out", "model.pt2", cwd=tmp_path)
 
     # A data file changed since the run was made: --resume says which one.
     _write_csv(tmp_path / "data.csv", x + 1.0, y)

@@ -461,13 +461,14 @@ def export_run(run: str | Path, out: str | Path, fmt: str = "torchscript") -> Pa
     (``pt2``: load it with ``torch.export.load(path).module()``; any batch size) or ONNX (``.onnx``, needs the
     ``onnx`` package: ``pip install mulsupcon[onnx]``), mapping raw rows (N, F) to probabilities (N, L)
     (images: the normalised evaluation view (N, 3, S, S))."""
+    if fmt not in ("torchscript", "pt2", "onnx"):
+        raise ValueError(f"unknown export format {fmt!r}; expected torchscript, pt2 or onnx")
+    out = Path(out)
+    _check_export_target(out, fmt, Path(run) if Path(run).is_file() else Path(run) / "model.pt")
     model = load_run(run)
     wrapper = _Exported(model).eval().requires_grad_(False)  # for inference: no autograd graph per call
     example = torch.zeros((2, *model.input_shape))
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt not in ("torchscript", "pt2", "onnx"):
-        raise ValueError(f"unknown export format {fmt!r}; expected torchscript, pt2 or onnx")
     if fmt == "onnx":
         try:
             import onnx  # noqa: F401
@@ -494,3 +495,33 @@ def export_run(run: str | Path, out: str | Path, fmt: str = "torchscript") -> Pa
                               output_names=["probabilities"], dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}})
     atomic_write_bytes(out, buf.getvalue())
     return out
+
+
+def _check_export_target(out: Path, fmt: str, source: Path) -> None:
+    """Refuse an ``out`` that would overwrite something the user made: the run's own ``model.pt``, or an
+    existing file that is not an earlier export of this format (a data file, a checkpoint). A rerun over
+    its own export is fine."""
+    if out.exists() and source.exists() and out.resolve() == source.resolve():
+        raise ValueError(f"--out {out} is the model being exported; choose another file name")
+    if not out.exists():
+        return
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name (e.g. {out / ('model.' + EXPORT_SUFFIX[fmt])})")
+    if fmt == "onnx":
+        with open(out, "rb") as fh:
+            ours = b"pytorch" in fh.read(256)  # ONNX's producer_name, near the start of the protobuf
+    else:
+        import zipfile
+
+        mark = "/code/__torch__/mulsupcon/predict.py" if fmt == "torchscript" else "/archive_format"
+        try:
+            with zipfile.ZipFile(out) as z:
+                ours = any(name.endswith(mark) for name in z.namelist())
+        except (zipfile.BadZipFile, OSError):
+            ours = False
+    if not ours:
+        raise ValueError(f"--out {out} exists and is not {'an' if fmt == 'onnx' else 'a'} {fmt} export of a mulsupcon model; it was left as it "
+                         "was: choose another file name, or remove it first")
+
+
+EXPORT_SUFFIX = {"torchscript": "torchscript.pt", "pt2": "pt2", "onnx": "onnx"}
