@@ -271,7 +271,14 @@ def test_a_start_that_fails_before_training_leaves_nothing_behind(small_setup, t
     (run / "mine.txt").write_text("the user's")
     with pytest.raises(FileNotFoundError):
         classify(c, run, from_run=tmp_path / "missing", quiet=True, data=data)
-    assert sorted(p.name for p in run.iterdir()) == [".lock", "mine.txt"]  # the user's file stays
+    assert sorted(p.name for p in run.iterdir()) == ["mine.txt"]  # the user's file stays, and nothing else
+    # A folder holding a file a run writes (here the user's own log.txt) is refused, before anything is written.
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "log.txt").write_text("the user's log")
+    with pytest.raises(ValueError, match=r"holds log.txt but no run \(no config.yaml\): a new run would overwrite"):
+        classify({**c, "classify": {**c["classify"], "mode": "scratch"}}, other, quiet=True, data=data)
+    assert sorted(p.name for p in other.iterdir()) == ["log.txt"] and (other / "log.txt").read_text() == "the user's log"
     c["classify"]["mode"] = "scratch"
     assert classify(c, run, quiet=True, data=data)["best_epoch"] == 1
     assert (run / "history.csv").read_text().splitlines()[0] == "epoch,train_loss,val_loss,val_mAP,lr,first_step_loss"

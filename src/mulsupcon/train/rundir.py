@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     from mulsupcon.train.distributed import DistContext
 
 _CREATED_FILES = ("config.yaml", "split.json", "run.json", "log.txt", ".lock.owner")
+# Every name a run writes in its folder: a new run refuses a folder that already holds one of them (a user's
+# own log.txt or model.pt would be overwritten, and removed again if the run failed before training).
+RUN_FILES = (*_CREATED_FILES[:-1], "history.json", "history.csv", "metrics.json", "metrics.md", "scores.npz",
+             "model.pt", "backbone.pt", "checkpoints", "tensorboard")
 
 
 class RunDir:
@@ -58,6 +62,7 @@ class RunDir:
         self.echo = echo
         self._lock: Optional[FileLock] = None
         self._created_folder = False
+        self._created_lock = False
         self._new_run = False
         self._training = False
         self._bar = None
@@ -84,6 +89,7 @@ class RunDir:
         run._created_folder = not run.path.exists()
         check_folder_path(run.path, "--run-dir")
         run.path.mkdir(parents=True, exist_ok=True)
+        run._created_lock = not (run.path / ".lock").exists()
         run._acquire_lock()
         for litter in (*run.path.glob(".*.tmp"), *run.path.glob("checkpoints/.*.tmp")):
             litter.unlink(missing_ok=True)  # a write killed half-way (atomic writes leave only these behind)
@@ -99,6 +105,10 @@ class RunDir:
                 if saved_split.get("files"):
                     check_files_unchanged(saved_split["files"], dict(split_info.get("files") or {}), f"cannot resume {run.path}")
             else:
+                taken = [name for name in RUN_FILES if (run.path / name).exists()]
+                if taken:
+                    raise ValueError(f"--run-dir {run.path} holds {', '.join(taken)} but no run (no config.yaml): a new "
+                                     "run would overwrite them; choose a new or empty folder")
                 run._new_run = True
                 save_config(dict(cfg), saved)
                 atomic_write_json(run.path / "split.json", dict(split_info))
@@ -133,8 +143,9 @@ class RunDir:
             (self.path / ".lock.owner").unlink(missing_ok=True)
             self._lock.release()
             self._lock = None
+        if failed and not self._training and self.is_main and (self._created_folder or self._created_lock):
+            (self.path / ".lock").unlink(missing_ok=True)  # leave a folder that was refused as it was
         if failed and self._created_folder and not self._training and self.is_main:
-            (self.path / ".lock").unlink(missing_ok=True)
             try:
                 self.path.rmdir()  # only when empty
             except OSError:
