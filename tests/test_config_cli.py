@@ -342,14 +342,15 @@ def test_the_small_set_note_names_the_benchmark_command_for_the_users_file(tmp_p
     (tmp_path / "my data.csv").write_text("id,a,b,y1,y2\nr1,1,2,1,0\n")
     (tmp_path / "t.csv").write_text("id,a,b,y1,y2\nr2,2,1,0,1\n")
     ds = {"path": str(tmp_path / "my data.csv"), "label_columns": ["y1", "y2"], "ignore_columns": "id",
-          "label_sep": "space", "test_path": str(tmp_path / "t.csv"), "xml": None, "missing": "mean"}
+          "categorical_columns": ["a", "b"], "label_sep": "space", "test_path": str(tmp_path / "t.csv"), "xml": None, "missing": "mean"}
     cmd = shlex.split(benchmark_command(ds))
     assert cmd[:5] == ["mulsupcon", "benchmark", "vectors", "--datasets", f"mine={tmp_path / 'my data.csv'}"]
     sets = dict(item.split("=", 1) for flag, item in zip(cmd[5::2], cmd[6::2]) if flag == "--set")
     assert sets == {"dataset.label_columns": "y1,y2", "dataset.ignore_columns": "id", "dataset.label_sep": "space",
+                    "dataset.categorical_columns": "a,b",
                     "dataset.test_path": str(tmp_path / "t.csv"), "dataset.missing": "mean"}
     cfg = benchmark_config("mine", overrides=sets, path=parse_datasets([cmd[4]])["mine"])
-    for key in ("label_columns", "ignore_columns", "label_sep", "test_path", "missing"):
+    for key in ("label_columns", "ignore_columns", "categorical_columns", "label_sep", "test_path", "missing"):
         assert str(cfg["dataset"][key]) == sets[f"dataset.{key}"]
     # A registered dataset is named as such (the benchmark takes it by name); embedded features by their folder.
     assert benchmark_command({"name": "emotions", "path": None}) == "mulsupcon benchmark vectors --datasets emotions"

@@ -183,6 +183,49 @@ def test_csv_with_an_id_column_trains_and_predicts_with_it(tmp_path):
     assert out[0] == "id," + ",".join(LABELS) and out[80].startswith("row-79,") and len(out) == 81
 
 
+def test_csv_with_categorical_columns_trains_predicts_and_evaluates(tmp_path):
+    """Text columns named in --dataset.categorical_columns are one-hot encoded in training; predict and
+    evaluate --input read the same text columns (the file's columns in another order) into the same
+    inputs. Oracle: the run's own test rows give its test scores and its test metrics."""
+    rng = np.random.default_rng(0)
+    n = 150
+    x = np.round(rng.normal(size=(n, 3)), 5)
+    color, size = rng.choice(["red", "green", "blue"], n), rng.choice(["S", "M", "L"], n)
+    y = np.stack([color == "red", x[:, 0] + (size == "L") > 0.5, x[:, 1] < 0], 1).astype(int)
+    cols = ["a", "color", "b", "size", "c", "id", *LABELS]
+    table = [[f"{x[i, 0]}", color[i], f"{x[i, 1]}", size[i], f"{x[i, 2]}", f"row{i}", *map(str, y[i])] for i in range(n)]
+
+    def write(name: str, rows: list[int], order: list[int]) -> None:
+        lines = [",".join(cols[j] for j in order)] + [",".join(table[i][j] for j in order) for i in rows]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+
+    write("data.csv", list(range(n)), list(range(len(cols))))
+    args = ["train", "--mode", "scratch", "--dataset.path", "data.csv", "--dataset.label_columns", ",".join(LABELS),
+            "--dataset.ignore_columns", "id", *VEC]
+    proc = _cli(*args, "--run-dir", "r0", cwd=tmp_path, ok=False)
+    assert proc.returncode == 2 and "non-numeric value" in proc.stderr and "--dataset.categorical_columns" in proc.stderr
+    _cli(*args, "--dataset.categorical_columns", "color,size", "--run-dir", "r", cwd=tmp_path)
+    model = torch.load(tmp_path / "r" / "model.pt", map_location="cpu", weights_only=False)
+    assert model["feature_names"] == ["a", "color=blue", "color=green", "color=red", "b", "size=L", "size=M", "size=S", "c"]
+
+    test_rows = json.loads((tmp_path / "r" / "split.json").read_text())["test_index"]
+    write("again.csv", test_rows, [8, 3, 5, 0, 6, 1, 4, 7, 2])  # fish, size, id, a, cat, color, c, dog, b
+    _cli("predict", "r", "--input", "again.csv", "--out", "p.csv", "--keep", "id", cwd=tmp_path)
+    out = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3))
+    np.testing.assert_allclose(out, np.load(tmp_path / "r" / "scores.npz")["test_scores"], rtol=1e-5, atol=1e-6)
+
+    def rows(text: str) -> list[str]:
+        return [ln.split("|", 2)[2] for ln in text.splitlines() if "protocol" in ln]
+
+    own = rows(_cli("evaluate", "r", cwd=tmp_path).stdout)
+    assert len(own) == 3 and rows(_cli("evaluate", "r", "--input", "again.csv", cwd=tmp_path).stdout) == own
+    # A value training never saw is encoded as none of the known ones, and said.
+    (tmp_path / "new.csv").write_text("size,c,b,a,color\nL,0.1,0.2,0.3,red\nXL,0.1,0.2,0.3,red\n")
+    proc = _cli("predict", "r", "--input", "new.csv", "--out", "q.csv", cwd=tmp_path)
+    assert "1 of 2 rows hold a value of the categorical column 'size' that training did not see ('XL'" in proc.stderr
+    assert len((tmp_path / "q.csv").read_text().splitlines()) == 3
+
+
 def test_evaluate_on_a_new_labelled_file_matches_the_runs_own_test_metrics(tmp_path):
     """Oracle: the run's official test part given again as a new file (CSV with reordered columns and an
     id, and NPZ) scores exactly as the run's own test split."""

@@ -714,7 +714,7 @@ def test_csv_text_features_point_to_ignore_columns(tmp_path):
     p = _write(tmp_path, "x.csv", "id,a,y\nr1,1,1\nr2,2,0\n")
     with pytest.raises(DataFormatError, match=r"x\.csv:2: non-numeric value 'r1' in column 'id'; features must be "
                                               r"numbers: leave out an id or text column with --dataset\.ignore_columns, "
-                                              r"or one-hot encode a categorical one first"):
+                                              r"and name a categorical one in --dataset\.categorical_columns"):
         read_csv(p, ["y"])
     ds = read_csv(p, 1, ignore_columns=["id"])  # the last column that is not ignored
     assert ds.feature_names == ["a"] and ds.label_names == ["y"]
@@ -726,6 +726,97 @@ def test_csv_text_features_point_to_ignore_columns(tmp_path):
         read_csv(p, ["y"], ignore_columns=["nope"])
     with pytest.raises(ValueError, match=r"column\(s\) \['id'\] are named both as labels and as ignored"):
         read_csv(p, ["id"], ignore_columns=["id"])
+
+
+def _categorical_table(n: int, seed: int) -> tuple[list[str], np.ndarray, list[list[str]], np.ndarray]:
+    """A CSV with two numeric and two text feature columns between them, then two labels:
+    ``(lines, numbers (n, 2), texts (n, 2), labels (n, 2))``."""
+    rng = np.random.default_rng(seed)
+    num = np.round(rng.normal(size=(n, 2)), 4)
+    text = [[str(rng.choice(["red", "green", "blue"])), str(rng.choice(["Oslo", "Rome", "New York", "10"]))]
+            for _ in range(n)]
+    y = rng.integers(0, 2, size=(n, 2))
+    lines = ["a,color,b,city,l1,l2"] + [f"{num[i, 0]},{text[i][0]},{num[i, 1]}, {text[i][1]} ,{y[i, 0]},{y[i, 1]}"
+                                        for i in range(n)]
+    return lines, num, text, y
+
+
+def test_csv_categorical_columns_are_one_hot_encoded_as_scikit_learn_does(tmp_path):
+    """Oracle: scikit-learn's OneHotEncoder on the text columns; the numeric columns as written, each
+    encoded column in the place of its text column, named COLUMN=VALUE as the ARFF reader names a nominal
+    attribute's; and read_table, given the training values, reads a file with its columns in another order
+    (prediction) into the same matrix."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    lines, num, text, y = _categorical_table(60, 0)
+    p = _write(tmp_path, "c.csv", "\n".join(lines) + "\n")
+    ds = read_csv(p, 2, categorical_columns=["color", "city"])
+    enc = OneHotEncoder(sparse_output=False).fit(text)
+    colors, cities = (list(c) for c in enc.categories_)
+    assert ds.feature_names == ["a", *[f"color={v}" for v in colors], "b", *[f"city={v}" for v in cities]]
+    assert cities == ["10", "New York", "Oslo", "Rome"]  # blanks around a field are not part of its value
+    onehot = enc.transform(text)
+    expected = np.hstack([num[:, :1], onehot[:, :len(colors)], num[:, 1:], onehot[:, len(colors):]])
+    np.testing.assert_allclose(ds.features, expected.astype(np.float32))
+    np.testing.assert_array_equal(ds.labels, y)
+
+    order = [3, 5, 0, 1, 4, 2]  # city, l2, a, color, l1, b
+    rows = [ln.split(",") for ln in lines]
+    q = _write(tmp_path, "q.csv", "\n".join(",".join(r[j] for j in order) for r in rows) + "\n")
+    from mulsupcon.data.formats import one_hot_groups
+
+    values = one_hot_groups(ds.feature_names, ["color", "city"])
+    assert values == {"color": colors, "city": cities}
+    header, data, _ = read_table(q, columns=ds.feature_names, categories=values)
+    assert header == ds.feature_names
+    np.testing.assert_allclose(data, ds.features)
+
+
+def test_csv_categorical_test_file_takes_the_training_values(tmp_path):
+    """A test file is encoded with its training file's values (as scikit-learn's handle_unknown="ignore"):
+    a value training did not see gives zeros and a warning that counts the rows and names one."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    from mulsupcon.data.user_files import read_dataset
+
+    _write(tmp_path, "tr.csv", "id,a,color,y\nr1,1,red,1\nr2,2,blue,0\nr3,3,red,1\n")
+    _write(tmp_path, "te.csv", "id,a,color,y\nr4,4,blue,0\nr5,5,pink,1\nr6,6,pink,0\n")
+    with pytest.warns(UserWarning, match=r"2 of 3 rows hold a value of the categorical column 'color' that training "
+                                         r"did not see \('pink' at .*te\.csv:3\): they are encoded as none of its 2"):
+        parts, _ = read_dataset(tmp_path / "tr.csv", test_path=tmp_path / "te.csv", label_columns=1,
+                                ignore_columns="id", categorical_columns="color")
+    assert parts.train.feature_names == parts.test.feature_names == ["a", "color=blue", "color=red"]
+    enc = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit([["red"], ["blue"], ["red"]])
+    np.testing.assert_array_equal(parts.test.features[:, 1:], enc.transform([["blue"], ["pink"], ["pink"]]))
+    np.testing.assert_array_equal(parts.test.features[:, 0], [4, 5, 6])
+
+
+def test_csv_categorical_missing_values_and_mistakes(tmp_path):
+    p = _write(tmp_path, "m.csv", "a,color,y\n1,red,1\n2,,0\n3,blue,1\n")
+    with pytest.raises(DataFormatError, match=r"m\.csv:3: empty field in the categorical column 'color' \(a missing "
+                                              r"value\? --dataset\.missing mean"):
+        read_csv(p, 1, categorical_columns=["color"])
+    # With missing values allowed, the row's whole group is NaN, which dataset.missing fills later.
+    ds = read_csv(p, 1, categorical_columns=["color"], allow_missing=True)
+    assert ds.feature_names == ["a", "color=blue", "color=red"]
+    np.testing.assert_array_equal(ds.features, [[1, 0, 1], [2, np.nan, np.nan], [3, 1, 0]])
+    with pytest.raises(ValueError, match=r"\['y'\] are named both as categorical features and as label columns"):
+        read_csv(p, 1, categorical_columns=["y"])
+    with pytest.raises(ValueError, match=r"\['color'\] are named both as categorical features and as ignored"):
+        read_csv(p, 1, categorical_columns=["color"], ignore_columns=["color"])
+    with pytest.raises(DataFormatError, match=r"the categorical column\(s\) \['colour'\] are not in the header"):
+        read_csv(p, 1, categorical_columns=["colour"])
+    clash = _write(tmp_path, "k.csv", "color=red,color,y\n1,red,1\n2,blue,0\n")
+    with pytest.raises(DataFormatError, match=r"one-hot encoding makes a column 'color=red', the name of another column"):
+        read_csv(clash, 1, categorical_columns=["color"])
+    none = _write(tmp_path, "n.csv", "a,color,y\n1,,1\n2,NA,0\n")
+    with pytest.raises(DataFormatError, match=r"n\.csv:2: the categorical column 'color' holds no value on any row"):
+        read_csv(none, 1, categorical_columns=["color"], allow_missing=True)
+    # An id named as categorical would become one feature per row: said, not refused.
+    ids = _write(tmp_path, "i.csv", "id,y\n" + "".join(f"row{i},{i % 2}\n" for i in range(120)))
+    with pytest.warns(UserWarning, match=r"'id' has 120 distinct values in 120 rows, one feature each: an id or free "
+                                         r"text belongs in dataset\.ignore_columns"):
+        assert read_csv(ids, 1, categorical_columns=["id"]).n_features == 120
 
 
 def test_csv_label_columns_may_hold_true_and_false(tmp_path):

@@ -365,7 +365,7 @@ def benchmark_vectors(datasets: Sequence[str] = DATASETS, seeds: Sequence[int] =
             :data:`METHODS`; methods None: all of them, BOOMER only when ``boomer`` is given). A dataset may also be your own
             file as ``NAME=PATH``, read as `mulsupcon train --dataset.path PATH` reads it, with the
             ``dataset.*`` options of ``overrides`` (``dataset.xml``, ``dataset.test_path``,
-            ``dataset.label_columns``, ``dataset.ignore_columns``, ``dataset.label_sep``; without a test part one is carved, ``dataset.test_fraction``);
+            ``dataset.label_columns``, ``dataset.ignore_columns``, ``dataset.categorical_columns``, ``dataset.label_sep``; without a test part one is carved, ``dataset.test_fraction``);
             its cells record the files' sha256, and a rerun refuses cells of other files.
         work: where the per-cell results and pretrained backbones are kept (resumable).
         out: the markdown report, rewritten after every cell (None: ``work/report.md``). A file that

@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(mulsupcon datasets list: emotions, birds, enron, ...); NAME=PATH adds your own "
                         "file, read as by `mulsupcon train --dataset.path PATH` with the dataset.* options (--dataset.KEY VALUE "
                         "or --set dataset.KEY=VALUE) "
-                        "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.ignore_columns, dataset.label_sep, "
+                        "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.ignore_columns, dataset.categorical_columns, "
+                        "dataset.label_sep, "
                         "dataset.test_fraction)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="default: 0 1 2 (the rows stay the same; a seed "
                    "sets each method's initialisation and batch order)")
@@ -213,7 +214,8 @@ EXPORT_SUFFIXES = {".onnx": "onnx", ".pt2": "pt2"}  # an --out suffix that fixes
 # when the parser is built; tests/test_benchmark.py keeps the two equal.
 BENCHMARK_METHODS = ("mulsupcon-finetune", "mulsupcon-probe", "bce", "asl", "sklearn-mlp", "logistic-regression",
                      "random-forest", "finetune+forest", "boomer")
-FILE_OPTIONS = ("path", "test_path", "label_columns", "ignore_columns", "label_sep", "xml", "labels", "test_labels")  # dataset.* of one's own files
+FILE_OPTIONS = ("path", "test_path", "label_columns", "ignore_columns", "categorical_columns", "label_sep", "xml", "labels",
+                "test_labels")  # dataset.* of one's own files
 
 
 def _names_other_data(ds: dict, overrides: dict[str, Any]) -> bool:

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
         "test_path": None,  # its official test part (same format); without it a test part is carved
         "label_columns": None,  # CSV/TSV (and ARFF without xml): label column names "a,b,c", or N = the last N
         "ignore_columns": None,  # CSV/TSV (or an image label CSV): columns that are neither features nor labels ("id,note")
+        "categorical_columns": None,  # CSV/TSV: text feature columns ("color,city"), one-hot encoded as COLUMN=VALUE
         "label_sep": None,  # CSV/TSV (or an image label CSV): labels listed by name in one column, separated by this (";", space)
         "xml": None,  # Mulan ARFF: the label XML file
         "labels": None,  # image folder: the label CSV (file name, then one 0/1 column per label, or a list column) or JSON
@@ -389,7 +390,8 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     tf = float(cfg["dataset"]["test_fraction"])
     if not 0.0 < tf < 1.0:
         raise ValueError(f"dataset.test_fraction must be in (0, 1), got {tf!r}")
-    for key in ("test_path", "xml", "labels", "test_labels", "label_columns", "ignore_columns", "label_sep"):
+    for key in ("test_path", "xml", "labels", "test_labels", "label_columns", "ignore_columns", "label_sep",
+                "categorical_columns"):
         if cfg["dataset"][key] not in (None, "") and not cfg["dataset"]["path"]:
             raise ValueError(f"dataset.{key} goes with dataset.path (your own files); set --dataset.path too")
     for section in ("pretrain", "classify"):

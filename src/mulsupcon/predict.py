@@ -23,8 +23,9 @@ import scipy.sparse as sp
 import torch
 
 from mulsupcon.data import ReadOptions
-from mulsupcon.data.formats import first_unrepresentable
-from mulsupcon.data.user_files import IMAGE_SUFFIXES, TABLE_SUFFIXES, as_csv_hint, parse_label_columns, table_delimiter
+from mulsupcon.data.formats import first_unrepresentable, one_hot_groups
+from mulsupcon.data.user_files import (IMAGE_SUFFIXES, TABLE_SUFFIXES, as_csv_hint, parse_column_names, parse_label_columns,
+                                       table_delimiter)
 from mulsupcon.io import atomic_write_text
 from mulsupcon.metrics import check_probability_threshold
 from mulsupcon.models import MultiLabelClassifier, build_backbone
@@ -56,6 +57,10 @@ class TrainedModel:
         self.input_shape = tuple(state["input_shape"])
         self.is_image = bool(state["is_image"])
         self.config: dict = dict(state.get("config") or {})
+        # {column: its values}: the text columns training one-hot encoded (dataset.categorical_columns), which
+        # a table given to predict holds as text again.
+        self.categories: dict[str, list[str]] = one_hot_groups(self.feature_names, parse_column_names(
+            self.config.get("dataset", {}).get("categorical_columns"), "categorical_columns"))
         self.device = resolve_device(device)
         backbone = build_backbone(state["model_cfg"], self.input_shape)
         self.model = MultiLabelClassifier(backbone, len(self.label_names))
@@ -197,7 +202,7 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
         # Only the model's feature columns are read: labels, ids and other columns may be anything.
         _, data, _ = read_table(path, delimiter=table_delimiter(path), columns=model.feature_names,
                                 whose="model's feature", allow_missing=model.allows_missing,
-                                missing_hint=model.missing_hint)
+                                missing_hint=model.missing_hint, categories=model.categories)
         return data.astype(np.float32), None
     if suffix == ".npz":
         from mulsupcon.data.formats import open_npz
@@ -258,18 +263,19 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
         column = parse_label_columns(model.config["dataset"].get("label_columns"))
         if not isinstance(column, list):  # "the last column": this file is read as the training file was
             from mulsupcon.data.formats import read_csv
-            from mulsupcon.data.user_files import parse_column_names
 
             ignored = parse_column_names(model.config["dataset"].get("ignore_columns"), "ignore_columns")
             ds = read_csv(path, column, ignore_columns=ignored, label_sep=sep, label_names=model.label_names,
-                          delimiter=delimiter, allow_missing=model.allows_missing)
+                          delimiter=delimiter, allow_missing=model.allows_missing,
+                          categorical_columns=list(model.categories), categories=model.categories)
             if ds.feature_names != model.feature_names:
                 raise ValueError(f"{path}: its feature columns {ds.feature_names[:5]}... are not the model's "
                                  f"{model.feature_names[:5]}... in the same order (the labels are its last column, "
                                  f"as in training)")
             return ds.features, ds.labels
         _, data, line_of = read_table(path, delimiter=delimiter, columns=model.feature_names, whose="model's feature",
-                                      allow_missing=model.allows_missing, missing_hint=model.missing_hint)
+                                      allow_missing=model.allows_missing, missing_hint=model.missing_hint,
+                                      categories=model.categories)
         fields = [row[0] for row in read_text_columns(path, column, delimiter=delimiter)]
         _, y = label_matrix(fields, sep, model.label_names, where=[f"{path}:{n}" for n in line_of])
         return data.astype(np.float32), y
@@ -278,7 +284,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
         _, data, line_of = read_table(path, delimiter=delimiter,
                                       columns=model.feature_names + model.label_names, whose="model's feature or label",
                                       allow_missing=model.allows_missing, missing_hint=model.missing_hint,
-                                      labels=model.label_names)
+                                      labels=model.label_names, categories=model.categories)
         y = label_columns_checked(data[:, n_feat:], model.label_names, [f"{path}:{n}" for n in line_of])
         return data[:, :n_feat].astype(np.float32), y
     ds_cfg = model.config.get("dataset", {}) if suffix == ".arff" else {}  # which ARFF attributes are labels
@@ -297,7 +303,7 @@ def labelled_image_folder(folder: Path, model: TrainedModel,
     :func:`read_labelled_inputs`): the images' names relative to ``folder``, their labels (N, L) uint8 in
     the model's label order, and the label file's path. Nothing is decoded."""
     from mulsupcon.data.image_layouts import read_image_folder
-    from mulsupcon.data.user_files import parse_column_names, parse_label_sep
+    from mulsupcon.data.user_files import parse_label_sep
 
     if not folder.is_dir():
         raise ValueError(f"{folder}: this model is for images; give a folder of images (and its label file with "

@@ -29,7 +29,7 @@ import csv
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from mulsupcon.data.arff import _FLOAT32_MAX, MISSING_HINT, DataFormatError, Pat
 from mulsupcon.data.dataset import MultiLabelDataset
 
 __all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "text_rows", "column_positions",
-           "multi_hot", "label_matrix", "label_columns_checked", "open_npz"]
+           "multi_hot", "label_matrix", "label_columns_checked", "open_npz", "one_hot_encode", "one_hot_groups"]
 
 
 def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -335,6 +335,73 @@ def column_positions(header: Sequence[str], names: Sequence[str], source: str, w
     return [list(header).index(c) for c in names]
 
 
+# A one-hot column is named COLUMN=VALUE, as the ARFF reader names the columns of a nominal attribute.
+CATEGORY_SEP = "="
+# A categorical column with more values than this, most of them on one row each, is probably an id.
+_MANY_CATEGORIES = 50
+
+
+def one_hot_groups(feature_names: Sequence[str], categorical: Sequence[str]) -> dict[str, list[str]]:
+    """The values of each categorical column, read back from the feature names one-hot encoding made:
+    ``(["a", "color=blue", "color=red"], ["color"]) -> {"color": ["blue", "red"]}`` (model order)."""
+    groups: dict[str, list[str]] = {c: [] for c in categorical}
+    longest_first = sorted(categorical, key=len, reverse=True)  # "a=b" before "a", should both be columns
+    for name in feature_names:
+        column = next((c for c in longest_first if name.startswith(c + CATEGORY_SEP)), None)
+        if column is not None:
+            groups[column].append(name[len(column) + len(CATEGORY_SEP):])
+    return groups
+
+
+def one_hot_encode(fields: Sequence[str], column: str, where: Sequence[str], *,
+                   values: Optional[Sequence[str]] = None, allow_missing: bool = False,
+                   missing_hint: str = MISSING_HINT) -> tuple[list[str], np.ndarray]:
+    """One text column as one-hot columns: ``(its values (K), (N, K) float64)``.
+
+    Args:
+        fields: the column's text on each row (N); surrounding blanks are ignored, case is kept.
+        column: its name, for messages.
+        where: ``"file:line"`` of each row, for messages.
+        values: the values known from training, in model order; a row with another value gets all
+            zeros (scikit-learn's ``OneHotEncoder(handle_unknown="ignore")``), and a warning counts them.
+            Default: the sorted values that occur (training).
+        allow_missing: a missing marker (an empty field, ``NA``, ...) gives NaN in every column of the
+            row's group, which ``dataset.missing`` fills later; else it is an error naming the line.
+    """
+    import warnings
+
+    text = [f.strip() for f in fields]
+    missing = np.array([t.lower() in MISSING_MARKERS for t in text], dtype=bool)
+    if missing.any() and not allow_missing:
+        k = int(np.argmax(missing))
+        what = "empty field" if not text[k] else f"missing value {text[k]!r}"
+        raise DataFormatError(f"{where[k]}: {what} in the categorical column {column!r} (a missing value? {missing_hint})")
+    if values is None:
+        values = sorted({t for t, m in zip(text, missing) if not m})
+        if not values:
+            raise DataFormatError(f"{where[0] if where else column}: the categorical column {column!r} holds no value "
+                                  "on any row")
+        if len(values) > _MANY_CATEGORIES and len(values) > len(text) // 2:
+            warnings.warn(f"categorical column {column!r} has {len(values)} distinct values in {len(text)} rows, one "
+                          "feature each: an id or free text belongs in dataset.ignore_columns", stacklevel=3)
+    index = {v: k for k, v in enumerate(values)}
+    out = np.zeros((len(text), len(values)), dtype=np.float64)
+    unknown = []
+    for i, t in enumerate(text):
+        if missing[i]:
+            out[i] = np.nan
+        elif t in index:
+            out[i, index[t]] = 1.0
+        else:
+            unknown.append(i)
+    if unknown:
+        i = unknown[0]
+        warnings.warn(f"{len(unknown)} of {len(text)} rows hold a value of the categorical column {column!r} that "
+                      f"training did not see ({text[i]!r} at {where[i]}): they are encoded as none of its "
+                      f"{len(values)} known values", stacklevel=3)
+    return list(values), out
+
+
 def _parse_rows(source: str, lines: list[str], first: int, header: list[str], use: list[int],
                 labels: Optional[set[int]] = None, allow_missing: bool = False,
                 missing_hint: str = MISSING_HINT, training: Optional[bool] = None) -> tuple[np.ndarray, np.ndarray]:
@@ -398,7 +465,7 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
                                      f"{'space' if sep == ' ' else repr(sep)}")
                     elif training and v.strip():
                         hint = ("; features must be numbers: leave out an id or text column with --dataset.ignore_columns, "
-                                "or one-hot encode a categorical one first (e.g. pandas.get_dummies)")
+                                "and name a categorical one in --dataset.categorical_columns (one-hot encoded)")
                     raise DataFormatError(f"{where}: {what} in column {header[j]!r}{hint}") from None
     line_of = np.asarray([first + 2 + i for i in keep], dtype=np.int64)
     where = first_unrepresentable(data, allow_nan=allow_missing)  # 'nan', 'inf' and '1e39' parse as floats
@@ -437,7 +504,8 @@ def read_text_columns(path: PathType, columns: Sequence[str], *, delimiter: str 
 
 def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequence[str]] = None,
                whose: str = "requested", allow_missing: bool = False, missing_hint: str = MISSING_HINT,
-               labels: Sequence[str] = ()) -> tuple[list[str], np.ndarray, np.ndarray]:
+               labels: Sequence[str] = (), categories: Optional[Mapping[str, Sequence[str]]] = None
+               ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """A delimited file with a header row and numeric rows: ``(header, data (N, C) float64, the file line
     of each row (N,))``. Errors name the line and column.
 
@@ -449,12 +517,31 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
             else it is an error whose message adds ``missing_hint``.
         labels: the names among ``columns`` that are 0/1 label columns: true / false are read there, a
             missing value never is, and an error says what a label value must be.
+        categories: a model's categorical columns and their values ({"color": ["blue", "red"]}): a
+            requested ``color=red`` is then the one-hot column that training made of the text column
+            ``color`` (:func:`one_hot_encode`; a value training did not see gives zeros and a warning).
     """
     source, lines, first, header = _table_lines(path, delimiter)
-    use = list(range(len(header))) if columns is None else column_positions(header, columns, source, whose)
+    made = {f"{c}{CATEGORY_SEP}{v}": (c, k) for c, values in (categories or {}).items() for k, v in enumerate(values)}
+    wanted = list(header) if columns is None else list(columns)
+    plain = [n for n in wanted if n not in made]
+    use = list(range(len(header))) if columns is None else column_positions(header, plain, source, whose)
     data, line_of = _parse_rows(source, lines, first, header, use, labels={header.index(n) for n in labels},
                                 allow_missing=allow_missing, missing_hint=missing_hint, training=False)
-    return [header[j] for j in use], data, line_of
+    if columns is None or len(plain) == len(wanted):
+        return [header[j] for j in use], data, line_of
+    # The categorical columns, read as text and encoded with the model's values, then all in the order asked.
+    text_columns = list(dict.fromkeys(made[n][0] for n in wanted if n in made))
+    where = [f"{source}:{n}" for n in line_of]
+    rows = list(csv.reader([ln for ln in lines[first + 1:] if ln.strip()]))
+    encoded = {c: one_hot_encode([r[j] for r in rows], c, where, values=categories[c], allow_missing=allow_missing,
+                                 missing_hint=missing_hint)[1]
+               for c, j in zip(text_columns, column_positions(header, text_columns, source, whose))}
+    out = np.empty((len(rows), len(wanted)), dtype=np.float64)
+    position = {n: i for i, n in enumerate(plain)}
+    for i, n in enumerate(wanted):
+        out[:, i] = encoded[made[n][0]][:, made[n][1]] if n in made else data[:, position[n]]
+    return wanted, out, line_of
 
 
 def label_columns_checked(y: np.ndarray, label_names: Sequence[str], where: Sequence[str]) -> np.ndarray:
@@ -503,10 +590,43 @@ def label_matrix(fields: Sequence[str], sep: str, label_names: Optional[Sequence
     return multi_hot([[x.strip() for x in field.split(sep) if x.strip()] for field in fields], label_names, where=where)
 
 
+def _with_one_hot(source: str, lines: list[str], first: int, header: list[str], feat: list[int],
+                  numeric: np.ndarray, line_of: np.ndarray, categorical: set[int],
+                  categories: Optional[Mapping[str, Sequence[str]]], allow_missing: bool) -> tuple[np.ndarray, list[str]]:
+    """The features of columns ``feat`` in file order: ``numeric`` (N, numeric columns of ``feat``) as
+    read, and each column of ``categorical`` (positions) one-hot encoded into columns named
+    ``COLUMN=VALUE``: ``(x (N, F) float64, names (F))``. ``categories``: each categorical column's values
+    from training (a test file, prediction); default: those of this file."""
+    if not categorical:
+        return numeric, [header[j] for j in feat]
+    rows = list(csv.reader([ln for ln in lines[first + 1:] if ln.strip()]))
+    where = [f"{source}:{n}" for n in line_of]
+    blocks, names, made, k = [], [], [], 0
+    for j in feat:
+        if j in categorical:
+            values, block = one_hot_encode([r[j] for r in rows], header[j], where, allow_missing=allow_missing,
+                                           values=None if categories is None else categories[header[j]])
+            blocks.append(block)
+            made += [f"{header[j]}{CATEGORY_SEP}{v}" for v in values]
+            names += made[len(made) - len(values):]
+        else:
+            blocks.append(numeric[:, k:k + 1])
+            names.append(header[j])
+            k += 1
+    clash = next((n for n in made if n in header), None)
+    if clash is not None:
+        raise DataFormatError(f"{source}: one-hot encoding makes a column {clash!r}, the name of another column of "
+                              "the file; rename one of them")
+    return np.hstack(blocks), names
+
+
 def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_columns: Sequence[str] = (),
              label_sep: Optional[str] = None, label_names: Optional[Sequence[str]] = None,
-             name: str = "", delimiter: str = ",", allow_missing: bool = False) -> MultiLabelDataset:
-    """Read a comma- (or ``delimiter``-) separated file with a header row; every value read must be numeric.
+             name: str = "", delimiter: str = ",", allow_missing: bool = False,
+             categorical_columns: Sequence[str] = (),
+             categories: Optional[Mapping[str, Sequence[str]]] = None) -> MultiLabelDataset:
+    """Read a comma- (or ``delimiter``-) separated file with a header row; every value read must be numeric,
+    but in ``categorical_columns``.
 
     Args:
         path: the CSV file (``.gz``/``.bz2``/``.xz`` compressed files work too).
@@ -521,6 +641,10 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
         delimiter: the field separator (``"\t"`` for TSV).
         allow_missing: read a missing feature value (an empty field, ``?``, ``NA``, ``nan``, ...) as
             NaN instead of refusing it; a label is never missing.
+        categorical_columns: feature columns of text (or codes) to one-hot encode, in place: one 0/1
+            column per value, named ``COLUMN=VALUE`` (values sorted; :func:`one_hot_encode`).
+        categories: each categorical column's values, fixed (a test file read with its training file's
+            values: another value gets all zeros, with a warning); default: the values of this file.
 
     Returns:
         MultiLabelDataset: features (N, F) float32 (the other columns in file order), labels (N, L) uint8.
@@ -539,28 +663,40 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
     kept = [j for j in range(len(header)) if j not in ignored]
     lab = [kept[i] for i in _label_indices([header[j] for j in kept], label_columns, source)]
     feat = [j for j in kept if j not in set(lab)]
+    cat = set(column_positions(header, categorical_columns, source, "categorical"))
+    for others, what in ((ignored, "ignored"), (set(lab), "label columns")):
+        both = [header[j] for j in sorted(cat & others)]
+        if both:
+            raise ValueError(f"{source}: column(s) {both} are named both as categorical features and as {what}")
+    numeric = [j for j in feat if j not in cat]
+
+    def features(data: np.ndarray, line_of: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        return _with_one_hot(source, lines, first, header, feat, data, line_of, cat, categories, allow_missing)
+
     if label_sep is not None:
         if len(lab) != 1:
             raise ValueError(f"{source}: with dataset.label_sep, dataset.label_columns names the one column that "
                              f"lists the labels; got {len(lab)} columns")
         if not label_sep:
             raise ValueError(f"{source}: dataset.label_sep is empty; give the string between label names (';')")
-        data, line_of = _parse_rows(source, lines, first, header, feat, labels=set(), allow_missing=allow_missing)
+        data, line_of = _parse_rows(source, lines, first, header, numeric, labels=set(), allow_missing=allow_missing)
         body = [ln for ln in lines[first + 1:] if ln.strip()]
         names, y = label_matrix([fields[lab[0]] for fields in csv.reader(body)], label_sep, label_names,
                                 where=[f"{source}:{n}" for n in line_of])
         if not names:
             raise DataFormatError(f"{source}: column {header[lab[0]]!r} lists no label on any row")
-        return MultiLabelDataset(features=data.astype(np.float32), labels=y, label_names=names,
-                                 feature_names=[header[j] for j in feat], source=source,
-                                 name=name or _default_name(path))
-    data, line_of = _parse_rows(source, lines, first, header, feat + lab, labels=set(lab), allow_missing=allow_missing)
-    y = label_columns_checked(data[:, len(feat):], [header[j] for j in lab], [f"{source}:{n}" for n in line_of])
+        x, feature_names = features(data, line_of)
+        return MultiLabelDataset(features=x.astype(np.float32), labels=y, label_names=names,
+                                 feature_names=feature_names, source=source, name=name or _default_name(path))
+    data, line_of = _parse_rows(source, lines, first, header, numeric + lab, labels=set(lab),
+                                allow_missing=allow_missing)
+    y = label_columns_checked(data[:, len(numeric):], [header[j] for j in lab], [f"{source}:{n}" for n in line_of])
+    x, feature_names = features(data[:, :len(numeric)], line_of)
     return MultiLabelDataset(
-        features=data[:, :len(feat)].astype(np.float32),
+        features=x.astype(np.float32),
         labels=y,
         label_names=[header[j] for j in lab],
-        feature_names=[header[j] for j in feat],
+        feature_names=feature_names,
         source=source,
         name=name or _default_name(path),
     )

@@ -8,6 +8,7 @@ path                                 read as
 ``*.csv`` / ``*.tsv`` (``.gz`` ...)   header row, numeric rows; ``label_columns`` names the label
                                      columns (comma-separated names) or is N (the last N columns);
                                      ``ignore_columns`` names columns not read (an id, text);
+                                     ``categorical_columns``: text features, one-hot encoded;
                                      ``label_sep``: one label column lists names (``cat;dog``)
 ``*.npz``                            arrays ``features``/``X`` and ``labels``/``Y`` (optional
                                      ``label_names``, ``feature_names``; 4-D uint8 = images)
@@ -35,13 +36,13 @@ and a file changed since is a clear error.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from .arff import missing_mode, read_arff
 from .catalogue import ReadOptions
 from .dataset import Matrix, MultiLabelDataset
 from .download import sha256_file as sha256_of
-from .formats import first_unrepresentable, open_npz, read_csv, read_hdf5, read_npz
+from .formats import first_unrepresentable, one_hot_groups, open_npz, read_csv, read_hdf5, read_npz
 from .image_datasets import cache_images
 from .image_layouts import coco_layout, read_coco, read_image_folder, read_voc
 from .splits import SourceParts, concat_datasets
@@ -122,10 +123,13 @@ def guess_kind(path: str | Path, labels: Optional[str | Path] = None) -> str:
 def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[str | Path] = None,
               labels: Optional[str | Path] = None, options: ReadOptions = ReadOptions(),
               part: str = "train", ignore_columns: object = None, label_sep: object = None,
-              label_names: Optional[Sequence[str]] = None) -> tuple[SourceParts, dict[str, str]]:
+              label_names: Optional[Sequence[str]] = None, categorical_columns: object = None,
+              categories: Optional[Mapping[str, Sequence[str]]] = None) -> tuple[SourceParts, dict[str, str]]:
     """The dataset at ``path`` (see the module docstring) as its parts, and {file: sha256} of what was read.
 
     ``ignore_columns`` (CSV/TSV only): columns that are neither features nor labels (an id, text).
+    ``categorical_columns`` (CSV/TSV only): text feature columns to one-hot encode; ``categories`` fixes
+    their values (a test file read with its training file's; see :func:`~.formats.read_csv`).
     ``label_sep`` (CSV/TSV only): the one label column lists label names separated by it; ``label_names``
     then fixes the label columns (see :func:`~.formats.read_csv`).
 
@@ -136,8 +140,11 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     if not path.exists():
         raise FileNotFoundError(f"dataset path not found: {path}")
     ignored = parse_column_names(ignore_columns, "ignore_columns")
+    categorical = parse_column_names(categorical_columns, "categorical_columns")
     sep = parse_label_sep(label_sep)
     if path.is_dir():
+        if categorical:
+            raise ValueError(f"{path}: dataset.categorical_columns applies to a CSV/TSV file of features, not a folder")
         if labels is None and (ignored or sep is not None):
             raise ValueError(f"{path}: dataset.ignore_columns and dataset.label_sep apply to a CSV file (or an image "
                              "folder's label file, --dataset.labels FILE.csv)")
@@ -147,7 +154,7 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     name = path.name.split(".")[0]
     suffix = format_suffix(path)
     columns = parse_label_columns(label_columns)
-    for key, given in (("ignore_columns", ignored), ("label_sep", sep is not None)):
+    for key, given in (("ignore_columns", ignored), ("label_sep", sep is not None), ("categorical_columns", categorical)):
         if given and suffix not in TABLE_SUFFIXES:
             raise ValueError(f"{path}: dataset.{key} applies to CSV/TSV files, not {suffix or 'this file'}")
     if columns is not None and suffix in (".npz", ".h5", ".hdf5"):  # their labels are an array of their own
@@ -158,7 +165,8 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
             raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... "
                              f"(their names in the header) or --dataset.label_columns N (the last N columns)")
         ds = read_csv(path, columns, ignore_columns=ignored, label_sep=sep, label_names=label_names, name=name,
-                      delimiter=table_delimiter(path), allow_missing=options.allow_missing)
+                      delimiter=table_delimiter(path), allow_missing=options.allow_missing,
+                      categorical_columns=categorical, categories=categories)
     elif suffix == ".npz":
         ds = read_npz(path, name=name, allow_missing=options.allow_missing)
     elif suffix == ".arff":
@@ -221,14 +229,17 @@ def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions,
 def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, label_columns: object = None,
                  xml: Optional[str | Path] = None, labels: Optional[str | Path] = None,
                  test_labels: Optional[str | Path] = None, options: ReadOptions = ReadOptions(),
-                 ignore_columns: object = None, label_sep: object = None) -> tuple[SourceParts, dict[str, str]]:
+                 ignore_columns: object = None, label_sep: object = None,
+                 categorical_columns: object = None) -> tuple[SourceParts, dict[str, str]]:
     """``path`` (and an official test part at ``test_path``, same format) as the dataset's parts.
 
     Returns ``(parts, files)``: ``parts.test`` is None when neither path gives a test part (the caller
     then carves one); ``files`` maps every file read (absolute path) to its sha256. With ``label_sep``
     (labels listed by name; an image label file's lists too) the labels are those of both files, sorted: one
     only in the test file is a label without training positives, as with 0/1 columns. ``test_labels`` is the label file of an image
-    folder at ``test_path`` (``labels`` is the training folder's).
+    folder at ``test_path`` (``labels`` is the training folder's). ``categorical_columns`` take their values
+    from ``path``: a value found only in the test file is encoded as none of them (with a warning), as in
+    prediction.
     """
     if test_labels is not None and (labels is None or test_path is None):
         raise ValueError("dataset.test_labels is the label file of the test image folder: it goes with "
@@ -236,10 +247,13 @@ def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, la
     if labels is not None and test_path is not None and test_labels is None and Path(test_path).is_dir():
         raise ValueError(f"{test_path}: a test folder of images needs its own label file: add --dataset.test_labels FILE")
 
+    categorical = parse_column_names(categorical_columns, "categorical_columns")
+
     def read(where: str | Path, part: str = "train", names: Optional[Sequence[str]] = None):
+        values = one_hot_groups(parts.train.feature_names, categorical) if part == "test" and categorical else None
         return read_path(where, label_columns=label_columns, xml=xml, labels=test_labels if part == "test" else labels,
                          options=options, part=part, ignore_columns=ignore_columns, label_sep=label_sep,
-                         label_names=names)
+                         label_names=names, categorical_columns=categorical, categories=values)
 
     parts, files = read(path)
     if test_path is not None:

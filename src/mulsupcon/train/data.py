@@ -300,7 +300,8 @@ def load_dataset_splits(ds_cfg: Mapping[str, Any]) -> Splits:
         parts, files = read_dataset(ds_cfg["path"], test_path=ds_cfg.get("test_path"),
                                     label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"),
                                     labels=ds_cfg.get("labels"), test_labels=ds_cfg.get("test_labels"), options=options,
-                                    ignore_columns=ds_cfg.get("ignore_columns"), label_sep=ds_cfg.get("label_sep"))
+                                    ignore_columns=ds_cfg.get("ignore_columns"), label_sep=ds_cfg.get("label_sep"),
+                                    categorical_columns=ds_cfg.get("categorical_columns"))
         splits = make_splits(parts, dataset=name, val_fraction=float(ds_cfg.get("val_fraction", 0.2)),
                              seed=int(ds_cfg.get("split_seed", 0)), test_fraction=float(ds_cfg.get("test_fraction", 0.2)),
                              stratify=True)

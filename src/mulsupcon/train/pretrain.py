@@ -71,7 +71,7 @@ def benchmark_command(ds_cfg: Mapping[str, Any], *, in_memory: bool = False) -> 
         else:
             return f"mulsupcon benchmark vectors --datasets {shlex.quote(name)}{missing}"
     cmd = f"mulsupcon benchmark vectors --datasets mine={shlex.quote(str(Path(path).resolve())) if path else 'FILE'}"
-    for key in ("label_columns", "ignore_columns", "label_sep", "xml", "test_path"):
+    for key in ("label_columns", "ignore_columns", "categorical_columns", "label_sep", "xml", "test_path"):
         value = ds_cfg.get(key) if path else None
         if value not in (None, ""):
             value = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
