@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -289,9 +290,40 @@ def test_a_stopped_finetune_resumes_from_another_directory_without_from(tmp_path
     assert main([*tune, "--config", "demo", "--from", "../pre/backbone.pt", "--run-dir", "ft2", "--stop-after-epochs", "1"]) == 0
     assert main([*tune, "--run-dir", "ft2", "--resume"]) == 0, capsys.readouterr().err
     assert (tmp_path / "elsewhere" / "ft2" / "metrics.json").is_file()
-    # Without a saved source (a run that never started), --mode finetune still asks for --from.
+    # Nothing to resume: said, nothing made. A run whose pretraining run has gone still asks for --from.
     assert main([*tune, "--run-dir", "../never", "--resume"]) == 2
+    assert "cannot resume: ../never holds no run (no config.yaml, nor pretrain/config.yaml)" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+    import shutil
+
+    shutil.rmtree(tmp_path / "pre")
+    assert main([*tune, "--run-dir", "../ft", "--resume"]) == 2
     assert "--mode finetune needs a pretrained run" in capsys.readouterr().err
+
+
+def test_finetune_without_from_pretrains_first_as_the_two_commands_do(tmp_path, monkeypatch, capsys):
+    """`train --mode finetune` without --from pretrains into RUN/pretrain, then finetunes: the same metrics as
+    `pretrain` then `train --from` with the same flags. Stopped in pretraining, --resume continues both parts
+    and ends at the same metrics; a second start in the same folder is refused."""
+    monkeypatch.chdir(tmp_path)
+    tune = ["--mode", "finetune", "--classify.epochs", "2"]
+    assert main(["pretrain", *TINY_DEMO, "--pretrain.epochs", "2", "--run-dir", "pre"]) == 0
+    assert main(["train", *tune, "--from", "pre", "-q", "--run-dir", "two"]) == 0
+    assert main(["train", *tune, *TINY_DEMO, "--pretrain.epochs", "2", "--run-dir", "one"]) == 0
+    out = capsys.readouterr().out
+    assert "pretraining run: one/pretrain" in out and out.rstrip().endswith("run: one")
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "one" / "metrics.json").read_text()) == two
+    assert json.loads((tmp_path / "one" / "split.json").read_text())["pretrained_from"].endswith("one/pretrain")
+
+    args = ["train", *tune, *TINY_DEMO, "--pretrain.epochs", "2", "--run-dir", "s"]
+    assert main([*args, "--stop-after-epochs", "1"]) == 0
+    assert "continue with: mulsupcon train --mode finetune --run-dir s --resume" in capsys.readouterr().out
+    assert not (tmp_path / "s" / "pretrain" / "backbone.pt").exists() and not (tmp_path / "s" / "config.yaml").exists()
+    assert main(args) == 2
+    assert "s/pretrain already holds a run; pass --resume to continue it" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((tmp_path / "s" / "metrics.json").read_text()) == two
 
 
 def test_ctrl_c_names_the_command_that_continues_the_run(tmp_path, monkeypatch, capsys):

@@ -50,10 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="contrastive pretraining (MoCo + label queue + MulSupCon loss)", epilog=EPILOG)
     _add_run_args(p, config_default=None)
 
-    p = sub.add_parser("train", help="probe / finetune a pretrained backbone, or train from scratch", epilog=EPILOG)
+    p = sub.add_parser("train", help="probe / finetune a pretrained backbone (pretrained first without --from), or "
+                       "train from scratch", epilog=EPILOG)
     _add_run_args(p, config_default=None)
     p.add_argument("--mode", choices=["probe", "finetune", "scratch"], required=True)
-    p.add_argument("--from", dest="from_run", help="pretraining run directory (or backbone.pt) to start from (with --resume: the one the run started from)")
+    p.add_argument("--from", dest="from_run", help="pretraining run directory (or backbone.pt) to start from (with --resume: the one "
+                   "the run started from); without it, probe and finetune pretrain first, in RUN_DIR/pretrain")
 
     p = sub.add_parser("evaluate", help="metrics of a finished classification run under each protocol (its test split, or --input FILE)")
     p.add_argument("run", help="classification run directory (with --input: or its model.pt)")
@@ -229,7 +231,10 @@ def _names_other_data(ds: dict, overrides: dict[str, Any]) -> bool:
     return "dataset.name" in overrides and overrides["dataset.name"] != ds.get("name")
 
 
-def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[dict] = None) -> dict:
+def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[dict] = None,
+             command: Optional[str] = None) -> dict:
+    """The run's config: ``base`` (a saved run's) or ``--config`` (default: the one for ``command``'s data,
+    :func:`_default_config`), then the flags."""
     from mulsupcon.config import DEFAULTS, load_config, resolve_paths, set_dotted, validate_config, with_defaults
 
     overrides = split_overrides(extra)
@@ -251,7 +256,7 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
         resolve_paths(cfg)
         validate_config(cfg)
         return cfg
-    return load_config(args.config or _default_config(args.command, overrides), overrides)
+    return load_config(args.config or _default_config(command or args.command, overrides), overrides)
 
 
 def _default_config(command: str, overrides: dict[str, Any]) -> Optional[str]:
@@ -360,6 +365,53 @@ def _pretrained_source(run_dir: Path) -> Optional[str]:
     return source if source and Path(source).exists() else None
 
 
+def _pretrain_then_train(args, extra) -> int:
+    """``train --mode probe|finetune`` without ``--from``: pretrain into ``RUN/pretrain``, then train from it in
+    ``RUN``: the whole method in one command. ``--resume`` continues whichever part was stopped."""
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.pretrain import pretrain
+    from mulsupcon.train.rundir import default_run_dir, read_run_config
+
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    pre = run_dir / "pretrain" if run_dir else None
+    resuming = bool(args.resume and pre is not None and (pre / "config.yaml").is_file())
+    if args.resume and not resuming:
+        raise ValueError(f"cannot resume: {args.run_dir or 'no --run-dir given'} holds no run (no config.yaml, nor "
+                         "pretrain/config.yaml)")
+    # The config pretraining would get (`mulsupcon pretrain` with the same flags), so that the one command
+    # gives what the two do.
+    cfg = _resolve(args, extra, base=read_run_config(pre) if resuming else None, command="pretrain")
+    if run_dir is None:
+        run_dir = default_run_dir(args.mode, cfg)
+        pre = run_dir / "pretrain"
+    args.run_dir = str(run_dir)  # named by the Ctrl-C hint, which resumes either part
+    if not (resuming and (pre / "backbone.pt").is_file()):
+        # A second start in the same folder is refused by the pretraining run's own folder checks.
+        pretrain(cfg, pre, resume=resuming, quiet=args.quiet, stop_after_epochs=args.stop_after_epochs)
+        if not (pre / "backbone.pt").is_file():  # --stop-after-epochs stopped it with a checkpoint
+            if _is_rank0():
+                print(f"pretraining stopped in {pre}; {_resume_hint(args)}")
+            return 0
+    if _is_rank0():
+        print(f"pretraining run: {pre}")
+    args.from_run = str(pre)
+    cfg = _resolve(args, extra, base=read_run_config(pre))
+    cfg["classify"]["mode"] = args.mode
+    results = classify(cfg, run_dir, from_run=args.from_run, quiet=args.quiet, stop_after_epochs=args.stop_after_epochs)
+    _report_training(args, cfg, results, run_dir)
+    return 0
+
+
+def _report_training(args, cfg: dict, results: Optional[dict], run_dir: Path) -> None:
+    """A classification run's test metrics and its folder, printed once (rank 0)."""
+    if results and _is_rank0():
+        from mulsupcon.train.classify import metrics_markdown
+
+        print(metrics_markdown(results, title=f"{args.mode} on {cfg['dataset']['name']} (best epoch {results['best_epoch']})"))
+    if _is_rank0():
+        print(f"run: {run_dir}")
+
+
 def _resume_hint(args) -> str:
     """How to continue after Ctrl-C: the command that picks up where this one stopped."""
     run_dir = getattr(args, "run_dir", None)
@@ -400,6 +452,8 @@ def _dispatch(args, extra, argv, parser) -> int:
             cfg = _resolve(args, extra, base=read_run_config(args.run_dir))
             if args.from_run is None and args.mode != "scratch":
                 args.from_run = _pretrained_source(Path(args.run_dir))
+        elif args.from_run is None and args.mode != "scratch":
+            return _pretrain_then_train(args, extra)
         elif args.config is None and args.from_run and Path(args.from_run).is_dir():
             # Start from the pretraining run's own config (dataset, model), then apply flags.
             base = read_run_config(args.from_run)
@@ -411,12 +465,7 @@ def _dispatch(args, extra, argv, parser) -> int:
         args.run_dir = str(run_dir)  # named by the Ctrl-C hint
         results = classify(cfg, run_dir, from_run=args.from_run, resume=args.resume, quiet=args.quiet,
                            stop_after_epochs=args.stop_after_epochs)
-        if results and _is_rank0():
-            from mulsupcon.train.classify import metrics_markdown
-
-            print(metrics_markdown(results, title=f"{args.mode} on {cfg['dataset']['name']} (best epoch {results['best_epoch']})"))
-        if _is_rank0():
-            print(f"run: {run_dir}")
+        _report_training(args, cfg, results, run_dir)
         return 0
 
     if cmd == "evaluate":
