@@ -208,7 +208,15 @@ def test_csv_with_categorical_columns_trains_predicts_and_evaluates(tmp_path):
     model = torch.load(tmp_path / "r" / "model.pt", map_location="cpu", weights_only=False)
     assert model["feature_names"] == ["a", "color=blue", "color=green", "color=red", "b", "size=L", "size=M", "size=S", "c"]
 
-    test_rows = json.loads((tmp_path / "r" / "split.json").read_text())["test_index"]
+    # `datasets check` with the same flags reads and splits the file as the run did, before any training.
+    split = json.loads((tmp_path / "r" / "split.json").read_text())
+    out = _cli("datasets", "check", *args[3:9], "--dataset.categorical_columns", "color,size", cwd=tmp_path).stdout
+    assert f"file   {tmp_path / 'data.csv'}  sha256 {split['files'][str(tmp_path / 'data.csv')]}" in out
+    assert "one-hot color (3 values), size (3 values)" in out
+    assert (f"split  train {len(split['train_index'])} / validation {len(split['val_index'])} / test "
+            f"{len(split['test_index'])}: test carved (iterative-stratification, 0.2 of the rows)") in out
+    assert out.count("features         9 (dense") == 3 and out.count("rows with no label") == 3
+    test_rows = split["test_index"]
     write("again.csv", test_rows, [8, 3, 5, 0, 6, 1, 4, 7, 2])  # fish, size, id, a, cat, color, c, dog, b
     _cli("predict", "r", "--input", "again.csv", "--out", "p.csv", "--keep", "id", cwd=tmp_path)
     out = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1, usecols=(1, 2, 3))

@@ -88,7 +88,7 @@ def _check_command(line: str) -> None:
     import copy
     import shlex
 
-    from mulsupcon.cli import build_parser, split_overrides
+    from mulsupcon.cli import build_parser, split_overrides, takes_config_flags
     from mulsupcon.config import DEFAULTS, available_configs, set_dotted
 
     argv = shlex.split(line)[1:]
@@ -97,7 +97,7 @@ def _check_command(line: str) -> None:
             args, extra = build_parser().parse_known_args(argv)
         except SystemExit:
             raise AssertionError(f"the parser refuses it: {err.getvalue().strip().splitlines()[-1]}") from None
-    if extra and args.command not in ("pretrain", "train", "benchmark"):
+    if extra and not takes_config_flags(args):
         raise AssertionError(f"unrecognised arguments {extra}")
     try:
         overrides = split_overrides([*extra, *(f"--{kv}" for kv in getattr(args, "set", None) or [])])

@@ -53,6 +53,7 @@ def _describe_numbers(text: str) -> dict[str, float]:
         ("features", r"^features\s+(\d+)"),
         ("labels", r"^labels\s+(\d+)"),
         ("cardinality", r"^label cardinality\s*([\d.]+)"),
+        ("no label", r"^rows with no label\s*(\d+)"),
     ):
         m = re.search(pat, text, re.M)
         assert m, f"describe() has no '{key}' line:\n{text}"
@@ -97,6 +98,7 @@ def test_readme_counts(name, folder, n_train, n_test, n_raw, n_labels, card, spa
         assert d["samples"] == part.n_samples and d["labels"] == n_labels
         assert d["features"] == part.n_features
         assert d["cardinality"] == pytest.approx(part.label_cardinality, abs=1e-3)
+        assert d["no label"] == int((np.asarray(part.labels).sum(1) == 0).sum())
     # Labels are the XML's, in order.
     assert len(set(trainval.label_names)) == n_labels
 

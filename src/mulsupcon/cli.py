@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = dsub.add_parser("info", help="what a dataset is, its files, and a description of its splits")
     d.add_argument("name")
     d.add_argument("--data-home")
+    dsub.add_parser("check", help="your own data (--dataset.path FILE with its --dataset.* options, as for train) read and "
+                    "split as training would: features, parts, labels no model can learn", epilog=EPILOG)
     d = dsub.add_parser("download", help="download (and verify) a dataset's files into the data home")
     d.add_argument("name")
     d.add_argument("--data-home")
@@ -424,9 +426,15 @@ def _resume_hint(args) -> str:
     return "nothing was resumable"
 
 
+def takes_config_flags(args: argparse.Namespace) -> bool:
+    """Whether the parsed command takes ``--SECTION.KEY VALUE`` config flags beside its own."""
+    return args.command in ("pretrain", "train", "benchmark") or (
+        args.command == "datasets" and getattr(args, "datasets_command", None) == "check")
+
+
 def _dispatch(args, extra, argv, parser) -> int:
     cmd = args.command
-    if cmd not in ("pretrain", "train", "benchmark") and extra:
+    if extra and not takes_config_flags(args):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     if cmd in ("pretrain", "train") and args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_torchrun(args.nproc, argv)
@@ -516,6 +524,17 @@ def _dispatch(args, extra, argv, parser) -> int:
             print(format_dataset_list(data_home=home))
         elif args.datasets_command == "info":
             print(dataset_info(args.name, data_home=home))
+        elif args.datasets_command == "check":
+            from mulsupcon.config import load_config
+            from mulsupcon.data.listing import describe_splits
+            from mulsupcon.train.data import load_dataset_splits
+
+            overrides = split_overrides(extra)
+            if "dataset.path" not in overrides:
+                parser.error("datasets check reads your own data: give --dataset.path FILE_OR_FOLDER (with its --dataset.* "
+                             "options, as for train); `mulsupcon datasets info NAME` describes a registered dataset")
+            cfg = load_config(_default_config("train", overrides), overrides)
+            print(describe_splits(load_dataset_splits(cfg["dataset"]), cfg["dataset"]))
         elif args.datasets_command == "download":
             paths = download(args.name, data_home=home, force=args.force, timeout=args.timeout, retries=args.retries,
                              deadline=args.deadline)

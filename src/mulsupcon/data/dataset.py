@@ -232,6 +232,7 @@ class MultiLabelDataset:
                 f"median {float(np.median(freq)) if freq.size else 0:g} / "
                 f"max {int(freq.max()) if freq.size else 0}"
             ),
+            f"rows with no label {self.n_samples - int(np.count_nonzero(np.asarray(self.labels).any(1)))}",
         ]
         return "\n".join(lines)
 

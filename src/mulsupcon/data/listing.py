@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import scipy.sparse as sp
 
 from .catalogue import DatasetSpec
+from .dataset import Splits
+from .formats import one_hot_groups
 from .download import MissingDataError
 from .registry import get_data_home, get_spec, list_datasets, load_parts
 from .splits import pool_of
+from .user_files import parse_column_names
 
 
 def files_status(spec: DatasetSpec, data_home: str | Path | None = None) -> str:
@@ -111,4 +118,38 @@ def dataset_info(name: str, data_home: str | Path | None = None, *, describe: bo
             lines.append(f"  (could not load: {err})")
     elif spec.files and status != "present":
         lines.append(f"  files not all present: run `mulsupcon datasets download {name}`")
+    return "\n".join(lines)
+
+
+def describe_splits(splits: Splits, ds_cfg: Mapping[str, Any]) -> str:
+    """What training would get from a config's ``dataset`` section (``mulsupcon datasets check --dataset.path
+    FILE``): the files read, the features (one-hot groups named), how the parts were made, each part's
+    :meth:`~.dataset.MultiLabelDataset.describe`, and the missing values training will fill."""
+    train = splits.train
+    lines = [f"{ds_cfg.get('path') or ds_cfg.get('name')}: read as `mulsupcon train` reads it with these options"]
+    for path, digest in dict(splits.info.get("files") or {}).items():
+        lines.append(f"  file   {path}  sha256 {digest}")
+    categorical = parse_column_names(ds_cfg.get("categorical_columns"), "categorical_columns")
+    if categorical and not train.is_image:
+        groups = one_hot_groups(train.feature_names, categorical)
+        lines.append("  one-hot " + ", ".join(f"{c} ({len(v)} values)" for c, v in groups.items()))
+    if splits.info.get("test_source") == "carved":
+        how = (f"test carved ({splits.info.get('carve')}, {splits.info.get('test_fraction'):g} of the rows); validation "
+               f"{ds_cfg.get('val_fraction', 0.2):g} of the rest, split_seed {ds_cfg.get('split_seed', 0)}")
+    else:
+        how = (f"the official test part; validation {ds_cfg.get('val_fraction', 0.2):g} of the training part, "
+               f"split_seed {ds_cfg.get('split_seed', 0)}")
+    lines.append(f"  split  train {train.n_samples} / validation {splits.val.n_samples if splits.val is not None else 0} / "
+                 f"test {splits.test.n_samples}: {how}")
+    for label, part in (("train", train), ("validation", splits.val), ("test", splits.test)):
+        if part is None:
+            continue
+        lines.append(f"  --- {label} ---")
+        lines.extend("  " + ln for ln in part.describe().splitlines())
+    if not train.is_image:  # labels without a training positive are named by the split's own warning
+        values = train.features.data if sp.issparse(train.features) else np.asarray(train.features)
+        n_missing = int(np.isnan(values).sum())
+        if n_missing:
+            lines.append(f"  {n_missing} missing feature value(s) in the training part, filled by dataset.missing: "
+                         f"{ds_cfg.get('missing')}")
     return "\n".join(lines)
