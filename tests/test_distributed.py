@@ -72,7 +72,7 @@ def _run_steps(positives: str, weighting: str, chunk: int | None, ctx: dist_util
     model: nn.Module = moco
     if ctx is not None:
         loss_fn = dist_utils.GlobalNormalizedLoss(loss_fn, ctx)
-        model = ctx.wrap_ddp(moco, broadcast_buffers=False)
+        model = ctx.wrap_ddp(moco, sync_buffers=False)
     opt = torch.optim.SGD(moco.query_encoder.parameters(), lr=0.5)
     records = []
     for v1, v2, y in _batches():

@@ -132,7 +132,8 @@ class MoCo(nn.Module):
 
     Under ``torch.distributed`` the keys and labels are all-gathered, so references and queue are
     the global ones; wrap the whole module in DistributedDataParallel (the key encoder has no
-    trainable parameters) with ``broadcast_buffers=False`` (the queue is the same on every rank).
+    trainable parameters) without syncing buffers before each forward (``forward_sync_buffers=False``;
+    ``broadcast_buffers=False`` before torch 2.13): the queue is the same on every rank.
     """
 
     def __init__(self, encoder: nn.Module, head: nn.Module, queue: "LabelQueue", momentum: float = 0.999, *,

@@ -16,6 +16,7 @@ context whose methods are identities, so the training loops have one code path.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -72,15 +73,22 @@ class DistContext:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return float(t.item()) / self.world_size
 
-    def wrap_ddp(self, module: nn.Module, broadcast_buffers: bool = True) -> nn.Module:
+    def wrap_ddp(self, module: nn.Module, sync_buffers: bool = True) -> nn.Module:
         """``module`` wrapped in DistributedDataParallel (gradients averaged over processes), or as is.
 
-        ``broadcast_buffers=False`` for MoCo: its queue is identical on every process already, and
-        broadcasting it every step would cost K x D floats."""
+        ``sync_buffers=False`` for MoCo: its queue is identical on every process already, and
+        broadcasting it before every step would cost K x D floats. torch 2.13 renamed DDP's
+        ``broadcast_buffers`` to ``forward_sync_buffers`` and warns on the old name, so the name this
+        torch has is used; the default (buffers synced) is passed as no argument at all."""
         if not self.enabled:
             return module
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=broadcast_buffers)
+        ddp = nn.parallel.DistributedDataParallel
+        options = {}
+        if not sync_buffers:
+            renamed = "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+            options["forward_sync_buffers" if renamed else "broadcast_buffers"] = False
+        return ddp(module, device_ids=ids, **options)
 
     def barrier(self) -> None:
         """Wait until every process gets here (e.g. rank 0 has written a file the others read)."""

@@ -133,7 +133,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         moco.query_encoder = ctx.maybe_sync_bn(moco.query_encoder)
         if data.is_image and bool(p["channels_last"]) and device.type == "cuda":
             moco = moco.to(memory_format=torch.channels_last)
-        model = ctx.wrap_ddp(moco, broadcast_buffers=False)  # the queue is the same on every process
+        model = ctx.wrap_ddp(moco, sync_buffers=False)  # the queue is the same on every process
         trained = [q for q in moco.query_encoder.parameters() if q.requires_grad]
         optimizer = make_optimizer([{"params": trained}], p)
         amp_dtype, scaler = mixed_precision(p["amp"], device, "pretrain.amp")
