@@ -19,6 +19,8 @@ import pytest
 import torch
 import yaml
 
+from mulsupcon.data.arff import DataFormatError
+
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["cat", "dog", "fish"]
 VEC = ["--model.hidden", "[16]", "--model.head_hidden", "8", "--model.embed_dim", "8", "--pretrain.epochs", "2",
@@ -227,6 +229,22 @@ def test_csv_with_categorical_columns_trains_predicts_and_evaluates(tmp_path):
 
     own = rows(_cli("evaluate", "r", cwd=tmp_path).stdout)
     assert len(own) == 3 and rows(_cli("evaluate", "r", "--input", "again.csv", cwd=tmp_path).stdout) == own
+
+    # In Python, a pandas table is read by its column names too (its columns by position would be wrong here).
+    pd = pytest.importorskip("pandas")
+    from mulsupcon import load_run
+
+    model = load_run(tmp_path / "r")
+    table = pd.read_csv(tmp_path / "again.csv")
+    np.testing.assert_allclose(model.predict_proba(table), out, rtol=1e-5, atol=1e-6)
+    encoded = pd.DataFrame(np.asarray([[0.0] * 9]))  # an array wrapped by pandas (columns 0..8): by position
+    assert model.predict_proba(encoded).shape == (1, 3)
+    with pytest.raises(ValueError, match=r"the table has no column 'b' \(1 of the model's 9 features are missing"):
+        model.predict_proba(table.drop(columns=["b"]))
+    with pytest.raises(ValueError, match=r"column 'a' holds values that are not numbers"):
+        model.predict_proba(table.assign(a="x"))
+    with pytest.raises(DataFormatError, match=r"row 0: empty field in the categorical column 'color'"):
+        model.predict_proba(table.assign(color=None))
     # A value training never saw is encoded as none of the known ones, and said.
     (tmp_path / "new.csv").write_text("size,c,b,a,color\nL,0.1,0.2,0.3,red\nXL,0.1,0.2,0.3,red\n")
     proc = _cli("predict", "r", "--input", "new.csv", "--out", "q.csv", cwd=tmp_path)

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from mulsupcon.data import ReadOptions
-from mulsupcon.data.formats import first_unrepresentable, one_hot_groups
+from mulsupcon.data.formats import CATEGORY_SEP, first_unrepresentable, one_hot_encode, one_hot_groups
 from mulsupcon.data.user_files import (IMAGE_SUFFIXES, TABLE_SUFFIXES, as_csv_hint, parse_column_names, parse_label_columns,
                                        table_delimiter)
 from mulsupcon.io import atomic_write_text
@@ -78,8 +78,11 @@ class TrainedModel:
         return np.asarray(self.label_names, dtype=object)
 
     def _checked(self, x: Any) -> Any:
-        """Raw rows (N, F) (dense or sparse) or uint8 images (N, C, H, W), checked, not yet converted: a
-        NumPy array or a SciPy sparse matrix."""
+        """Raw rows (N, F) (dense or sparse, or a table with named columns) or uint8 images (N, C, H, W),
+        checked, not yet converted: a NumPy array or a SciPy sparse matrix."""
+        # A table whose columns are named (not pandas' default 0, 1, ... of a wrapped array) is read by name.
+        if hasattr(x, "columns") and not self.is_image and all(isinstance(c, str) for c in x.columns):
+            x = self._columns_by_name(x)
         if self.is_image:
             arr = np.asarray(x)
             if arr.ndim != 4 or arr.dtype != np.uint8 or arr.shape[1] != self.input_shape[0]:
@@ -94,6 +97,37 @@ class TrainedModel:
                              f"got shape {arr.shape}")
         return arr
 
+    def _columns_by_name(self, table: Any) -> np.ndarray:
+        """A table with named columns (a pandas DataFrame) -> (N, F) float64 in the model's feature order.
+
+        Its columns are found by the training feature names, in any order, as ``predict`` reads a CSV:
+        taking a table's columns by position would give wrong scores, silently, for a table whose columns
+        come in another order. A categorical column is read as text and one-hot encoded with the training
+        values; other columns are not read."""
+        have = [str(c) for c in table.columns]
+        made = {f"{c}{CATEGORY_SEP}{v}": c for c, values in self.categories.items() for v in values}
+        lacking = [f for f in self.feature_names if f not in have and made.get(f) not in have]
+        if lacking:
+            raise ValueError(f"the table has no column {lacking[0]!r} ({len(lacking)} of the model's "
+                             f"{len(self.feature_names)} features are missing; its columns: {have[:10]})")
+        where = [f"row {i}" for i in range(len(table))]
+        encoded = {c: one_hot_encode(["" if v is None else str(v) for v in table[c].tolist()], c, where,
+                                     values=values, allow_missing=self.allows_missing, missing_hint=self.missing_hint)[1]
+                   for c, values in self.categories.items() if c in have}
+        out = np.empty((len(table), len(self.feature_names)), dtype=np.float64)
+        for j, f in enumerate(self.feature_names):
+            if f in have:
+                try:
+                    out[:, j] = np.asarray(table[f].to_numpy(), dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise ValueError(f"column {f!r} holds values that are not numbers (e.g. {table[f].iloc[0]!r})"
+                                     + ("; it was one-hot encoded in training? the run names it in "
+                                        "dataset.categorical_columns" if f in self.categories else "")) from None
+            else:
+                c = made[f]
+                out[:, j] = encoded[c][:, self.categories[c].index(f[len(c) + len(CATEGORY_SEP):])]
+        return out
+
     def _model_input(self, rows: Any, first_row: int = 0) -> torch.Tensor:
         """Checked rows (a slice of :meth:`_checked`'s result, whose first row is ``first_row``) -> the model's
         input batch: missing values filled, standardised; a non-finite value is named by its row."""
@@ -106,7 +140,8 @@ class TrainedModel:
             why = f" ({self.missing_hint})" if np.isnan(arr[r, c]) else ""
             raise ValueError(f"input holds {arr[r, c].item()!r} at row {first_row + r}, column {c}; every feature must "
                              f"be a finite number that float32 can hold{why}")
-        t = torch.as_tensor(arr, dtype=torch.float32)
+        # A read-only array (a read-only memmap, pandas' copy-on-write values) is copied: torch warns on one.
+        t = torch.from_numpy(np.require(arr, dtype=np.float32, requirements="W"))
         if self._fill is not None:
             t = torch.where(t.isnan(), self._fill, t)
         return t if self._mean is None else (t - self._mean) / self._std
@@ -139,7 +174,8 @@ class TrainedModel:
         return torch.cat(out).numpy() if out else np.zeros((0, width), np.float32)
 
     def predict_proba(self, x: Any) -> np.ndarray:
-        """Label probabilities (N, L) of raw rows (N, F) or uint8 images (N, C, H, W)."""
+        """Label probabilities (N, L) of raw rows (N, F) or uint8 images (N, C, H, W). A pandas DataFrame's
+        columns are found by the training feature names (any order; a categorical column as text)."""
         return self._forward(x, "proba")
 
     def logits(self, x: Any) -> np.ndarray:
