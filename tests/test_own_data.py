@@ -673,6 +673,18 @@ def test_from_arrays_and_from_file_in_the_python_loops(tmp_path):
     with pytest.raises(ValueError, match="features hold nan at row 0, column 0; every feature must be a finite"):
         from_arrays(np.full((3, 2), np.nan), np.zeros((3, 1)))
 
+    # pandas tables name the features and labels; the model then reads a table by those names, in any order.
+    pd = pytest.importorskip("pandas")
+    from mulsupcon.predict import TrainedModel
+
+    table, targets = pd.DataFrame(x, columns=list("abcdeg")), pd.DataFrame(y, columns=LABELS)
+    ds = from_arrays(table, targets)
+    assert ds.feature_names == list("abcdeg") and ds.label_names == LABELS
+    run = RunDir.in_memory()
+    classify(cfg, run, data=ds, quiet=True, echo=False)
+    model = TrainedModel(run.files["model.pt"])
+    np.testing.assert_allclose(model.predict_proba(table[list("gedcba")]), model.predict_proba(x), rtol=1e-6)
+
 
 @pytest.mark.parametrize("features, labels, kwargs, said", [
     # Each was accepted and failed later, elsewhere or not at all.

@@ -307,9 +307,18 @@ def from_arrays(features: Matrix, labels: Matrix, label_names: Optional[Sequence
     """Arrays as a dataset: features (N, F) dense or scipy.sparse, or uint8 images (N, C, H, W);
     labels (N, L) with values 0/1, dense or scipy.sparse. Accepted wherever the training loops take
     ``data=``. ``allow_missing``: NaN features are missing values, which the config's ``dataset.missing``
-    (``mean``, ``median``, ``most_frequent``) fills in; otherwise a NaN is refused, like an infinity."""
+    (``mean``, ``median``, ``most_frequent``) fills in; otherwise a NaN is refused, like an infinity.
+    Tables with named columns (pandas DataFrames) name the features and labels by default, so that the
+    trained model later finds a table's columns by those names (:meth:`~mulsupcon.TrainedModel.predict_proba`)."""
     import numpy as np
     import scipy.sparse as sp
+
+    def column_names(table: object) -> Optional[list[str]]:
+        columns = getattr(table, "columns", None)
+        return list(columns) if columns is not None and all(isinstance(c, str) for c in columns) else None
+
+    label_names = column_names(labels) if label_names is None else label_names
+    feature_names = column_names(features) if feature_names is None else feature_names
 
     y = labels.toarray() if sp.issparse(labels) else np.asarray(labels)
     if y.ndim != 2 or 0 in y.shape:
