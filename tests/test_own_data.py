@@ -239,8 +239,10 @@ def test_csv_with_categorical_columns_trains_predicts_and_evaluates(tmp_path):
     np.testing.assert_allclose(model.predict_proba(table), out, rtol=1e-5, atol=1e-6)
     encoded = pd.DataFrame(np.asarray([[0.0] * 9]))  # an array wrapped by pandas (columns 0..8): by position
     assert model.predict_proba(encoded).shape == (1, 3)
-    with pytest.raises(ValueError, match=r"the table has no column 'b' \(1 of the model's 9 features are missing"):
+    with pytest.raises(ValueError, match=r"the table has no column 'b' \(1 of the columns the model reads are missing"):
         model.predict_proba(table.drop(columns=["b"]))
+    with pytest.raises(ValueError, match=r"the table has no column 'size' \(1 of the columns the model reads"):
+        model.predict_proba(table.drop(columns=["size"]))
     with pytest.raises(ValueError, match=r"column 'a' holds values that are not numbers"):
         model.predict_proba(table.assign(a="x"))
     with pytest.raises(DataFormatError, match=r"row 0: empty field in the categorical column 'color'"):

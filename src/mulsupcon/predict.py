@@ -104,12 +104,13 @@ class TrainedModel:
         taking a table's columns by position would give wrong scores, silently, for a table whose columns
         come in another order. A categorical column is read as text and one-hot encoded with the training
         values; other columns are not read."""
-        have = [str(c) for c in table.columns]
+        columns = [str(c) for c in table.columns]
+        have = set(columns)
         made = {f"{c}{CATEGORY_SEP}{v}": c for c, values in self.categories.items() for v in values}
-        lacking = [f for f in self.feature_names if f not in have and made.get(f) not in have]
+        lacking = list(dict.fromkeys(made.get(f, f) for f in self.feature_names if f not in have and made.get(f) not in have))
         if lacking:
-            raise ValueError(f"the table has no column {lacking[0]!r} ({len(lacking)} of the model's "
-                             f"{len(self.feature_names)} features are missing; its columns: {have[:10]})")
+            raise ValueError(f"the table has no column {lacking[0]!r} ({len(lacking)} of the columns the model reads are "
+                             f"missing; the table's: {columns[:10]})")
         where = [f"row {i}" for i in range(len(table))]
         encoded = {c: one_hot_encode(["" if v is None else str(v) for v in table[c].tolist()], c, where,
                                      values=values, allow_missing=self.allows_missing, missing_hint=self.missing_hint)[1]
@@ -120,9 +121,8 @@ class TrainedModel:
                 try:
                     out[:, j] = np.asarray(table[f].to_numpy(), dtype=np.float64)
                 except (TypeError, ValueError):
-                    raise ValueError(f"column {f!r} holds values that are not numbers (e.g. {table[f].iloc[0]!r})"
-                                     + ("; it was one-hot encoded in training? the run names it in "
-                                        "dataset.categorical_columns" if f in self.categories else "")) from None
+                    raise ValueError(f"column {f!r} holds values that are not numbers (e.g. {table[f].iloc[0]!r}); "
+                                     "the model reads it as a number") from None
             else:
                 c = made[f]
                 out[:, j] = encoded[c][:, self.categories[c].index(f[len(c) + len(CATEGORY_SEP):])]
