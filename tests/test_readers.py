@@ -791,6 +791,20 @@ def test_csv_categorical_test_file_takes_the_training_values(tmp_path):
     np.testing.assert_array_equal(parts.test.features[:, 0], [4, 5, 6])
 
 
+def test_csv_categorical_columns_with_labels_listed_by_name(tmp_path):
+    """One label column listing names (label_sep) beside a categorical feature: the same features and
+    labels as the file with one 0/1 column per label."""
+    listed = _write(tmp_path, "l.csv", "color,a,tags\nred,1,cat dog\nblue,2,\nred,3,dog\n")
+    columns = _write(tmp_path, "c.csv", "color,a,cat,dog\nred,1,1,1\nblue,2,0,0\nred,3,0,1\n")
+    a = read_csv(listed, ["tags"], label_sep=" ", categorical_columns=["color"])
+    b = read_csv(columns, 2, categorical_columns=["color"])
+    assert a.feature_names == b.feature_names == ["color=blue", "color=red", "a"]
+    assert a.label_names == b.label_names == ["cat", "dog"]
+    np.testing.assert_array_equal(a.features, b.features)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.features, [[0, 1, 1], [1, 0, 2], [0, 1, 3]])
+
+
 def test_csv_categorical_missing_values_and_mistakes(tmp_path):
     p = _write(tmp_path, "m.csv", "a,color,y\n1,red,1\n2,,0\n3,blue,1\n")
     with pytest.raises(DataFormatError, match=r"m\.csv:3: empty field in the categorical column 'color' \(a missing "
