@@ -247,6 +247,10 @@ def test_csv_with_categorical_columns_trains_predicts_and_evaluates(tmp_path):
         model.predict_proba(table.assign(a="x"))
     with pytest.raises(DataFormatError, match=r"row 0: empty field in the categorical column 'color'"):
         model.predict_proba(table.assign(color=None))
+    # A column of codes that pandas holds as floats (1.0, as a column with a gap is read) is the CSV's 1.
+    from mulsupcon.predict import _category_text
+
+    assert [_category_text(v) for v in (1.0, 2.5, 3, "L", None)] == ["1", "2.5", "3", "L", ""]
     # A value training never saw is encoded as none of the known ones, and said.
     (tmp_path / "new.csv").write_text("size,c,b,a,color\nL,0.1,0.2,0.3,red\nXL,0.1,0.2,0.3,red\n")
     proc = _cli("predict", "r", "--input", "new.csv", "--out", "q.csv", cwd=tmp_path)
@@ -686,6 +690,11 @@ def test_from_arrays_and_from_file_in_the_python_loops(tmp_path):
     classify(cfg, run, data=ds, quiet=True, echo=False)
     model = TrainedModel(run.files["model.pt"])
     np.testing.assert_allclose(model.predict_proba(table[list("gedcba")]), model.predict_proba(x), rtol=1e-6)
+    # A model of an unnamed array (features f0, f1, ...) given a named table says how to pass it by position.
+    unnamed = RunDir.in_memory()
+    classify(cfg, unnamed, data=from_arrays(x, y), quiet=True, echo=False)
+    with pytest.raises(ValueError, match=r"no column 'f0'.*trained on an unnamed array: pass table.to_numpy\(\)"):
+        TrainedModel(unnamed.files["model.pt"]).predict_proba(table)
 
 
 @pytest.mark.parametrize("features, labels, kwargs, said", [

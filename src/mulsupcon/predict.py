@@ -34,6 +34,16 @@ from mulsupcon.train.data import ImageViews
 from mulsupcon.train.runtime import resolve_device
 
 
+def _category_text(value: Any) -> str:
+    """A table cell of a categorical column as the text a CSV holds: None is missing, and a whole float is
+    written as an integer (pandas reads a column of codes 1, 2 with a gap as floats 1.0, 2.0 and NaN)."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 class TrainedModel:
     """A classifier loaded from ``model.pt``: ``predict_proba``, ``predict``, ``transform``.
 
@@ -109,10 +119,13 @@ class TrainedModel:
         made = {f"{c}{CATEGORY_SEP}{v}": c for c, values in self.categories.items() for v in values}
         lacking = list(dict.fromkeys(made.get(f, f) for f in self.feature_names if f not in have and made.get(f) not in have))
         if lacking:
+            unnamed = self.feature_names == [f"f{j}" for j in range(len(self.feature_names))]  # from_arrays' names
             raise ValueError(f"the table has no column {lacking[0]!r} ({len(lacking)} of the columns the model reads are "
-                             f"missing; the table's: {columns[:10]})")
+                             f"missing; the table's: {columns[:10]})"
+                             + ("; the model was trained on an unnamed array: pass table.to_numpy() to give the columns "
+                                "by position" if unnamed else ""))
         where = [f"row {i}" for i in range(len(table))]
-        encoded = {c: one_hot_encode(["" if v is None else str(v) for v in table[c].tolist()], c, where,
+        encoded = {c: one_hot_encode([_category_text(v) for v in table[c].tolist()], c, where,
                                      values=values, allow_missing=self.allows_missing, missing_hint=self.missing_hint)[1]
                    for c, values in self.categories.items() if c in have}
         out = np.empty((len(table), len(self.feature_names)), dtype=np.float64)
