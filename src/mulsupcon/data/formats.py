@@ -402,6 +402,11 @@ def one_hot_encode(fields: Sequence[str], column: str, where: Sequence[str], *,
     return list(values), out
 
 
+def _data_fields(lines: list[str], first: int) -> list[list[str]]:
+    """The fields of every non-blank line after the header at ``first``: the rows :func:`_parse_rows` reads."""
+    return list(csv.reader([ln for ln in lines[first + 1:] if ln.strip()]))
+
+
 def _parse_rows(source: str, lines: list[str], first: int, header: list[str], use: list[int],
                 labels: Optional[set[int]] = None, allow_missing: bool = False,
                 missing_hint: str = MISSING_HINT, training: Optional[bool] = None) -> tuple[np.ndarray, np.ndarray]:
@@ -533,7 +538,7 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
     # The categorical columns, read as text and encoded with the model's values, then all in the order asked.
     text_columns = list(dict.fromkeys(made[n][0] for n in wanted if n in made))
     where = [f"{source}:{n}" for n in line_of]
-    rows = list(csv.reader([ln for ln in lines[first + 1:] if ln.strip()]))
+    rows = _data_fields(lines, first)
     encoded = {c: one_hot_encode([r[j] for r in rows], c, where, values=categories[c], allow_missing=allow_missing,
                                  missing_hint=missing_hint)[1]
                for c, j in zip(text_columns, column_positions(header, text_columns, source, whose))}
@@ -599,7 +604,7 @@ def _with_one_hot(source: str, lines: list[str], first: int, header: list[str], 
     from training (a test file, prediction); default: those of this file."""
     if not categorical:
         return numeric, [header[j] for j in feat]
-    rows = list(csv.reader([ln for ln in lines[first + 1:] if ln.strip()]))
+    rows = _data_fields(lines, first)
     where = [f"{source}:{n}" for n in line_of]
     blocks, names, made, k = [], [], [], 0
     for j in feat:
@@ -680,8 +685,7 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
         if not label_sep:
             raise ValueError(f"{source}: dataset.label_sep is empty; give the string between label names (';')")
         data, line_of = _parse_rows(source, lines, first, header, numeric, labels=set(), allow_missing=allow_missing)
-        body = [ln for ln in lines[first + 1:] if ln.strip()]
-        names, y = label_matrix([fields[lab[0]] for fields in csv.reader(body)], label_sep, label_names,
+        names, y = label_matrix([fields[lab[0]] for fields in _data_fields(lines, first)], label_sep, label_names,
                                 where=[f"{source}:{n}" for n in line_of])
         if not names:
             raise DataFormatError(f"{source}: column {header[lab[0]]!r} lists no label on any row")
