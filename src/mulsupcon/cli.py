@@ -320,13 +320,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    status = None
     try:
         with warnings.catch_warnings():  # restores the warnings machinery on the way out
             if from_console:  # not a test or a library caller, which may be recording warnings
                 warnings.showwarning = _one_line_warning(warnings.showwarning, args.command)
-            status = _dispatch(args, extra, argv, parser)
-            return status
+            return _dispatch(args, extra, argv, parser)
     except BrokenPipeError:  # output piped into `head` and the like: end quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -341,7 +339,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if "WORLD_SIZE" in os.environ:
             from mulsupcon.train.distributed import shutdown
 
-            shutdown(succeeded=status == 0)
+            shutdown()
 
 
 def _one_line_warning(default: Callable[..., None], command: str) -> Callable[..., None]:

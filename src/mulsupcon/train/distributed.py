@@ -151,20 +151,17 @@ def context(sync_bn: bool = False) -> DistContext:
     return _CONTEXT
 
 
-def shutdown(succeeded: bool = False) -> None:
+def shutdown() -> None:
     """End this process's part in a multi-process run cleanly (destroy the process group).
 
     Exiting with a live gloo/NCCL process group lets its background threads die with the
     interpreter, which can abort the process (``terminate called without an active exception``)
-    after the work is done; torchrun then reports the whole run as failed. The same abort was seen,
-    rarely, in a process that destroyed its group while the other was still printing its results, so
-    after a ``succeeded`` command the processes first wait for each other and destroy their groups
-    together.
+    after the work is done; torchrun then reports the whole run as failed.
     """
     global _CONTEXT
+    # No barrier here: after an error on one process the others may never arrive. The loops end
+    # with their own barrier on success.
     if dist.is_available() and dist.is_initialized():
-        if succeeded:  # not after an error: the others may never arrive
-            dist.barrier()
         dist.destroy_process_group()
     _CONTEXT = None
 
