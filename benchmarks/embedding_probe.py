@@ -1,6 +1,7 @@
 """Where is a set's weak part, the pretrained representation or the classifier on top?
 
     MULSUPCON_DATA=../shared/data python benchmarks/embedding_probe.py --datasets medical scene --work runs/benchmark
+    python benchmarks/embedding_probe.py --datasets multidigits --set pretrain.instance_weight=0 --work runs/probe-i0
 
 For each dataset (seed 0 unless ``--seed``) it pretrains MulSupCon with the benchmark's config (or reuses
 the backbone ``mulsupcon benchmark vectors --work`` kept), then fits the same simple models on two
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from mulsupcon.benchmark import arrays, benchmark_config, benchmark_data, positive_probabilities, pretrained_backbone
+from mulsupcon.cli import set_overrides
 from mulsupcon.metrics import evaluate
 from mulsupcon.train.classify import build_classifier, frozen_features
 
@@ -52,11 +54,15 @@ if __name__ == "__main__":
     ap.add_argument("--datasets", nargs="+", default=["medical"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("runs/benchmark"), help="where backbones are kept / reused")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", action="extend",
+                    help="config overrides for pretraining, as `mulsupcon benchmark --set` takes them "
+                         "(give each trial its own --work, since the backbone is reused from there)")
     args = ap.parse_args()
+    overrides = set_overrides(args.set)
     warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
     for d in args.datasets:
         t0 = time.perf_counter()
-        cfg = benchmark_config(d)
+        cfg = benchmark_config(d, overrides=overrides)
         cfg["seed"] = args.seed
         data = benchmark_data(d, cfg)
         parts = arrays(data)

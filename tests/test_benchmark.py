@@ -207,6 +207,24 @@ def test_dataset_entries_that_cannot_be_read_say_why(tmp_path):
         parse_datasets(["flags", "flags"])
 
 
+
+def test_multidigits_is_benchmarked_as_the_demos_pixel_vectors():
+    """`--datasets multidigits` takes the demo's data (embedded, no download) as flat pixel vectors: the same
+    rows and standardised values the demo's runs train on, not the default list's, and not as images."""
+    from mulsupcon.benchmark import DATASETS, arrays, benchmark_config, benchmark_data, parse_datasets
+    from mulsupcon.demo import demo_config
+    from mulsupcon.train.data import prepare_data
+
+    assert parse_datasets(["multidigits"]) == {"multidigits": None} and "multidigits" not in DATASETS
+    cfg = benchmark_config("multidigits")
+    assert cfg["dataset"]["as_vectors"] is True and benchmark_config("flags")["dataset"]["as_vectors"] is False
+    x = arrays(benchmark_data("multidigits", cfg))
+    demo = arrays(prepare_data(demo_config()["dataset"]))
+    assert {k: v[0].shape for k, v in x.items()} == {"train": (3000, 576), "val": (1000, 576), "test": (1000, 576)}
+    for part in ("train", "val", "test"):
+        np.testing.assert_array_equal(x[part][0], demo[part][0])
+        np.testing.assert_array_equal(x[part][1], demo[part][1])
+
 def test_a_registered_vector_dataset_outside_the_default_list_runs_by_name(tmp_path):
     """A dataset of the catalogue that is not among the default twelve (emotions, birds, enron, ...) is
     benchmarked by its name on the registry's rows, as `mulsupcon train --dataset NAME` reads them."""

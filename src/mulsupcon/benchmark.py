@@ -79,16 +79,21 @@ DATASETS = ("yeast", "scene", "medical", "genbase", "flags", "bibtex", "corel5k"
 METRICS = ("mAP", "hamming_accuracy", "example_f1", "macro_f1", "micro_f1", "precision_at_1")
 PROTOCOLS = ("validation", "paper")
 NO_LABEL_CASES = {"yeast-3labels": ("yeast", 3)}
+# Embedded image sets the harness takes as flat pixel vectors (no download; not in the default list):
+# `multidigits`, the demo's data (3,000 / 1,000 / 1,000 canvases of 576 pixels, 10 labels).
+AS_VECTORS = ("multidigits",)
 shapes: dict[str, dict] = {}  # dataset -> its row counts (also saved beside its cells)
 
 
 # ----------------------------------------------------------------------------- data
 def named_datasets() -> list[str]:
     """The names ``--datasets`` takes without a path: :data:`DATASETS` (the default), then every other
-    registered vector dataset (``mulsupcon datasets list``: emotions, birds, enron, ... once in the data home)."""
+    registered vector dataset (``mulsupcon datasets list``: emotions, birds, enron, ... once in the data home),
+    then the embedded image sets read as pixel vectors (:data:`AS_VECTORS`)."""
     from mulsupcon.data.registry import list_datasets
 
-    return list(DATASETS) + [s.name for s in list_datasets() if s.kind == "vector" and s.name not in DATASETS]
+    registered = [s.name for s in list_datasets() if s.kind == "vector" and s.name not in DATASETS]
+    return list(DATASETS) + registered + list(AS_VECTORS)
 
 
 def parse_datasets(entries: Sequence[str]) -> dict[str, Optional[str]]:
@@ -104,7 +109,7 @@ def parse_datasets(entries: Sequence[str]) -> dict[str, Optional[str]]:
         if not sep:
             if name not in known:
                 raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(known)} (the registered vector "
-                                 "datasets), or give your own file as NAME=PATH (read as by `mulsupcon train "
+                                 "datasets, and the demo's images as pixel vectors), or give your own file as NAME=PATH (read as by `mulsupcon train "
                                  "--dataset.path PATH`)")
             out[name] = None
             continue
@@ -128,6 +133,8 @@ def benchmark_config(dataset: str, config: str = "vectors", overrides: Optional[
     values: dict[str, Any] = {"dataset.name": base, "device": "cpu" if not torch.cuda.is_available() else "auto"}
     if path is not None:
         values["dataset.path"] = path
+    elif base in AS_VECTORS:
+        values["dataset.as_vectors"] = True
     values.update(overrides or {})
     return load_config(config, values)
 

@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["vectors"], help="vectors: the vector datasets of the data home, or your own")
     p.add_argument("--datasets", nargs="+", default=None, metavar="NAME|NAME=PATH",
                    help="default: the twelve sets of mulsupcon.benchmark.DATASETS; NAME: any registered vector dataset "
-                        "(mulsupcon datasets list: emotions, birds, enron, ...); NAME=PATH adds your own "
+                        "(mulsupcon datasets list: emotions, birds, enron, ...) or multidigits, the demo's data as pixel vectors; "
+                        "NAME=PATH adds your own "
                         "file, read as by `mulsupcon train --dataset.path PATH` with the dataset.* options (--dataset.KEY VALUE "
                         "or --set dataset.KEY=VALUE) "
                         "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.ignore_columns, dataset.categorical_columns, "
@@ -184,6 +185,19 @@ def _version() -> str:
     from mulsupcon import __version__
 
     return f"mulsupcon {__version__}"
+
+
+def set_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``--set`` items ``["classify.epochs=3", "pretrain.lr=1e-3"]`` -> ``{"classify.epochs": 3, ...}``."""
+    from mulsupcon.config import parse_value
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        out[key] = parse_value(value)
+    return out
 
 
 def split_overrides(extra: Sequence[str]) -> dict[str, Any]:
@@ -586,14 +600,8 @@ def _dispatch(args, extra, argv, parser) -> int:
 
     if cmd == "benchmark":
         from mulsupcon.benchmark import DATASETS, benchmark_vectors, boomer_python
-        from mulsupcon.config import parse_value
 
-        overrides = split_overrides(extra)  # --SECTION.KEY VALUE, as for train and pretrain
-        for item in args.set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-            overrides[key] = parse_value(value)
+        overrides = {**split_overrides(extra), **set_overrides(args.set)}  # --SECTION.KEY VALUE, as for train
         report = benchmark_vectors(args.datasets or DATASETS, args.seeds, args.methods, work=Path(args.work),
                                    out=Path(args.out) if args.out else None, config=args.config, overrides=overrides,
                                    boomer=boomer_python(args.boomer_python),
