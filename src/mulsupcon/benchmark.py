@@ -109,8 +109,8 @@ def parse_datasets(entries: Sequence[str]) -> dict[str, Optional[str]]:
         if not sep:
             if name not in known:
                 raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(known)} (the registered vector "
-                                 "datasets, and the demo's images as pixel vectors), or give your own file as NAME=PATH (read as by `mulsupcon train "
-                                 "--dataset.path PATH`)")
+                                 "datasets, and the demo's images as pixel vectors), or give your own file as "
+                                 "NAME=PATH (read as by `mulsupcon train --dataset.path PATH`)")
             out[name] = None
             continue
         if name in known:

@@ -143,9 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["vectors"], help="vectors: the vector datasets of the data home, or your own")
     p.add_argument("--datasets", nargs="+", default=None, metavar="NAME|NAME=PATH",
                    help="default: the twelve sets of mulsupcon.benchmark.DATASETS; NAME: any registered vector dataset "
-                        "(mulsupcon datasets list: emotions, birds, enron, ...) or multidigits, the demo's data as pixel vectors; "
-                        "NAME=PATH adds your own "
-                        "file, read as by `mulsupcon train --dataset.path PATH` with the dataset.* options (--dataset.KEY VALUE "
+                        "(mulsupcon datasets list: emotions, birds, enron, ...) or multidigits, the demo's data as "
+                        "pixel vectors; NAME=PATH adds your own file, read as by `mulsupcon train --dataset.path PATH` with the dataset.* options (--dataset.KEY VALUE "
                         "or --set dataset.KEY=VALUE) "
                         "(dataset.xml, dataset.test_path, dataset.label_columns, dataset.ignore_columns, dataset.categorical_columns, "
                         "dataset.label_sep, "
