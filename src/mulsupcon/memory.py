@@ -45,6 +45,8 @@ class MultiLabelMemory(nn.Module):
         self.exclude_self = exclude_self
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """embeddings (B, D), labels (B, C) -> scalar loss against this batch and the stored rows; then
+        stores this batch (gathered from every rank)."""
         if embeddings.dim() != 2 or embeddings.shape[1] != self.memory.keys.shape[1]:
             raise ValueError(f"embeddings must be (B, {self.memory.keys.shape[1]}), got {tuple(embeddings.shape)}")
         if labels.shape != (embeddings.shape[0], self.memory.labels.shape[1]):

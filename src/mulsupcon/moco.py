@@ -158,6 +158,7 @@ class MoCo(nn.Module):
         return self.query_encoder[0]
 
     def train(self, mode: bool = True) -> "MoCo":
+        """``nn.Module.train``; the key encoder stays in eval mode unless ``key_train_mode``."""
         super().train(mode)
         if mode and not self.key_train_mode:
             self.key_encoder.eval()

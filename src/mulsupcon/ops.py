@@ -65,6 +65,7 @@ class Dropout(nn.Dropout):
     """
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (any shape) -> x with elements zeroed with probability p and the rest scaled by 1/q."""
         dropped = round(self.p * 65536)  # lanes with v + 32768 below this drop their element
         if not self.training or dropped == 0 or dropped >= 65536 or x.device.type != "cpu":
             return F.dropout(x, self.p, self.training, self.inplace)

@@ -44,6 +44,7 @@ class AsymmetricLoss(nn.Module):
                 f"reduction={self.reduction!r}")
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """logits (B, C) float, targets (B, C) in {0, 1} -> the reduced loss (scalar, or (B, C) for "none")."""
         check_embeddings("logits", logits)
         check_labels("targets", targets)
         if targets.shape != logits.shape:

@@ -38,6 +38,8 @@ class InstanceContrastLoss(nn.Module):
         self.temperature = float(temperature)
 
     def forward(self, query: Tensor, keys: Tensor, query_groups: Tensor, key_groups: Tensor) -> Tensor:
+        """query (B, D), keys (K, D), query_groups (B,), key_groups (K,) -> scalar: mean over queries of
+        -mean log p(key of the same instance)."""
         if query.dim() != 2 or keys.dim() != 2 or query.shape[1] != keys.shape[1]:
             raise ValueError(f"expected query (B, D) and keys (K, D), got {tuple(query.shape)} and {tuple(keys.shape)}")
         if query_groups.shape != query.shape[:1] or key_groups.shape != keys.shape[:1]:
