@@ -13,9 +13,9 @@ Each file holds X (N, F) float32 and Y (N, C) uint8. The harness carves its own 
   training set shrinks.
 - scene3rare: every scene row, only its 3 rarest labels. It is a second case with rows that have no label
   (51% of them).
-- bibtex-lsa, corel5k-lsa: every row of the set (train and test pooled, in file order) as a dense
-  256-dimensional embedding: TF-IDF weights of its binary features (bibtex's words, corel5k's visual
-  words), then a truncated SVD (latent semantic analysis, scikit-learn, ``random_state=0``) fitted on all
+- bibtex-lsa, corel5k-lsa, imdb10000-lsa: every row of the set (bibtex and corel5k: train and test
+  pooled, in file order; imdb10000: the rows of imdb10000 above) as a dense 256-dimensional embedding:
+  TF-IDF weights of its binary features (words; corel5k's visual words), then a truncated SVD (latent semantic analysis, scikit-learn, ``random_state=0``) fitted on all
   rows without their labels. They stand for the dense embeddings users bring (a text or image encoder's
   outputs), built from data we have.
 The sha256 printed for each file can be checked against the one the benchmark cells recorded (a rerun
@@ -32,7 +32,7 @@ from mulsupcon.data.registry import load
 
 SIZES = {"imdb2000": ("imdb", 2000), "imdb10000": ("imdb", 10000), "bibtex1700": ("bibtex", 1700),
          **{f"{s}{n}": (s, n) for s in ("scene", "yeast") for n in (600, 900, 1200)}}
-LSA = {"bibtex-lsa": "bibtex", "corel5k-lsa": "corel5k"}
+LSA = {"bibtex-lsa": "bibtex", "corel5k-lsa": "corel5k", "imdb10000-lsa": "imdb10000"}
 NAMES = (*SIZES, "scene3rare", *LSA)
 
 
@@ -46,10 +46,15 @@ def build(name: str) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfTransformer
 
-        ds = load(LSA[name], "all")
-        tfidf = TfidfTransformer().fit_transform(ds.dense_features())
+        source = LSA[name]
+        if source in SIZES:
+            features, labels = build(source)
+        else:
+            ds = load(source, "all")
+            features, labels = ds.dense_features(), ds.labels
+        tfidf = TfidfTransformer().fit_transform(features)
         x = TruncatedSVD(n_components=256, random_state=0).fit_transform(tfidf)
-        return x.astype(np.float32), ds.labels.astype(np.uint8)
+        return x.astype(np.float32), labels.astype(np.uint8)
     source, n = SIZES[name]
     ds = load(source, "all")
     rows = np.random.default_rng(12345).choice(ds.n_samples, n, replace=False)
