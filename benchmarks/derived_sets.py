@@ -15,9 +15,9 @@ Each file holds X (N, F) float32 and Y (N, C) uint8. The harness carves its own 
   (51% of them).
 - bibtex-lsa, corel5k-lsa, imdb10000-lsa: every row of the set (bibtex and corel5k: train and test
   pooled, in file order; imdb10000: the rows of imdb10000 above) as a dense 256-dimensional embedding:
-  TF-IDF weights of its binary features (words; corel5k's visual words), then a truncated SVD (latent semantic analysis, scikit-learn, ``random_state=0``) fitted on all
-  rows without their labels. They stand for the dense embeddings users bring (a text or image encoder's
-  outputs), built from data we have.
+  TF-IDF weights of its binary features (words; corel5k's visual words), then a truncated SVD (latent
+  semantic analysis; scikit-learn, ``random_state=0``) fitted on all rows without their labels. They
+  stand for the dense embeddings users bring (a text or image encoder's outputs), built from data we have.
 The sha256 printed for each file can be checked against the one the benchmark cells recorded (a rerun
 into the same ``--work`` refuses a file whose hash differs).
 """
