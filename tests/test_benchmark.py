@@ -564,6 +564,38 @@ def test_derived_sets_are_rows_of_their_source_and_its_rarest_labels():
     assert 0.45 < (y3.sum(1) == 0).mean() < 0.55
 
 
+def test_the_lsa_embedding_is_the_top_of_the_tfidf_matrix_spectrum():
+    """benchmarks/derived_sets.py corel5k-lsa: every corel5k row, labels unchanged and in order, as 256
+    dense columns whose norms are the largest singular values of the TF-IDF matrix (computed here by
+    hand: raw counts times smoothed idf, rows scaled to unit length; the oracle is numpy's full SVD), and
+    the same on every call."""
+    import importlib.util
+    from pathlib import Path
+
+    from conftest import require_dataset_folder
+    from mulsupcon.data.registry import load
+
+    require_dataset_folder("corel5k")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "derived_sets.py"
+    spec = importlib.util.spec_from_file_location("derived_sets", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    full = load("corel5k", "all")
+    x, y = mod.build("corel5k-lsa")
+    assert x.shape == (full.n_samples, 256) and x.dtype == np.float32
+    np.testing.assert_array_equal(y, np.asarray(full.labels, dtype=np.uint8))
+
+    counts = np.asarray(full.dense_features(), dtype=np.float64)
+    df = (counts > 0).sum(0)
+    tfidf = counts * (np.log((1 + len(counts)) / (1 + df)) + 1)
+    tfidf /= np.maximum(np.linalg.norm(tfidf, axis=1, keepdims=True), 1e-12)
+    top = np.linalg.svd(tfidf, compute_uv=False)[:20]
+    np.testing.assert_allclose(np.linalg.norm(x[:, :20].astype(np.float64), axis=0), top, rtol=1e-3)
+    x2, _ = mod.build("corel5k-lsa")
+    np.testing.assert_array_equal(x, x2)
+
+
 def test_the_report_goes_to_the_work_folder_and_a_curated_page_is_never_overwritten(tmp_path, monkeypatch):
     from mulsupcon.benchmark import REPORT_TITLE, benchmark_vectors
 
