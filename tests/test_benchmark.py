@@ -527,21 +527,27 @@ def test_the_report_says_when_its_cells_come_from_different_code_or_configs(tmp_
     assert f"code ({fp}: 1 cells; not recorded: 1 cells)" in (tmp_path / "r.md").read_text()
 
 
-def test_derived_sets_are_rows_of_their_source_and_its_rarest_labels():
-    """benchmarks/derived_sets.py: scene600 is 600 of scene's rows, drawn without replacement (features
-    and labels kept together) and the same way on every call; scene3rare keeps every row and the 3 least frequent
-    labels, so that about half of the rows have none."""
+def _derived_sets_module():
+    """benchmarks/derived_sets.py, imported from its file (benchmarks/ is not a package)."""
     import importlib.util
     from pathlib import Path
 
-    from conftest import require_dataset_folder
-    from mulsupcon.data.registry import load
-
-    require_dataset_folder("scene")
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "derived_sets.py"
     spec = importlib.util.spec_from_file_location("derived_sets", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_derived_sets_are_rows_of_their_source_and_its_rarest_labels():
+    """benchmarks/derived_sets.py: scene600 is 600 of scene's rows, drawn without replacement (features
+    and labels kept together) and the same way on every call; scene3rare keeps every row and the 3 least frequent
+    labels, so that about half of the rows have none."""
+    from conftest import require_dataset_folder
+    from mulsupcon.data.registry import load
+
+    require_dataset_folder("scene")
+    mod = _derived_sets_module()
 
     full = load("scene", "all")
     fx, fy = np.asarray(full.features, dtype=np.float32), np.asarray(full.labels)
@@ -569,17 +575,11 @@ def test_the_lsa_embedding_is_the_top_of_the_tfidf_matrix_spectrum():
     dense columns whose norms are the largest singular values of the TF-IDF matrix (computed here by
     hand: raw counts times smoothed idf, rows scaled to unit length; the oracle is numpy's full SVD), and
     the same on every call."""
-    import importlib.util
-    from pathlib import Path
-
     from conftest import require_dataset_folder
     from mulsupcon.data.registry import load
 
     require_dataset_folder("corel5k")
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "derived_sets.py"
-    spec = importlib.util.spec_from_file_location("derived_sets", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _derived_sets_module()
 
     full = load("corel5k", "all")
     x, y = mod.build("corel5k-lsa")
