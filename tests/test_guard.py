@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,30 @@ def test_litter_of_a_killed_write_is_removed_at_the_next_start(demo_data, tmp_pa
     litter.write_bytes(b"half a checkpoint")
     pretrain(c, tmp_path / "r", data=data, resume=True, quiet=True, echo=False)
     assert not litter.exists() and not list((tmp_path / "r").rglob("*.tmp"))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+def test_atomic_writes_give_a_file_the_mode_open_would(tmp_path):
+    from mulsupcon.io import atomic_write_text
+
+    kept = tmp_path / "kept.txt"
+    kept.write_text("a")
+    os.chmod(kept, 0o640)
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "new.txt", "a")
+        atomic_write_text(kept, "b")
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.txt", "a")
+    finally:
+        os.umask(old)
+
+    def mode(name: str) -> int:
+        return stat.S_IMODE((tmp_path / name).stat().st_mode)
+    assert mode("new.txt") == 0o644  # a result others on the machine can read, as open(path, "w") makes it
+    assert mode("private.txt") == 0o600  # the umask decides, not a fixed mode
+    assert mode("kept.txt") == 0o640 and kept.read_text() == "b"  # an overwritten file keeps its mode
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def _limit_file_size(limit: int):

@@ -2,15 +2,19 @@
 
 Every write goes to a temporary file in the same folder, is flushed and fsync'ed, then renamed over
 the destination (``os.replace`` is atomic on POSIX and Windows). A reader sees either the old complete
-file or the new complete file.
+file or the new complete file. The file gets the permissions ``open(path, "w")`` would give it: an
+existing file's mode, else the user's umask (``tempfile.mkstemp`` would make every result, prediction
+and checkpoint readable by its owner only).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
-import tempfile
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_beside(path)
     except OSError as exc:
         raise _write_error(path, exc, len(data)) from exc
     try:
@@ -32,6 +36,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        with contextlib.suppress(FileNotFoundError):  # a new file keeps the umask's mode
+            shutil.copymode(path, tmp)  # as open(path, "w") keeps the mode of the file it overwrites
         os.replace(tmp, path)
     except BaseException as exc:
         try:
@@ -41,6 +47,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise _write_error(path, exc, len(data)) from exc
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """Create and open a new ``.<name>.<random>.tmp`` file in ``path``'s folder: mode 0o666, so the kernel
+    applies the umask as it does for ``open(path, "w")``; ``O_EXCL`` so two writers never share one."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # 48 random bits taken already: draw again
+            continue
 
 
 def _write_error(path: Path, exc: OSError, size: int) -> OSError:
