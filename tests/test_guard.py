@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -108,6 +109,57 @@ def test_normal_runs_of_the_shipped_configs_never_warn(name, tmp_path):
     for run in ("pre", "ft"):
         assert "warnings" not in json.loads((tmp_path / run / "run.json").read_text()), run
         assert "diverged" not in (tmp_path / run / "log.txt").read_text()
+
+
+def test_embedding_spread_against_hand_computed_cases_and_numpy():
+    from mulsupcon.train.guard import embedding_spread
+
+    d = 8
+    assert embedding_spread(torch.eye(d)) == pytest.approx(1.0)  # each column: one 1 in d rows, std 1/sqrt(d)
+    assert embedding_spread(3.0 * torch.eye(d)) == pytest.approx(1.0)  # rows are normalised first
+    assert embedding_spread(torch.ones(5, d) * torch.arange(1, 6.0)[:, None]) == pytest.approx(0.0, abs=1e-6)
+    assert embedding_spread(torch.ones(1, d)) is None
+    z = torch.randn(50, d, generator=torch.Generator().manual_seed(0))
+    unit = (z / z.norm(dim=1, keepdim=True)).double().numpy()
+    assert embedding_spread(z) == pytest.approx(unit.std(axis=0, ddof=1).mean() * d ** 0.5, rel=1e-5)
+
+
+def test_feature_spread_measures_in_eval_mode_and_restores_the_mode():
+    from mulsupcon.train.guard import feature_spread
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Dropout(0.5)).train()
+    same = torch.ones(10, 4)  # identical rows: only dropout's noise (training mode) would tell them apart
+    assert feature_spread(net, same) == pytest.approx(0.0, abs=1e-6) and net.training
+
+
+def test_collapse_is_a_fall_below_the_limit_not_a_low_start():
+    from mulsupcon.train.guard import pretraining_collapse
+
+    assert "collapsed" in pretraining_collapse(0.148, 0.012)  # genbase on raw 0/1 inputs (benchmarks/README.md)
+    assert pretraining_collapse(0.04, 0.039) is None  # an untrained ResNet-50 in eval mode starts near 0.04
+    assert pretraining_collapse(0.8, 0.06) is None  # a fall, but not below the limit
+    assert pretraining_collapse(None, 0.01) is None  # a checkpoint from before the spread was recorded
+
+
+def test_a_pretraining_that_collapses_says_so(tmp_path):
+    """genbase's 0/1 inputs without standardisation: the backbone's spread falls from 0.15 to 0.02 in 100 epochs
+    while the loss stays flat near its collapsed value (benchmarks/README.md, 'Twentieth session')."""
+    from mulsupcon.train.data import prepare_data
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg = load_config("vectors", {"dataset.name": "genbase", "dataset.standardize": False, "pretrain.epochs": 100})
+    try:
+        data = prepare_data(cfg["dataset"])
+    except FileNotFoundError as err:
+        pytest.skip(f"genbase not present: {err}")
+    pretrain(cfg, tmp_path / "r", data=data, quiet=True, echo=False)
+    history = json.loads((tmp_path / "r" / "history.json").read_text())
+    first, last = history[0]["spread"], history[-1]["spread"]
+    assert last < 0.05 and last < first / 4, (first, last)
+    warnings = json.loads((tmp_path / "r" / "run.json").read_text())["warnings"]
+    assert any(w.startswith("pretraining collapsed") and f"down from {first:.3g}" in w for w in warnings), warnings
+    assert re.search(r"\] epoch 100/100 loss \S+ lr \S+ spread 0\.0\d\d$", (tmp_path / "r" / "log.txt").read_text(), re.M)
 
 
 def test_batch_sizes_are_checked_and_reported_as_used(demo_data, tmp_path):

@@ -91,9 +91,9 @@ def test_heatmap_and_curves_png(tiny_runs):
     root, _ = tiny_runs
     out = plots.heatmap_runs([root / "pre", root / "bce"], out=root / "figs" / "heatmap.png")
     assert out.read_bytes()[:8] == PNG_MAGIC and out.stat().st_size > 5000
-    for run in ("pre", "bce"):
-        c = plots.curves(root / run, out=root / "figs" / f"curves_{run}.png")
-        assert c.read_bytes()[:8] == PNG_MAGIC
+    for run in ("pre", "bce"):  # three panels each: loss, rate, and the spread (pretraining) or the val mAP
+        png = plots.curves(root / run, out=root / "figs" / f"curves_{run}.png").read_bytes()
+        assert png[:8] == PNG_MAGIC and int.from_bytes(png[16:20], "big") == round(3 * 4.2 * 110)  # IHDR width
     with pytest.raises(FileNotFoundError, match="history.json"):
         plots.curves(root / "figs")
 

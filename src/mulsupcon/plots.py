@@ -147,7 +147,8 @@ def heatmap_runs(runs: Sequence[str | Path], out: Optional[str | Path] = None, s
 
 
 def curves(run: str | Path, out: Optional[str | Path] = None) -> Path:
-    """Loss, learning rate and (classification runs) validation mAP per epoch, as a PNG."""
+    """Loss, learning rate and validation mAP (classification runs) or the backbone's spread (pretraining
+    runs; near 0 means collapse) per epoch, as a PNG."""
     import json
 
     import matplotlib
@@ -163,11 +164,13 @@ def curves(run: str | Path, out: Optional[str | Path] = None) -> Path:
     hist = json.loads(path.read_text())
     ep = [h["epoch"] for h in hist]
     keys = [k for k in ("loss", "train_loss", "val_loss") if k in hist[0]]
-    panels = [("loss", keys), ("learning rate", ["lr"])] + ([("validation mAP", ["val_mAP"])] if "val_mAP" in hist[0] else [])
+    panels = [("loss", keys), ("learning rate", ["lr"])]
+    panels += [(title, [k]) for title, k in (("validation mAP", "val_mAP"), ("embedding spread", "spread"))
+               if k in hist[0]]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
     for ax, (title, ks) in zip(axes[0], panels):
         for k in ks:
-            ax.plot(ep, [h[k] for h in hist], label=k)
+            ax.plot(ep, [h.get(k) if h.get(k) is not None else float("nan") for h in hist], label=k)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         if title == "learning rate":

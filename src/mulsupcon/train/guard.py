@@ -7,7 +7,10 @@
 * **Warn** (the word "diverged", in the output, ``log.txt`` and ``run.json``): classification whose
   training loss explodes (an epoch's mean above :data:`EXPLODE_FACTOR` times the loss of the very first
   step, the untrained model's) or ends above its first epoch's; pretraining whose parameter norm grows beyond :data:`NORM_GROWTH_LIMIT` times its initial norm
-  (its loss is bounded and rises while the queue fills, so the loss alone says little).
+  (its loss is bounded and rises while the queue fills, so the loss alone says little); pretraining
+  whose backbone collapsed, mapping every row to nearly the same direction (:func:`feature_spread` fell
+  below :data:`COLLAPSE_SPREAD` and below :data:`COLLAPSE_DROP` times its first epoch's value): the loss
+  then stays flat at a high value and nothing else fails.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import math
 from typing import Iterable, Optional
 
 import torch
+import torch.nn.functional as F
 
 EXPLODE_FACTOR = 1e3
 NORM_GROWTH_LIMIT = 1e3
+COLLAPSE_SPREAD = 0.05  # genbase's backbone: 0.73 after pretraining; 0.15 after one epoch, then 0.012, on raw 0/1 inputs
+COLLAPSE_DROP = 0.25  # an untrained ResNet-50 in eval mode starts near 0.04 already: a collapse is a fall, not a level
 
 
 class DivergenceError(RuntimeError):
@@ -106,3 +112,39 @@ def pretraining_divergence(growth: float) -> Optional[str]:
         return (f"pretraining diverged: the parameters' norm grew {growth:.3g} times from its initial value "
                 f"(limit {NORM_GROWTH_LIMIT:g}); lower pretrain.lr")
     return None
+
+
+def embedding_spread(z: torch.Tensor) -> Optional[float]:
+    """How far apart the rows of ``z`` (N, D) point: sqrt(D) times the mean, over the D dimensions, of the
+    standard deviation over the N rows of the L2-normalised rows (Chen & He, SimSiam, CVPR 2021, Sec. 4.1).
+    About 1 for directions spread over the sphere, 0 when every row points the same way. None for N < 2.
+    One host synchronisation."""
+    if z.shape[0] < 2:
+        return None
+    unit = F.normalize(z.detach().float().flatten(1), dim=1)
+    return float(unit.std(dim=0).mean()) * math.sqrt(unit.shape[1])
+
+
+@torch.no_grad()
+def feature_spread(backbone: torch.nn.Module, x: torch.Tensor) -> Optional[float]:
+    """:func:`embedding_spread` of ``backbone(x)`` for a batch ``x`` (B, ...), in eval mode (dropout off,
+    BatchNorm's running statistics, as finetuning and probing see the backbone); its mode is restored.
+    A projection head's BatchNorm in training mode would spread even identical rows apart, which is why
+    the backbone is measured, not the queue's keys."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        return embedding_spread(backbone(x))
+    finally:
+        backbone.train(was_training)
+
+
+def pretraining_collapse(first: Optional[float], last: Optional[float]) -> Optional[str]:
+    """A warning (containing "collapsed") when the backbone's :func:`feature_spread` at the last epoch is below
+    :data:`COLLAPSE_SPREAD` and has fallen below :data:`COLLAPSE_DROP` times its value at the first epoch."""
+    if first is None or last is None or last >= COLLAPSE_SPREAD or last >= COLLAPSE_DROP * first:
+        return None
+    return (f"pretraining collapsed: the backbone maps different rows to nearly the same direction (spread "
+            f"{last:.3g}, down from {first:.3g} after the first epoch; 1 is spread over the sphere, 0 a single "
+            "point), so finetuning starts from almost nothing. Check the scale of the inputs (vector data: keep "
+            "dataset.standardize on), or lower pretrain.lr")

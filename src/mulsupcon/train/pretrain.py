@@ -38,7 +38,7 @@ from mulsupcon.train.data import (
     process_seed,
     to_device,
 )
-from mulsupcon.train.guard import DivergenceGuard, pretraining_divergence
+from mulsupcon.train.guard import DivergenceGuard, feature_spread, pretraining_collapse, pretraining_divergence
 from mulsupcon.train.optim import make_optimizer, scheduled_epochs, scheduled_factor, set_lr
 from mulsupcon.train.rundir import RunDir, format_seconds, open_run_dir
 from mulsupcon.train.runtime import (
@@ -206,7 +206,9 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                 bar.update(1)
             guard.check(epoch)  # before this epoch's checkpoint: last.pt stays the last good one
             mean_loss = ctx.mean_scalar(float(loss_sum) / max(1, n_steps))
+            spread = feature_spread(moco.backbone, batch[0])  # the last step's first views (this process's share)
             history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"],
+                            "spread": None if spread is None else round(spread, 4),
                             "seconds": round(time.perf_counter() - t_epoch, 3)})
             run.epoch_done(history[-1])
             last = epoch + 1 == epochs
@@ -216,13 +218,16 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                                              "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history,
                                              "rng": rng_state(), "config": dict(cfg)})
                 run.write_history(history)
-            run.log(f"epoch {epoch + 1}/{epochs} loss {mean_loss:.4f} lr {optimizer.param_groups[0]['lr']:.3e}")
+            run.log(f"epoch {epoch + 1}/{epochs} loss {mean_loss:.4f} lr {optimizer.param_groups[0]['lr']:.3e}"
+                    + ("" if spread is None else f" spread {spread:.3f}"))
             if stopping and not last:
                 break
         run.close_bar()
-        warning = pretraining_divergence(guard.norm_growth())
-        if warning:
-            run.warn(warning)
+        spreads = [h.get("spread") for h in history]  # None in checkpoints written before it was measured
+        for warning in (pretraining_divergence(guard.norm_growth()),
+                        pretraining_collapse(spreads[0], spreads[-1]) if spreads else None):
+            if warning:
+                run.warn(warning)
         if len(history) == epochs:
             run.save("backbone.pt", {"backbone": moco.backbone.state_dict(), "model": dict(cfg["model"]),
                                      "input_shape": list(data.input_shape), "label_names": data.label_names,
