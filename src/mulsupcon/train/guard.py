@@ -129,8 +129,8 @@ def embedding_spread(z: torch.Tensor) -> Optional[float]:
 def feature_spread(backbone: torch.nn.Module, x: torch.Tensor) -> Optional[float]:
     """:func:`embedding_spread` of ``backbone(x)`` for a batch ``x`` (B, ...), in eval mode (dropout off,
     BatchNorm's running statistics, as finetuning and probing see the backbone); its mode is restored.
-    A projection head's BatchNorm in training mode would spread even identical rows apart, which is why
-    the backbone is measured, not the queue's keys."""
+    The backbone is measured, not the queue's keys: the projection head's BatchNorm in training mode divides
+    by the batch's tiny spread and so magnifies it (a collapsed run's keys: 0.20, its backbone: 0.01)."""
     was_training = backbone.training
     backbone.eval()
     try:
