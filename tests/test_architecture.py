@@ -5,6 +5,7 @@ public functions have docstrings and type hints."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,14 @@ def test_the_declared_minimum_versions_have_the_apis_the_code_uses():
     # likewise torch: torch.amp.GradScaler (2.3) runs in every pretraining, torch.onnx.export(dynamo=) is 2.5
     major, minor = map(int, re.search(r'"torch>=(\d+)\.(\d+)', text).groups())
     assert (major, minor) >= (2, 5)
+
+
+def test_the_readme_layout_names_every_module():
+    """The README's 'Layout' block is the map a reader starts from: a module missing from it is a module
+    nobody finds."""
+    readme = (SRC.parents[1] / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[layout.index("```"):layout.index("```", layout.index("```") + 3)]
+    missing = sorted(str(f.relative_to(SRC)) for f in SRC.rglob("*.py")
+                     if f.name not in ("__init__.py", "__main__.py") and not re.search(rf"\b{re.escape(f.name)}", layout))
+    assert not missing, f"add to README.md's Layout: {missing}"
