@@ -596,9 +596,9 @@ def test_image_label_file_options_reach_the_folder_reader(tmp_path):
 
 
 def test_unreadable_or_missing_images_are_refused_unless_skipped(tmp_path):
-    """An image that cannot be decoded, or a listed one that does not exist, stops the read with the file
-    and the option named; `dataset.skip_corrupt` (the config key, so the command line too) leaves them out
-    with their label rows."""
+    """An image that cannot be decoded, or a listed one that does not exist, stops the read with the file,
+    the line of the label file that lists it (not a 0-based row index) and the option named;
+    `dataset.skip_corrupt` (the config key, so the command line too) leaves them out with their label rows."""
     from mulsupcon.data.catalogue import ReadOptions
     from mulsupcon.data.download import MissingDataError
     from mulsupcon.data.user_files import read_dataset
@@ -611,10 +611,11 @@ def test_unreadable_or_missing_images_are_refused_unless_skipped(tmp_path):
     (tmp_path / "broken.csv").write_text(header + body + "broken.png," + ",".join(["1"] * len(LABELS)) + "\n")
     (tmp_path / "ghost.csv").write_text(header + body + "ghost.png," + ",".join(["1"] * len(LABELS)) + "\n")
     strict = ReadOptions(image_size=8, cache_dir=str(tmp_path / "cache"))
-    with pytest.raises(ValueError, match=r"cannot read image .*broken\.png \(row 8 of .*broken\.csv\).*"
+    with pytest.raises(ValueError, match=r"cannot read image .*broken\.png \(.*broken\.csv:10\).*"
                                          r"--dataset\.skip_corrupt true leaves out"):
         read_dataset(tmp_path / "imgs", labels=tmp_path / "broken.csv", options=strict)
-    with pytest.raises(MissingDataError, match=r"1 of 9 images are missing, first .*ghost\.png; --dataset\.skip_corrupt"):
+    with pytest.raises(MissingDataError, match=r"1 of 9 images are missing, first .*ghost\.png \(.*ghost\.csv:10\); "
+                                                 r"--dataset\.skip_corrupt"):
         read_dataset(tmp_path / "imgs", labels=tmp_path / "ghost.csv", options=strict)
     lenient = read_options({"image_size": 8, "cache_dir": str(tmp_path / "cache"), "skip_corrupt": True})
     for label_file in ("broken.csv", "ghost.csv"):

@@ -249,7 +249,7 @@ def _write_pixels(
                 reason = f"{type(err).__name__}: {err}"
                 if not skip_corrupt:
                     raise ValueError(
-                        f"cannot read image {p} (row {i} of {images.source or 'the image list'}): {reason}; "
+                        f"cannot read image {p} ({images.row_origin(i)}): {reason}; "
                         f"{SKIP_HINT}"
                     ) from err
                 skipped.append({"row": i, "path": str(p), "error": reason})

@@ -100,7 +100,7 @@ def cache_images(name: str, images: ImageList, root: Path, part: str, options: R
     size = DEFAULT_IMAGE_SIZE if options.image_size is None else int(options.image_size)
     cache_dir = default_cache_dir(options.cache_dir)
     skip_corrupt = skip_corrupt or options.skip_corrupt
-    missing = [p for p in images.paths if not p.is_file()]
+    missing = [i for i, p in enumerate(images.paths) if not p.is_file()]
     if images.paths and len(missing) == len(images.paths):
         first = images.paths[0]
         # Kaggle-style label files often name images without their suffix (train_0 for train_0.jpg).
@@ -113,7 +113,7 @@ def cache_images(name: str, images: ImageList, root: Path, part: str, options: R
         )
     if missing and not skip_corrupt:
         raise MissingDataError(f"dataset '{name}' ({part}): {len(missing)} of {len(images)} images are missing, "
-                               f"first {missing[0]}; {SKIP_HINT}")
+                               f"first {images.paths[missing[0]]} ({images.row_origin(missing[0])}); {SKIP_HINT}")
     tag = hashlib.sha1(os.path.abspath(root).encode()).hexdigest()[:8]
     path = Path(cache_dir) / f"{Path(name).name}-{part}-{size}-{tag}.npy"
     return build_image_cache(images, path, size=size, skip_corrupt=skip_corrupt, progress=True, name=name)

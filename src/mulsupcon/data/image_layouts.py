@@ -47,6 +47,8 @@ class ImageList:
         source: where the list came from (label file paths).
         ignore_mask: optional (N, L) uint8; 1 marks entries a loss or metric should skip
             (PASCAL VOC "difficult" entries with ``difficult="ignore"``). ``None`` otherwise.
+        where: optional N strings saying where each row was listed (``labels.csv:5``), so that an
+            error about an image names the line a user has to fix. ``None``: rows are named by index.
     """
 
     paths: list[Path]
@@ -54,6 +56,7 @@ class ImageList:
     label_names: list[str]
     source: str = ""
     ignore_mask: Optional[np.ndarray] = None
+    where: Optional[list[str]] = None
 
     def __post_init__(self) -> None:
         self.paths = [Path(p) for p in self.paths]
@@ -73,6 +76,14 @@ class ImageList:
                     f"shape {self.labels.shape}"
                 )
         self.label_names = [str(n) for n in self.label_names]
+        if self.where is not None and len(self.where) != len(self.paths):
+            raise ValueError(f"{self.source or 'ImageList'}: {len(self.where)} row origins for {len(self.paths)} paths")
+
+    def row_origin(self, i: int) -> str:
+        """Where row ``i`` was listed: ``labels.csv:5``, or ``row i of SOURCE`` without line numbers."""
+        if self.where is not None:
+            return self.where[i]
+        return f"row {i} of {self.source or 'the image list'}"
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -86,6 +97,7 @@ class ImageList:
             label_names=list(self.label_names),
             source=self.source,
             ignore_mask=None if self.ignore_mask is None else self.ignore_mask[rows],
+            where=None if self.where is None else [self.where[i] for i in rows],
         )
 
 
@@ -470,7 +482,8 @@ def read_image_folder(
         files = [str(f) for f in data]
         names, labels = multi_hot([[str(x) for x in labs] for labs in data.values()], label_names,
                                   where=[f"{label_file} key '{f}'" for f in files])
-        return ImageList(paths=[image_dir / f for f in files], labels=labels, label_names=names, source=str(label_file))
+        return ImageList(paths=[image_dir / f for f in files], labels=labels, label_names=names, source=str(label_file),
+                         where=[f"{label_file} key '{f}'" for f in files])
     source, header, rows, line_of = text_rows(label_file)
     where = [f"{source}:{n}" for n in line_of]
     if re.search(r"\.(jpe?g|png|bmp|gif|webp|tiff?)$", header[0], re.I):
@@ -512,7 +525,8 @@ def read_image_folder(
                                  f"{sorted(set(label_names) - set(names))}, extra: {sorted(set(names) - set(label_names))})")
             labels = labels[:, [names.index(n) for n in label_names]]
             names = list(label_names)
-    return ImageList(paths=[image_dir / f for f in files], labels=labels, label_names=names, source=source)
+    return ImageList(paths=[image_dir / f for f in files], labels=labels, label_names=names, source=source,
+                     where=where)
 
 
 # ============================================================================ authors' HDF5
