@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -264,7 +265,7 @@ def test_loader_workers_auto_uses_the_cores_beside_each_gpu_and_none_on_the_cpu(
 
 def test_classification_mixed_precision_settings_and_the_cpu_path() -> None:
     """classify.amp / channels_last (CUDA only) take pretrain.amp's values; off the GPU they change nothing
-    (the same weights as without them), and the last checkpoint keeps the loss scaler for a resume."""
+    (the same weights as without them) but say so, and the last checkpoint keeps the loss scaler for a resume."""
     import numpy as np
 
     from mulsupcon.config import load_config
@@ -277,8 +278,12 @@ def test_classification_mixed_precision_settings_and_the_cpu_path() -> None:
         assert load_config(None, {"classify.amp": value})["classify"]["amp"] == value
     with pytest.raises(ValueError, match="classify.amp"):
         load_config(None, {"classify.amp": "fp8"})
-    dtype, scaler = mixed_precision(True, torch.device("cpu"), "classify.amp")
+    with pytest.warns(UserWarning, match="classify.amp true: mixed precision is applied on CUDA only; on cpu"):
+        dtype, scaler = mixed_precision(True, torch.device("cpu"), "classify.amp")
     assert dtype is None and not scaler.is_enabled()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not asked for: nothing to say
+        assert mixed_precision(False, torch.device("cpu"), "classify.amp")[0] is None
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 5)).astype(np.float32)
@@ -288,7 +293,9 @@ def test_classification_mixed_precision_settings_and_the_cpu_path() -> None:
         cfg = load_config(None, {"model.hidden": [8], "classify.mode": "scratch", "classify.epochs": 2,
                                  "classify.amp": amp, "classify.channels_last": amp, "device": "cpu"})
         run = RunDir.in_memory()
-        classify(cfg, run, data=from_arrays(x, y), quiet=True, echo=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the CPU's amp warning, checked above
+            classify(cfg, run, data=from_arrays(x, y), quiet=True, echo=False)
         states.append(run.files["checkpoints/last.pt"])
     assert "scaler" in states[1]
     for key, value in states[0]["model"].items():

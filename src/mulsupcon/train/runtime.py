@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from typing import Any, Iterator, Optional
 
 import torch
@@ -60,7 +61,10 @@ def mixed_precision(amp: object, device: torch.device, key: str) -> tuple[Option
 
     ``true`` picks bfloat16 where the GPU has it (no loss scaling needed), else float16; ``"bf16"`` and
     ``"fp16"`` force one. float16 gets a GradScaler; otherwise the scaler is disabled (a pass-through).
-    Off the GPU, and for ``false``, no autocast."""
+    Off the GPU, and for ``false``, no autocast; asked for off the GPU, a warning says it is not applied."""
+    if amp is not False and device.type != "cuda":
+        warnings.warn(f"{key} {str(amp).lower()}: mixed precision is applied on CUDA only; on {device.type} the "
+                      "model trains in float32", UserWarning, stacklevel=2)
     if amp is False or device.type != "cuda":
         return None, torch.amp.GradScaler("cuda", enabled=False)
     if amp == "fp16" or (amp is True and not torch.cuda.is_bf16_supported()):
