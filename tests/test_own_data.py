@@ -292,7 +292,7 @@ def test_evaluate_on_a_new_labelled_file_matches_the_runs_own_test_metrics(tmp_p
     keep = np.flatnonzero(y[100:, 0] == 0)
     np.savez(tmp_path / "nocat.npz", features=x[100:][keep], labels=y[100:][keep], label_names=np.array(LABELS))
     out = _cli("evaluate", "r", "--input", "nocat.npz", cwd=tmp_path).stdout
-    assert f"1 of the {len(LABELS)} labels have no positive in these rows: {LABELS[0]}. mAP averages the other" in out
+    assert f"1 of the {len(LABELS)} labels has no positive in these rows: {LABELS[0]}. mAP averages the other" in out
     (tmp_path / "bad.csv").write_text(lines[0].replace("cat", "kat") + "\n" + lines[1] + "\n")
     proc = _cli("evaluate", "r", "--input", "bad.csv", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "label column(s) ['cat'] are not in the header" in proc.stderr

@@ -116,5 +116,6 @@ def labels_without_positives_note(targets: np.ndarray, rows: str, names: Optiona
         shown = [str(names[j]) for j in absent[:10]]
         listed = ": " + ", ".join(shown) + (f", ... ({len(absent)} in all)" if len(absent) > 10 else "")
     n = targets.shape[1]
-    return (f"\n\n{len(absent)} of the {n} labels have no positive in these {rows}{listed}. mAP averages the other "
+    verb = "has" if len(absent) == 1 else "have"
+    return (f"\n\n{len(absent)} of the {n} labels {verb} no positive in these {rows}{listed}. mAP averages the other "
             f"{n - len(absent)} (their AP is undefined); macro-F1 counts all {n}.")
