@@ -444,6 +444,13 @@ def test_corrupt_and_missing_images(tmp_path):
                                   label_names=["x", "y", "z"], source="bad list")
     with pytest.raises(ValueError, match=r"missing\.jpg \(row 4"):
         build_image_cache(without_truncated, tmp_path / "c.npy", size=8, progress=False)
+    # With the label file's lines known, the error names the line, also after a subset reorders the rows.
+    listed = ImageList(paths=paths, labels=labels, label_names=["x", "y", "z"], source="l.csv",
+                       where=[f"l.csv:{n}" for n in range(2, 8)])
+    with pytest.raises(ValueError, match=r"truncated\.jpg \(l\.csv:4\)"):
+        build_image_cache(listed.subset([1, 0, 2]), tmp_path / "c.npy", size=8, progress=False)
+    with pytest.raises(ValueError, match="5 row origins for 6 paths"):
+        ImageList(paths=paths, labels=labels, label_names=["x", "y", "z"], source="l.csv", where=["l.csv:2"] * 5)
     with pytest.warns(UserWarning, match=r"skipped 2 unreadable image\(s\) of 6"):
         ds = build_image_cache(bad, tmp_path / "c.npy", size=8, skip_corrupt=True, progress=False)
     assert ds.features.shape == (4, 3, 8, 8)
