@@ -480,10 +480,10 @@ def read_image_folder(
             if isinstance(labs, str) or not isinstance(labs, list):
                 raise ValueError(f"{label_file}: value of '{fname}' must be a list of labels, got {labs!r}")
         files = [str(f) for f in data]
-        names, labels = multi_hot([[str(x) for x in labs] for labs in data.values()], label_names,
-                                  where=[f"{label_file} key '{f}'" for f in files])
+        keys = [f"{label_file} key '{f}'" for f in files]
+        names, labels = multi_hot([[str(x) for x in labs] for labs in data.values()], label_names, where=keys)
         return ImageList(paths=[image_dir / f for f in files], labels=labels, label_names=names, source=str(label_file),
-                         where=[f"{label_file} key '{f}'" for f in files])
+                         where=keys)
     source, header, rows, line_of = text_rows(label_file)
     where = [f"{source}:{n}" for n in line_of]
     if re.search(r"\.(jpe?g|png|bmp|gif|webp|tiff?)$", header[0], re.I):
