@@ -458,3 +458,23 @@ def test_building_the_command_line_imports_no_heavy_library():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'sklearn', 'matplotlib', 'scipy'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_saved_config_names_its_data_by_absolute_paths(tmp_path, monkeypatch):
+    """Relative paths are resolved against the working directory before a run saves its config, so that
+    `--resume`, `train --from` and `evaluate` find the data from anywhere; an `hdf5:FOLDER` name (the
+    features `mulsupcon embed` writes) holds a path too."""
+    from mulsupcon.config import load_config, resolve_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, {"dataset.path": "data.csv", "dataset.test_path": "../t.csv"})
+    resolve_paths(cfg)
+    assert cfg["dataset"]["path"] == str(tmp_path.resolve() / "data.csv")
+    assert cfg["dataset"]["test_path"] == str(tmp_path.resolve().parent / "t.csv")
+    assert cfg["dataset"]["name"] == "data"
+    cfg = load_config(None, {"dataset.name": "hdf5:emb"})
+    resolve_paths(cfg)
+    assert cfg["dataset"]["name"] == f"hdf5:{tmp_path.resolve() / 'emb'}"
+    cfg = load_config(None, {"dataset.name": "yeast"})
+    resolve_paths(cfg)
+    assert cfg["dataset"]["name"] == "yeast"  # a registered name is not a path

@@ -77,7 +77,7 @@ def test_weights_file_features_match_torchvision_model(tmp_path, ds_cfg):
     assert not np.allclose(feats, _direct(TorchvisionBackbone("resnet18"), np.asarray(splits.test.features)), atol=1e-3)
 
 
-def test_embedded_folder_runs_through_vector_pipeline(tmp_path, ds_cfg):
+def test_embedded_folder_runs_through_vector_pipeline(tmp_path, ds_cfg, monkeypatch):
     from mulsupcon.config import load_config
     from mulsupcon.train.classify import classify
     from mulsupcon.train.data import prepare_data
@@ -90,6 +90,15 @@ def test_embedded_folder_runs_through_vector_pipeline(tmp_path, ds_cfg):
     train_feats, _ = _read(out / "train.hdf5")
     np.testing.assert_array_equal(splits.train.features, train_feats)  # official val: nothing carved again
     assert splits.train.label_names == json.loads((out / "dataset.json").read_text())["label_names"]
+    # The same folder as your own data (--dataset.path), and by a name relative to the working directory:
+    # the same official parts and the label names of dataset.json (not label0, label1, ...).
+    monkeypatch.chdir(tmp_path)
+    for ds in ({"dataset.path": "emb"}, {"dataset.name": "hdf5:emb"}):
+        again = load_dataset_splits(load_config(None, ds)["dataset"])
+        for part in ("train", "val", "test"):
+            np.testing.assert_array_equal(getattr(again, part).features, getattr(splits, part).features)
+            np.testing.assert_array_equal(getattr(again, part).labels, getattr(splits, part).labels)
+        assert again.train.label_names == splits.train.label_names
     data = prepare_data(cfg["dataset"], splits=splits)
     assert not data.is_image and data.input_shape == (512,)
     res = classify({**cfg, "classify": {**cfg["classify"], "mode": "scratch"}}, tmp_path / "run", data=data,
@@ -128,7 +137,7 @@ def test_cli_parser_and_run(tmp_path, ds_cfg, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["embed", ds_cfg["name"], "--out", str(tmp_path / "x"), "--batch-size", "0"])
     assert "argument --batch-size: must be >= 1, got 0" in capsys.readouterr().err
-    assert f"hdf5:{(tmp_path / 'cli').resolve()}" in printed
+    assert f"use them with: --dataset.path {(tmp_path / 'cli').resolve()}" in printed
     assert {p.name for p in (tmp_path / "cli").iterdir()} == {"train.hdf5", "val.hdf5", "test.hdf5", "dataset.json"}
 
 

@@ -219,11 +219,15 @@ _PATH_KEYS = ("path", "test_path", "xml", "labels", "test_labels")
 def resolve_paths(cfg: dict[str, Any]) -> None:
     """Make the dataset's file paths absolute (relative ones are against the working directory), so that
     the saved config finds them from anywhere; a dataset read from ``path`` is named after it when the
-    config still holds the default name."""
+    config still holds the default name. A name ``hdf5:FOLDER`` (embedded features) holds a path too."""
+    from mulsupcon.data.image_datasets import HDF5_PREFIX
+
     ds = cfg["dataset"]
     for key in _PATH_KEYS:
         if ds.get(key) not in (None, ""):
             ds[key] = str(Path(str(ds[key])).expanduser().resolve())
+    if str(ds.get("name", "")).startswith(HDF5_PREFIX):
+        ds["name"] = HDF5_PREFIX + str(Path(str(ds["name"])[len(HDF5_PREFIX):]).expanduser().resolve())
     if ds.get("path") and ds["name"] == DEFAULTS["dataset"]["name"]:
         ds["name"] = Path(ds["path"]).name.split(".")[0]
 

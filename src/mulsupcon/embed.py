@@ -5,8 +5,8 @@ a feature vector, and MulSupCon then runs on those vectors with the MLP. ``embed
 extracts the features of train / val / test (the same splits the image pipeline uses) and writes
 one HDF5 file per split, ``feature`` (N, D) float32 and ``target`` (N, L) uint8, the layout of the
 authors' vector files, plus ``dataset.json`` (label names, backbone, weights, image size). The
-folder is then a dataset: ``--dataset.name hdf5:/path/to/folder`` (or
-``mulsupcon.train.data.load_dataset_splits``).
+folder is then a dataset: ``--dataset.path FOLDER`` (its official train / val / test parts, the label
+names of ``dataset.json``, the files' sha256 in the run), or, as before, ``--dataset.name hdf5:FOLDER``.
 
 Weights (``--weights``): nothing (random initialisation, seeded by ``--seed``); a local file holding
 a state_dict (a torchvision model's own ``state_dict()`` with or without its classifier, a
@@ -281,7 +281,7 @@ def add_embed_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description=(
             "Extract features of a dataset's train/val/test images with a torchvision backbone and write "
             "OUT/{train,val,test}.hdf5 (feature N x D float32, target N x L); then train on them with "
-            "--dataset.name hdf5:OUT."
+            "--dataset.path OUT."
         ),
     )
     p.add_argument("dataset", nargs="?", default=None,
@@ -329,5 +329,5 @@ def run_embed(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, device=args.device, seed=args.seed, overwrite=args.overwrite)
     meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     print(f"wrote {meta['rows']} rows of {meta['feature_dim']}-d features to {out}")
-    print(f"use them with: --dataset.name hdf5:{out.resolve()}")
+    print(f"use them with: --dataset.path {out.resolve()}")
     return 0

@@ -292,6 +292,18 @@ IMAGE_SPECS: list[DatasetSpec] = [
 
 
 # ---------------------------------------------------------------------------- embedded features
+def embedded_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``dataset.json`` that ``mulsupcon embed`` writes beside its HDF5 files (label names, backbone,
+    split), or ``{}`` when the folder has none."""
+    meta_path = Path(folder) / "dataset.json"
+    if not meta_path.is_file():
+        return {}
+    try:
+        return json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_path}: not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}") from err
+
+
 def hdf5_folder_spec(path: str | os.PathLike, name: Optional[str] = None) -> DatasetSpec:
     """A registry entry for a folder of ``train.hdf5`` / ``val.hdf5`` (optional) / ``test.hdf5``.
 
@@ -304,13 +316,8 @@ def hdf5_folder_spec(path: str | os.PathLike, name: Optional[str] = None) -> Dat
     for part in ("train", "test"):
         if not (folder / f"{part}.hdf5").is_file():
             raise ValueError(f"{folder}: no {part}.hdf5 (an embedded-feature folder needs train.hdf5 and test.hdf5)")
-    meta: dict[str, Any] = {}
+    meta = embedded_metadata(folder)
     meta_path = folder / "dataset.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{meta_path}: not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}") from err
     read_args: dict[str, Any] = {"train": str(folder / "train.hdf5"), "test": str(folder / "test.hdf5")}
     if (folder / "val.hdf5").is_file():
         read_args["val"] = str(folder / "val.hdf5")
@@ -335,5 +342,6 @@ __all__ = [
     "IMAGE_SPECS",
     "coco_loader",
     "default_cache_dir",
+    "embedded_metadata",
     "hdf5_folder_spec",
 ]

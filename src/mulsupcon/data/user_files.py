@@ -43,7 +43,7 @@ from .catalogue import ReadOptions
 from .dataset import Matrix, MultiLabelDataset
 from .download import sha256_file as sha256_of
 from .formats import first_unrepresentable, one_hot_groups, open_npz, read_csv, read_hdf5, read_npz
-from .image_datasets import cache_images
+from .image_datasets import cache_images, embedded_metadata
 from .image_layouts import coco_layout, read_coco, read_image_folder, read_voc
 from .splits import SourceParts, concat_datasets
 
@@ -194,7 +194,9 @@ def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions,
         return SourceParts(train=cache_images(name, images, root, part, options)), {str(label_file): sha256_of(label_file)}
     if (root / "train.hdf5").is_file():
         parts = {p: root / f"{p}.hdf5" for p in ("train", "val", "test") if (root / f"{p}.hdf5").is_file()}
-        read = {p: read_hdf5(f, name=name, allow_missing=options.allow_missing) for p, f in parts.items()}
+        names = embedded_metadata(root).get("label_names")  # the HDF5 files hold the label matrix only
+        read = {p: read_hdf5(f, name=name, label_names=names, allow_missing=options.allow_missing)
+                for p, f in parts.items()}
         return SourceParts(train=read["train"], test=read.get("test"), val=read.get("val")), \
             {str(f): sha256_of(f) for f in parts.values()}
     if (root / "annotations").is_dir():

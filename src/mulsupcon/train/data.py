@@ -308,7 +308,9 @@ def load_dataset_splits(ds_cfg: Mapping[str, Any]) -> Splits:
         splits.info.update(path=str(ds_cfg["path"]), files=files)
         return splits
     if name.startswith(HDF5_PREFIX) and name not in REGISTRY:
-        register(hdf5_folder_spec(name[len(HDF5_PREFIX):]), overwrite=True)
+        spec = hdf5_folder_spec(name[len(HDF5_PREFIX):])  # registered under the folder's absolute path
+        register(spec, overwrite=True)
+        name = spec.name
     return load_splits(name, val_fraction=float(ds_cfg.get("val_fraction", 0.2)), seed=int(ds_cfg.get("split_seed", 0)),
                        options=options)
 
