@@ -104,6 +104,19 @@ def test_embedded_folder_runs_through_vector_pipeline(tmp_path, ds_cfg, monkeypa
     res = classify({**cfg, "classify": {**cfg["classify"], "mode": "scratch"}}, tmp_path / "run", data=data,
                    quiet=True, echo=False)
     assert 0.0 <= res["protocols"]["paper"]["mAP"] <= 1.0
+    # `evaluate --input test.hdf5`: the file names no labels, so its columns are the model's, in order
+    # (before, its label0, label1, ... were refused as not the model's names).
+    from mulsupcon.evaluate import evaluate_file
+    from mulsupcon.predict import load_run, read_labelled_inputs
+
+    x, y = read_labelled_inputs(out / "test.hdf5", load_run(tmp_path / "run"))
+    np.testing.assert_array_equal(x, splits.test.features)
+    np.testing.assert_array_equal(y, splits.test.labels)
+    assert "test.hdf5, validation protocol" in evaluate_file(tmp_path / "run", out / "test.hdf5")
+    with h5py.File(tmp_path / "fewer.hdf5", "w") as f:  # unnamed, but not as many labels: refused
+        f["feature"], f["target"] = x, y[:, 1:]
+    with pytest.raises(ValueError, match="are not the model's"):
+        read_labelled_inputs(tmp_path / "fewer.hdf5", load_run(tmp_path / "run"))
 
 
 def test_embed_errors(tmp_path, ds_cfg):

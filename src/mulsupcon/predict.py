@@ -289,11 +289,17 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     CSV/TSV: the model's feature and label columns, found by name in any order (other columns are not
     read); a model trained on labels listed by name (``dataset.label_sep``) reads its label column so.
     NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label names
-    must be the model's. An image folder: its label file ``labels`` (default ``FOLDER/labels.csv``), in
+    must be the model's, and a file that names none (HDF5) is taken in the model's label order. An image folder: its label file ``labels`` (default ``FOLDER/labels.csv``), in
     the formats training reads (one 0/1 column per label, a column listing names, or JSON), with the
     run's ``label_sep`` and ``ignore_columns``; only the model's labels may occur.
     """
-    from mulsupcon.data.formats import label_columns_checked, label_matrix, read_table, read_text_columns
+    from mulsupcon.data.formats import (
+        default_label_names,
+        label_columns_checked,
+        label_matrix,
+        read_table,
+        read_text_columns,
+    )
     from mulsupcon.data.user_files import format_suffix, from_file, parse_label_sep
 
     path = Path(path).expanduser()
@@ -339,7 +345,10 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     ds_cfg = model.config.get("dataset", {}) if suffix == ".arff" else {}  # which ARFF attributes are labels
     ds = from_file(path, label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"),
                    options=ReadOptions(allow_missing=model.allows_missing))
-    if list(ds.label_names) != model.label_names:
+    names = list(ds.label_names)
+    if names == default_label_names(ds.n_labels) and ds.n_labels == len(model.label_names):
+        names = model.label_names  # a file that names no labels (HDF5, e.g. `mulsupcon embed`'s) is in the model's order
+    if names != model.label_names:
         raise ValueError(f"{path}: labels {list(ds.label_names)[:5]}... are not the model's "
                          f"{model.label_names[:5]}... ({ds.n_labels} against {len(model.label_names)})")
     features = ds.features.toarray() if sp.issparse(ds.features) else np.asarray(ds.features)

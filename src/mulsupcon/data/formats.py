@@ -37,7 +37,7 @@ from mulsupcon.data.arff import _FLOAT32_MAX, MISSING_HINT, DataFormatError, Pat
 from mulsupcon.data.dataset import MultiLabelDataset
 
 __all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "text_rows", "column_positions",
-           "multi_hot", "label_matrix", "label_columns_checked", "open_npz", "one_hot_encode", "one_hot_groups"]
+           "multi_hot", "label_matrix", "default_label_names", "label_columns_checked", "open_npz", "one_hot_encode", "one_hot_groups"]
 
 
 def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -92,6 +92,11 @@ def _vector_features(x: np.ndarray, source: str, what: str, allow_missing: bool 
             "number that float32 can hold" + (f" (a missing value? {MISSING_HINT})" if missing else "")
         )
     return x32
+
+
+def default_label_names(n: int) -> list[str]:
+    """The names of the n label columns of a file that names none (HDF5; an NPZ without ``label_names``)."""
+    return _names(None, n, "label", "", "label names")
 
 
 def _names(given: Sequence[str] | None, n: int, prefix: str, source: str, what: str) -> list[str]:
