@@ -557,6 +557,24 @@ def test_image_folder_with_a_label_csv_trains_and_predicts(tmp_path):
     assert not (tmp_path / "p8.csv").exists()
 
 
+def test_the_images_predict_scores_in_a_folder(tmp_path):
+    """`predict --input FOLDER` scores every image in the folder and its subfolders (a label file may list
+    `sub/img.jpg`; before, images in subfolders were left out without a word), named by their path inside
+    it; a `labels.csv` in the folder lists them instead, read as training reads a label file (here
+    tab-separated, with a byte-order mark)."""
+    from mulsupcon.predict import image_folder_names
+
+    (tmp_path / "f" / "sub" / "deeper").mkdir(parents=True)
+    for name in ("b.png", "A.JPG", "sub/c.jpg", "sub/deeper/d.webp", "notes.txt", "sub/readme.md"):
+        (tmp_path / "f" / name).write_bytes(b"")
+    assert image_folder_names(tmp_path / "f") == ["A.JPG", "b.png", "sub/c.jpg", "sub/deeper/d.webp"]
+    (tmp_path / "f" / "labels.csv").write_bytes("\ufefffile\tlabels\nsub/c.jpg\tcat\nb.png\t\n".encode())
+    assert image_folder_names(tmp_path / "f") == ["sub/c.jpg", "b.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        image_folder_names(tmp_path / "empty")
+
+
 def test_image_label_file_options_reach_the_folder_reader(tmp_path):
     """`--dataset.label_sep` / `--dataset.ignore_columns` apply to an image folder's label CSV (with a test
     folder, the names of both files are unioned); a label file that names images without their suffix

@@ -392,14 +392,17 @@ def _stored_image_size(model: TrainedModel) -> int:
 
 
 def image_folder_names(folder: Path) -> list[str]:
-    """The images of a folder to predict, in output order: those its ``labels.csv`` lists (first column),
-    else every image file, sorted by name."""
+    """The images of a folder to predict, in output order, as paths relative to it: those its ``labels.csv``
+    lists (first column; the file read as training reads a label file), else every image file in it and
+    its subfolders (as a label file may list ``sub/img.jpg``), sorted by path."""
+    from mulsupcon.data.formats import text_rows
+
     listing = folder / "labels.csv"
     if listing.is_file():
-        with open(listing, newline="", encoding="utf-8") as fh:
-            names = [row[0].strip() for row in list(csv.reader(fh))[1:] if row and row[0].strip()]
+        names = [row[0].strip() for row in text_rows(listing)[2] if row[0].strip()]
     else:
-        names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                       if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not names:
         raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     return names
