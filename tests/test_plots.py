@@ -133,6 +133,12 @@ def test_heatmap_sets_runs_of_different_datasets_side_by_side_and_checks_out_fir
     assert plots.heatmap_runs([tmp_path / "a"], out=tmp_path / "one.svg").read_text().lstrip().startswith("<?xml")
     with pytest.warns(UserWarning, match="multi: no test row has exactly one label"):
         plots.heatmap_runs([tmp_path / "multi"], out=tmp_path / "m.png")
+    # 80 classes of which 6 have single-label rows (a small COCO test split): only those 6 are drawn, not
+    # an 80 x 80 grid of empty rows and columns (which made a figure about 2,900 pixels wide).
+    monkeypatch.setattr(plots, "run_embeddings", lambda run, split: (
+        rng.normal(size=(60, 6)), np.eye(80)[rng.integers(0, 6, 60)], [f"l{i:02d}" for i in range(80)], "pretrain"))
+    png = plots.heatmap_runs([tmp_path / "coco"], out=tmp_path / "coco.png").read_bytes()
+    assert png[:8] == PNG_MAGIC and int.from_bytes(png[16:20], "big") < 800  # IHDR width
 
     def must_not_run(run, split):
         raise AssertionError("read a run before checking --out")

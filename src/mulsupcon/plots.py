@@ -2,8 +2,8 @@
 
 Heatmap: for each class c, the class embedding is the mean backbone embedding of the samples whose
 label set is exactly {c}; row i shows softmax_j(cos(e_i, e_j) / T) over all classes j. A sharper
-diagonal means classes are better separated. Classes with no single-label sample get an empty
-(grey) row and column, and the figure says how many samples each class embedding averages.
+diagonal means classes are better separated. Classes with no single-label sample have no embedding:
+they are left out of the drawing, and each panel's title counts the classes drawn of all.
 """
 
 from __future__ import annotations
@@ -121,18 +121,21 @@ def heatmap_runs(runs: Sequence[str | Path], out: Optional[str | Path] = None, s
                           "embedded by the mean of its single-label rows, as in Figure 3)"
                           + ("; try --split train" if split != "train" else ""),
                           stacklevel=2)
-        panels.append((Path(run), kind, sim, counts, names))
+        # Only the classes with single-label rows have an embedding: the others would be empty rows and
+        # columns (72 of COCO's 80 on a small test split), so they are left out of the drawing.
+        shown = np.flatnonzero(counts > 0) if counts.any() else np.arange(len(names))
+        panels.append((Path(run), kind, sim[np.ix_(shown, shown)], counts, [names[k] for k in shown]))
     n = len(panels)
     # Runs on different datasets may sit side by side: each panel has its own classes.
     size = max(3.5, 0.28 * max(p[2].shape[0] for p in panels) + 1.5)
-    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.8, size), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(size * n + 0.8, size), squeeze=False, layout="constrained")
     vmax = max(float(np.nanmax(p[2])) if np.isfinite(p[2]).any() else 1.0 for p in panels)
     for ax, (run, kind, sim, counts, names) in zip(axes[0], panels):
         C = sim.shape[0]
         masked = np.ma.masked_invalid(sim)
         cmap = plt.get_cmap("viridis").with_extremes(bad="#cccccc")
         im = ax.imshow(masked, cmap=cmap, vmin=0.0, vmax=vmax)
-        ax.set_title(f"{run.name}\n({kind}; {int((counts > 0).sum())}/{C} classes, {split})", fontsize=9)
+        ax.set_title(f"{run.name}\n({kind}; {int((counts > 0).sum())}/{len(counts)} classes, {split})", fontsize=9)
         if C <= 40:
             short = [s.replace("digit_", "") for s in names]
             ax.set_xticks(range(C), short, rotation=90, fontsize=7)
