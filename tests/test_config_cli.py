@@ -448,6 +448,9 @@ def test_a_registered_dataset_without_config_gets_its_own_config_or_the_adaptive
     images = resolved("pretrain", "--dataset.name", "coco-tiny-enginbozaba")  # an image set without its own config
     assert images["model"] == load_config("images")["model"] and images["pretrain"] == load_config("images")["pretrain"]
     assert resolved("pretrain")["pretrain"] == load_config("yeast")["pretrain"]  # nothing named: the paper's yeast
+    # `mulsupcon embed`'s features by their hdf5: name are vectors too (train took the library defaults)
+    embedded = resolved("train", "--dataset.name", "hdf5:/features/of/photos", "--classify.mode", "scratch")
+    assert embedded["classify"] == {**vectors["classify"], "mode": "scratch"}
 
 
 def test_building_the_command_line_imports_no_heavy_library():

@@ -25,8 +25,10 @@ EPILOG = (
 
 def _add_run_args(p: argparse.ArgumentParser, *, config_default: Optional[str]) -> None:
     p.add_argument("--config", "-c", default=config_default,
-                   help="shipped config name or YAML path (default: with --dataset.path, 'vectors' or 'images' "
-                        "as the data is; otherwise 'yeast' for pretrain and the library defaults for train)")
+                   help="shipped config name or YAML path (default: the shipped config of a dataset that has one, "
+                        "e.g. yeast, scene, coco; else 'vectors' or 'images' as the data is, for your own files "
+                        "and any other dataset; with no dataset named, 'yeast' for pretrain and the library "
+                        "defaults for train)")
     p.add_argument("--dataset", help="dataset name (shortcut for --dataset.name)")
     p.add_argument("--run-dir", help="run directory (default: runs/<dataset>-<kind>-<time>)")
     p.add_argument("--seed", type=int, help="run seed (shortcut for --seed)")
@@ -288,7 +290,11 @@ def _default_config(command: str, overrides: dict[str, Any]) -> Optional[str]:
         if not Path(str(path)).expanduser().exists():
             raise FileNotFoundError(f"dataset path not found: {path}")
         return "images" if guess_kind(Path(str(path)).expanduser(), overrides.get("dataset.labels")) == "image" else "vectors"
+    from mulsupcon.data.image_datasets import HDF5_PREFIX
+
     name = overrides.get("dataset.name")
+    if name is not None and str(name).startswith(HDF5_PREFIX):  # `mulsupcon embed`'s features: vectors
+        return "vectors"
     if name is not None:
         from mulsupcon.data.registry import list_datasets
 
