@@ -575,6 +575,28 @@ def test_the_images_predict_scores_in_a_folder(tmp_path):
         image_folder_names(tmp_path / "empty")
 
 
+def test_a_folder_that_is_not_a_dataset_says_what_is_missing(tmp_path):
+    """A folder of images given without its label file, and PASCAL VOC's label lists without the images,
+    are named as such (both only said "not a dataset folder"); a label file lying in the folder is offered."""
+    from mulsupcon.data.user_files import read_dataset
+
+    (tmp_path / "imgs" / "sub").mkdir(parents=True)
+    (tmp_path / "imgs" / "sub" / "a.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"imgs: not a dataset folder .*; it holds images: name their label file "
+                                         r"with --dataset\.labels FILE\.csv\. Expected"):
+        read_dataset(tmp_path / "imgs")
+    (tmp_path / "imgs" / "labels.csv").write_text("file,cat\nsub/a.jpg,1\n")
+    with pytest.raises(ValueError, match=r"--dataset\.labels .*imgs[/\\]labels\.csv\. Expected"):
+        read_dataset(tmp_path / "imgs")
+    (tmp_path / "voc" / "VOC2007" / "ImageSets" / "Main").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"voc: not a dataset folder .*; it has PASCAL VOC's ImageSets/Main/ but no "
+                                         r"JPEGImages/"):
+        read_dataset(tmp_path / "voc")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty: not a dataset folder mulsupcon can read\. Expected one of"):
+        read_dataset(tmp_path / "empty")
+
+
 def test_image_label_file_options_reach_the_folder_reader(tmp_path):
     """`--dataset.label_sep` / `--dataset.ignore_columns` apply to an image folder's label CSV (with a test
     folder, the names of both files are unioned); a label file that names images without their suffix

@@ -213,7 +213,8 @@ def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions,
         files = {str(root / "annotations" / f"instances_{s}.json"): sha256_of(root / "annotations" / f"instances_{s}.json")
                  for s in read}
         return SourceParts(train=read[train[0]], test=read[test[0]] if test else None), files
-    voc = next((r for r in (root, root / "VOCdevkit" / "VOC2007") if (r / "JPEGImages").is_dir()), None)
+    voc_roots = (root, root / "VOCdevkit" / "VOC2007", root / "VOC2007")
+    voc = next((r for r in voc_roots if (r / "JPEGImages").is_dir()), None)
     if voc is not None:
         lists = {s: voc / "ImageSets" / "Main" / f"{s}.txt" for s in ("trainval", "test")}
         read = {s: cache_images(name, read_voc(voc, s, difficult="negative"), voc, s, options)
@@ -222,7 +223,15 @@ def _read_folder(root: Path, labels: Optional[str | Path], options: ReadOptions,
             raise ValueError(f"{voc}: no ImageSets/Main/trainval.txt (the PASCAL VOC layout)")
         return SourceParts(train=read["trainval"], test=read.get("test")), \
             {str(f): sha256_of(f) for s, f in lists.items() if s in read}
-    raise ValueError(f"{root}: not a dataset folder mulsupcon can read. Expected one of: images with "
+    # Two near misses said only "not a dataset folder": images without their label file, and VOC labels
+    # without the images.
+    hint = ""
+    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*")):
+        beside = next((root / f for f in ("labels.csv", "labels.json", "labels.tsv") if (root / f).is_file()), None)
+        hint = f"; it holds images: name their label file with --dataset.labels {beside or 'FILE.csv'}"
+    elif any((r / "ImageSets" / "Main").is_dir() for r in voc_roots):
+        hint = "; it has PASCAL VOC's ImageSets/Main/ but no JPEGImages/ beside it: the images are needed too"
+    raise ValueError(f"{root}: not a dataset folder mulsupcon can read{hint}. Expected one of: images with "
                      f"--dataset.labels FILE.csv (file name, then one 0/1 column per label); annotations/"
                      f"instances_*.json (MS-COCO format); JPEGImages/ + ImageSets/Main/ (PASCAL VOC); train.hdf5 + "
                      f"test.hdf5 (mulsupcon embed)")
