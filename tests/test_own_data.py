@@ -700,6 +700,14 @@ def test_coco_and_voc_layout_folders_train(tmp_path):
                 "".join(f"{i:06d} {1 if labels[k, j] else -1}\n" for k, i in enumerate(ids)))
     _cli("train", "--mode", "scratch", "--dataset.path", "voc", *IMG, "--run-dir", "v", cwd=tmp_path)
     assert json.loads((tmp_path / "v" / "split.json").read_text())["test_source"] == "official"
+    # The folder above it works as well (VOC2007/ inside, as some copies of the data unpack).
+    from mulsupcon.data.catalogue import ReadOptions
+    from mulsupcon.data.user_files import read_dataset
+
+    (tmp_path / "above").mkdir()
+    voc.rename(tmp_path / "above" / "VOC2007")
+    parts, files = read_dataset(tmp_path / "above", options=ReadOptions(image_size=8, cache_dir=str(tmp_path / "c")))
+    assert (parts.train.n_samples, parts.test.n_samples) == (24, 8) and len(files) == 2
 
 
 # ----------------------------------------------------------------------------- Python
