@@ -618,7 +618,11 @@ def test_csv_round_trip_by_names_and_count(tmp_path):
     "text, labels, pattern",
     [
         ("a,y\n1,1\n2,\n", ["y"], r"x\.csv:3: empty field in column 'y'"),
-        ("a,y\n1,1\nz,0\n", ["y"], r"x\.csv:3: non-numeric value 'z' in column 'a'"),
+        ("a,y\n1,1\nz,0\n", ["y"], r"x\.csv:3: non-numeric value 'z' in column 'a'; features must be numbers"),
+        # a number written with a decimal comma or a thousands separator is named as such
+        ('a,y\n"1,234",1\n', ["y"], r"x\.csv:2: non-numeric value '1,234' in column 'a'; a number with a decimal "
+                                     r"comma or a thousands separator\? numbers must use '\.' as the decimal mark"),
+        ("a,y\n1'234.5,1\n", ["y"], r"non-numeric value \"1'234\.5\" in column 'a'; a number with a decimal comma"),
         ("a,y\n1,1\n2,0,5\n", ["y"], r"x\.csv:3: expected 2 fields .* found 3"),
         ("a,y\n1,1\n2,3\n", ["y"], r"x\.csv:3: label column 'y' has value 3"),
         # numpy parses these as floats; training on them would end in NaN scores, far from the cause

@@ -26,6 +26,7 @@ A label is never missing.
 from __future__ import annotations
 
 import csv
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -473,6 +474,9 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
                         if sep is not None:  # looks like a list of label names
                             hint += (f", or names in one column: add --dataset.label_sep "
                                      f"{'space' if sep == ' ' else repr(sep)}")
+                    elif re.fullmatch(r"[-+]?[\d.,']*\d[\d.,' ]*", v.strip()):  # 1,234 / 1.234,5 / 1'234
+                        hint = ("; a number with a decimal comma or a thousands separator? numbers must use '.' as "
+                                "the decimal mark, without separators")
                     elif training and v.strip():
                         hint = ("; features must be numbers: leave out an id or text column with --dataset.ignore_columns, "
                                 "and name a categorical one in --dataset.categorical_columns (one-hot encoded)")
