@@ -176,6 +176,30 @@ def test_bad_targets_are_explained():
         MulSupConClassifier(**TINY).fit(X, np.zeros((10, 2), int))
 
 
+def test_a_table_with_text_columns_is_pointed_to_one_hot_encoding():
+    """A DataFrame with a text or category column gave numpy's "could not convert string to float: 'red'";
+    the error now names the columns and the pipeline that encodes them, and that pipeline fits. `from_arrays`
+    names them as well."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=40), "color": rng.choice(["red", "blue"], 40), "on": rng.random(40) > 0.5})
+    Y = np.stack([X.a > 0, X.color == "red"], 1).astype(int)
+    for table in (X, X.astype({"color": "category"})):
+        with pytest.raises(ValueError, match=r"X columns \['color'\] hold text or categories; .*OneHotEncoder"):
+            MulSupConClassifier(**TINY).fit(table, Y)
+    from mulsupcon.data import from_arrays
+
+    with pytest.raises(ValueError, match=r"feature columns \['color'\] hold text .*get_dummies.*categorical_columns"):
+        from_arrays(X, Y)  # the Python loops' way in says the same
+    pipe = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["color"]),
+                                                 remainder="passthrough"), MulSupConClassifier(**TINY)).fit(X, Y)
+    assert pipe.predict_proba(X.iloc[:3]).shape == (3, 2)
+
+
 def test_a_label_never_positive_in_the_training_rows_is_named():
     from mulsupcon.data.splits import LabelAbsentWarning
 

@@ -122,6 +122,14 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         raise ValueError(f"random_state must be None, an integer or a numpy RandomState, got {rs!r}")
 
     def _check_X(self, X, *, reset: bool) -> np.ndarray | sp.csr_matrix:
+        from mulsupcon.data.user_files import text_columns
+
+        text = text_columns(X)  # a DataFrame's text columns are named, with the remedy
+        if text:
+            raise ValueError(
+                f"X columns {text[:5]} hold text or categories; MulSupConClassifier takes numbers. One-hot "
+                "encode them first, e.g. make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="
+                f"'ignore'), {text[:5]!r}), remainder='passthrough'), MulSupConClassifier())")
         # NaN is a missing value when `missing` names a fill strategy (as --dataset.missing does), else refused.
         finite = True if self.missing in (None, "error") else "allow-nan"
         return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32, ensure_min_samples=1,

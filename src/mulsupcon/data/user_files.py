@@ -312,6 +312,13 @@ def as_csv_hint(path: str | Path) -> str:
     return f"; save the table as CSV first, e.g. with pandas: pd.read_{readers[suffix]}('{Path(path).name}').to_csv('data.csv', index=False)"
 
 
+def text_columns(table: object) -> list[str]:
+    """The columns of a pandas DataFrame that hold text or categories rather than numbers (``[]`` for
+    anything else), so that an error can name them instead of numpy's "could not convert string to float"."""
+    select = getattr(table, "select_dtypes", None)
+    return [str(c) for c in select(exclude=["number", "bool"]).columns] if select is not None else []
+
+
 def from_arrays(features: Matrix, labels: Matrix, label_names: Optional[Sequence[str]] = None,
                 feature_names: Optional[Sequence[str]] = None, name: str = "arrays",
                 allow_missing: bool = False) -> MultiLabelDataset:
@@ -338,6 +345,11 @@ def from_arrays(features: Matrix, labels: Matrix, label_names: Optional[Sequence
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise ValueError(f"labels hold {y[r, c].item()!r} at row {r}, column {c}; label values must be 0 or 1")
+    text = text_columns(features)
+    if text:
+        raise ValueError(f"feature columns {text[:5]} hold text or categories; features must be numbers: one-hot "
+                         f"encode them first (pandas.get_dummies(X, columns={text[:5]!r})), or read the file with "
+                         "from_file(..., categorical_columns=[...]), which encodes them for training and prediction")
     x = features if sp.issparse(features) else np.asarray(features)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"features have {x.shape[0]} rows but labels {y.shape[0]}")
