@@ -289,9 +289,10 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     CSV/TSV: the model's feature and label columns, found by name in any order (other columns are not
     read); a model trained on labels listed by name (``dataset.label_sep``) reads its label column so.
     NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label names
-    must be the model's, and a file that names none (HDF5) is taken in the model's label order. An image folder: its label file ``labels`` (default ``FOLDER/labels.csv``), in
-    the formats training reads (one 0/1 column per label, a column listing names, or JSON), with the
-    run's ``label_sep`` and ``ignore_columns``; only the model's labels may occur.
+    must be the model's, and a file that names none (HDF5) is taken in the model's label order. An
+    image folder: its label file ``labels`` (default ``FOLDER/labels.csv``), in the formats training
+    reads (one 0/1 column per label, a column listing names, or JSON), with the run's ``label_sep`` and
+    ``ignore_columns``; only the model's labels may occur.
     """
     from mulsupcon.data.formats import (
         default_label_names,
