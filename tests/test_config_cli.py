@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mulsupcon.cli import main, split_overrides
 from mulsupcon.config import DEFAULTS, available_configs, load_config
@@ -104,6 +105,16 @@ def test_cli_config_show_and_help_run_as_a_program():
                          env={"PYTHONPATH": SRC, "PATH": ""}, check=True).stdout
     for cmd in ("pretrain", "train", "evaluate", "demo", "datasets", "plot", "reproduce", "benchmark"):
         assert cmd in out
+
+
+def test_config_list_says_what_each_shipped_config_is_for(capsys):
+    assert main(["config", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == available_configs()
+    listed = {line.split()[0]: line.split(None, 1)[1] for line in lines}
+    assert listed["vectors"] == "The default for your own vector data (--dataset.path FILE without --config)"
+    assert listed["coco-tiny"].startswith("Smoke-test scale on a real MS-COCO 2017 subset in the data home (coco-tiny-zzowenzz: 80")
+    assert all(0 < len(text) <= 100 for text in listed.values())
 
 
 def test_scheduled_lr_cosine_and_restarts():
@@ -481,3 +492,103 @@ def test_the_saved_config_names_its_data_by_absolute_paths(tmp_path, monkeypatch
     cfg = load_config(None, {"dataset.name": "yeast"})
     resolve_paths(cfg)
     assert cfg["dataset"]["name"] == "yeast"  # a registered name is not a path
+
+
+def test_numbers_with_an_exponent_are_numbers_in_config_files_and_flags(tmp_path):
+    """PyYAML reads `lr: 1e-3` (YAML 1.1: no dot, no exponent sign) as a string; a config file then failed
+    with 'pretrain.lr must be a number, got '1e-3'' although the same flag worked."""
+    from mulsupcon.config import parse_value
+
+    (tmp_path / "lr.yaml").write_text("pretrain:\n  lr: 1e-3\n  weight_decay: 5E-5\nclassify: {lr: 2.5e4, lr_backbone: .5e-1}\n")
+    cfg = load_config(tmp_path / "lr.yaml")
+    assert cfg["pretrain"]["lr"] == 1e-3 and cfg["pretrain"]["weight_decay"] == 5e-5
+    assert cfg["classify"]["lr"] == 2.5e4 and cfg["classify"]["lr_backbone"] == 0.05
+    assert [parse_value(v) for v in ("1e-3", "-2e+2", "3", "1.5", "null", "e5", "1e", "abc", "[1, 2e1]")] == [
+        1e-3, -200.0, 3, 1.5, None, "e5", "1e", "abc", [1, 20.0]]
+
+
+def test_a_config_file_names_its_base(tmp_path):
+    """`base:` starts a file from a shipped config or from another file (relative to the naming file); a loop,
+    an unknown base or a base that is not a name is an error naming the file."""
+    vectors = load_config("vectors")
+    (tmp_path / "common.yaml").write_text("base: vectors\nclassify: {epochs: 77}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mine.yaml").write_text("base: ../common.yaml\npretrain: {lr: 2e-3}\n")
+    cfg = load_config(tmp_path / "sub" / "mine.yaml")
+    assert cfg["classify"]["epochs"] == 77 and cfg["pretrain"]["lr"] == 2e-3
+    assert {**cfg, "classify": vectors["classify"], "pretrain": vectors["pretrain"]} == vectors
+    assert cfg["pretrain"]["min_steps"] == vectors["pretrain"]["min_steps"] == 3000
+    # epochs set by a file run as given, as the flag does: the base's step bounds are cleared
+    (tmp_path / "epochs.yaml").write_text("base: vectors\npretrain: {epochs: 20}\n")
+    assert load_config(tmp_path / "epochs.yaml")["pretrain"] == load_config("vectors", {"pretrain.epochs": 20})["pretrain"]
+    (tmp_path / "none.yaml").write_text("base: null\npretrain: {batch_size: 7}\n")
+    assert load_config(tmp_path / "none.yaml") == load_config(None, {"pretrain.batch_size": 7})
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ValueError, match=r"name each other as base in a loop: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "gone.yaml").write_text("base: vectorz\n")
+    with pytest.raises(ValueError, match=r"gone\.yaml: base 'vectorz' is neither a file beside it nor a shipped config"):
+        load_config(tmp_path / "gone.yaml")
+    (tmp_path / "list.yaml").write_text("base: [vectors]\n")
+    with pytest.raises(ValueError, match=r"list\.yaml: base must name a shipped config or a YAML file"):
+        load_config(tmp_path / "list.yaml")
+
+
+def _tiny_csv(path: Path, rows: int = 80) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(rows, 4))
+    Y = np.stack([X[:, 0] > 0, X[:, 1] > 0.3], axis=1).astype(int)
+    lines = ["a,b,c,d,l1,l2"] + [",".join([*(f"{v:.3f}" for v in x), *map(str, y)]) for x, y in zip(X, Y)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_config_file_of_yours_changes_the_default_the_command_would_use(tmp_path, monkeypatch, capsys):
+    """A file holding one change used to be applied to the library defaults (30 finetuning epochs chosen by
+    validation loss, no step minimum): the schedule issue 15 found to collapse small sets, instead of the
+    `vectors` defaults a CSV gets without --config. And `train --from RUN --config FILE` read the library's
+    default dataset (yeast) instead of RUN's."""
+    import argparse
+
+    from mulsupcon.cli import _config_file_as_flags, _resolve
+
+    monkeypatch.chdir(tmp_path)
+    csv = str(_tiny_csv(tmp_path / "data.csv"))
+    (tmp_path / "mine.yaml").write_text("pretrain:\n  batch_size: 16\n")
+
+    def resolved(command, config, *flags):
+        args = argparse.Namespace(command=command, config=config, dataset=None)
+        _config_file_as_flags(args)
+        return _resolve(args, list(flags))
+
+    data = ["--dataset.path", csv, "--dataset.label_columns", "2"]
+    for command in ("pretrain", "train"):
+        assert resolved(command, "mine.yaml", *data) == load_config("vectors", {
+            "dataset.path": csv, "dataset.label_columns": 2, "pretrain.batch_size": 16})
+    # the command line's flags come after the file's; a registered set's own config is the one changed
+    assert resolved("train", "mine.yaml", *data, "--pretrain.batch_size", "8")["pretrain"]["batch_size"] == 8
+    assert resolved("pretrain", "mine.yaml", "--dataset.name", "scene") == load_config("scene", {"pretrain.batch_size": 16})
+    # the data named in the file itself picks the default too
+    (tmp_path / "with-data.yaml").write_text(f"dataset: {{path: {csv}, label_columns: 2}}\nclassify: {{epochs: 9}}\n")
+    assert resolved("pretrain", "with-data.yaml") == load_config("vectors", {
+        "dataset.path": csv, "dataset.label_columns": 2, "classify.epochs": 9})
+    # a shipped config, or a file naming its base, is a whole config as before
+    assert resolved("train", "scene", *data) == load_config("scene", {"dataset.path": csv, "dataset.label_columns": 2})
+    (tmp_path / "based.yaml").write_text("base: null\npretrain:\n  batch_size: 16\n")
+    assert resolved("train", "based.yaml", *data)["classify"] == DEFAULTS["classify"]
+
+    # train --from RUN --config FILE: RUN's data and model, with the file's change
+    assert main(["pretrain", *data, "--model.hidden", "[8]", "--model.head_hidden", "8", "--model.embed_dim", "4",
+                 "--pretrain.epochs", "1", "-q", "--run-dir", "pre"]) == 0
+    (tmp_path / "ft.yaml").write_text("classify:\n  epochs: 2\n")
+    assert main(["train", "--mode", "finetune", "--from", "pre", "--config", "ft.yaml", "-q", "--run-dir", "ft"]) == 0, \
+        capsys.readouterr().err
+    saved = yaml.safe_load((tmp_path / "ft" / "config.yaml").read_text())
+    assert saved["dataset"]["path"] == csv and saved["model"]["hidden"] == [8] and saved["classify"]["epochs"] == 2
+    # a typo in the file is named with the file
+    (tmp_path / "typo.yaml").write_text("pretrain:\n  bacth_size: 16\n")
+    assert main(["pretrain", *data, "--config", "typo.yaml", "--run-dir", "t"]) == 2
+    assert "typo.yaml.pretrain: unknown key 'bacth_size'. Did you mean 'batch_size'?" in capsys.readouterr().err

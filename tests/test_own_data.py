@@ -183,6 +183,9 @@ def test_csv_with_an_id_column_trains_and_predicts_with_it(tmp_path):
     _cli("predict", "r", "--input", "ids.csv", "--out", "p.csv", "--keep", "id", cwd=tmp_path)
     out = (tmp_path / "p.csv").read_text().splitlines()
     assert out[0] == "id," + ",".join(LABELS) and out[80].startswith("row-79,") and len(out) == 81
+    # --out -: the same CSV on standard output, and nothing else there (it wrote a file named '-')
+    piped = _cli("predict", "r", "--input", "ids.csv", "--out", "-", "--keep", "id", cwd=tmp_path)
+    assert piped.stdout.splitlines() == out and not (tmp_path / "-").exists()
 
 
 def test_csv_with_categorical_columns_trains_predicts_and_evaluates(tmp_path):

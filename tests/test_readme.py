@@ -57,6 +57,16 @@ def test_your_own_data_from_python_runs(tmp_path, monkeypatch):
     assert scope["emb"].shape == (7, 256) and (tmp_path / "runs" / "arr-ft" / "model.pt").is_file()
 
 
+def test_the_config_file_example_is_the_vector_defaults_with_its_three_changes(tmp_path):
+    from mulsupcon.config import load_config
+
+    text = README.read_text(encoding="utf-8")
+    start = text.index("A config file of your own")
+    (tmp_path / "my.yaml").write_text(re.search(r"```yaml\n(.*?)```", text[start:], re.S).group(1))
+    changes = {"pretrain.batch_size": 128, "pretrain.lr": 1e-3, "classify.epochs": 300}
+    assert load_config(tmp_path / "my.yaml") == load_config("vectors", changes)
+
+
 # ----------------------------------------------------------------------------- command lines in the docs
 
 DOCS = [README, *sorted((README.parent / "results").glob("*.md"))]

@@ -28,7 +28,9 @@ def _add_run_args(p: argparse.ArgumentParser, *, config_default: Optional[str]) 
                    help="shipped config name or YAML path (default: the shipped config of a dataset that has one, "
                         "e.g. yeast, scene, coco; else 'vectors' or 'images' as the data is, for your own files "
                         "and any other dataset; with no dataset named, 'yeast' for pretrain and the library "
-                        "defaults for train)")
+                        "defaults for train). A YAML file of yours changes that default with its keys, or starts "
+                        "from the config its top-level 'base:' names ('base: vectors'; 'base: null' for the "
+                        "library defaults)")
     p.add_argument("--dataset", help="dataset name (shortcut for --dataset.name)")
     p.add_argument("--run-dir", help="run directory (default: runs/<dataset>-<kind>-<time>)")
     p.add_argument("--seed", type=int, help="run seed (shortcut for --seed)")
@@ -78,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="label probabilities (or 0/1 labels) of new rows or images with a trained run")
     p.add_argument("run", help="classification run directory (or its model.pt)")
     p.add_argument("--input", required=True, help="file or folder in the training formats (label columns are ignored)")
-    p.add_argument("--out", required=True, help="CSV to write: a header of the label names, one row per input row")
+    p.add_argument("--out", required=True, help="CSV to write: a header of the label names, one row per input row "
+                   "('-': standard output)")
     p.add_argument("--keep", nargs="+", default=(), metavar="COLUMN",
                    help="CSV input: copy these columns (an id, say) as they are, before the label columns")
     p.add_argument("--labels", action="store_true",
@@ -122,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="show shipped configs")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
-    csub.add_parser("list", help="names of the shipped configs")
+    csub.add_parser("list", help="the shipped configs, each with what it is for")
     c = csub.add_parser("show", help="print a resolved config as YAML")
-    c.add_argument("name", nargs="?", default=None)
+    c.add_argument("name", nargs="?", default=None, help="a shipped config or a YAML file (none: the library defaults)")
 
     p = sub.add_parser("plot", help="figures: class-embedding heatmap (Figure 3), training curves")
     psub = p.add_subparsers(dest="plot_command", metavar="FIGURE")
@@ -159,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an interpreter with mlrl-boomer installed, for the boomer method (default: "
                         "$MULSUPCON_BOOMER_PYTHON; make one: python3 -m venv .venv-boomer && "
                         ".venv-boomer/bin/pip install mlrl-boomer)")
-    p.add_argument("--config", default="vectors", help="the config MulSupCon, BCE and ASL run with")
+    p.add_argument("--config", default="vectors", help="the config MulSupCon, BCE and ASL run with (a YAML file of yours changes 'vectors' with its "
+                   "keys, unless it names a 'base:')")
     p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. classify.epochs=100 (repeatable: every --set adds to the list); "
                         "--classify.epochs 100 is the same")
@@ -254,7 +258,7 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
     :func:`_default_config`), then the flags."""
     from mulsupcon.config import DEFAULTS, load_config, resolve_paths, set_dotted, validate_config, with_defaults
 
-    overrides = split_overrides(extra)
+    overrides = {**(getattr(args, "file_overrides", None) or {}), **split_overrides(extra)}
     if args.dataset:
         overrides["dataset.name"] = args.dataset
     if getattr(args, "seed", None) is not None:
@@ -456,6 +460,18 @@ def _resume_hint(args) -> str:
     return "nothing was resumable"
 
 
+def _config_file_as_flags(args: argparse.Namespace) -> None:
+    """A YAML file of the user's that names no ``base:`` is a set of flags, applied before the command line's
+    (``args.file_overrides``): it changes the config the command would use without --config (the vector
+    defaults for a CSV, the pretraining run's with --from; 'vectors' for the benchmark), not the library
+    defaults. A shipped config, or a file naming its base, stays a whole config."""
+    from mulsupcon.config import own_config_flags
+
+    args.file_overrides = own_config_flags(args.config) if args.config is not None else None
+    if args.file_overrides is not None:
+        args.config = "vectors" if args.command == "benchmark" else None
+
+
 def takes_config_flags(args: argparse.Namespace) -> bool:
     """Whether the parsed command takes ``--SECTION.KEY VALUE`` config flags beside its own."""
     return args.command in ("pretrain", "train", "benchmark") or (
@@ -468,6 +484,8 @@ def _dispatch(args, extra, argv, parser) -> int:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     if cmd in ("pretrain", "train") and args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_torchrun(args.nproc, argv)
+    if cmd in ("pretrain", "train", "benchmark"):
+        _config_file_as_flags(args)
 
     if cmd == "pretrain":
         from mulsupcon.train.pretrain import pretrain
@@ -523,7 +541,8 @@ def _dispatch(args, extra, argv, parser) -> int:
 
         out = predict_file(args.run, args.input, args.out, labels=args.labels, threshold=args.threshold,
                            device=args.device, keep=args.keep)
-        print(out)
+        if str(out) != "-":  # "-" wrote the CSV itself to standard output
+            print(out)
         return 0
 
     if cmd == "export":
@@ -580,9 +599,18 @@ def _dispatch(args, extra, argv, parser) -> int:
         from mulsupcon.config import available_configs, load_config
 
         if args.config_command == "show":
+            from mulsupcon.config import own_config_flags
+
+            if args.name is not None and own_config_flags(args.name) is not None:
+                print(f"# {args.name} names no base: shown on the library defaults. pretrain, train and benchmark apply "
+                      "its keys to the config they would use without --config (e.g. vectors for a CSV), or name one "
+                      "in the file: base: vectors")
             print(yaml.safe_dump(load_config(args.name), sort_keys=False), end="")
         else:
-            print("\n".join(available_configs()))
+            from mulsupcon.config import config_summary
+
+            names = available_configs()
+            print("\n".join(f"{n:<{max(map(len, names))}}  {config_summary(n)}" for n in names))
         return 0
 
     if cmd == "plot":
@@ -606,7 +634,7 @@ def _dispatch(args, extra, argv, parser) -> int:
     if cmd == "benchmark":
         from mulsupcon.benchmark import DATASETS, benchmark_vectors, boomer_python
 
-        overrides = {**split_overrides(extra), **set_overrides(args.set)}  # --SECTION.KEY VALUE, as for train
+        overrides = {**(args.file_overrides or {}), **split_overrides(extra), **set_overrides(args.set)}  # as for train
         report = benchmark_vectors(args.datasets or DATASETS, args.seeds, args.methods, work=Path(args.work),
                                    out=Path(args.out) if args.out else None, config=args.config, overrides=overrides,
                                    boomer=boomer_python(args.boomer_python),

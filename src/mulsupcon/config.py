@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import IO, Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -126,6 +127,22 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as configs are written: ``1e-3`` and ``5e4`` are numbers (YAML 1.1, PyYAML's default, reads a
+    number without a dot or without the exponent's sign as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str | IO[str]) -> Any:
+    """A YAML document, read as config files and ``--section.key value`` flags are (``1e-3`` a float)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def _config_dir() -> Path:
     return Path(str(resources.files("mulsupcon") / "configs"))
 
@@ -133,6 +150,18 @@ def _config_dir() -> Path:
 def available_configs() -> list[str]:
     """Names of the YAML configs shipped with the package (``mulsupcon/configs/*.yaml``)."""
     return sorted(p.stem for p in _config_dir().glob("*.yaml"))
+
+
+def config_summary(name: str, width: int = 100) -> str:
+    """The first clause of a shipped config's ``description`` (for ``mulsupcon config list``)."""
+    text = " ".join(str(load_yaml((_config_dir() / f"{name}.yaml").read_text()).get("description") or "").split())
+    depth = 0
+    for i, ch in enumerate(text):  # the first ": " or ". " outside parentheses ends the clause
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and ch in ":." and text[i + 1:i + 2] == " ":
+            text = text[:i]
+            break
+    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
 
 
 def shipped_config_for(dataset: str) -> str | None:
@@ -171,8 +200,84 @@ def _unknown_key_message(msg: str, key: str, valid: Iterable[str]) -> str:
     return f"{msg}.{hint} Valid keys: {', '.join(valid)}"
 
 
+def config_path(source: str | Path, *, named_by: Path | None = None) -> Path:
+    """The YAML file ``source`` names: a path (relative to the folder of the config file ``named_by`` that
+    names it as its base, else to the working directory) or the name of a shipped config (``"vectors"``)."""
+    path = Path(source).expanduser()
+    if named_by is not None and not path.is_absolute():
+        path = named_by.parent / path
+    if path.is_file():
+        return path
+    named = _config_dir() / f"{source}.yaml"
+    if named.is_file():
+        return named
+    what = f"{named_by}: base '{source}' is neither a file beside it" if named_by else f"config '{source}' is neither a file"
+    raise ValueError(f"{what} nor a shipped config; shipped: {', '.join(available_configs())}")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file's own mapping (its ``description`` dropped), not merged with anything."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = load_yaml(fh) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: a config file must hold a mapping at the top level")
+    data = dict(data)
+    data.pop("description", None)
+    return data
+
+
+def _layered(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The library defaults, updated by the config the file's ``base`` names (recursively), then by the file."""
+    if path.resolve() in chain:
+        loop = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ValueError(f"config files name each other as base in a loop: {loop}")
+    data = read_config_file(path)
+    parent = data.pop("base", None)
+    if parent is None:
+        return deep_merge(DEFAULTS, data, where=str(path))
+    if not isinstance(parent, str):
+        raise ValueError(f"{path}: base must name a shipped config or a YAML file, got {parent!r}")
+    cfg = _layered(config_path(parent, named_by=path), (*chain, path.resolve()))
+    return deep_merge(cfg, _epochs_as_given(data), where=str(path))
+
+
+def _epochs_as_given(update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` with ``pretrain.min_steps``/``max_steps`` cleared when it sets ``pretrain.epochs`` but not
+    them: an explicit number of epochs is run as given. The step bounds adapt a config's OWN epochs to the
+    data's size; they do not overrule a later file or flag."""
+    pre = update.get("pretrain")
+    if not isinstance(pre, Mapping) or "epochs" not in pre:
+        return dict(update)
+    return {**update, "pretrain": {"min_steps": None, "max_steps": None, **pre}}
+
+
+def own_config_flags(source: str | Path) -> dict[str, Any] | None:
+    """A config file of the user's as dotted flags (``{"pretrain.batch_size": 128}``), for the command line
+    to apply to the config it would use without ``--config`` (so a file holding one change is that change,
+    not the library defaults with it); None for a shipped config or a file that names its own ``base``,
+    which are whole configs."""
+    path = config_path(source)
+    if path.resolve().parent == _config_dir().resolve():
+        return None
+    data = read_config_file(path)
+    if "base" in data:
+        return None
+    deep_merge(DEFAULTS, data, where=str(path))  # unknown keys and misplaced sections, named with the file
+    return {f"{key}.{k}" if isinstance(DEFAULTS[key], dict) else key: v
+            for key, value in data.items()
+            for k, v in (value.items() if isinstance(DEFAULTS[key], dict) else [(None, value)])}
+
+
 def load_config(source: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Defaults, updated by a YAML file (a path or a shipped config name), then by overrides.
+
+    A file may start from another config with a top-level ``base:`` key (a shipped config's name, or a path
+    relative to the file): ``base: vectors`` then ``pretrain: {batch_size: 128}`` is the vector defaults with
+    that one change. Without ``base`` a file starts from the library defaults here; the command line applies a
+    file of the user's to the config it would use without ``--config`` (:func:`own_config_flags`).
 
     Args:
         source: a path to a YAML file, the name of a shipped config (``"yeast"``), or ``None``.
@@ -180,30 +285,9 @@ def load_config(source: str | Path | None = None, overrides: Mapping[str, Any] |
             ``pretrain.epochs`` also clears ``pretrain.min_steps``/``max_steps`` unless they are overridden
             too: an explicit number of epochs is run as given.
     """
-    cfg = copy.deepcopy(DEFAULTS)
-    if source is not None:
-        path = Path(source)
-        if not path.is_file():
-            named = _config_dir() / f"{source}.yaml"
-            if not named.is_file():
-                raise ValueError(
-                    f"config '{source}' is neither a file nor a shipped config; shipped: {', '.join(available_configs())}"
-                )
-            path = named
-        with open(path, encoding="utf-8") as fh:
-            try:
-                data = yaml.safe_load(fh) or {}
-            except yaml.YAMLError as err:
-                raise ValueError(f"{path}: not valid YAML: {err}") from err
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: a config file must hold a mapping at the top level")
-        data = dict(data)
-        data.pop("description", None)
-        cfg = deep_merge(cfg, data, where=str(path))
+    cfg = copy.deepcopy(DEFAULTS) if source is None else _layered(config_path(source))
     overrides = dict(overrides or {})
-    if "pretrain.epochs" in overrides:
-        # An explicit number of epochs is run as given: the step bounds adapt the config's OWN epochs
-        # to the data's size, they do not overrule the user (unless they are given explicitly too).
+    if "pretrain.epochs" in overrides:  # run as given (see _epochs_as_given)
         for bound in ("pretrain.min_steps", "pretrain.max_steps"):
             overrides.setdefault(bound, None)
     for dotted, value in overrides.items():
@@ -276,14 +360,7 @@ def number_argument(kind: type, low: float, *, above: bool = False) -> Callable[
 
 def parse_value(text: str) -> Any:
     """Parse a command-line value as YAML (``1e-3`` -> float, ``null`` -> None, ``[1,2]`` -> list)."""
-    value = yaml.safe_load(text)
-    # YAML 1.1 reads "1e-3" as a string; accept it as the float a user means.
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+    return load_yaml(text)
 
 
 _CHOICES = {

@@ -158,6 +158,7 @@ def curves(run: str | Path, out: Optional[str | Path] = None) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     run = Path(run)
     out = figure_path(out, run / "curves.png")
@@ -176,6 +177,7 @@ def curves(run: str | Path, out: Optional[str | Path] = None) -> Path:
             ax.plot(ep, [h.get(k) if h.get(k) is not None else float("nan") for h in hist], label=k)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5 on a short run
         if title == "learning rate":
             ax.set_yscale("log")
         if len(ks) > 1:

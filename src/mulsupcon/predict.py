@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -428,7 +429,7 @@ def decode_images(folder: Path, names: Sequence[str], size: int, listed_in: Opti
 def write_predictions(out: str | Path, values: np.ndarray, label_names: Sequence[str],
                       files: Optional[Sequence[str]] = None, labels: bool = False,
                       kept: Optional[tuple[Sequence[str], Sequence[Sequence[str]]]] = None) -> Path:
-    """CSV: a header of the label names, one row per input row (atomic write).
+    """CSV: a header of the label names, one row per input row (atomic write; ``out="-"``: standard output).
 
     ``values`` (N, L). Leading columns: ``file`` for images (``files``, N names), and ``kept`` = (names,
     N rows of fields) copied from the input.
@@ -441,6 +442,10 @@ def write_predictions(out: str | Path, values: np.ndarray, label_names: Sequence
         cells = [str(int(v)) for v in row] if labels else [f"{float(v):.6g}" for v in row]
         lead = ([files[i]] if files is not None else []) + (list(kept[1][i]) if kept is not None else [])
         writer.writerow(lead + cells)
+    if str(out) == "-":
+        sys.stdout.write(buf.getvalue())
+        sys.stdout.flush()
+        return Path("-")
     out = Path(out)
     atomic_write_text(out, buf.getvalue())
     return out
@@ -450,7 +455,7 @@ def check_predictions_overwritable(out: str | Path, input_path: str | Path, labe
     """Refuse an ``out`` that is the input itself, or an existing file that is not a predictions CSV of these
     labels (its header ends with the label names): a mistyped --out must not replace the user's data."""
     out, source = Path(out).expanduser(), Path(input_path).expanduser()
-    if not out.exists():
+    if str(out) == "-" or not out.exists():  # "-": standard output
         return
     if source.exists() and out.resolve() == source.resolve():
         raise ValueError(f"--out {out} is the input file; it would be overwritten. Choose another --out")
@@ -467,14 +472,15 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
                  image_chunk: int = 1024) -> Path:
     """``mulsupcon predict``: probabilities (or 0/1 with ``labels`` / a ``threshold``) of every input row;
     ``keep``: columns of a CSV/TSV input copied as they are before the label columns (an id);
-    ``image_chunk``: images of a folder decoded and scored at a time."""
+    ``image_chunk``: images of a folder decoded and scored at a time; ``out="-"`` writes to standard output."""
     from mulsupcon.data.user_files import format_suffix
 
-    if Path(out).is_dir():  # before any work: scoring a large folder first would be wasted
-        raise ValueError(f"--out {out} is a folder; give the name of the file to write "
-                         f"(e.g. {Path(out) / 'predictions.csv'})")
-    if Path(out).suffix.lower() not in (".csv", ".txt", ""):
-        raise ValueError(f"--out {out}: predictions are written as CSV; name the file .csv")
+    if str(out) != "-":  # a file: checked before any work, as scoring a large folder first would be wasted
+        if Path(out).is_dir():
+            raise ValueError(f"--out {out} is a folder; give the name of the file to write "
+                             f"(e.g. {Path(out) / 'predictions.csv'})")
+        if Path(out).suffix.lower() not in (".csv", ".txt", ""):
+            raise ValueError(f"--out {out}: predictions are written as CSV; name the file .csv")
     model = load_run(run, device=device)
     check_predictions_overwritable(out, input_path, model.label_names)
     kept = None
