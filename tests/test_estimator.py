@@ -270,3 +270,16 @@ def test_missing_values_are_filled_as_the_command_line_fills_them():
     np.testing.assert_allclose(clf.predict_proba(gaps), clf.predict_proba(filled), rtol=1e-6, atol=1e-7)
     assert clf.model_.config["dataset"]["missing"] == "median"
     assert MulSupConClassifier(missing="median")._config()["dataset"]["missing"] == "median"
+
+
+def test_verbose_fit_names_the_rows_its_metrics_are_on(capsys):
+    """The estimator holds out no test rows: the metrics its verbose fit prints are on its validation rows and
+    say so (they were printed as 'test metrics')."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    Y = np.stack([X[:, 0] > 0, X[:, 1] > 0], 1).astype(int)
+    MulSupConClassifier(**{**TINY, "verbose": True}).fit(X, Y)
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "validation metrics:" in out and "| validation, fixed protocol |" in out
+    assert "test metrics" not in out and "| test," not in out

@@ -166,7 +166,7 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         val = full.subset(val_idx if len(val_idx) else train_idx)
         # The loops score a test part too: here it is the validation rows (the estimator reports nothing on it).
         splits = Splits(train=full.subset(train_idx), val=val, test=val,
-                        info={"train_rows": train_idx.tolist(), "val_rows": val_idx.tolist()})
+                        info={"train_rows": train_idx.tolist(), "val_rows": val_idx.tolist(), "test_is_validation": True})
         prepared = prepare_data(cfg["dataset"], splits)  # refuses labels without any positive first
         warn_labels_missing_from_train(splits.train, val=val)  # as the command line's carve does
         return prepared
