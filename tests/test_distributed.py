@@ -88,7 +88,7 @@ def _run_steps(positives: str, weighting: str, chunk: int | None, ctx: dist_util
             loss = loss + 0.7 * instance(query, refs, column_groups(y[:, n_labels:]), column_groups(ref_labels[:, n_labels:]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        moco.enqueue(refs[:B], ref_labels[:B])  # the global batch's keys
+        moco.enqueue()  # the global batch's keys: W * B rows on W processes, as B on one
         grads = [p.grad.detach().clone() for p in moco.query_encoder.parameters()]
         opt.step()
         records.append({

@@ -108,6 +108,28 @@ def test_references_are_batch_keys_then_queue_and_enqueue_is_explicit():
     assert int(m.queue.filled) == 6
 
 
+def test_enqueue_without_arguments_pushes_the_last_forwards_keys_once():
+    m = _moco(queue=8)
+    y = torch.tensor([[1, 0, 0], [0, 1, 1], [1, 1, 0]], dtype=torch.uint8)
+    with pytest.raises(RuntimeError, match="no forward yet, or they were pushed already"):
+        m.enqueue()
+    _, refs, ref_labels = m(torch.randn(3, 5), torch.randn(3, 5), y)
+    m.enqueue()
+    assert int(m.queue.filled) == 3
+    torch.testing.assert_close(m.queue.keys[:3], refs[:3])
+    assert torch.equal(m.queue.labels[:3], ref_labels[:3])
+    with pytest.raises(RuntimeError, match="pushed already"):
+        m.enqueue()  # a second push of the same keys would duplicate them in the queue
+    _, refs, _ = m(torch.randn(3, 5), torch.randn(3, 5), y)
+    assert refs.shape[0] == 6  # this step's 3 keys, then the 3 queued
+    with pytest.raises(ValueError, match="together, or neither"):
+        m.enqueue(refs[:3])
+    m.enqueue(refs[:3], torch.zeros(3, 3, dtype=torch.uint8))  # rows of one's choice
+    assert int(m.queue.filled) == 6 and not m.queue.labels[3:6].any()
+    with pytest.raises(RuntimeError):
+        m.enqueue()  # an explicit push uses up the step as well
+
+
 def test_queue_ignored_until_full_when_partial_use_is_off():
     m = _moco(queue=6, partial=False)
     sizes = []

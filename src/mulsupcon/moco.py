@@ -5,7 +5,7 @@ One pretraining step (He et al. 2020, with the label queue of MulSupCon), as the
     query, refs, ref_labels = moco(view1, view2, labels)   # 1-4 below
     loss = loss_fn(query, labels, refs, ref_labels)         # the loop calls the loss itself
     loss.backward(); optimizer.step()
-    moco.enqueue(refs[:n], ref_labels[:n])                  # n = global batch size: this step's keys
+    moco.enqueue()                                          # this step's keys and labels (every process's)
 
 1. ``q = normalize(g(f(view1)))`` with the query encoder (gradients flow);
 2. the key encoder's weights move towards the query encoder's (``k <- m k + (1 - m) q``);
@@ -151,6 +151,7 @@ class MoCo(nn.Module):
         self._pairs = (list(self.key_encoder.parameters()), list(self.query_encoder.parameters()))
         self.key_train_mode = key_train_mode
         self.use_partial_queue = use_partial_queue
+        self._step_keys: tuple[torch.Tensor, torch.Tensor] | None = None  # the last forward's, for enqueue()
 
     @property
     def backbone(self) -> nn.Module:
@@ -200,12 +201,26 @@ class MoCo(nn.Module):
             self.momentum_update()
             keys = all_gather_rows(l2_normalize(self.key_encoder(view2).float()))
             refs, ref_labels = keys, all_gather_rows(labels.to(torch.uint8))
+            self._step_keys = (keys, ref_labels)
             if self.queue.size and (self.use_partial_queue or self.queue.is_full):
                 queued_keys, queued_labels = self.queue.stored()
                 refs = torch.cat([refs, queued_keys.to(refs.dtype)])
                 ref_labels = torch.cat([ref_labels, queued_labels])
         return query, refs, ref_labels
 
-    def enqueue(self, keys: torch.Tensor, labels: torch.Tensor) -> None:
-        """Push this step's keys (n, D) and labels (n, C) into the queue (the oldest ones drop out)."""
+    def enqueue(self, keys: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> None:
+        """Push keys (n, D) and their labels (n, C) into the queue (the oldest ones drop out).
+
+        Without arguments: the last forward's keys and labels, those of every process under torch.distributed
+        (W * B rows, the first rows of its references), once per forward. Pass them to push other label rows
+        (the training loop appends instance tags to its labels).
+        """
+        if keys is None and labels is None:
+            if self._step_keys is None:
+                raise RuntimeError("enqueue() without arguments pushes the keys of the last forward, and none is left "
+                                   "(no forward yet, or they were pushed already): call moco(view1, view2, labels) first")
+            keys, labels = self._step_keys
+        elif keys is None or labels is None:
+            raise ValueError("pass keys and labels together, or neither (the last forward's)")
+        self._step_keys = None
         self.queue.enqueue(keys, labels)

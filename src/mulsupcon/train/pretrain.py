@@ -195,8 +195,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             guard.reset_epoch()
             for step, batch in enumerate(batches_of(epoch)):
                 set_lr(optimizer, scheduled_factor(schedule, epoch, step, steps_per_epoch))
-                loss = pretrain_step(model, moco, loss_fn, optimizer, scaler, amp_dtype, batch, ctx.world_size,
-                                     instance)
+                loss = pretrain_step(model, moco, loss_fn, optimizer, scaler, amp_dtype, batch, instance)
                 loss_sum += loss.double()  # stays on the device: no host sync per step
                 guard.observe(loss, step)  # likewise
                 n_steps += 1
@@ -251,14 +250,13 @@ def build_moco(cfg: Mapping[str, Any], input_shape: tuple[int, ...], n_labels: i
 
 def pretrain_step(model: nn.Module, moco: MoCo, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                   scaler: torch.amp.GradScaler, amp_dtype: Optional[torch.dtype], batch: Batch,
-                  world_size: int = 1, instance: Optional[tuple[float, nn.Module]] = None) -> torch.Tensor:
+                  instance: Optional[tuple[float, nn.Module]] = None) -> torch.Tensor:
     """One MoCo step: both encoders, the loss, backward, the optimiser step, then this step's keys enqueued.
 
     Args:
         model: ``moco`` itself, or its DistributedDataParallel wrapper.
         batch: (view1 (B, ...), view2 (B, ...), labels (B, C)[, groups (B,) int64]) of this process, on the
             device; ``groups`` (rows with identical features share a number) only with ``instance``.
-        world_size: processes; the queue takes the W * B gathered keys.
         instance: (weight, :class:`~mulsupcon.losses.InstanceContrastLoss`) added to the loss, or None.
 
     Returns:
@@ -280,8 +278,7 @@ def pretrain_step(model: nn.Module, moco: MoCo, loss_fn: nn.Module, optimizer: t
     scaler.scale(loss).backward()  # the scaler is a pass-through unless float16 is on
     scaler.step(optimizer)
     scaler.update()
-    n_keys = y.shape[0] * world_size
-    moco.enqueue(refs[:n_keys], ref_tagged[:n_keys])  # this step's (global) keys
+    moco.enqueue()  # this step's keys and tagged label rows, every process's (W * B)
     return loss.detach()
 
 
