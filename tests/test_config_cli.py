@@ -474,6 +474,25 @@ def test_building_the_command_line_imports_no_heavy_library():
     assert out.strip() == "[]"
 
 
+def test_the_main_pieces_import_from_the_package_on_first_use():
+    """`from mulsupcon import MulSupConLoss` (and the estimator, MoCo, the data and run loaders) works and
+    `dir(mulsupcon)` lists them, while `import mulsupcon` alone still loads no torch."""
+    import mulsupcon
+    from mulsupcon.estimator import MulSupConClassifier
+    from mulsupcon.losses import MulSupConLoss
+    from mulsupcon.predict import load_run
+
+    assert mulsupcon.MulSupConLoss is MulSupConLoss and mulsupcon.load_run is load_run
+    assert mulsupcon.MulSupConClassifier is MulSupConClassifier
+    assert set(mulsupcon.__all__) <= set(dir(mulsupcon)) and "MoCo" in mulsupcon.__all__
+    for name in mulsupcon.__all__:
+        assert getattr(mulsupcon, name) is not None, name
+    with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
+        mulsupcon.Nothing
+    code = "import sys, mulsupcon; dir(mulsupcon); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
 def test_the_saved_config_names_its_data_by_absolute_paths(tmp_path, monkeypatch):
     """Relative paths are resolved against the working directory before a run saves its config, so that
     `--resume`, `train --from` and `evaluate` find the data from anywhere; an `hdf5:FOLDER` name (the
