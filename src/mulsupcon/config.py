@@ -266,9 +266,13 @@ def own_config_flags(source: str | Path) -> dict[str, Any] | None:
     if "base" in data:
         return None
     deep_merge(DEFAULTS, data, where=str(path))  # unknown keys and misplaced sections, named with the file
-    return {f"{key}.{k}" if isinstance(DEFAULTS[key], dict) else key: v
-            for key, value in data.items()
-            for k, v in (value.items() if isinstance(DEFAULTS[key], dict) else [(None, value)])}
+    flags: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(DEFAULTS[key], dict):  # a section: one flag per key in it
+            flags.update({f"{key}.{k}": v for k, v in value.items()})
+        else:  # seed, device
+            flags[key] = value
+    return flags
 
 
 def load_config(source: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
