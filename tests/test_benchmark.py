@@ -57,6 +57,11 @@ def test_benchmark_on_flags_scores_every_method_and_resumes(tmp_path, capsys):
     again: list[str] = []
     benchmark_vectors(["flags"], [0, 1], methods, work=tmp_path / "w", out=out, overrides=FAST, say=again.append)
     assert again == [] and out.read_text() == report
+    # One seed's table shows its values without a spread of 0 (the seeds column says 1).
+    one = tmp_path / "one.md"
+    benchmark_vectors(["flags"], [0], methods, work=tmp_path / "w", out=one, overrides=FAST, say=again.append)
+    rows = [line for line in one.read_text().splitlines() if line.startswith("| bce |")]
+    assert rows and all("±" not in row and row.endswith("| 1 |") for row in rows)
 
 
 def test_the_sklearn_rows_are_scored_like_an_independent_computation(tmp_path):

@@ -550,7 +550,9 @@ def write_report(work: Path, out: Path, datasets: Sequence[str], seeds: Sequence
                 cells = found[d].get(m)
                 if not cells:
                     continue
-                vals = [f"{a:.3f} ± {b:.3f}" for a, b in (_mean_std(cells, protocol, k) for k in METRICS)]
+                # One seed has no spread to show (a "± 0.000" would claim one); the seeds column counts them.
+                vals = [f"{a:.3f}" if len(cells) == 1 else f"{a:.3f} ± {b:.3f}"
+                        for a, b in (_mean_std(cells, protocol, k) for k in METRICS)]
                 secs = float(np.mean([c["seconds"] for c in cells]))
                 epochs = ("-" if "best_epoch" not in cells[0]["metrics"] else
                           f"{np.mean([c['metrics']['best_epoch'] for c in cells]):.0f} / "
