@@ -183,6 +183,23 @@ def test_a_bounded_schedule_runs_and_says_so(tmp_path):
     assert any("3 epochs x 2 steps" in ln and "bounded by min_steps 6" in ln for ln in lines)
 
 
+def test_a_long_run_of_short_epochs_logs_one_in_every_epochs_over_100(tmp_path):
+    """The step minimum gives a small set hundreds of one-step epochs (750 lines for 128 rows); the log shows
+    every (epochs // 100)-th, the first and the last, while the history keeps them all."""
+    from mulsupcon.train.pretrain import pretrain
+    from mulsupcon.train.rundir import RunDir
+
+    cfg = load_config("demo", {"model.hidden": [8], "model.head_hidden": 8, "model.embed_dim": 4, "pretrain.queue_size": 16,
+                               "pretrain.epochs": 250, "pretrain.steps_per_epoch": 1, "pretrain.batch_size": 8})
+    lines: list[str] = []
+    run = RunDir.in_memory()
+    run.log = lines.append
+    pretrain(cfg, run, quiet=True, echo=False)
+    logged = [int(re.match(r"epoch (\d+)/250 ", ln).group(1)) for ln in lines if re.match(r"epoch \d+/250 ", ln)]
+    assert len(run.history) == 250
+    assert logged == [1, *range(2, 251, 2)]
+
+
 def test_an_explicit_epoch_count_is_not_bounded_by_the_default_steps():
     base = load_config("vectors")
     assert (base["pretrain"]["min_steps"], base["pretrain"]["max_steps"]) == (3000, 20000)

@@ -217,8 +217,11 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                                              "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history,
                                              "rng": rng_state(), "config": dict(cfg)})
                 run.write_history(history)
-            run.log(f"epoch {epoch + 1}/{epochs} loss {mean_loss:.4f} lr {optimizer.param_groups[0]['lr']:.3e}"
-                    + ("" if spread is None else f" spread {spread:.3f}"))
+            # Every epoch up to 199 of them, else every (epochs // 100)-th: a small set runs up to thousands of
+            # short epochs (the step minimum), and history.csv keeps every one.
+            if last or stopping or epoch == start_epoch or (epoch + 1) % max(1, epochs // 100) == 0:
+                run.log(f"epoch {epoch + 1}/{epochs} loss {mean_loss:.4f} lr {optimizer.param_groups[0]['lr']:.3e}"
+                        + ("" if spread is None else f" spread {spread:.3f}"))
             if stopping and not last:
                 break
         run.close_bar()
