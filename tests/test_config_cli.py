@@ -194,10 +194,14 @@ def test_a_long_run_of_short_epochs_logs_one_in_every_epochs_over_100(tmp_path):
     lines: list[str] = []
     run = RunDir.in_memory()
     run.log = lines.append
+    written = []
+    save = run.save_checkpoint
+    run.save_checkpoint = lambda name, state: (written.append(state["epoch"]), save(name, state))
     pretrain(cfg, run, quiet=True, echo=False)
     logged = [int(re.match(r"epoch (\d+)/250 ", ln).group(1)) for ln in lines if re.match(r"epoch \d+/250 ", ln)]
     assert len(run.history) == 250
     assert logged == [1, *range(2, 251, 2)]
+    assert written == [250]  # checkpoint_every auto: 500 steps between checkpoints, and one after the last epoch
 
 
 def test_an_explicit_epoch_count_is_not_bounded_by_the_default_steps():

@@ -58,13 +58,14 @@ def _kill_after_checkpoint(args, ckpt: Path, min_epoch: int):
 
 
 def test_killed_pretraining_resumes_to_the_uninterrupted_result(tmp_path):
-    epochs = ["--pretrain.epochs", "12"]
+    # a checkpoint every 2 epochs: the kill may come between two, and the epochs after the last are redone
+    epochs = ["--pretrain.epochs", "12", "--pretrain.checkpoint_every", "2"]
     _run(["pretrain", *SMALL, *epochs, "--run-dir", str(tmp_path / "full"), "--quiet"])
     killed_at = _kill_after_checkpoint(
         ["pretrain", *SMALL, *epochs, "--run-dir", str(tmp_path / "cut"), "--quiet"],
         tmp_path / "cut" / "checkpoints" / "last.pt", 3,
     )
-    assert 3 <= killed_at < 12
+    assert 3 <= killed_at < 12 and killed_at % 2 == 0
     _run(["pretrain", "--run-dir", str(tmp_path / "cut"), "--resume", "--quiet"])
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
@@ -81,7 +82,7 @@ def test_killed_pretraining_resumes_to_the_uninterrupted_result(tmp_path):
 def test_killed_finetune_resumes_to_the_uninterrupted_result(tmp_path):
     _run(["pretrain", *SMALL, "--pretrain.epochs", "2", "--run-dir", str(tmp_path / "pre"), "--quiet"])
     common = ["train", "--mode", "finetune", "--from", str(tmp_path / "pre"), *SMALL[2:],
-              "--classify.epochs", "14", "--classify.early_stop_patience", "100", "--quiet"]
+              "--classify.epochs", "14", "--classify.early_stop_patience", "100", "--classify.checkpoint_every", "3", "--quiet"]
     _run([*common, "--run-dir", str(tmp_path / "full")])
     _kill_after_checkpoint([*common, "--run-dir", str(tmp_path / "cut")], tmp_path / "cut" / "checkpoints" / "last.pt", 3)
     _run(["train", "--mode", "finetune", "--from", str(tmp_path / "pre"), "--run-dir", str(tmp_path / "cut"),
@@ -130,6 +131,39 @@ def _trained(cfg, data, root, mode, **over):
     res = classify(c, root / f"{mode}-{len(list(root.iterdir()))}", from_run=None if mode == "scratch" else root / "pre",
                    quiet=True, data=data)
     return c, res
+
+
+def test_checkpoints_are_written_every_500_steps_and_the_run_is_the_same(small_setup, monkeypatch):
+    """`checkpoint_every: auto` writes after the epochs that hold 500 optimiser steps since the last write and
+    after the last epoch (a small set's one-step epochs spent 40% of pretraining writing a checkpoint after
+    each); the weights, the best epoch and the metrics are those of a checkpoint after every epoch."""
+    from mulsupcon.train.checkpoint import checkpoint_interval
+    from mulsupcon.train.rundir import RunDir
+
+    assert [checkpoint_interval("auto", n) for n in (1, 6, 499, 500, 1000)] == [500, 84, 2, 1, 1]
+    assert checkpoint_interval(3, 1000) == 3
+    saved: list[tuple[str, int]] = []
+    real = RunDir.save_checkpoint
+
+    def counting(self, name, state):
+        saved.append((name, int(state["epoch"])))
+        real(self, name, state)
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", counting)
+    cfg, data, root = small_setup
+    results = {}
+    for every in (1, "auto", 4):  # 5 steps an epoch: auto is every 100 epochs, so only after the last (12)
+        saved.clear()
+        _, results[every] = _trained(cfg, data, root, "finetune", epochs=12, early_stop_patience=100,
+                                     checkpoint_every=every)
+        results[every]["written"] = sorted({e for name, e in saved if name == "last"})
+    assert results[1]["written"] == list(range(1, 13))
+    assert results["auto"]["written"] == [12] and results[4]["written"] == [4, 8, 12]
+    for every in ("auto", 4):
+        assert results[every]["best_epoch"] == results[1]["best_epoch"]
+        assert results[every]["protocols"] == results[1]["protocols"]
+    with pytest.raises(ValueError, match="checkpoint_every must be auto or a positive integer"):
+        load_config("demo", {"pretrain.checkpoint_every": 0})
 
 
 def test_probe_keeps_backbone_and_its_statistics_frozen(small_setup):

@@ -84,7 +84,7 @@ DEFAULTS: dict[str, Any] = {
         "mask_prob": 0.5,  # vector views: fraction of input elements zeroed
         "instance_weight": 0.0,  # vectors: weight of MoCo's instance term (positives: own key, identical rows) added to MulSupCon
         "chunk_size": None,  # loss computed over reference chunks of this size (bounded memory)
-        "checkpoint_every": 1,  # epochs between checkpoints
+        "checkpoint_every": "auto",  # epochs between checkpoints: auto (as many as hold 500 optimiser steps) | N
         "amp": False,  # CUDA only: mixed precision for the encoders (loss stays float32): false | true (bf16
         # where the GPU has it, else fp16 with a GradScaler) | bf16 | fp16
         "channels_last": False,  # CUDA only
@@ -111,6 +111,7 @@ DEFAULTS: dict[str, Any] = {
         "head_init": "random",  # random | fit (probe/finetune: start from a logistic regression on the frozen features)
         "head_fit_c": [0.01, 0.1, 1.0],  # head_init=fit: inverse L2 strengths (scikit-learn's C); validation mAP picks
         "num_workers": "auto",  # images: DataLoader workers computing the training views (as pretrain.num_workers)
+        "checkpoint_every": "auto",  # epochs between checkpoints (last.pt, best.pt): auto | N, as pretrain's
         "amp": False,  # CUDA only: mixed precision for the model (the loss stays float32), as pretrain.amp
         "channels_last": False,  # CUDA only, images
         "asl_gamma_neg": 4.0,
@@ -431,6 +432,9 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         spe = cfg[section]["steps_per_epoch"]
         if spe is not None and (not isinstance(spe, int) or spe <= 0):
             raise ValueError(f"{section}.steps_per_epoch must be a positive integer or null, got {spe!r}")
+        every = cfg[section]["checkpoint_every"]
+        if every != "auto" and (isinstance(every, bool) or not isinstance(every, int) or every <= 0):
+            raise ValueError(f"{section}.checkpoint_every must be auto or a positive integer (epochs), got {every!r}")
     lo, hi = cfg["pretrain"]["min_steps"], cfg["pretrain"]["max_steps"]
     for key, v in (("min_steps", lo), ("max_steps", hi)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):

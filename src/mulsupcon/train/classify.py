@@ -36,7 +36,7 @@ from mulsupcon.metrics import evaluate
 from mulsupcon.models import MultiLabelClassifier, build_backbone
 from mulsupcon.tables import metrics_table
 from mulsupcon.train import distributed as dist_utils
-from mulsupcon.train.checkpoint import load_checkpoint, rng_state, seed_everything
+from mulsupcon.train.checkpoint import checkpoint_interval, load_checkpoint, rng_state, seed_everything
 from mulsupcon.train.data import (
     BatchView,
     ImageViewBatches,
@@ -239,6 +239,8 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
         guard = DivergenceGuard([q for q in model.parameters() if q.requires_grad], f"{mode} training")
 
         epochs, bs = int(c["epochs"]), int(c["batch_size"])
+        every = checkpoint_interval(c["checkpoint_every"], c["steps_per_epoch"] or data.train.n // min(bs, data.train.n))
+        best_state = None  # the best epoch's weights until the next checkpoint writes them (best.pt)
         start_epoch, history = 0, []
         best = {"epoch": 0, "score": (float("inf"),), "bad_epochs": 0}
         if resume and run.has_checkpoint("last"):
@@ -306,7 +308,7 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             improved = score < (tuple(previous) if isinstance(previous, (tuple, list)) else (previous,))
             if improved:
                 best = {"epoch": epoch + 1, "score": score, "bad_epochs": 0}
-                run.save_checkpoint("best", {"model": model.state_dict(), "epoch": epoch + 1})
+                best_state = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}, "epoch": epoch + 1}
             else:
                 best["bad_epochs"] += 1
             best["stopped"] = best["bad_epochs"] >= int(c["early_stop_patience"])
@@ -314,15 +316,21 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             run.epoch_done(record)
             if epoch_hook is not None and ctx.is_main:
                 epoch_hook(model, dict(record))
-            run.save_checkpoint("last", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "plateau": plateau.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history,
-                                         "best": best, "rng": rng_state(), "config": dict(cfg)})
-            run.write_history(history)
+            stopping = (stop_after_epochs is not None and epoch + 1 - start_epoch >= stop_after_epochs
+                        and epoch + 1 < epochs and not best["stopped"])
+            if epoch + 1 == epochs or best["stopped"] or stopping or (epoch + 1) % every == 0:
+                if best_state is not None:  # before last.pt, whose record names it
+                    run.save_checkpoint("best", best_state)
+                    best_state = None
+                run.save_checkpoint("last", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                             "plateau": plateau.state_dict(), "scaler": scaler.state_dict(),
+                                             "epoch": epoch + 1, "history": history, "best": best, "rng": rng_state(),
+                                             "config": dict(cfg)})
+                run.write_history(history)
             run.log(f"epoch {epoch + 1}/{epochs} train {record['train_loss']:.4f} val {val_loss:.4f} "
                     f"val mAP {record['val_mAP']:.4f} lr {record['lr']:.2e}" + (" *" if improved else "")
                     + (" (early stop)" if best["stopped"] else ""))
-            if (stop_after_epochs is not None and epoch + 1 - start_epoch >= stop_after_epochs and epoch + 1 < epochs
-                    and not best["stopped"]):
+            if stopping:
                 ctx.barrier()
                 return {}
         ctx.barrier()

@@ -25,7 +25,7 @@ from mulsupcon.losses import InstanceContrastLoss, MulSupConLoss
 from mulsupcon.models import ProjectionHead, build_backbone
 from mulsupcon.moco import LabelQueue, MoCo
 from mulsupcon.train import distributed as dist_utils
-from mulsupcon.train.checkpoint import rng_state, seed_everything
+from mulsupcon.train.checkpoint import checkpoint_interval, rng_state, seed_everything
 from mulsupcon.train.data import (
     ImageViewBatches,
     ImageViews,
@@ -212,7 +212,7 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             run.epoch_done(history[-1])
             last = epoch + 1 == epochs
             stopping = stop_after_epochs is not None and epoch + 1 - start_epoch >= stop_after_epochs
-            if last or stopping or (epoch + 1) % int(p["checkpoint_every"]) == 0:
+            if last or stopping or (epoch + 1) % checkpoint_interval(p["checkpoint_every"], steps_per_epoch) == 0:
                 run.save_checkpoint("last", {"model": moco.state_dict(), "optimizer": optimizer.state_dict(),
                                              "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history,
                                              "rng": rng_state(), "config": dict(cfg)})

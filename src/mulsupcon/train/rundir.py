@@ -323,7 +323,8 @@ def config_differences(run_dir: str | Path, cfg: Mapping[str, Any], ignore: tupl
     """The keys where ``cfg`` differs from the config saved in ``run_dir``, as text ('' if none).
 
     Not compared: sections named in ``ignore`` (e.g. ``("classify",)`` for a pretraining run), the ``cpu``
-    section (where the run computes, not what), and keys that no longer exist. A key the saved config
+    section (where the run computes, not what), ``checkpoint_every`` (how often it is saved), and keys that
+    no longer exist. A key the saved config
     lacks counts as equal when ``cfg`` holds its default (it was added after the run was made).
     """
     old = flatten(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {})
@@ -331,7 +332,7 @@ def config_differences(run_dir: str | Path, cfg: Mapping[str, Any], ignore: tupl
     defaults = flatten(json.loads(json.dumps(DEFAULTS, default=str)))
 
     def differs(k: str) -> bool:
-        if k == "kind" or k.split(".")[0] in (*ignore, "cpu") or old.get(k) == new.get(k):
+        if k == "kind" or k.split(".")[0] in (*ignore, "cpu") or k.endswith(".checkpoint_every") or old.get(k) == new.get(k):
             return False
         if k not in defaults:
             return False
