@@ -133,7 +133,7 @@ def _trained(cfg, data, root, mode, **over):
     return c, res
 
 
-def test_checkpoints_are_written_every_500_steps_and_the_run_is_the_same(small_setup, monkeypatch):
+def test_checkpoints_are_written_every_500_steps_and_the_run_is_the_same(small_setup, monkeypatch, tmp_path):
     """`checkpoint_every: auto` writes after the epochs that hold 500 optimiser steps since the last write and
     after the last epoch (a small set's one-step epochs spent 40% of pretraining writing a checkpoint after
     each); the weights, the best epoch and the metrics are those of a checkpoint after every epoch."""
@@ -150,16 +150,18 @@ def test_checkpoints_are_written_every_500_steps_and_the_run_is_the_same(small_s
         real(self, name, state)
 
     monkeypatch.setattr(RunDir, "save_checkpoint", counting)
-    cfg, data, root = small_setup
+    cfg, data, _ = small_setup  # runs in a folder of this test's own: the other tests find theirs by name
     results = {}
-    for every in (1, "auto", 4):  # 5 steps an epoch: auto is every 100 epochs, so only after the last (12)
+    for every in (1, "auto", 5):  # 5 steps an epoch: auto is every 100 epochs, so only after the last (12)
         saved.clear()
-        _, results[every] = _trained(cfg, data, root, "finetune", epochs=12, early_stop_patience=100,
-                                     checkpoint_every=every)
+        # a learning rate that overfits, so that the best epoch is one of the first, kept until a later write
+        _, results[every] = _trained(cfg, data, tmp_path, "scratch", epochs=12, early_stop_patience=100, lr=0.1,
+                                     select_by="val_loss", checkpoint_every=every)
         results[every]["written"] = sorted({e for name, e in saved if name == "last"})
     assert results[1]["written"] == list(range(1, 13))
-    assert results["auto"]["written"] == [12] and results[4]["written"] == [4, 8, 12]
-    for every in ("auto", 4):
+    assert results["auto"]["written"] == [12] and results[5]["written"] == [5, 10, 12]
+    assert 1 < results[1]["best_epoch"] < 12
+    for every in ("auto", 5):
         assert results[every]["best_epoch"] == results[1]["best_epoch"]
         assert results[every]["protocols"] == results[1]["protocols"]
     with pytest.raises(ValueError, match="checkpoint_every must be auto or a positive integer"):
