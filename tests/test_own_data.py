@@ -186,6 +186,10 @@ def test_csv_with_an_id_column_trains_and_predicts_with_it(tmp_path):
     # --out -: the same CSV on standard output, and nothing else there (it wrote a file named '-')
     piped = _cli("predict", "r", "--input", "ids.csv", "--out", "-", "--keep", "id", cwd=tmp_path)
     assert piped.stdout.splitlines() == out and not (tmp_path / "-").exists()
+    # --embeddings: the backbone's features in place of the label columns
+    emb = _cli("predict", "r", "--input", "ids.csv", "--out", "-", "--embeddings", "--keep", "id", cwd=tmp_path)
+    lines = emb.stdout.splitlines()
+    assert lines[0].startswith("id,emb0,emb1,") and len(lines) == 81 and lines[80].startswith("row-79,")
 
 
 def test_csv_with_categorical_columns_trains_predicts_and_evaluates(tmp_path):

@@ -555,9 +555,30 @@ def test_load_run_says_what_a_folder_is_and_inputs_must_be_numbers(small_setup, 
     from mulsupcon import load_run
 
     cfg, data, root = small_setup
-    with pytest.raises(FileNotFoundError, match=r"is a pretraining run \(backbone.pt, no classifier\); train one on it "
-                                                r"first: mulsupcon train --mode finetune --from "):
-        load_run(root / "pre")
+    # A pretraining run embeds raw rows as the Figure 3 code embeds its split (standardised by the training
+    # rows, kept in backbone.pt), and says what to do for probabilities.
+    from mulsupcon.plots import run_embeddings
+
+    backbone = load_run(root / "pre")
+    assert not backbone.has_classifier and backbone.threshold is None
+    x, _ = data.test.batch(torch.arange(data.test.n))  # standardised by the training rows' mean and std
+    raw = (x * data.train.std + data.train.mean).numpy()
+    np.testing.assert_allclose(backbone.transform(raw), run_embeddings(root / "pre", "test")[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"pretraining run's backbone: it embeds rows .*; train one on it first: "
+                                         r"mulsupcon train --mode finetune --from "):
+        backbone.predict_proba(raw)
+    from mulsupcon.predict import predict_file
+
+    np.savez(tmp_path / "rows.npz", X=raw[:5])  # `mulsupcon predict --embeddings` writes the same numbers
+    predict_file(root / "pre", tmp_path / "rows.npz", tmp_path / "emb.csv", embeddings=True)
+    table = np.genfromtxt(tmp_path / "emb.csv", delimiter=",", names=True)
+    width = backbone.backbone.out_dim  # the backbone's features (32 here), not the projection head's
+    assert table.dtype.names == tuple(f"emb{j}" for j in range(width)) and width == 32
+    np.testing.assert_allclose(table.view((float, width)), backbone.transform(raw[:5]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"pretraining run's backbone"):
+        predict_file(root / "pre", tmp_path / "rows.npz", tmp_path / "p.csv")
+    with pytest.raises(ValueError, match=r"--embeddings writes the backbone's features; --labels and --threshold"):
+        predict_file(root / "pre", tmp_path / "rows.npz", tmp_path / "p.csv", embeddings=True, labels=True)
     with pytest.raises(FileNotFoundError, match=r"nope: no such run folder$"):
         load_run(tmp_path / "nope")
     # evaluate says the same (it said 'scores.npz not found' for each), and names an unfinished run as such.

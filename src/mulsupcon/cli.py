@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", action="store_true",
                    help="write 0/1 at the run's threshold (chosen on its validation split for micro-F1)")
     p.add_argument("--threshold", type=float, default=None, help="write 0/1 at this fixed threshold")
+    p.add_argument("--embeddings", action="store_true",
+                   help="write the backbone's features (emb0, emb1, ...) instead; a pretraining run gives only these")
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("export", help="a trained run as TorchScript, a torch.export program or ONNX (raw rows -> "
@@ -540,7 +542,7 @@ def _dispatch(args, extra, argv, parser) -> int:
         from mulsupcon.predict import predict_file
 
         out = predict_file(args.run, args.input, args.out, labels=args.labels, threshold=args.threshold,
-                           device=args.device, keep=args.keep)
+                           device=args.device, keep=args.keep, embeddings=args.embeddings)
         if str(out) != "-":  # "-" wrote the CSV itself to standard output
             print(out)
         return 0

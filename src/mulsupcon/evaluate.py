@@ -59,6 +59,7 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
     threshold = check_probability_threshold(threshold)
     run = Path(run)
     model = load_run(run)
+    model.require_classifier()  # before reading the input
     if model.is_image and Path(path).expanduser().is_dir():  # scored a chunk of images at a time
         folder = Path(path).expanduser()
         names, y, label_file = labelled_image_folder(folder, model, labels)

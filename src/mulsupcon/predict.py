@@ -1,9 +1,10 @@
-"""Prediction with a trained classification run, without its training data: ``load_run`` and ``predict``.
+"""Prediction with a trained run, without its training data: ``load_run`` and ``predict``.
 
 >>> model = load_run("runs/my-ft")              # reads runs/my-ft/model.pt (self-contained)
 >>> proba = model.predict_proba(X)             # raw rows (N, F) as in the training file -> (N, L)
 >>> Y = model.predict(X)                       # 0/1 at the run's validation-chosen threshold
 >>> Z = model.transform(X)                     # backbone embeddings (N, D)
+>>> Z = load_run("runs/my-pre").transform(X)   # a pretraining run's backbone.pt: embeddings only
 
 ``model.pt`` holds the weights, the architecture, the training split's standardisation, the label and
 feature names, the input shape and the thresholds chosen on the validation split
@@ -46,23 +47,28 @@ def _category_text(value: Any) -> str:
 
 
 class TrainedModel:
-    """A classifier loaded from ``model.pt``: ``predict_proba``, ``predict``, ``transform``.
+    """A classifier loaded from ``model.pt`` (``predict_proba``, ``predict``, ``transform``), or a pretrained
+    backbone loaded from ``backbone.pt`` (``transform`` only: ``has_classifier`` is False).
 
     Attributes: ``label_names`` (L), ``feature_names`` (F, vectors), ``thresholds`` (per thresholded
-    metric, chosen on the validation split), ``threshold`` (the micro-F1 one: what :meth:`predict` uses),
-    ``train_positives`` (L, each label's training rows; None for a model saved before they were kept),
-    ``input_shape``, ``is_image``, ``config`` (the run's resolved config), ``model`` (the torch module).
+    metric, chosen on the validation split), ``threshold`` (the micro-F1 one: what :meth:`predict` uses;
+    None for a backbone), ``train_positives`` (L, each label's training rows; None for a model saved
+    before they were kept, and for a backbone), ``input_shape``, ``is_image``, ``config`` (the run's
+    resolved config), ``model`` (the torch module: the classifier, or the backbone), ``backbone``.
     """
 
     def __init__(self, state: dict, device: str = "cpu", source: str = ""):
+        self.has_classifier = "thresholds" in state  # model.pt; a pretraining run's backbone.pt has none
         if "standardizer" not in state or "label_names" not in state:
             raise ValueError(f"{source}: a model.pt written before models were self-contained (no standardizer); "
-                             f"train the run again to predict with it")
+                             f"train the run again to predict with it" if self.has_classifier or "backbone" not in state
+                             else f"{source}: a backbone.pt written before pretraining runs kept their input "
+                             "standardisation; pretrain again to embed rows with it")
         self.source = source
         self.label_names: list[str] = list(state["label_names"])
         self.feature_names: list[str] = list(state.get("feature_names") or [])
-        self.thresholds: dict[str, float] = dict(state["thresholds"])
-        self.threshold: float = float(state["threshold"])
+        self.thresholds: dict[str, float] = dict(state.get("thresholds") or {})
+        self.threshold: Optional[float] = float(state["threshold"]) if self.has_classifier else None
         # Each label's training rows (L,); None for a model saved before they were kept.
         self.train_positives: Optional[list[int]] = state.get("train_positives")
         self.input_shape = tuple(state["input_shape"])
@@ -73,9 +79,13 @@ class TrainedModel:
         self.categories: dict[str, list[str]] = one_hot_groups(self.feature_names, parse_column_names(
             self.config.get("dataset", {}).get("categorical_columns"), "categorical_columns"))
         self.device = resolve_device(device)
-        backbone = build_backbone(state["model_cfg"], self.input_shape)
-        self.model = MultiLabelClassifier(backbone, len(self.label_names))
-        self.model.load_state_dict(state["model"])
+        if self.has_classifier:
+            self.backbone = build_backbone(state["model_cfg"], self.input_shape)
+            self.model: torch.nn.Module = MultiLabelClassifier(self.backbone, len(self.label_names))
+            self.model.load_state_dict(state["model"])
+        else:  # backbone.pt keeps the architecture under "model" and the weights under "backbone"
+            self.backbone = self.model = build_backbone(state["model"], self.input_shape)
+            self.backbone.load_state_dict(state["backbone"])
         self.model.to(self.device).eval()
         std = state["standardizer"]
         self._mean, self._std = std["mean"], std["std"]
@@ -171,9 +181,18 @@ class TrainedModel:
         return ("this model was trained with dataset.missing: error; fill missing values in, or train with "
                 "--dataset.missing mean (or median, most_frequent)")
 
+    def require_classifier(self) -> None:
+        """Raise ValueError, saying what to do, when this is a pretraining run's backbone (no classifier)."""
+        if not self.has_classifier:
+            raise ValueError(f"{self.source} is a pretraining run's backbone: it embeds rows (transform, or "
+                             "`mulsupcon predict --embeddings`) but has no classifier; train one on it first: "
+                             f"mulsupcon train --mode finetune --from {Path(self.source).parent} --run-dir RUN")
+
     @torch.no_grad()
     def _forward(self, x: Any, output: str, batch_size: int = 512) -> np.ndarray:
         """``output``: "proba" (N, L), "logits" (N, L) or "embed" (N, D) of raw rows or images."""
+        if output != "embed":
+            self.require_classifier()
         # Converted (densified, standardised) a batch at a time: a large or sparse input is never copied whole.
         x = self._checked(x)
         out = []
@@ -182,9 +201,9 @@ class TrainedModel:
             if self._view is not None:
                 chunk = self._view(chunk, None)
             chunk = chunk.to(self.device)
-            scores = self.model.embed(chunk) if output == "embed" else self.model(chunk)
+            scores = self.backbone(chunk) if output == "embed" else self.model(chunk)
             out.append((torch.sigmoid(scores) if output == "proba" else scores).float().cpu())
-        width = self.model.fc.in_features if output == "embed" else len(self.label_names)
+        width = int(self.backbone.out_dim) if output == "embed" else len(self.label_names)
         return torch.cat(out).numpy() if out else np.zeros((0, width), np.float32)
 
     def predict_proba(self, x: Any) -> np.ndarray:
@@ -217,12 +236,15 @@ class TrainedModel:
 
 
 def load_run(run: str | Path, device: str = "cpu") -> TrainedModel:
-    """The classifier of a finished classification run (its folder, or a ``model.pt`` itself)."""
+    """The classifier of a finished classification run (its folder, or a ``model.pt`` itself), or the
+    backbone of a finished pretraining run (its folder, or its ``backbone.pt``), which embeds rows only."""
     from mulsupcon.train.rundir import check_classification_run
 
     folder = Path(run)
     if folder.is_file():
         path = folder
+    elif (folder / "backbone.pt").is_file() and not (folder / "model.pt").is_file():
+        path = folder / "backbone.pt"
     else:
         check_classification_run(folder, "model.pt", "use it")
         path = folder / "model.pt"
@@ -469,11 +491,16 @@ def check_predictions_overwritable(out: str | Path, input_path: str | Path, labe
 
 def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, labels: bool = False,
                  threshold: Optional[float] = None, device: str = "cpu", keep: Sequence[str] = (),
-                 image_chunk: int = 1024) -> Path:
-    """``mulsupcon predict``: probabilities (or 0/1 with ``labels`` / a ``threshold``) of every input row;
-    ``keep``: columns of a CSV/TSV input copied as they are before the label columns (an id);
+                 image_chunk: int = 1024, embeddings: bool = False) -> Path:
+    """``mulsupcon predict``: probabilities (or 0/1 with ``labels`` / a ``threshold``) of every input row, or
+    with ``embeddings`` its backbone features (columns ``emb0`` ... ``emb{D-1}``; a pretraining run gives only
+    these); ``keep``: columns of a CSV/TSV input copied as they are before the label columns (an id);
     ``image_chunk``: images of a folder decoded and scored at a time; ``out="-"`` writes to standard output."""
     from mulsupcon.data.user_files import format_suffix
+
+    if embeddings and (labels or threshold is not None):
+        raise ValueError("--embeddings writes the backbone's features; --labels and --threshold apply to label "
+                         "probabilities: give one or the other")
 
     if str(out) != "-":  # a file: checked before any work, as scoring a large folder first would be wasted
         if Path(out).is_dir():
@@ -482,21 +509,26 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
         if Path(out).suffix.lower() not in (".csv", ".txt", ""):
             raise ValueError(f"--out {out}: predictions are written as CSV; name the file .csv")
     model = load_run(run, device=device)
-    check_predictions_overwritable(out, input_path, model.label_names)
+    if not embeddings:
+        model.require_classifier()  # before reading the input
+    columns = [f"emb{j}" for j in range(int(model.backbone.out_dim))] if embeddings else model.label_names
+    check_predictions_overwritable(out, input_path, columns)
     kept = None
     if keep:
         suffix = format_suffix(Path(input_path))
         if suffix not in TABLE_SUFFIXES:
             raise ValueError(f"--keep copies columns of a CSV or TSV input; {input_path} is not one")
-        clash = sorted(set(keep) & set(model.label_names))
+        clash = sorted(set(keep) & set(columns))
         if clash:
-            raise ValueError(f"--keep {clash}: the output already has a column of that name (a label)")
+            raise ValueError(f"--keep {clash}: the output already has a column of that name")
         from mulsupcon.data.formats import read_text_columns
 
         kept = (list(keep), read_text_columns(input_path, keep, delimiter=table_delimiter(Path(input_path))))
     binary = labels or threshold is not None
 
     def scored(x: Any) -> np.ndarray:
+        if embeddings:
+            return model.transform(x)
         return model.predict(x, threshold) if binary else model.predict_proba(x)
 
     folder = Path(input_path).expanduser()
@@ -506,7 +538,7 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
     else:
         x, files = model.read_input(input_path)
         values = scored(x)
-    return write_predictions(out, values, model.label_names, files, labels=binary, kept=kept)
+    return write_predictions(out, values, columns, files, labels=binary, kept=kept)
 
 
 # ----------------------------------------------------------------------------- export
@@ -540,6 +572,7 @@ def export_run(run: str | Path, out: str | Path, fmt: str = "torchscript") -> Pa
     out = Path(out)
     _check_export_target(out, fmt, Path(run) if Path(run).is_file() else Path(run) / "model.pt")
     model = load_run(run)
+    model.require_classifier()
     wrapper = _Exported(model).eval().requires_grad_(False)  # for inference: no autograd graph per call
     example = torch.zeros((2, *model.input_shape))
     out.parent.mkdir(parents=True, exist_ok=True)

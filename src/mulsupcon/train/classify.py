@@ -387,11 +387,7 @@ def self_contained_model(model: MultiLabelClassifier, cfg: Mapping[str, Any], da
     """
     thresholds = evaluate(val_scores, val_targets, protocol="paper")["thresholds"]  # best on validation
     return {"format": "mulsupcon-model-v1", "model": model.state_dict(), "model_cfg": dict(cfg["model"]),
-            "meta": meta, "input_shape": list(data.input_shape), "is_image": data.is_image,
-            "feature_names": list(data.feature_names), "label_names": list(data.label_names),
-            "standardizer": {"mean": data.train.mean, "std": data.train.std},
-            "missing_fill": None if data.missing_fill is None else torch.from_numpy(data.missing_fill),
-            "thresholds": thresholds, "threshold": thresholds["micro_f1"],
+            "meta": meta, **data.input_state(), "thresholds": thresholds, "threshold": thresholds["micro_f1"],
             "train_positives": data.train.labels.sum(0, dtype=torch.int64).tolist(),
             "backbone": model.backbone.state_dict(), "dataset": cfg["dataset"]["name"], "config": dict(cfg)}
 

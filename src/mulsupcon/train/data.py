@@ -286,6 +286,15 @@ class PreparedData:
         """L, the number of label columns."""
         return len(self.label_names)
 
+    def input_state(self) -> dict[str, Any]:
+        """What a saved model needs to read raw rows without the training data (``model.pt`` and
+        ``backbone.pt`` both keep it): ``input_shape``, ``is_image``, ``feature_names``, ``label_names``,
+        ``standardizer`` (mean/std (F,) of the training split, or None) and ``missing_fill`` ((F,): what a
+        missing feature becomes, or None when the run refused missing values)."""
+        return {"input_shape": list(self.input_shape), "is_image": self.is_image, "feature_names": list(self.feature_names),
+                "label_names": list(self.label_names), "standardizer": {"mean": self.train.mean, "std": self.train.std},
+                "missing_fill": None if self.missing_fill is None else torch.from_numpy(self.missing_fill)}
+
 
 def load_dataset_splits(ds_cfg: Mapping[str, Any]) -> Splits:
     """The splits named by a config's ``dataset`` section: the one place a config becomes data.

@@ -231,9 +231,9 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             if warning:
                 run.warn(warning)
         if len(history) == epochs:
+            # With the input side of model.pt, so that `load_run` embeds raw rows with it (transform).
             run.save("backbone.pt", {"backbone": moco.backbone.state_dict(), "model": dict(cfg["model"]),
-                                     "input_shape": list(data.input_shape), "label_names": data.label_names,
-                                     "dataset": cfg["dataset"]["name"]})
+                                     **data.input_state(), "dataset": cfg["dataset"]["name"], "config": dict(cfg)})
             run.log(f"pretraining done in {format_seconds(time.time() - t_start)}"
                     + (f"; backbone saved to {run.path / 'backbone.pt'}" if run.path is not None else ""))
         ctx.barrier()
