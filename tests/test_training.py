@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import torch
 
 from mulsupcon.config import load_config
@@ -166,6 +167,37 @@ def test_checkpoints_are_written_every_500_steps_and_the_run_is_the_same(small_s
         assert results[every]["protocols"] == results[1]["protocols"]
     with pytest.raises(ValueError, match="checkpoint_every must be auto or a positive integer"):
         load_config("demo", {"pretrain.checkpoint_every": 0})
+
+
+def test_a_classification_run_continues_for_longer_on_resume(small_setup, tmp_path):
+    """`train --resume --classify.epochs N` (or a larger patience) continues a finished or early-stopped run
+    to what a run started with N gives; any other change is still refused, and so is a pretraining run's new
+    epoch count (its cosine schedule depends on it)."""
+    import copy
+
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg, data, root = small_setup
+    short = copy.deepcopy(cfg)
+    short["classify"].update(mode="scratch", epochs=3, early_stop_patience=100)
+    classify(short, tmp_path / "r", quiet=True, data=data)
+    longer = copy.deepcopy(short)
+    longer["classify"]["epochs"] = 5
+    continued = classify(longer, tmp_path / "r", resume=True, quiet=True, data=data)
+    fresh = classify(longer, tmp_path / "fresh", quiet=True, data=data)
+    assert continued["protocols"] == fresh["protocols"] and continued["best_epoch"] == fresh["best_epoch"]
+    assert len(json.loads((tmp_path / "r" / "history.json").read_text())) == 5
+    assert "continued for longer (classify.epochs: saved 3 vs now 5)" in (tmp_path / "r" / "log.txt").read_text()
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["classify"]["epochs"] == 5
+    other = copy.deepcopy(longer)
+    other["classify"]["lr"] = 0.5
+    with pytest.raises(ValueError, match=r"config differs from the saved one \(classify.lr: saved"):
+        classify(other, tmp_path / "r", resume=True, quiet=True, data=data)
+    more = copy.deepcopy(cfg)
+    more["pretrain"]["epochs"] = 3
+    with pytest.raises(ValueError, match=r"pretrain.epochs: saved 2 vs now 3"):
+        pretrain(more, root / "pre", resume=True, quiet=True, data=data)
 
 
 def test_probe_keeps_backbone_and_its_statistics_frozen(small_setup):

@@ -251,7 +251,10 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             if "scaler" in state:
                 scaler.load_state_dict(state["scaler"])
             start_epoch, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
-            run.log(f"resumed from {run.checkpoint('last')} at epoch {start_epoch}/{epochs}")
+            # A longer cap or patience (run.extended) continues a finished or early-stopped run.
+            best["stopped"] = best["bad_epochs"] >= int(c["early_stop_patience"])
+            run.log(f"resumed from {run.checkpoint('last')} at epoch {start_epoch}/{epochs}"
+                    + (f", continued for longer ({run.extended})" if run.extended else ""))
         else:
             run.log(f"{mode} on {cfg['dataset']['name']}: {data.train.n} train / {data.val.n} val / {data.test.n} test, "
                     f"{data.n_labels} labels, loss={c['loss']}, {epochs} epochs, batch {min(bs, data.train.n)}"

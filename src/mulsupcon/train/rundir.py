@@ -66,6 +66,7 @@ class RunDir:
         self._new_run = False
         self._training = False
         self._bar = None
+        self.extended = ""  # on --resume: the EXTENDABLE keys given new values (as text), else ''
 
     # -- life cycle -----------------------------------------------------------------------------------------
     @classmethod
@@ -98,9 +99,14 @@ class RunDir:
             if saved.is_file():
                 if not resume:
                     raise ValueError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --run-dir")
-                detail = config_differences(run.path, cfg)
+                # A classification run may be continued for longer (its schedule does not depend on the cap).
+                longer = EXTENDABLE if kind != "pretrain" else ()
+                detail = config_differences(run.path, cfg, ignore=longer)
                 if detail:
                     raise ValueError(f"cannot resume {run.path}: the config differs from the saved one ({detail})")
+                run.extended = config_differences(run.path, cfg) if longer else ""
+                if run.extended:
+                    save_config(dict(cfg), saved)
                 saved_split = json.loads((run.path / "split.json").read_text()) if (run.path / "split.json").is_file() else {}
                 if saved_split.get("files"):
                     check_files_unchanged(saved_split["files"], dict(split_info.get("files") or {}), f"cannot resume {run.path}")
@@ -319,12 +325,16 @@ def default_run_dir(kind: str, cfg: Mapping[str, Any], root: str | Path = "runs"
     return Path(root) / f"{cfg['dataset']['name']}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+# What `--resume` of a classification run may change: it then goes on for longer, or stops later.
+EXTENDABLE = ("classify.epochs", "classify.early_stop_patience")
+
+
 def config_differences(run_dir: str | Path, cfg: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> str:
     """The keys where ``cfg`` differs from the config saved in ``run_dir``, as text ('' if none).
 
-    Not compared: sections named in ``ignore`` (e.g. ``("classify",)`` for a pretraining run), the ``cpu``
-    section (where the run computes, not what), ``checkpoint_every`` (how often it is saved), and keys that
-    no longer exist. A key the saved config
+    Not compared: sections or dotted keys named in ``ignore`` (e.g. ``("classify",)`` for a pretraining run),
+    the ``cpu`` section (where the run computes, not what), ``checkpoint_every`` (how often it is saved), and
+    keys that no longer exist. A key the saved config
     lacks counts as equal when ``cfg`` holds its default (it was added after the run was made).
     """
     old = flatten(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {})
@@ -332,7 +342,8 @@ def config_differences(run_dir: str | Path, cfg: Mapping[str, Any], ignore: tupl
     defaults = flatten(json.loads(json.dumps(DEFAULTS, default=str)))
 
     def differs(k: str) -> bool:
-        if k == "kind" or k.split(".")[0] in (*ignore, "cpu") or k.endswith(".checkpoint_every") or old.get(k) == new.get(k):
+        if (k == "kind" or k.split(".")[0] in (*ignore, "cpu") or k in ignore or k.endswith(".checkpoint_every")
+                or old.get(k) == new.get(k)):
             return False
         if k not in defaults:
             return False
