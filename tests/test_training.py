@@ -190,6 +190,10 @@ def test_a_classification_run_continues_for_longer_on_resume(small_setup, tmp_pa
     assert len(json.loads((tmp_path / "r" / "history.json").read_text())) == 5
     assert "continued for longer (classify.epochs: saved 3 vs now 5)" in (tmp_path / "r" / "log.txt").read_text()
     assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["classify"]["epochs"] == 5
+    shorter = copy.deepcopy(longer)
+    shorter["classify"]["epochs"] = 4  # it ran 5 already
+    with pytest.raises(ValueError, match=r"classify.epochs may grow on --resume, not shrink \(saved 5, now 4\)"):
+        classify(shorter, tmp_path / "r", resume=True, quiet=True, data=data)
     other = copy.deepcopy(longer)
     other["classify"]["lr"] = 0.5
     with pytest.raises(ValueError, match=r"config differs from the saved one \(classify.lr: saved"):

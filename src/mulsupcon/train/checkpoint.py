@@ -48,4 +48,3 @@ def checkpoint_interval(every: int | str, steps_per_epoch: int) -> int:
     if every == "auto":
         return max(1, -(-CHECKPOINT_STEPS // max(1, int(steps_per_epoch))))
     return int(every)
-

@@ -106,6 +106,13 @@ class RunDir:
                     raise ValueError(f"cannot resume {run.path}: the config differs from the saved one ({detail})")
                 run.extended = config_differences(run.path, cfg) if longer else ""
                 if run.extended:
+                    before = yaml.safe_load(saved.read_text()) or {}
+                    for key in longer:
+                        section, name = key.split(".")
+                        was, now = before.get(section, {}).get(name), cfg[section][name]
+                        if isinstance(was, int) and now < was:  # a shorter run would have stopped earlier
+                            raise ValueError(f"cannot resume {run.path}: {key} may grow on --resume, not shrink "
+                                             f"(saved {was}, now {now})")
                     save_config(dict(cfg), saved)
                 saved_split = json.loads((run.path / "split.json").read_text()) if (run.path / "split.json").is_file() else {}
                 if saved_split.get("files"):
