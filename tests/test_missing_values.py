@@ -196,7 +196,7 @@ def test_cli_train_and_predict_fill_a_missing_value_with_the_training_mean(tmp_p
          "--run-dir", "strict", cwd=tmp_path)
     proc = _cli("predict", "strict", "--input", "new.csv", "--out", "p2.csv", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "this model was trained with dataset.missing: error" in proc.stderr
-    with pytest.raises(ValueError, match=r"input holds nan at row \d+, column \d+; .* \(this model was trained with "
+    with pytest.raises(ValueError, match=r"input holds nan at row \d+, column \d+ \('\w+'\); .* \(this model was trained with "
                                          r"dataset\.missing: error"):
         load_run(tmp_path / "strict").predict_proba(rows)
 

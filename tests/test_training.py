@@ -638,7 +638,7 @@ def test_load_run_says_what_a_folder_is_and_inputs_must_be_numbers(small_setup, 
     assert model.predict_proba(np.ones((2, n_features), dtype=bool)).shape == (2, len(data.label_names))
 
 
-def test_prediction_converts_a_batch_at_a_time_with_the_same_result(small_setup):
+def test_prediction_converts_a_batch_at_a_time_with_the_same_result(small_setup, tmp_path):
     """Rows are densified and standardised per batch: any batch size, dense or sparse, gives the same
     probabilities, and a bad value is named by its row in the whole input."""
     import scipy.sparse as sp
@@ -647,7 +647,8 @@ def test_prediction_converts_a_batch_at_a_time_with_the_same_result(small_setup)
 
     cfg, data, root = small_setup
     _trained(cfg, data, root, "scratch", epochs=1)
-    model = load_run(sorted(p for p in root.iterdir() if p.name.startswith("scratch"))[-1])
+    run = sorted(p for p in root.iterdir() if p.name.startswith("scratch"))[-1]
+    model = load_run(run)
     n_features = data.input_shape[0]
     x = np.random.default_rng(0).normal(size=(700, n_features)).astype(np.float32)
     x[x < 0.5] = 0.0  # mostly zeros, as a sparse input would be
@@ -655,8 +656,13 @@ def test_prediction_converts_a_batch_at_a_time_with_the_same_result(small_setup)
     np.testing.assert_allclose(model._forward(x, "proba", batch_size=64), whole, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(model.predict_proba(sp.csr_matrix(x)), whole, rtol=1e-6, atol=1e-7)
     x[650, 1] = np.inf
-    with pytest.raises(ValueError, match=r"input holds inf at row 650, column 1; every feature must be a finite"):
+    with pytest.raises(ValueError, match=r"input holds inf at row 650, column 1 \('[^']+'\); every feature must be a finite"):
         model.predict_proba(x)
+    from mulsupcon.predict import predict_file
+
+    np.savez(tmp_path / "inf.npz", X=x)  # from a file, the message names it: a row number alone does not
+    with pytest.raises(ValueError, match=r"inf\.npz: input holds inf at row 650, column 1 \('[^']+'\)"):
+        predict_file(run, tmp_path / "inf.npz", tmp_path / "p.csv")
     x64 = x.astype(np.float64)
     x64[650, 1] = 1e300  # finite, but not in float32: it would become inf after the cast
     with pytest.raises(ValueError, match=r"input holds 1e\+300 at row 650, column 1"):

@@ -53,7 +53,8 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
     (:func:`per_label_report`).
     """
     from mulsupcon.metrics import check_probability_threshold, evaluate
-    from mulsupcon.predict import labelled_image_folder, load_run, read_labelled_inputs, score_image_folder
+    from mulsupcon.predict import (labelled_image_folder, load_run, read_labelled_inputs, score_image_folder,
+                                   scored_as_read)
     from mulsupcon.tables import metrics_table
 
     threshold = check_probability_threshold(threshold)
@@ -66,7 +67,7 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
         scores = score_image_folder(model, folder, names, model.predict_proba, listed_in=label_file)
     else:
         x, y = read_labelled_inputs(path, model, labels)
-        scores = model.predict_proba(x)
+        scores = scored_as_read(x, model.predict_proba, path)
     rows = {}
     for protocol in protocols or ("paper", "validation", "fixed"):
         kwargs = {"val_thresholds": model.thresholds} if protocol == "validation" else {}

@@ -162,7 +162,8 @@ class TrainedModel:
         if where is not None:  # checked before float32, which would turn 1e300 into inf
             r, c = where
             why = f" ({self.missing_hint})" if np.isnan(arr[r, c]) else ""
-            raise ValueError(f"input holds {arr[r, c].item()!r} at row {first_row + r}, column {c}; every feature must "
+            named = f" ({self.feature_names[c]!r})" if c < len(self.feature_names) else ""
+            raise ValueError(f"input holds {arr[r, c].item()!r} at row {first_row + r}, column {c}{named}; every feature must "
                              f"be a finite number that float32 can hold{why}")
         # A read-only array (a read-only memmap, pandas' copy-on-write values) is copied: torch warns on one.
         t = torch.from_numpy(np.require(arr, dtype=np.float32, requirements="W"))
@@ -537,8 +538,17 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
         values = score_image_folder(model, folder, files, scored, image_chunk)
     else:
         x, files = model.read_input(input_path)
-        values = scored(x)
+        values = scored_as_read(x, scored, input_path)
     return write_predictions(out, values, columns, files, labels=binary, kept=kept)
+
+
+def scored_as_read(x: Any, score: Callable[[Any], np.ndarray], path: str | Path) -> np.ndarray:
+    """``score(x)`` of the rows read from the file ``path``, whose name a refusal of them begins with (the
+    row and column alone do not say which file an NPZ or HDF5 value is in)."""
+    try:
+        return score(x)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 # ----------------------------------------------------------------------------- export
