@@ -632,3 +632,33 @@ def test_a_config_file_of_yours_changes_the_default_the_command_would_use(tmp_pa
     (tmp_path / "typo.yaml").write_text("pretrain:\n  bacth_size: 16\n")
     assert main(["pretrain", *data, "--config", "typo.yaml", "--run-dir", "t"]) == 2
     assert "typo.yaml.pretrain: unknown key 'bacth_size'. Did you mean 'batch_size'?" in capsys.readouterr().err
+
+
+def test_datasets_check_reads_the_data_a_config_file_names(tmp_path, monkeypatch, capsys):
+    """`datasets check` refused --config, so a dataset section kept in a file could not be checked before
+    training; and a path in a file run from another folder was 'not found' without naming the file."""
+    monkeypatch.chdir(tmp_path)
+    _tiny_csv(tmp_path / "data.csv")
+    (tmp_path / "data.yaml").write_text("dataset:\n  path: data.csv\n  label_columns: 2\n  test_fraction: 0.3\n")
+    assert main(["datasets", "check", "--config", "data.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "test carved (iterative-stratification, 0.3 of the rows)" in out and "labels           2" in out
+    # a flag after the file wins, as for train
+    assert main(["datasets", "check", "--config", "data.yaml", "--dataset.test_fraction", "0.5"]) == 0
+    assert "0.5 of the rows" in capsys.readouterr().out
+
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    for command in (["datasets", "check"], ["pretrain", "--run-dir", "r"]):
+        assert main([*command, "--config", "../data.yaml"]) == 2
+        err = capsys.readouterr().err
+        assert "dataset path not found: data.csv (set in ../data.yaml; a path in a config file is relative to the " \
+               f"working directory, {tmp_path / 'sub'}" in err
+    # a file with a base resolves its path before the check: the absolute path is named, with the file
+    (tmp_path / "based.yaml").write_text("base: vectors\ndataset:\n  path: data.csv\n  label_columns: 2\n")
+    assert main(["datasets", "check", "--config", "../based.yaml"]) == 2
+    assert f"not found: {tmp_path / 'sub' / 'data.csv'} (set in ../based.yaml" in capsys.readouterr().err
+    # a path given as a flag is not blamed on the file
+    assert main(["datasets", "check", "--config", "../data.yaml", "--dataset.path", "nope.csv"]) == 2
+    assert "(set in" not in capsys.readouterr().err
+    assert main(["datasets", "check", "--config", "../data.yaml", "--dataset.path", "../data.csv"]) == 0

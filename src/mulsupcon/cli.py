@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = dsub.add_parser("info", help="what a dataset is, its files, and a description of its splits")
     d.add_argument("name")
     d.add_argument("--data-home")
-    dsub.add_parser("check", help="your own data (--dataset.path FILE with its --dataset.* options, as for train) read and "
-                    "split as training would: features, parts, labels no model can learn", epilog=EPILOG)
+    d = dsub.add_parser("check", help="your own data (--dataset.path FILE with its --dataset.* options, as for train) read and "
+                        "split as training would: features, parts, labels no model can learn", epilog=EPILOG)
+    d.add_argument("--config", help="a config file to take the dataset section from, as train would (flags override it)")
     d = dsub.add_parser("download", help="download (and verify) a dataset's files into the data home")
     d.add_argument("name")
     d.add_argument("--data-home")
@@ -261,7 +262,7 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
     from mulsupcon.config import DEFAULTS, load_config, resolve_paths, set_dotted, validate_config, with_defaults
 
     overrides = {**(getattr(args, "file_overrides", None) or {}), **split_overrides(extra)}
-    if args.dataset:
+    if getattr(args, "dataset", None):
         overrides["dataset.name"] = args.dataset
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
@@ -279,7 +280,18 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
         resolve_paths(cfg)
         validate_config(cfg)
         return cfg
-    return load_config(args.config or _default_config(command or args.command, overrides), overrides)
+    try:
+        cfg = load_config(args.config or _default_config(command or args.command, overrides), overrides)
+        if cfg["dataset"]["path"] and not Path(cfg["dataset"]["path"]).exists():
+            raise FileNotFoundError(f"dataset path not found: {cfg['dataset']['path']}")
+    except FileNotFoundError as err:
+        source = getattr(args, "config_file", None)
+        if source is None or "dataset.path" in split_overrides(extra) or not str(err).startswith("dataset path not found"):
+            raise
+        # The path came from a config file: it is read from the working directory, as a flag's would be.
+        raise FileNotFoundError(f"{err} (set in {source}; a path in a config file is relative to the working "
+                                f"directory, {Path.cwd()}, as a flag's is)") from None
+    return cfg
 
 
 def _default_config(command: str, overrides: dict[str, Any]) -> Optional[str]:
@@ -470,6 +482,7 @@ def _config_file_as_flags(args: argparse.Namespace) -> None:
     from mulsupcon.config import own_config_flags
 
     args.file_overrides = own_config_flags(args.config) if args.config is not None else None
+    args.config_file = args.config  # named when a path it holds is not found
     if args.file_overrides is not None:
         args.config = "vectors" if args.command == "benchmark" else None
 
@@ -486,7 +499,7 @@ def _dispatch(args, extra, argv, parser) -> int:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     if cmd in ("pretrain", "train") and args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_torchrun(args.nproc, argv)
-    if cmd in ("pretrain", "train", "benchmark"):
+    if takes_config_flags(args):
         _config_file_as_flags(args)
 
     if cmd == "pretrain":
@@ -576,15 +589,14 @@ def _dispatch(args, extra, argv, parser) -> int:
         elif args.datasets_command == "info":
             print(dataset_info(args.name, data_home=home))
         elif args.datasets_command == "check":
-            from mulsupcon.config import load_config
             from mulsupcon.data.listing import describe_splits
             from mulsupcon.train.data import load_dataset_splits
 
-            overrides = split_overrides(extra)
-            if "dataset.path" not in overrides:
+            cfg = _resolve(args, extra, command="train")
+            if not cfg["dataset"]["path"]:
                 parser.error("datasets check reads your own data: give --dataset.path FILE_OR_FOLDER (with its --dataset.* "
-                             "options, as for train); `mulsupcon datasets info NAME` describes a registered dataset")
-            cfg = load_config(_default_config("train", overrides), overrides)
+                             "options, as for train, or in a --config file); `mulsupcon datasets info NAME` describes a "
+                             "registered dataset")
             print(describe_splits(load_dataset_splits(cfg["dataset"]), cfg["dataset"]))
         elif args.datasets_command == "download":
             paths = download(args.name, data_home=home, force=args.force, timeout=args.timeout, retries=args.retries,
