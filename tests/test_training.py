@@ -105,6 +105,35 @@ def test_resume_refuses_a_changed_config(tmp_path):
     assert p.returncode == 2 and "--resume" in out
 
 
+def test_a_stopped_pretraining_resumes_with_new_classification_settings(tmp_path, capsys):
+    """The classify section of a pretraining run is only where `train --from` starts; it was compared on
+    --resume all the same, so a combined `train --mode finetune` stopped in pretraining could not be resumed
+    with another --classify.epochs."""
+    from mulsupcon.cli import main
+
+    run = tmp_path / "ft"
+    base = ["train", "--mode", "finetune", *SMALL, "--pretrain.epochs", "3", "--classify.epochs", "2", "-q",
+            "--run-dir", str(run)]
+    assert main([*base, "--stop-after-epochs", "1"]) == 0
+    assert not (run / "pretrain" / "backbone.pt").exists()
+    # what pretraining uses is still compared
+    assert main([*base, "--resume", "--pretrain.lr", "0.5"]) == 2
+    assert "differs from the saved one (pretrain.lr" in capsys.readouterr().err
+    assert main([*base, "--resume", "--classify.epochs", "3"]) == 0, capsys.readouterr().err
+    assert "; classification settings saved for `train --from` (classify.epochs: saved 2 vs now 3)" in \
+        (run / "pretrain" / "log.txt").read_text()
+    assert yaml.safe_load((run / "pretrain" / "config.yaml").read_text())["classify"]["epochs"] == 3
+    assert [row["epoch"] for row in json.loads((run / "history.json").read_text())] == [1, 2, 3]  # finetuned 3 epochs
+    # where a run reports is not compared either
+    from mulsupcon.train.rundir import config_differences
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert config_differences(run, cfg) == ""
+    lr = cfg["classify"]["lr"]
+    cfg["log"]["tensorboard"], cfg["classify"]["lr"] = True, 1.0
+    assert config_differences(run, cfg) == f"classify.lr: saved {lr!r} vs now 1.0"
+
+
 @pytest.fixture(scope="module")
 def small_setup(tmp_path_factory):
     from mulsupcon.train.data import prepare_data

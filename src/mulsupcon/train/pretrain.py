@@ -151,7 +151,8 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         start_epoch, history = 0, []
         if resume and run.has_checkpoint("last"):
             start_epoch, history = restore(run, moco, optimizer, scaler, device)
-            run.log(f"resumed from {run.checkpoint('last')} at epoch {start_epoch}/{epochs}")
+            run.log(f"resumed from {run.checkpoint('last')} at epoch {start_epoch}/{epochs}"
+                    + (f"; classification settings saved for `train --from` ({run.extended})" if run.extended else ""))
         elif resume:
             run.log("no checkpoint yet: starting from the beginning")
         if start_epoch == 0:

@@ -66,7 +66,9 @@ class RunDir:
         self._new_run = False
         self._training = False
         self._bar = None
-        self.extended = ""  # on --resume: the EXTENDABLE keys given new values (as text), else ''
+        # On --resume: the keys it may change that were given new values (as text), else '': EXTENDABLE for a
+        # classification run, the classify section for a pretraining run.
+        self.extended = ""
 
     # -- life cycle -----------------------------------------------------------------------------------------
     @classmethod
@@ -99,12 +101,13 @@ class RunDir:
             if saved.is_file():
                 if not resume:
                     raise ValueError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --run-dir")
-                # A classification run may be continued for longer (its schedule does not depend on the cap).
+                # A classification run may be continued for longer (its schedule does not depend on the cap); a
+                # pretraining run does not use the classify section, kept only as `train --from`'s starting point.
                 longer = EXTENDABLE if kind != "pretrain" else ()
-                detail = config_differences(run.path, cfg, ignore=longer)
+                detail = config_differences(run.path, cfg, ignore=longer or ("classify",))
                 if detail:
                     raise ValueError(f"cannot resume {run.path}: the config differs from the saved one ({detail})")
-                run.extended = config_differences(run.path, cfg) if longer else ""
+                run.extended = config_differences(run.path, cfg)
                 if run.extended:
                     before = yaml.safe_load(saved.read_text()) or {}
                     for key in longer:
@@ -340,7 +343,8 @@ def config_differences(run_dir: str | Path, cfg: Mapping[str, Any], ignore: tupl
     """The keys where ``cfg`` differs from the config saved in ``run_dir``, as text ('' if none).
 
     Not compared: sections or dotted keys named in ``ignore`` (e.g. ``("classify",)`` for a pretraining run),
-    the ``cpu`` section (where the run computes, not what), ``checkpoint_every`` (how often it is saved), and
+    the ``cpu`` section (where the run computes, not what), the ``log`` section (where it reports), ``checkpoint_every``
+    (how often it is saved), and
     keys that no longer exist. A key the saved config
     lacks counts as equal when ``cfg`` holds its default (it was added after the run was made).
     """
@@ -349,7 +353,7 @@ def config_differences(run_dir: str | Path, cfg: Mapping[str, Any], ignore: tupl
     defaults = flatten(json.loads(json.dumps(DEFAULTS, default=str)))
 
     def differs(k: str) -> bool:
-        if (k == "kind" or k.split(".")[0] in (*ignore, "cpu") or k in ignore or k.endswith(".checkpoint_every")
+        if (k == "kind" or k.split(".")[0] in (*ignore, "cpu", "log") or k in ignore or k.endswith(".checkpoint_every")
                 or old.get(k) == new.get(k)):
             return False
         if k not in defaults:
