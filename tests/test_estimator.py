@@ -253,7 +253,7 @@ def test_missing_values_are_filled_as_the_command_line_fills_them():
     Y[Y.sum(1) == 0, 0] = 1
     holes = X.copy()
     holes[::7, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match=r"contains NaN\. MulSupConClassifier\(missing='mean'\)"):
         MulSupConClassifier(**TINY).fit(holes, Y)
     with pytest.warns(UserWarning, match="missing feature value"):
         clf = MulSupConClassifier(**TINY, missing="median", random_state=0).fit(holes, Y)

@@ -132,8 +132,16 @@ class MulSupConClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"'ignore'), {text[:5]!r}), remainder='passthrough'), MulSupConClassifier())")
         # NaN is a missing value when `missing` names a fill strategy (as --dataset.missing does), else refused.
         finite = True if self.missing in (None, "error") else "allow-nan"
-        return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32, ensure_min_samples=1,
-                             ensure_all_finite=finite)
+        try:
+            return validate_data(self, X, reset=reset, accept_sparse="csr", dtype=np.float32, ensure_min_samples=1,
+                                 ensure_all_finite=finite)
+        except ValueError as err:
+            if finite is True and str(err).startswith("Input X contains NaN"):  # scikit-learn's advice names other models
+                raise ValueError(
+                    "Input X contains NaN. MulSupConClassifier(missing='mean') (or 'median', 'most_frequent') reads NaN "
+                    "as a missing value, filled with that statistic of its column over the training rows in fit and "
+                    "in prediction alike; by default NaN is refused.") from None
+            raise
 
     @staticmethod
     def _check_Y(Y, n: int) -> np.ndarray:
