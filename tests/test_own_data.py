@@ -338,6 +338,29 @@ def test_evaluate_per_label_gives_the_numbers_of_predict_labels(tmp_path):
     own = _cli("evaluate", "r", "--per-label", "--protocol", "paper", cwd=tmp_path).stdout
     assert "r, test rows, per label" in own and own.count("| fish |") == 1
 
+    # --json: the same numbers, unrounded, for scripts
+    from mulsupcon.metrics import evaluate
+
+    got = json.loads(_cli("evaluate", "r", "--input", "new.npz", "--per-label", "--json", cwd=tmp_path).stdout)
+    assert got["rows"] == "new.npz" and got["n_rows"] == 50 and got["labels"] == LABELS
+    assert got["labels_without_positives"] == ["fish"] and list(got["protocols"]) == ["paper", "validation", "fixed"]
+    paper = evaluate(proba, y[100:], protocol="paper")
+    for metric in ("mAP", "hamming_accuracy", "example_f1", "macro_f1", "micro_f1", "precision_at_1"):
+        assert got["protocols"]["paper"][metric] == pytest.approx(paper[metric], abs=1e-6), metric
+    for j, name in enumerate(LABELS):
+        row = got["per_label"][name]
+        assert row["training_positives"] == int(y[train_rows, j].sum()) and row["positives"] == int(support[j])
+        assert row["AP"] == (pytest.approx(average_precision_score(y[100:, j], proba[:, j]), abs=1e-6) if support[j]
+                             else None)
+        assert [row["precision"], row["recall"], row["F1"]] == pytest.approx([precision[j], recall[j], f1[j]])
+    # the run's own test rows: the numbers of its metrics.json, and no per_label without --per-label
+    got = json.loads(_cli("evaluate", "r", "--json", cwd=tmp_path).stdout)
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())["protocols"]
+    assert got["rows"] == "test" and "per_label" not in got
+    for protocol in saved:
+        assert got["protocols"][protocol]["mAP"] == pytest.approx(saved[protocol]["mAP"], abs=1e-9)
+        assert got["protocols"][protocol]["micro_f1"] == pytest.approx(saved[protocol]["micro_f1"], abs=1e-9)
+
 
 def test_finetuning_on_other_data_drops_the_pretraining_files_reading_options(tmp_path):
     """Transfer: `train --from RUN --dataset.path OTHER` must not read OTHER with RUN's label columns,

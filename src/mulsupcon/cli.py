@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-label", action="store_true",
                    help="also a table of each label: training and evaluated positives, AP, and precision / recall / "
                         "F1 at the run's threshold (those of predict --labels)")
+    p.add_argument("--json", action="store_true",
+                   help="print the numbers as one JSON object (protocols, and per_label with --per-label), for scripts")
 
     p = sub.add_parser("predict", help="label probabilities (or 0/1 labels) of new rows or images with a trained run")
     p.add_argument("run", help="classification run directory (or its model.pt)")
@@ -544,11 +546,12 @@ def _dispatch(args, extra, argv, parser) -> int:
 
         if args.input is not None:
             print(evaluate_file(args.run, args.input, protocols=args.protocol, threshold=args.threshold,
-                                labels=args.label_file, per_label=args.per_label))
+                                labels=args.label_file, per_label=args.per_label, as_json=args.json))
         else:
             if args.label_file is not None:
                 parser.error("--label-file goes with --input FOLDER (images to score with their labels)")
-            print(evaluate_run(args.run, protocols=args.protocol, threshold=args.threshold, per_label=args.per_label))
+            print(evaluate_run(args.run, protocols=args.protocol, threshold=args.threshold, per_label=args.per_label,
+                               as_json=args.json))
         return 0
 
     if cmd == "predict":

@@ -10,12 +10,12 @@ import numpy as np
 
 
 def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, threshold: float = 0.5,
-                 per_label: bool = False) -> str:
+                 per_label: bool = False, as_json: bool = False) -> str:
     """Metrics of a run's best checkpoint on test, under each protocol, as a Markdown table.
 
     Uses ``scores.npz`` written by :func:`mulsupcon.train.classify.classify` (test and validation
     probabilities of the checkpoint chosen on validation). ``per_label``: then a table of each label's
-    numbers (:func:`per_label_report`).
+    numbers (:func:`per_label_report`). ``as_json``: the same numbers as JSON (:func:`json_report`).
     """
     from mulsupcon.metrics import check_probability_threshold, evaluate
     from mulsupcon.tables import metrics_table
@@ -25,32 +25,39 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
     run = Path(run)
     check_classification_run(run, "scores.npz", "evaluate it")
     z = np.load(run / "scores.npz")
-    rows = {}
+    results = {}
     for protocol in protocols or ("paper", "validation", "fixed"):
         kwargs = {}
         if protocol == "validation":
             kwargs = {"val_scores": z["val_scores"], "val_targets": z["val_targets"]}
-        rows[f"test, {protocol} protocol"] = evaluate(z["test_scores"], z["test_targets"], protocol=protocol, threshold=threshold, **kwargs)
-    out = metrics_table(rows, title=f"{run.name}") + labels_without_positives_note(z["test_targets"], "test rows")
-    if per_label:
+        results[protocol] = evaluate(z["test_scores"], z["test_targets"], protocol=protocol, threshold=threshold, **kwargs)
+    state = None
+    if per_label or as_json:  # the label names
         from mulsupcon.train.checkpoint import load_checkpoint
 
-        check_classification_run(run, "model.pt", "evaluate it per label")
+        check_classification_run(run, "model.pt", "evaluate it per label" if per_label else "name its labels")
         state = load_checkpoint(run / "model.pt")
+    if as_json:
+        return json_report(str(run), "test", z["test_scores"], z["test_targets"], results, state["label_names"],
+                           float(state["threshold"]) if per_label else None, state.get("train_positives"))
+    rows = {f"test, {protocol} protocol": m for protocol, m in results.items()}
+    out = metrics_table(rows, title=f"{run.name}") + labels_without_positives_note(z["test_targets"], "test rows")
+    if per_label:
         out += "\n\n" + per_label_report(z["test_scores"], z["test_targets"], state["label_names"], float(state["threshold"]),
                                          state.get("train_positives"), f"{run.name}, test rows")
     return out
 
 
 def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequence[str]] = None,
-                  threshold: float = 0.5, labels: Optional[str | Path] = None, per_label: bool = False) -> str:
+                  threshold: float = 0.5, labels: Optional[str | Path] = None, per_label: bool = False,
+                  as_json: bool = False) -> str:
     """Metrics of a run's model on a new labelled vector file, or a folder of images with their label file
     ``labels`` (default ``path/labels.csv``), under each protocol, as Markdown.
 
     ``run`` is a run folder or its ``model.pt`` alone. The validation protocol applies the thresholds
     that the run's validation split chose (kept in ``model.pt``), exactly as for its own test split; the
     paper protocol picks them on ``path`` itself. ``per_label``: then a table of each label's numbers
-    (:func:`per_label_report`).
+    (:func:`per_label_report`). ``as_json``: the same numbers as JSON (:func:`json_report`).
     """
     from mulsupcon.metrics import check_probability_threshold, evaluate
     from mulsupcon.predict import (labelled_image_folder, load_run, read_labelled_inputs, score_image_folder,
@@ -68,11 +75,14 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
     else:
         x, y = read_labelled_inputs(path, model, labels)
         scores = scored_as_read(x, model.predict_proba, path)
-    rows = {}
+    results = {}
     for protocol in protocols or ("paper", "validation", "fixed"):
         kwargs = {"val_thresholds": model.thresholds} if protocol == "validation" else {}
-        rows[f"{Path(path).name}, {protocol} protocol"] = evaluate(scores, y, protocol=protocol, threshold=threshold,
-                                                                   **kwargs)
+        results[protocol] = evaluate(scores, y, protocol=protocol, threshold=threshold, **kwargs)
+    if as_json:
+        return json_report(str(run), str(path), scores, y, results, model.label_names,
+                           model.threshold if per_label else None, model.train_positives)
+    rows = {f"{Path(path).name}, {protocol} protocol": m for protocol, m in results.items()}
     name = run.name if run.is_dir() else str(run)
     out = (metrics_table(rows, title=f"{name} on {Path(path).name} ({len(y)} rows)")
            + labels_without_positives_note(y, "rows", model.label_names))
@@ -104,6 +114,42 @@ def per_label_report(scores: np.ndarray, targets: np.ndarray, names: Sequence[st
     table = per_label_table(names, columns, title=f"{title}, per label (precision, recall, F1 at the run's threshold "
                                                   f"{threshold:g}, chosen on validation for micro-F1)")
     return table + "".join("\n\n" + n for n in notes)
+
+
+def json_report(run: str, rows: str, scores: np.ndarray, targets: np.ndarray, results: dict[str, dict],
+                names: Sequence[str], threshold: Optional[float], train_positives: Optional[Sequence[int]]) -> str:
+    """The numbers of :func:`evaluate_run` / :func:`evaluate_file` as JSON, for scripts: ``run``, ``rows`` (which
+    rows: 'test' or the input file), ``n_rows``, ``labels``, ``protocols`` (protocol -> the six metrics and their
+    thresholds, as the run's ``metrics.json``), ``labels_without_positives`` (their AP is undefined and left out
+    of mAP) and, when ``threshold`` is given, ``per_label`` (label -> training positives, positives, AP, precision,
+    recall, F1 at ``threshold``, as :func:`per_label_report`; AP is null without a positive). ``scores`` and
+    ``targets``: (N, L)."""
+    import json
+
+    from mulsupcon.metrics import per_label_metrics
+
+    names = [str(n) for n in names]
+    out: dict = {"run": run, "rows": rows, "n_rows": int(len(targets)), "labels": names, "protocols": results,
+                 "labels_without_positives": [n for n, k in zip(names, np.asarray(targets).sum(axis=0)) if k == 0]}
+    if threshold is not None:
+        m = per_label_metrics(scores, targets, threshold)
+        out["threshold"] = float(threshold)
+        out["per_label"] = {
+            n: {**({"training_positives": int(train_positives[j])} if train_positives is not None else {}),
+                "positives": int(m["positives"][j]), **{k: (None if np.isnan(m[k][j]) else float(m[k][j]))
+                                                        for k in ("AP", "precision", "recall", "F1")}}
+            for j, n in enumerate(names)}
+
+    def plain(value):  # numpy numbers from the metrics, and NaN (an undefined metric) as null
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, (np.integer, np.floating)):
+            value = value.item()
+        return None if isinstance(value, float) and np.isnan(value) else value
+
+    return json.dumps(plain(out), indent=2)
 
 
 def labels_without_positives_note(targets: np.ndarray, rows: str, names: Optional[Sequence[str]] = None) -> str:
