@@ -629,7 +629,11 @@ def test_csv_round_trip_by_names_and_count(tmp_path):
         ("a,y\n1,1\n\n2,0\nnan,1\n", ["y"], r"x\.csv:5: value nan in column 'a' is not a finite number"),
         ('a,"y"\n1,1\n-inf,0\n', ["y"], r"x\.csv:3: value -inf in column 'a' is not a finite"),  # per-field path
         ("a,y\n1,1\n1e39,0\n", ["y"], r"x\.csv:3: value 1e\+39 in column 'a' is not a finite number that float32"),
-        ("a,y\n1,1\n", ["q"], r"label column\(s\) \['q'\] not in the header"),
+        ("a,y\n1,1\n", ["q"], r"the label column\(s\) \['q'\] are not in the header \(1 of 1 missing; the header: "
+                               r"\['a', 'y'\]\)$"),
+        # a name that differs only in case or spaces, or by a letter, is offered
+        ("a,Cat ,dgo\n1,1,0\n", ["cat", "dog"], r"the label column\(s\) \['cat', 'dog'\] are not in the header \(2 of 2 "
+                                              r"missing; .*\); did you mean 'Cat' for 'cat', 'dgo' for 'dog'\? Names must"),
         ("a,a\n1,1\n", 1, r"column name 'a' appears twice"),
         # an unnamed column would be read as a feature: a pandas row index, or an empty trailing field
         (",a,y\n0,1,1\n", ["y"], r"x\.csv:1: column 1 of the header has no name \(a row index, as pandas' to_csv "

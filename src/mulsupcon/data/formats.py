@@ -277,12 +277,9 @@ def _label_indices(header: Sequence[str], label_columns: Sequence[str] | int, so
     if isinstance(label_columns, str):
         raise TypeError(f"{source}: label_columns must be a list of names or an int, not {label_columns!r}")
     wanted = list(label_columns)
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        raise DataFormatError(f"{source}: label column(s) {missing} not in the header {list(header[:10])}...")
     if not wanted:
         raise ValueError(f"{source}: label_columns is empty")
-    return [list(header).index(c) for c in wanted]
+    return column_positions(header, wanted, source, "label")
 
 
 def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int, list[str]]:
@@ -337,8 +334,23 @@ def column_positions(header: Sequence[str], names: Sequence[str], source: str, w
     missing = [c for c in names if c not in header]
     if missing:
         raise DataFormatError(f"{source}: the {whose} column(s) {list(missing[:5])} are not in the header "
-                              f"({len(missing)} of {len(names)} missing; the header: {list(header[:10])})")
+                              f"({len(missing)} of {len(names)} missing; the header: {list(header[:10])})"
+                              + _spelled_otherwise(missing[:5], [h for h in header if h not in names]))
     return [list(header).index(c) for c in names]
+
+
+def _spelled_otherwise(missing: Sequence[str], spare: Sequence[str]) -> str:
+    """'; did you mean ...' for missing column names that a spare header name matches but for case or spaces,
+    or nearly ('' if none): a header written as 'Age ' or 'age' by another tool."""
+    import difflib
+
+    guesses = []
+    for name in missing:
+        same = [h for h in spare if h.strip().lower() == name.strip().lower()]
+        close = same or difflib.get_close_matches(name, spare, n=1)
+        if close:
+            guesses.append(f"{close[0]!r} for {name!r}")
+    return f"; did you mean {', '.join(guesses)}? Names must match exactly" if guesses else ""
 
 
 # A one-hot column is named COLUMN=VALUE, as the ARFF reader names the columns of a nominal attribute.
