@@ -626,6 +626,9 @@ def test_load_run_says_what_a_folder_is_and_inputs_must_be_numbers(small_setup, 
 
     backbone = load_run(root / "pre")
     assert not backbone.has_classifier and backbone.threshold is None
+    n_in = data.input_shape[0]
+    assert repr(backbone) == (f"TrainedModel({str(root / 'pre' / 'backbone.pt')!r}: pretrained backbone, {n_in} "
+                              "features -> embeddings of 32; no classifier)")
     x, _ = data.test.batch(torch.arange(data.test.n))  # standardised by the training rows' mean and std
     raw = (x * data.train.std + data.train.mean).numpy()
     np.testing.assert_allclose(backbone.transform(raw), run_embeddings(root / "pre", "test")[0], rtol=1e-5, atol=1e-6)
@@ -662,6 +665,8 @@ def test_load_run_says_what_a_folder_is_and_inputs_must_be_numbers(small_setup, 
     run = sorted(p for p in root.iterdir() if p.name.startswith("scratch"))[-1]
     model = load_run(run)
     n_features = data.input_shape[0]
+    assert repr(model) == (f"TrainedModel({str(run / 'model.pt')!r}: scratch, {n_features} features -> "
+                           f"{len(data.label_names)} labels, threshold {model.threshold:g})")
     with pytest.raises(ValueError, match=r"expected numeric rows, got values of type <U1"):
         model.predict_proba(np.full((2, n_features), "a"))
     assert model.predict_proba(np.ones((2, n_features), dtype=bool)).shape == (2, len(data.label_names))

@@ -93,6 +93,13 @@ class TrainedModel:
         self._fill: Optional[torch.Tensor] = state.get("missing_fill")
         self._view = ImageViews(int(self.input_shape[-1]), "eval") if self.is_image else None
 
+    def __repr__(self) -> str:
+        inputs = "x".join(map(str, self.input_shape)) + (" images" if self.is_image else " features")
+        what = (f"{self.config.get('classify', {}).get('mode', 'classifier')}, {inputs} -> {len(self.label_names)} "
+                f"labels, threshold {self.threshold:g}" if self.has_classifier
+                else f"pretrained backbone, {inputs} -> embeddings of {self.backbone.out_dim}; no classifier")
+        return f"TrainedModel({self.source!r}: {what})"
+
     @property
     def classes_(self) -> np.ndarray:
         """The label names as an array (scikit-learn's name)."""
