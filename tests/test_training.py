@@ -722,3 +722,53 @@ def test_a_backbone_transfers_to_another_image_side_but_not_to_other_features():
     with pytest.raises(ValueError, match=r"trained on inputs of shape \(3, 16, 16\), but this dataset has \(1, 16, 16\)"):
         load_backbone_weights(build_backbone({**net, "in_channels": 1}, (1, 16, 16)),
                               {"backbone": source.state_dict(), "model": net, "input_shape": [3, 16, 16]}, (1, 16, 16))
+
+
+def test_runs_lists_each_run_with_its_state_and_test_metrics(small_setup, tmp_path, capsys):
+    """`mulsupcon runs`: every run folder below the given ones, oldest first, finished or where it stopped
+    (with the command that continues it) or training now, and a classification run's test metrics as its
+    metrics.json holds them."""
+    import copy
+    import shutil
+
+    from filelock import FileLock
+
+    from mulsupcon.cli import main
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.rundir import lock_holder
+
+    cfg, data, root = small_setup
+    shutil.copytree(root / "pre", tmp_path / "runs" / "pre")
+    c = copy.deepcopy(cfg)
+    c["classify"]["mode"] = "scratch"
+    classify(c, tmp_path / "runs" / "a" / "done", quiet=True, data=data)
+    classify(c, tmp_path / "runs" / "stopped", quiet=True, data=data, stop_after_epochs=2)
+    assert main(["runs", str(tmp_path / "runs")]) == 0
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in capsys.readouterr().out.splitlines()
+            if line.startswith(f"| {tmp_path}")]
+    assert [row[0] for row in rows] == [str(tmp_path / "runs" / n) for n in ("pre", "a/done", "stopped")]
+    assert [row[1] for row in rows] == ["pretrain", "scratch", "scratch"] and {row[2] for row in rows} == {"multidigits"}
+    assert rows[0][3] == "finished" and rows[1][3] == "finished"
+    assert rows[2][3] == f"stopped after epoch 2: --resume --run-dir {tmp_path / 'runs' / 'stopped'}"
+    saved = json.loads((tmp_path / "runs" / "a" / "done" / "metrics.json").read_text())
+    assert rows[1][4] == f"{saved['best_epoch']} / 6" and rows[2][4] == "- / 2"
+    paper = saved["protocols"]["validation"]
+    assert rows[1][5:11] == [f"{paper[m]:.3f}" for m in ("mAP", "hamming_accuracy", "example_f1", "macro_f1",
+                                                         "micro_f1", "precision_at_1")]
+    assert rows[0][5] == "-" and rows[2][5] == "-"
+    # a folder whose lock another process holds is training now (the lock is the run's own, as a run takes it)
+    lock = FileLock(str(tmp_path / "runs" / "stopped" / ".lock"))
+    lock.acquire()
+    (tmp_path / "runs" / "stopped" / ".lock.owner").write_text("4242\n")
+    try:
+        assert lock_holder(tmp_path / "runs" / "stopped") == "4242"
+        assert main(["runs", str(tmp_path / "runs" / "stopped")]) == 0
+        assert "| training (pid 4242) |" in capsys.readouterr().out
+    finally:
+        lock.release()
+    assert lock_holder(tmp_path / "runs" / "stopped") is None  # released (a killed run leaves .lock.owner behind)
+    assert main(["runs", str(tmp_path / "nothing")]) == 2
+    assert "nothing: no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["runs", str(tmp_path / "empty")]) == 0
+    assert "no runs in" in capsys.readouterr().out

@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true")
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser("runs", help="the runs in a folder: kind, dataset, finished or where stopped, test metrics")
+    p.add_argument("folders", nargs="*", default=["runs"], metavar="FOLDER",
+                   help="where to look, subfolders included (default: runs)")
+    p.add_argument("--protocol", choices=("paper", "validation", "fixed"), default="validation",
+                   help="whose test metrics to show (default: %(default)s)")
+
     p = sub.add_parser("datasets", help="list, describe and download datasets")
     dsub = p.add_subparsers(dest="datasets_command", metavar="ACTION")
     d = dsub.add_parser("list", help="registered datasets and whether their files are present")
@@ -539,6 +545,12 @@ def _dispatch(args, extra, argv, parser) -> int:
         results = classify(cfg, run_dir, from_run=args.from_run, resume=args.resume, quiet=args.quiet,
                            stop_after_epochs=args.stop_after_epochs)
         _report_training(args, cfg, results, run_dir)
+        return 0
+
+    if cmd == "runs":
+        from mulsupcon.evaluate import runs_table
+
+        print(runs_table(args.folders, protocol=args.protocol))
         return 0
 
     if cmd == "evaluate":

@@ -167,3 +167,66 @@ def labels_without_positives_note(targets: np.ndarray, rows: str, names: Optiona
     verb = "has" if len(absent) == 1 else "have"
     return (f"\n\n{len(absent)} of the {n} labels {verb} no positive in these {rows}{listed}. mAP averages the other "
             f"{n - len(absent)} (their AP is undefined); macro-F1 counts all {n}.")
+
+
+def find_runs(roots: Sequence[str | Path]) -> list[Path]:
+    """The run folders (holding ``run.json`` and ``config.yaml``) at or below each of ``roots``, oldest first;
+    a root that does not exist is an error."""
+    found: set[Path] = set()
+    for root in map(Path, roots):
+        if not root.exists():
+            raise FileNotFoundError(f"{root}: no such folder")
+        found.update(p.parent for p in root.rglob("run.json") if (p.parent / "config.yaml").is_file())
+    return sorted(found, key=lambda p: (_read_json(p / "run.json").get("created", ""), str(p)))
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # a file being replaced, or not ours: the row shows '-'
+        return {}
+
+
+def runs_table(roots: Sequence[str | Path], protocol: str = "validation") -> str:
+    """One Markdown row per run below ``roots``: kind, dataset, state (finished, training now with its pid,
+    or stopped after epoch k, with the command that continues it), best epoch / epochs run (as of the last
+    checkpoint), the test metrics under ``protocol`` (classification runs) and when it was made. For
+    choosing among runs."""
+    import yaml
+
+    from mulsupcon.tables import METRIC_LABELS, METRIC_ORDER, format_value, markdown_table
+    from mulsupcon.train.rundir import lock_holder
+
+    runs = find_runs(roots)
+    if not runs:
+        return f"no runs in {', '.join(map(str, roots))} (a run folder holds run.json and config.yaml)"
+    header = ["run", "kind", "dataset", "state", "epochs (best / run)", *(METRIC_LABELS.get(m, m) for m in METRIC_ORDER), "made"]
+    body = []
+    for run in runs:
+        info = _read_json(run / "run.json")
+        kind = str(info.get("kind", "-"))
+        try:
+            dataset = str((yaml.safe_load((run / "config.yaml").read_text()) or {})["dataset"]["name"])
+        except (OSError, KeyError, TypeError, yaml.YAMLError):
+            dataset = "-"
+        history = _read_json(run / "history.json")
+        ran = len(history) if isinstance(history, list) else 0
+        metrics = _read_json(run / "metrics.json")
+        holder = lock_holder(run)
+        if holder is not None:
+            state = f"training (pid {holder})"
+        elif (run / ("backbone.pt" if kind == "pretrain" else "model.pt")).is_file():
+            state = "finished"
+        elif (run / "checkpoints" / "last.pt").is_file():
+            state = f"stopped after epoch {ran}: --resume --run-dir {run}"
+        else:  # killed before its first checkpoint (or failed before training)
+            state = f"stopped before its first checkpoint: --resume --run-dir {run} starts it again"
+        best = metrics.get("best_epoch")
+        epochs = f"{best if best is not None else '-'} / {ran}" if kind != "pretrain" else f"- / {ran}"
+        scores = metrics.get("protocols", {}).get(protocol, {})
+        body.append([str(run), kind, dataset, state, epochs, *(format_value(scores.get(m)) for m in METRIC_ORDER),
+                     str(info.get("created", "-"))])
+    title = f"runs, test metrics under the {protocol} protocol"
+    return markdown_table(header, body, title, [False] * 5 + [True] * len(METRIC_ORDER) + [False])

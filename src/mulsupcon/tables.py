@@ -92,7 +92,9 @@ def _cells(rows: Mapping[str, Mapping[str, Any]], metrics: Sequence[str], digits
     return out
 
 
-def _markdown(header: list[str], body: list[list[str]], title: str | None, right: Sequence[bool]) -> str:
+def markdown_table(header: list[str], body: list[list[str]], title: str | None, right: Sequence[bool]) -> str:
+    """A Markdown table of ready-made cells: ``header`` (K names), ``body`` (rows of K strings), an optional bold
+    ``title`` line above, ``right`` (K flags) for the columns aligned right (numbers)."""
     lines = []
     if title:
         lines += [f"**{title}**", ""]
@@ -119,7 +121,7 @@ def metrics_table(
         The table (no trailing newline).
     """
     header = ["run"] + [_label(m) for m in metrics]
-    return _markdown(header, _cells(rows, metrics, digits), title, [False] + [True] * len(metrics))
+    return markdown_table(header, _cells(rows, metrics, digits), title, [False] + [True] * len(metrics))
 
 
 def aggregate(
@@ -221,7 +223,7 @@ def side_by_side(
         else:
             diff = f"{float(ma) - float(mb):+.{digits}f}"
         body.append([_label(m), format_value(a, digits), format_value(b, digits), diff])
-    return _markdown(["metric", names[0], names[1], "diff"], body, title, [False, True, True, True])
+    return markdown_table(["metric", names[0], names[1], "diff"], body, title, [False, True, True, True])
 
 
 def per_label_table(label_names: Sequence[str], columns: Mapping[str, Sequence[Any]], digits: int = 3,
@@ -235,7 +237,7 @@ def per_label_table(label_names: Sequence[str], columns: Mapping[str, Sequence[A
             v = values[j]
             row.append(str(int(v)) if isinstance(v, (int, np.integer)) else format_value(float(v), digits))
         body.append(row)
-    return _markdown(["label", *columns], body, title, [False] + [True] * len(columns))
+    return markdown_table(["label", *columns], body, title, [False] + [True] * len(columns))
 
 
 def format_console_table(

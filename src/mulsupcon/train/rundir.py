@@ -382,6 +382,21 @@ def run_kind(run_dir: str | Path) -> str:
     return json.loads(path.read_text())["kind"]
 
 
+def lock_holder(run_dir: str | Path) -> Optional[str]:
+    """The pid (as text) of the process that holds ``run_dir``'s lock, i.e. is training in it now; None when
+    no process does (a finished run, or one killed: the system releases a dead process's lock)."""
+    owner = Path(run_dir) / ".lock.owner"
+    if not owner.is_file():  # written by the holder, removed on release
+        return None
+    lock = FileLock(str(Path(run_dir) / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return owner.read_text().strip() or "unknown"
+    lock.release()
+    return None
+
+
 def check_classification_run(run_dir: str | Path, name: str, then: str) -> None:
     """Raise FileNotFoundError naming what ``run_dir`` is when it lacks ``name`` (``model.pt``,
     ``scores.npz``: what a finished classification run leaves): a path that does not exist, a
