@@ -98,6 +98,31 @@ def test_heatmap_and_curves_png(tiny_runs):
         plots.curves(root / "figs")
 
 
+def test_curves_of_several_runs_are_drawn_over_each_other(tiny_runs, tmp_path, monkeypatch):
+    """`plot curves A B`: one panel per quantity any run has, each run's line in it, named by the run; the
+    lines are the runs' history.json numbers."""
+    import json
+
+    root, _ = tiny_runs
+    hist = {name: json.loads((root / name / "history.json").read_text()) for name in ("pre", "bce")}
+    panels = plots.curve_panels(hist)
+    assert [title for title, _ in panels] == ["loss", "learning rate", "validation mAP", "embedding spread"]
+    lines = dict(panels)
+    assert [label for label, *_ in lines["loss"]] == ["pre", "bce train_loss", "bce val_loss"]
+    assert [label for label, *_ in lines["validation mAP"]] == ["bce"]  # only the classification run has it
+    label, run, epochs, values = lines["loss"][2]
+    assert run == "bce" and epochs == [h["epoch"] for h in hist["bce"]] and values == [h["val_loss"] for h in hist["bce"]]
+    assert [label for label, *_ in dict(plots.curve_panels({"bce": hist["bce"]}))["loss"]] == ["train_loss", "val_loss"]
+    monkeypatch.chdir(tmp_path)
+    out = plots.curves([root / "pre", root / "bce"])  # several runs: curves.png here, not in a run's folder
+    png = out.read_bytes()
+    assert out == Path("curves.png") and png[:8] == PNG_MAGIC and int.from_bytes(png[16:20], "big") == round(4 * 4.2 * 110)
+    from mulsupcon.cli import main
+
+    assert main(["plot", "curves", str(root / "pre"), str(root / "bce"), "--out", "both.svg"]) == 0
+    assert (tmp_path / "both.svg").read_text().lstrip().startswith("<?xml")
+
+
 def test_heatmap_of_an_unfinished_run_says_to_resume_it(tiny_runs, tmp_path):
     """A run stopped before its last epoch (checkpoints, no backbone.pt): the heatmap says it has not
     finished and how to finish it, before reading any data (it said 'checkpoint not found')."""

@@ -147,9 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--out", default=None, help="figure file, PNG unless its suffix says otherwise (.pdf, .svg, ...; "
                                                "default: <first run>/heatmap.png)")
     h.add_argument("--split", default="test", choices=["train", "val", "test"])
-    h = psub.add_parser("curves", help="loss, learning rate and validation metric per epoch")
-    h.add_argument("run")
-    h.add_argument("--out", default=None, help="figure file, PNG unless its suffix says otherwise (default: RUN/curves.png)")
+    h = psub.add_parser("curves", help="loss, learning rate and validation metric per epoch, of one run or several "
+                                       "drawn over each other")
+    h.add_argument("runs", nargs="+", metavar="run", help="run directories")
+    h.add_argument("--out", default=None, help="figure file, PNG unless its suffix says otherwise (default: RUN/curves.png; "
+                                               "for several runs curves.png here)")
 
     from mulsupcon.embed import add_embed_parser
 
@@ -648,7 +650,7 @@ def _dispatch(args, extra, argv, parser) -> int:
         if args.plot_command == "heatmap":
             out = plots.heatmap_runs(args.runs, out=args.out, split=args.split)
         elif args.plot_command == "curves":
-            out = plots.curves(args.run, out=args.out)
+            out = plots.curves(args.runs, out=args.out)
         else:
             parser.parse_args(["plot", "--help"])
             return 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -149,9 +149,33 @@ def heatmap_runs(runs: Sequence[str | Path], out: Optional[str | Path] = None, s
     return out
 
 
-def curves(run: str | Path, out: Optional[str | Path] = None) -> Path:
+def curve_panels(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple[str, list[tuple[str, str, list, list]]]]:
+    """What :func:`curves` draws, as data: ``[(panel title, [(line label, run name, epochs, values), ...]), ...]``.
+
+    ``histories``: run name -> its ``history.json`` rows. Panels: loss (pretraining ``loss``, or ``train_loss``
+    and ``val_loss``), learning rate, validation mAP and the backbone's spread, each present when some run
+    has it. A line is labelled by its key for one run, by the run's name (and the key, where a run has
+    several in the panel) for several. A missing value is NaN."""
+    spec = [("loss", ("loss", "train_loss", "val_loss")), ("learning rate", ("lr",)),
+            ("validation mAP", ("val_mAP",)), ("embedding spread", ("spread",))]
+    panels = []
+    for title, keys in spec:
+        lines = []
+        for name, hist in histories.items():
+            present = [k for k in keys if hist and k in hist[0]]
+            for k in present:
+                label = k if len(histories) == 1 else (name if len(present) == 1 else f"{name} {k}")
+                lines.append((label, name, [h["epoch"] for h in hist],
+                              [h.get(k) if h.get(k) is not None else float("nan") for h in hist]))
+        if lines:
+            panels.append((title, lines))
+    return panels
+
+
+def curves(run: str | Path | Sequence[str | Path], out: Optional[str | Path] = None) -> Path:
     """Loss, learning rate and validation mAP (classification runs) or the backbone's spread (pretraining
-    runs; near 0 means collapse) per epoch, as a PNG."""
+    runs; near 0 means collapse) per epoch, as a PNG; several runs are drawn over each other (e.g. finetuning
+    against BCE from scratch). Default ``out``: RUN/curves.png for one run, curves.png here for several."""
     import json
 
     import matplotlib
@@ -160,29 +184,34 @@ def curves(run: str | Path, out: Optional[str | Path] = None) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    run = Path(run)
-    out = figure_path(out, run / "curves.png")
-    path = run / "history.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {run} a mulsupcon run with at least one epoch?")
-    hist = json.loads(path.read_text())
-    ep = [h["epoch"] for h in hist]
-    keys = [k for k in ("loss", "train_loss", "val_loss") if k in hist[0]]
-    panels = [("loss", keys), ("learning rate", ["lr"])]
-    panels += [(title, [k]) for title, k in (("validation mAP", "val_mAP"), ("embedding spread", "spread"))
-               if k in hist[0]]
+    runs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
+    if not runs:
+        raise ValueError("curves needs at least one run")
+    out = figure_path(out, runs[0] / "curves.png" if len(runs) == 1 else Path("curves.png"))
+    histories: dict[str, list] = {}
+    for r in runs:
+        path = r / "history.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: is {r} a mulsupcon run with at least one epoch?")
+        # named by its folder, or its whole path where two folders share a name (runs/a/ft and runs/b/ft)
+        name = r.name if sum(q.name == r.name for q in runs) == 1 else str(r)
+        histories[name] = json.loads(path.read_text())
+    panels = curve_panels(histories)
+    colour = {name: f"C{i % 10}" for i, name in enumerate(histories)}  # a run keeps its colour in every panel
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
-    for ax, (title, ks) in zip(axes[0], panels):
-        for k in ks:
-            ax.plot(ep, [h.get(k) if h.get(k) is not None else float("nan") for h in hist], label=k)
+    for ax, (title, lines) in zip(axes[0], panels):
+        for i, (label, name, epochs, values) in enumerate(lines):
+            several = len(histories) > 1
+            ax.plot(epochs, values, label=label, color=colour[name] if several else f"C{i}",
+                    linestyle="--" if several and label.endswith("val_loss") else "-")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5 on a short run
         if title == "learning rate":
             ax.set_yscale("log")
-        if len(ks) > 1:
+        if len(lines) > 1 or len(histories) > 1:
             ax.legend(fontsize=8)
-    fig.suptitle(run.name, fontsize=10)
+    fig.suptitle(", ".join(histories), fontsize=10)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
