@@ -662,3 +662,32 @@ def test_datasets_check_reads_the_data_a_config_file_names(tmp_path, monkeypatch
     assert main(["datasets", "check", "--config", "../data.yaml", "--dataset.path", "nope.csv"]) == 2
     assert "(set in" not in capsys.readouterr().err
     assert main(["datasets", "check", "--config", "../data.yaml", "--dataset.path", "../data.csv"]) == 0
+
+
+def test_a_run_folder_is_the_config_it_was_made_with(tmp_path, monkeypatch, capsys):
+    """`--config RUN` and `config show RUN` read the run's saved config.yaml (before: 'neither a file nor a
+    shipped config'), so a run is repeated, or varied by flags, from its folder."""
+    import argparse
+
+    from mulsupcon.cli import _config_file_as_flags, _resolve
+    from mulsupcon.config import config_path, save_config
+
+    monkeypatch.chdir(tmp_path)
+    csv = str(_tiny_csv(tmp_path / "data.csv"))
+    made = load_config("vectors", {"dataset.path": csv, "dataset.label_columns": 2, "classify.epochs": 7,
+                                   "pretrain.batch_size": 16})
+    (tmp_path / "run").mkdir()
+    save_config(made, tmp_path / "run" / "config.yaml")
+    with pytest.raises(ValueError, match="neither a file nor a shipped config"):  # a folder, but no run's
+        config_path("run")
+    (tmp_path / "run" / "run.json").write_text('{"kind": "finetune"}')
+    assert config_path("run") == Path("run") / "config.yaml"
+    assert load_config("run") == made
+    args = argparse.Namespace(command="train", config="run", dataset=None)
+    _config_file_as_flags(args)
+    assert _resolve(args, ["--classify.lr", "0.01"]) == load_config("vectors", {
+        "dataset.path": csv, "dataset.label_columns": 2, "classify.epochs": 7, "pretrain.batch_size": 16,
+        "classify.lr": 0.01})
+    assert main(["config", "show", "run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# the config the run in run was made with") and "batch_size: 16" in out

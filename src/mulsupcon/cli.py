@@ -630,9 +630,12 @@ def _dispatch(args, extra, argv, parser) -> int:
         from mulsupcon.config import available_configs, load_config
 
         if args.config_command == "show":
-            from mulsupcon.config import own_config_flags
+            from mulsupcon.config import config_path, own_config_flags
 
-            if args.name is not None and own_config_flags(args.name) is not None:
+            if args.name is not None and (config_path(args.name).parent / "run.json").is_file():
+                print(f"# the config the run in {config_path(args.name).parent} was made with (--config takes it "
+                      "as it is, flags change it)")
+            elif args.name is not None and own_config_flags(args.name) is not None:
                 print(f"# {args.name} names no base: shown on the library defaults. pretrain, train and benchmark apply "
                       "its keys to the config they would use without --config (e.g. vectors for a CSV), or name one "
                       "in the file: base: vectors")

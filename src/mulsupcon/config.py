@@ -203,10 +203,13 @@ def _unknown_key_message(msg: str, key: str, valid: Iterable[str]) -> str:
 
 def config_path(source: str | Path, *, named_by: Path | None = None) -> Path:
     """The YAML file ``source`` names: a path (relative to the folder of the config file ``named_by`` that
-    names it as its base, else to the working directory) or the name of a shipped config (``"vectors"``)."""
+    names it as its base, else to the working directory), a run folder (its saved ``config.yaml``: the config
+    the run was made with) or the name of a shipped config (``"vectors"``)."""
     path = Path(source).expanduser()
     if named_by is not None and not path.is_absolute():
         path = named_by.parent / path
+    if path.is_dir() and (path / "config.yaml").is_file() and (path / "run.json").is_file():
+        path = path / "config.yaml"
     if path.is_file():
         return path
     named = _config_dir() / f"{source}.yaml"
