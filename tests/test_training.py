@@ -772,3 +772,35 @@ def test_runs_lists_each_run_with_its_state_and_test_metrics(small_setup, tmp_pa
     (tmp_path / "empty").mkdir()
     assert main(["runs", str(tmp_path / "empty")]) == 0
     assert "no runs in" in capsys.readouterr().out
+
+
+def test_run_json_keeps_the_command_and_software_and_a_resume_with_other_software_warns(small_setup, tmp_path,
+                                                                                         monkeypatch):
+    """run.json names the command and the versions a run was made with; resuming under another torch (or
+    mulsupcon, numpy, Python) goes on with a warning, kept in run.json, since rounding may then differ."""
+    import copy
+
+    from mulsupcon.train.classify import classify
+    from mulsupcon.train.rundir import command_line, software_versions
+
+    cfg, data, root = small_setup
+    c = copy.deepcopy(cfg)
+    c["classify"]["mode"] = "scratch"
+    classify(c, tmp_path / "r", quiet=True, data=data, stop_after_epochs=2)
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    import torch as _torch
+
+    assert info["software"] == software_versions() and info["software"]["torch"] == _torch.__version__
+    assert info["command"] == command_line() and "warnings" not in info
+    for argv, typed in ((["/venv/bin/mulsupcon", "train", "--run-dir", "my runs/a"], "mulsupcon train --run-dir 'my runs/a'"),
+                        (["/src/mulsupcon/__main__.py", "pretrain"], "python -m mulsupcon pretrain")):
+        monkeypatch.setattr(sys, "argv", argv)
+        assert command_line() == typed
+    info["software"]["torch"] = "1.0.0"
+    (tmp_path / "r" / "run.json").write_text(json.dumps(info))
+    classify(c, tmp_path / "r", quiet=True, data=data, resume=True)
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["warnings"] == [f"resumed with other software than the run was made with (torch 1.0.0 -> "
+                                f"{_torch.__version__}): its result may differ slightly from an uninterrupted run's"]
+    assert "warning: resumed with other software" in (tmp_path / "r" / "log.txt").read_text()
+    assert (tmp_path / "r" / "model.pt").is_file()

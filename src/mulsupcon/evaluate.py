@@ -172,21 +172,14 @@ def labels_without_positives_note(targets: np.ndarray, rows: str, names: Optiona
 def find_runs(roots: Sequence[str | Path]) -> list[Path]:
     """The run folders (holding ``run.json`` and ``config.yaml``) at or below each of ``roots``, oldest first;
     a root that does not exist is an error."""
+    from mulsupcon.train.rundir import read_json_file
+
     found: set[Path] = set()
     for root in map(Path, roots):
         if not root.exists():
             raise FileNotFoundError(f"{root}: no such folder")
         found.update(p.parent for p in root.rglob("run.json") if (p.parent / "config.yaml").is_file())
-    return sorted(found, key=lambda p: (_read_json(p / "run.json").get("created", ""), str(p)))
-
-
-def _read_json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):  # a file being replaced, or not ours: the row shows '-'
-        return {}
+    return sorted(found, key=lambda p: ((read_json_file(p / "run.json") or {}).get("created", ""), str(p)))
 
 
 def runs_table(roots: Sequence[str | Path], protocol: str = "validation") -> str:
@@ -197,7 +190,7 @@ def runs_table(roots: Sequence[str | Path], protocol: str = "validation") -> str
     import yaml
 
     from mulsupcon.tables import METRIC_LABELS, METRIC_ORDER, format_value, markdown_table
-    from mulsupcon.train.rundir import lock_holder
+    from mulsupcon.train.rundir import lock_holder, read_json_file
 
     runs = find_runs(roots)
     if not runs:
@@ -205,15 +198,15 @@ def runs_table(roots: Sequence[str | Path], protocol: str = "validation") -> str
     header = ["run", "kind", "dataset", "state", "epochs (best / run)", *(METRIC_LABELS.get(m, m) for m in METRIC_ORDER), "made"]
     body = []
     for run in runs:
-        info = _read_json(run / "run.json")
+        info = read_json_file(run / "run.json") or {}
         kind = str(info.get("kind", "-"))
         try:
             dataset = str((yaml.safe_load((run / "config.yaml").read_text()) or {})["dataset"]["name"])
         except (OSError, KeyError, TypeError, yaml.YAMLError):
             dataset = "-"
-        history = _read_json(run / "history.json")
+        history = read_json_file(run / "history.json")
         ran = len(history) if isinstance(history, list) else 0
-        metrics = _read_json(run / "metrics.json")
+        metrics = read_json_file(run / "metrics.json") or {}
         holder = lock_holder(run)
         if holder is not None:
             state = f"training (pid {holder})"

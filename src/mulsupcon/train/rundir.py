@@ -4,7 +4,7 @@ A run folder holds::
 
     config.yaml          the resolved config (what ran, every default filled in)
     split.json           the exact rows of each split
-    run.json             the kind of run and when it was created
+    run.json             the kind of run, when it was created, the command and the software versions
     checkpoints/last.pt  everything needed to resume (written atomically); classification adds best.pt
     history.json, history.csv   one row per epoch
     log.txt              the human-readable log
@@ -24,6 +24,8 @@ import csv
 import io
 import json
 import os
+import platform
+import shlex
 import sys
 import time
 import warnings
@@ -117,6 +119,13 @@ class RunDir:
                             raise ValueError(f"cannot resume {run.path}: {key} may grow on --resume, not shrink "
                                              f"(saved {was}, now {now})")
                     save_config(dict(cfg), saved)
+                made_with = (read_json_file(run.path / "run.json") or {}).get("software")
+                changed = {k: (v, software_versions().get(k)) for k, v in (made_with or {}).items()
+                           if v != software_versions().get(k)}
+                if changed:  # another torch may round differently: the run goes on, but not bit for bit
+                    run.warn("resumed with other software than the run was made with ("
+                             + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+                             + "): its result may differ slightly from an uninterrupted run's")
                 saved_split = json.loads((run.path / "split.json").read_text()) if (run.path / "split.json").is_file() else {}
                 if saved_split.get("files"):
                     check_files_unchanged(saved_split["files"], dict(split_info.get("files") or {}), f"cannot resume {run.path}")
@@ -128,7 +137,9 @@ class RunDir:
                 run._new_run = True
                 save_config(dict(cfg), saved)
                 atomic_write_json(run.path / "split.json", dict(split_info))
-                atomic_write_json(run.path / "run.json", {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+                atomic_write_json(run.path / "run.json", {
+                    "kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command_line(),
+                    "software": software_versions(), "platform": platform.platform()})
         except BaseException:
             run.close(failed=True)
             raise
@@ -380,6 +391,35 @@ def run_kind(run_dir: str | Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a mulsupcon run directory (no run.json)")
     return json.loads(path.read_text())["kind"]
+
+
+def command_line() -> str:
+    """This process's command as typed (``mulsupcon train ...``, ``python -m mulsupcon ...``; a script's name)."""
+    first = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    words = ["python", "-m", first.parent.name] if first.name == "__main__.py" else [first.name]
+    return shlex.join([*words, *sys.argv[1:]])
+
+
+def software_versions() -> dict[str, str]:
+    """The versions a run's numbers depend on: mulsupcon, torch, numpy and Python (kept in ``run.json``)."""
+    import numpy
+    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("mulsupcon")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        ours = "unknown"
+    return {"mulsupcon": ours, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+def read_json_file(path: Path) -> Optional[Any]:
+    """A JSON file's content, or None when it is missing or unreadable (being replaced, or not ours)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def lock_holder(run_dir: str | Path) -> Optional[str]:
