@@ -691,3 +691,15 @@ def test_a_run_folder_is_the_config_it_was_made_with(tmp_path, monkeypatch, caps
     assert main(["config", "show", "run"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# the config the run in run was made with") and "batch_size: 16" in out
+
+
+def test_the_demos_next_commands_run_on_its_runs(tmp_path, monkeypatch, capsys):
+    """The demo ends with the commands to look at what it made; each of them works on its folder."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--quick", "--run-dir", "d"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("next: mulsupcon runs d  |  mulsupcon plot curves d/finetune d/scratch")
+    for command in last.removeprefix("next: ").split("  |  ")[:2]:
+        assert main(command.split()[1:]) == 0, command
+    out = capsys.readouterr().out
+    assert out.count("| finished |") == 3 and (tmp_path / "curves.png").is_file()

@@ -85,4 +85,6 @@ def run_demo(root: Path, *, quick: bool = False, quiet: bool = False, seed: int 
           "metric on test (optimistic, as in the paper's code).")
     print(verdict(ft["protocols"]["validation"], sc["protocols"]["validation"]))
     print(f"runs: {root}/{{pretrain,finetune,scratch}}")
+    print(f"next: mulsupcon runs {root}  |  mulsupcon plot curves {root}/finetune {root}/scratch  |  your own "
+          "data: README, 'Your own data'")
     return {"finetune": ft, "scratch": sc}
