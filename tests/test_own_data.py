@@ -186,6 +186,21 @@ def test_csv_with_an_id_column_trains_and_predicts_with_it(tmp_path):
     # --out -: the same CSV on standard output, and nothing else there (it wrote a file named '-')
     piped = _cli("predict", "r", "--input", "ids.csv", "--out", "-", "--keep", "id", cwd=tmp_path)
     assert piped.stdout.splitlines() == out and not (tmp_path / "-").exists()
+    # a named pipe or /dev/null as --out is written into, not refused as 'not a predictions file' (nor replaced)
+    import threading
+
+    from mulsupcon.predict import predict_file
+
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe")
+        got: list[str] = []
+        reader = threading.Thread(target=lambda: got.append((tmp_path / "pipe").read_text()))
+        reader.start()
+        predict_file(tmp_path / "r", tmp_path / "ids.csv", tmp_path / "pipe", keep=["id"])
+        reader.join(60)
+        assert got[0].splitlines() == out and not (tmp_path / "pipe").is_file()
+    if Path(os.devnull).exists():
+        assert predict_file(tmp_path / "r", tmp_path / "ids.csv", os.devnull) == Path(os.devnull)
     # --embeddings: the backbone's features in place of the label columns
     emb = _cli("predict", "r", "--input", "ids.csv", "--out", "-", "--embeddings", "--keep", "id", cwd=tmp_path)
     lines = emb.stdout.splitlines()

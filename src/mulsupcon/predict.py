@@ -477,6 +477,10 @@ def write_predictions(out: str | Path, values: np.ndarray, label_names: Sequence
         sys.stdout.flush()
         return Path("-")
     out = Path(out)
+    if out.exists() and not out.is_file():  # /dev/null, a named pipe: a stream to write into, not a file to replace
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(buf.getvalue())
+        return out
     atomic_write_text(out, buf.getvalue())
     return out
 
@@ -485,7 +489,7 @@ def check_predictions_overwritable(out: str | Path, input_path: str | Path, labe
     """Refuse an ``out`` that is the input itself, or an existing file that is not a predictions CSV of these
     labels (its header ends with the label names): a mistyped --out must not replace the user's data."""
     out, source = Path(out).expanduser(), Path(input_path).expanduser()
-    if str(out) == "-" or not out.exists():  # "-": standard output
+    if str(out) == "-" or not out.exists() or not out.is_file():  # "-": standard output; /dev/null, a pipe: streams
         return
     if source.exists() and out.resolve() == source.resolve():
         raise ValueError(f"--out {out} is the input file; it would be overwritten. Choose another --out")

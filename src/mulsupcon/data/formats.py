@@ -323,7 +323,13 @@ def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int, l
             why = " (a comma at the end of the line?)"
         raise DataFormatError(f"{source}:{first + 1}: column {k + 1} of the header has no name{why}; every "
                               "column needs one")
-    dup = next((h for i, h in enumerate(header) if h in header[:i]), None)
+    seen: set[str] = set()  # a set, not a scan of the names before: a text table may have 20,000 columns
+    for dup in header:
+        if dup in seen:
+            break
+        seen.add(dup)
+    else:
+        dup = None
     if dup is not None:
         raise DataFormatError(f"{source}:{first + 1}: column name {dup!r} appears twice in the header")
     return source, lines, first, header
@@ -331,12 +337,14 @@ def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int, l
 
 def column_positions(header: Sequence[str], names: Sequence[str], source: str, whose: str) -> list[int]:
     """Positions of ``names`` in ``header``; an error lists those that are missing."""
-    missing = [c for c in names if c not in header]
+    position = {h: j for j, h in reversed(list(enumerate(header)))}  # a name's first column
+    missing = [c for c in names if c not in position]
     if missing:
+        wanted = set(names)
         raise DataFormatError(f"{source}: the {whose} column(s) {list(missing[:5])} are not in the header "
                               f"({len(missing)} of {len(names)} missing; the header: {list(header[:10])})"
-                              + _spelled_otherwise(missing[:5], [h for h in header if h not in names]))
-    return [list(header).index(c) for c in names]
+                              + _spelled_otherwise(missing[:5], [h for h in header if h not in wanted]))
+    return [position[c] for c in names]
 
 
 def _spelled_otherwise(missing: Sequence[str], spare: Sequence[str]) -> str:
