@@ -195,7 +195,8 @@ def runs_table(roots: Sequence[str | Path], protocol: str = "validation") -> str
     runs = find_runs(roots)
     if not runs:
         return f"no runs in {', '.join(map(str, roots))} (a run folder holds run.json and config.yaml)"
-    header = ["run", "kind", "dataset", "state", "epochs (best / run)", *(METRIC_LABELS.get(m, m) for m in METRIC_ORDER), "made"]
+    header = ["run", "kind", "dataset", "state", "epochs (best / run)", *(METRIC_LABELS.get(m, m) for m in METRIC_ORDER),
+              "made"]
     body = []
     for run in runs:
         info = read_json_file(run / "run.json") or {}
