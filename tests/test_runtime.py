@@ -300,3 +300,38 @@ def test_classification_mixed_precision_settings_and_the_cpu_path() -> None:
     assert "scaler" in states[1]
     for key, value in states[0]["model"].items():
         torch.testing.assert_close(states[1]["model"][key], value, rtol=0, atol=0)
+
+
+def test_env_reports_versions_devices_packages_and_the_data_home(tmp_path, capsys) -> None:
+    """`mulsupcon env`: what a bug report needs, each line checked against its source (a data home with one
+    registered dataset's files counts one)."""
+    import importlib.util
+    import os
+
+    import sklearn
+
+    from mulsupcon.cli import main
+    from mulsupcon.data.listing import files_status
+    from mulsupcon.data.registry import list_datasets
+    from mulsupcon.train.runtime import software_versions
+
+    spec = next(s for s in list_datasets() if s.name == "flags")
+    for f in spec.files:
+        (tmp_path / f.path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f.path).write_bytes(b"")
+    assert files_status(spec, tmp_path) == "present"
+    assert main(["env", "--data-home", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    v = software_versions()
+    assert out[0] == (f"mulsupcon {v['mulsupcon']}, Python {v['python']}, torch {torch.__version__}, numpy "
+                      f"{v['numpy']}, scikit-learn {sklearn.__version__}")
+    cuda = next(line for line in out if line.startswith("CUDA"))
+    assert ("not available" in cuda) == (not torch.cuda.is_available())
+    assert sum(line.startswith("  cuda:") for line in out) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    assert f"device auto {'cuda' if torch.cuda.is_available() else 'cpu'}" in [line.split(":")[0] for line in out]
+    assert next(line for line in out if line.startswith("CPU")).startswith(f"CPU         {os.cpu_count()} logical cores")
+    for name in ("tensorboard", "onnx", "pandas"):
+        found = importlib.util.find_spec(name) is not None
+        assert any(line.startswith("optional") and f"{name}: {'installed' if found else 'not installed'}" in line
+                   for line in out), name
+    assert out[-1].startswith(f"data home   {tmp_path} (exists; 1 of the ")

@@ -781,7 +781,8 @@ def test_run_json_keeps_the_command_and_software_and_a_resume_with_other_softwar
     import copy
 
     from mulsupcon.train.classify import classify
-    from mulsupcon.train.rundir import command_line, software_versions
+    from mulsupcon.train.rundir import command_line
+    from mulsupcon.train.runtime import software_versions
 
     cfg, data, root = small_setup
     c = copy.deepcopy(cfg)

@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true")
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser("env", help="versions, devices (GPUs and their memory), threads, optional packages and the data "
+                                   "home: for a bug report, or before a long run")
+    p.add_argument("--data-home", help="data home (default: $MULSUPCON_DATA or the user cache dir)")
+
     p = sub.add_parser("runs", help="the runs in a folder: kind, dataset, finished or where stopped, test metrics")
     p.add_argument("folders", nargs="*", default=["runs"], metavar="FOLDER",
                    help="where to look, subfolders included (default: runs)")
@@ -547,6 +551,12 @@ def _dispatch(args, extra, argv, parser) -> int:
         results = classify(cfg, run_dir, from_run=args.from_run, resume=args.resume, quiet=args.quiet,
                            stop_after_epochs=args.stop_after_epochs)
         _report_training(args, cfg, results, run_dir)
+        return 0
+
+    if cmd == "env":
+        from mulsupcon.train.runtime import environment_report
+
+        print(environment_report(args.data_home))
         return 0
 
     if cmd == "runs":

@@ -39,6 +39,7 @@ from mulsupcon.config import DEFAULTS, flatten, save_config
 from mulsupcon.data.user_files import check_files_unchanged
 from mulsupcon.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text, check_folder_path
 from mulsupcon.train.checkpoint import load_checkpoint
+from mulsupcon.train.runtime import software_versions
 
 if TYPE_CHECKING:
     from mulsupcon.train.distributed import DistContext
@@ -120,8 +121,8 @@ class RunDir:
                                              f"(saved {was}, now {now})")
                     save_config(dict(cfg), saved)
                 made_with = (read_json_file(run.path / "run.json") or {}).get("software")
-                changed = {k: (v, software_versions().get(k)) for k, v in (made_with or {}).items()
-                           if v != software_versions().get(k)}
+                now = software_versions()
+                changed = {k: (v, now.get(k)) for k, v in (made_with or {}).items() if v != now.get(k)}
                 if changed:  # another torch may round differently: the run goes on, but not bit for bit
                     run.warn("resumed with other software than the run was made with ("
                              + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
@@ -398,20 +399,6 @@ def command_line() -> str:
     first = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
     words = ["python", "-m", first.parent.name] if first.name == "__main__.py" else [first.name]
     return shlex.join([*words, *sys.argv[1:]])
-
-
-def software_versions() -> dict[str, str]:
-    """The versions a run's numbers depend on: mulsupcon, torch, numpy and Python (kept in ``run.json``)."""
-    import numpy
-    import torch
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ours = version("mulsupcon")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        ours = "unknown"
-    return {"mulsupcon": ours, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
 
 
 def read_json_file(path: Path) -> Optional[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import warnings
 from typing import Any, Iterator, Optional
 
@@ -147,3 +148,60 @@ def flush_denormals(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(before)
+
+
+def software_versions() -> dict[str, str]:
+    """The versions a run's numbers depend on: mulsupcon, torch, numpy and Python (kept in ``run.json``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import numpy
+
+    try:
+        ours = version("mulsupcon")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        ours = "unknown"
+    return {"mulsupcon": ours, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+# Optional packages and what each gives (pyproject's extras, and pandas for tables by column name).
+OPTIONAL_PACKAGES = {"tensorboard": "--log.tensorboard true", "onnx": "export --format onnx",
+                     "pandas": "DataFrames by column name in predict_proba"}
+
+
+def environment_report(data_home: Optional[str] = None) -> str:
+    """What this machine gives mulsupcon, as text for a bug report or before a long run: versions, the
+    device ``device: auto`` picks and every GPU with its memory, CPU threads, optional packages, and the
+    data home with how many registered datasets are present there."""
+    import importlib.util
+
+    import sklearn
+
+    from mulsupcon.data.catalogue import get_data_home
+    from mulsupcon.data.listing import files_status
+    from mulsupcon.data.registry import list_datasets
+
+    v = software_versions()
+    lines = [f"mulsupcon {v['mulsupcon']}, Python {v['python']}, torch {v['torch']}, numpy {v['numpy']}, "
+             f"scikit-learn {sklearn.__version__}", f"platform    {platform.platform()}"]
+    cuda = torch.cuda.is_available()
+    lines.append(f"CUDA        {'available' if cuda else 'not available'} (torch built for CUDA "
+                 f"{torch.version.cuda or 'none'})")
+    for i in range(torch.cuda.device_count() if cuda else 0):
+        props = torch.cuda.get_device_properties(i)
+        lines.append(f"  cuda:{i}    {props.name}, {props.total_memory / 2**30:.1f} GiB")
+    mps = getattr(torch.backends, "mps", None)
+    lines.append(f"MPS         {'available' if mps is not None and mps.is_available() else 'not available'}")
+    lines.append(f"device auto {resolve_device('auto')}")
+    lines.append(f"CPU         {os.cpu_count()} logical cores; torch uses {torch.get_num_threads()} intra-op threads "
+                 f"(small models train with 1: cpu.num_threads auto)")
+    for name, use in OPTIONAL_PACKAGES.items():
+        found = importlib.util.find_spec(name) is not None
+        lines.append(f"{'optional':<12}{name}: {'installed' if found else 'not installed'} ({use})")
+    home = get_data_home(data_home)
+    specs = list_datasets()
+    present = sum(files_status(s, home) in ("present", "folder present") for s in specs)
+    downloadable = sum(bool(s.files or s.folder) for s in specs)
+    lines.append(f"data home   {home} ({'exists' if home.is_dir() else 'not created yet'}; {present} of the "
+                 f"{downloadable} registered datasets with files are present; `mulsupcon datasets list`)")
+    return "\n".join(lines)
