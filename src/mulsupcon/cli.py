@@ -30,7 +30,7 @@ def _add_run_args(p: argparse.ArgumentParser, *, config_default: Optional[str]) 
                         "and any other dataset; with no dataset named, 'yeast' for pretrain and the library "
                         "defaults for train). A YAML file of yours changes that default with its keys, or starts "
                         "from the config its top-level 'base:' names ('base: vectors'; 'base: null' for the "
-                        "library defaults)")
+                        "library defaults). A run folder: the config that run was made with")
     p.add_argument("--dataset", help="dataset name (shortcut for --dataset.name)")
     p.add_argument("--run-dir", help="run directory (default: runs/<dataset>-<kind>-<time>)")
     p.add_argument("--seed", type=int, help="run seed (shortcut for --seed)")
@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="probe / finetune a pretrained backbone (pretrained first without --from), or "
                        "train from scratch", epilog=EPILOG)
     _add_run_args(p, config_default=None)
-    p.add_argument("--mode", choices=["probe", "finetune", "scratch"], required=True)
+    p.add_argument("--mode", choices=["probe", "finetune", "scratch"], required=True,
+                   help="finetune: the pretrained backbone and a linear layer, all trained; probe: only the linear "
+                        "layer, on the frozen backbone; scratch: the same network from random weights with BCE "
+                        "(or --classify.loss asl), no pretraining")
     p.add_argument("--from", dest="from_run", help="pretraining run directory (or backbone.pt) to start from (with --resume: the one "
                    "the run started from); without it, probe and finetune pretrain first, in RUN_DIR/pretrain")
 
@@ -142,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
     csub.add_parser("list", help="the shipped configs, each with what it is for")
     c = csub.add_parser("show", help="print a resolved config as YAML")
-    c.add_argument("name", nargs="?", default=None, help="a shipped config or a YAML file (none: the library defaults)")
+    c.add_argument("name", nargs="?", default=None, help="a shipped config, a YAML file or a run folder (none: the library defaults)")
 
     p = sub.add_parser("plot", help="figures: class-embedding heatmap (Figure 3), training curves")
     psub = p.add_subparsers(dest="plot_command", metavar="FIGURE")
