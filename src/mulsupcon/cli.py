@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job: MulSupCon vs BCE on the embedded multidigits data (minutes)")
     p.add_argument("--run-dir", default="runs/demo", help="where the demo's three runs go (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="a much shorter schedule (smoke test)")
-    p.add_argument("--quiet", "-q", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", "-q", action="store_true", help="plain log lines instead of progress bars")
+    p.add_argument("--seed", type=int, default=0, help="the runs' seed (initialisation, batch order; the rows stay "
+                                                       "the same) (default: %(default)s)")
 
     p = sub.add_parser("env", help="versions, devices (GPUs and their memory), threads, optional packages and the data "
                                    "home: for a bug report, or before a long run")
@@ -153,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("runs", nargs="+", help="run directories (pretraining or classification)")
     h.add_argument("--out", default=None, help="figure file, PNG unless its suffix says otherwise (.pdf, .svg, ...; "
                                                "default: <first run>/heatmap.png)")
-    h.add_argument("--split", default="test", choices=["train", "val", "test"])
+    h.add_argument("--split", default="test", choices=["train", "val", "test"],
+                   help="whose rows' embeddings give the class means (default: %(default)s)")
     h = psub.add_parser("curves", help="loss, learning rate and validation metric per epoch, of one run or several "
                                        "drawn over each other")
     h.add_argument("runs", nargs="+", metavar="run", help="run directories")
@@ -199,10 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="the markdown tables (default: RUNS_ROOT/report.md); an existing file that is not such a "
                         "report (e.g. the curated results/vectors.md) is refused, not overwritten")
-    p.add_argument("--runs-root", default="runs/reproduce")
+    p.add_argument("--runs-root", default="runs/reproduce",
+                   help="where the runs go; a finished run there is reused (default: %(default)s)")
     p.add_argument("--scale", type=number_argument(float, 0, above=True), default=1.0,
                    help="fraction of the pretraining schedule to run (e.g. 0.2)")
-    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--quiet", "-q", action="store_true", help="plain log lines instead of progress bars")
     return parser
 
 
