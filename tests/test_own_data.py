@@ -889,3 +889,46 @@ def test_the_command_line_prints_its_own_warnings_as_one_line(tmp_path):
     warned = [ln for ln in proc.stderr.splitlines() if "never occur in the training split" in ln]
     assert len(warned) == 1 and warned[0].startswith("mulsupcon train: warning: ") and "fish" in warned[0]
     assert "splits.py" not in proc.stderr  # no source location of the library's own code
+
+
+def test_an_official_test_file_is_read_by_column_name_not_position(tmp_path):
+    """A test file whose feature (or label) columns come in another order was read by position: the model was
+    scored on permuted features without a word. A test file with other feature names, or another number of
+    them, was accepted too. Oracle: the same rows written in the training file's order."""
+    from mulsupcon.data.user_files import read_dataset
+
+    x, y = _vectors(120)
+    _write_csv(tmp_path / "train.csv", x[:80], y[:80])
+    _write_csv(tmp_path / "test.csv", x[80:], y[80:])
+    names = ["a", "b", "c", "d", "e", "g", *LABELS]
+    order = [5, 2, 0, 4, 1, 3, 8, 6, 7]  # features and labels shuffled, labels still last
+    table = np.hstack([x[80:], y[80:]])
+    lines = [",".join(names[j] for j in order)]
+    lines += [",".join(f"{row[j]:.6f}" if j < 6 else str(int(row[j])) for j in order) for row in table]
+    (tmp_path / "shuffled.csv").write_text("\n".join(lines) + "\n")
+    want, _ = read_dataset(tmp_path / "train.csv", test_path=tmp_path / "test.csv", label_columns=3)
+    for label_columns in (3, LABELS):
+        got, _ = read_dataset(tmp_path / "train.csv", test_path=tmp_path / "shuffled.csv", label_columns=label_columns)
+        assert got.test.feature_names == want.test.feature_names and got.test.label_names == LABELS
+        np.testing.assert_array_equal(got.test.features, want.test.features)
+        np.testing.assert_array_equal(got.test.labels, want.test.labels)
+    # NPZ: by the names it stores; a test file naming no features is taken by position
+    np.savez(tmp_path / "train.npz", features=x[:80], labels=y[:80], feature_names=np.array(names[:6]),
+             label_names=np.array(LABELS))
+    np.savez(tmp_path / "test.npz", features=x[80:][:, [5, 2, 0, 4, 1, 3]], labels=y[80:],
+             feature_names=np.array([names[j] for j in (5, 2, 0, 4, 1, 3)]), label_names=np.array(LABELS))
+    got, _ = read_dataset(tmp_path / "train.npz", test_path=tmp_path / "test.npz")
+    np.testing.assert_array_equal(got.test.features, x[80:])
+    np.savez(tmp_path / "plain.npz", features=x[80:], labels=y[80:], label_names=np.array(LABELS))
+    got, _ = read_dataset(tmp_path / "train.npz", test_path=tmp_path / "plain.npz")
+    np.testing.assert_array_equal(got.test.features, x[80:])
+    # other feature names, or fewer of them, are named
+    (tmp_path / "renamed.csv").write_text((tmp_path / "test.csv").read_text().replace("a,b,", "a,bb,", 1))
+    with pytest.raises(ValueError, match=r"renamed\.csv: feature columns \['b'\] of .*train\.csv are not in it "
+                                         r"\(1 of 6; it has \['bb'\] instead\)"):
+        read_dataset(tmp_path / "train.csv", test_path=tmp_path / "renamed.csv", label_columns=3)
+    _write_csv(tmp_path / "narrow.csv", x[80:], y[80:])
+    (tmp_path / "narrow.csv").write_text("\n".join(",".join(ln.split(",")[1:]) for ln in
+                                                   (tmp_path / "narrow.csv").read_text().splitlines()) + "\n")
+    with pytest.raises(ValueError, match=r"narrow\.csv: 5 feature columns, but .*train\.csv has 6"):
+        read_dataset(tmp_path / "train.csv", test_path=tmp_path / "narrow.csv", label_columns=3)

@@ -282,12 +282,47 @@ def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, la
             raise ValueError(f"{path} holds a test part already; drop --dataset.test_path or point --dataset.path "
                              f"at the training part alone")
         test = test_parts.train if test_parts.test is None else concat_datasets([test_parts.train, test_parts.test])
+        test = in_training_order(test, parts.train, test_path, path)
         if test.label_names != parts.train.label_names:
             raise ValueError(f"{test_path}: labels {test.label_names[:5]}... differ from those of {path} "
                              f"({parts.train.label_names[:5]}...)")
         parts = SourceParts(train=parts.train, test=test, val=parts.val)
         files.update(test_files)
     return parts, files
+
+
+def in_training_order(test: MultiLabelDataset, train: MultiLabelDataset, test_path: str | Path,
+                      path: str | Path) -> MultiLabelDataset:
+    """An official test part with its feature and label columns in the training part's order, matched by name:
+    a file written by another tool may order its columns otherwise, and taken by position they would be
+    silently wrong. Feature names that differ other than in order are an error, unless one part names none
+    (``f0, f1, ...``: then only positions can match them); label names are checked by the caller."""
+    def order(what: str, have: list[str], want: list[str], unnamed: str) -> Optional[list[int]]:
+        if have == want:
+            return None
+        if len(have) != len(want):
+            raise ValueError(f"{test_path}: {len(have)} {what} columns, but {path} has {len(want)}")
+        if set(have) == set(want) and len(set(want)) == len(want):
+            position = {name: j for j, name in enumerate(have)}
+            return [position[name] for name in want]
+        if what == "feature" and unnamed not in (have, want):
+            missing = [n for n in want if n not in set(have)]
+            raise ValueError(f"{test_path}: feature columns {missing[:5]} of {path} are not in it "
+                             f"({len(missing)} of {len(want)}; it has {[n for n in have if n not in set(want)][:5]} "
+                             "instead)")
+        return None  # taken by position: one part names no features, or labels (checked by the caller)
+
+    features = order("feature", list(test.feature_names), list(train.feature_names),
+                     [f"f{j}" for j in range(len(test.feature_names))])
+    labels = order("label", list(test.label_names), list(train.label_names), [])
+    if features is None and labels is None:
+        return test
+    return MultiLabelDataset(
+        features=test.features if features is None else test.features[:, features],
+        labels=test.labels if labels is None else test.labels[:, labels],
+        label_names=test.label_names if labels is None else list(train.label_names),
+        feature_names=test.feature_names if features is None else list(train.feature_names),
+        source=test.source, name=test.name)
 
 
 def check_files_unchanged(saved: dict[str, str], now: dict[str, str], what: str) -> None:
