@@ -932,3 +932,34 @@ def test_an_official_test_file_is_read_by_column_name_not_position(tmp_path):
                                                    (tmp_path / "narrow.csv").read_text().splitlines()) + "\n")
     with pytest.raises(ValueError, match=r"narrow\.csv: 5 feature columns, but .*train\.csv has 6"):
         read_dataset(tmp_path / "train.csv", test_path=tmp_path / "narrow.csv", label_columns=3)
+
+
+def test_finetuning_from_a_backbone_puts_new_data_in_its_feature_order(tmp_path, monkeypatch):
+    """`train --from RUN --dataset.path OTHER`: a backbone reads its inputs by position, and a file holding the
+    pretraining file's features in another order was fed to it as it came (silently wrong). Now its columns
+    are put in the backbone's order: the same rows, shuffled columns, give the same run. Features named
+    otherwise are matched by position, and the log says so."""
+    from mulsupcon.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    x, y = _vectors(120)
+    _write_csv(tmp_path / "a.csv", x, y)
+    names = ["a", "b", "c", "d", "e", "g", *LABELS]
+    order = [3, 0, 5, 1, 4, 2, 6, 7, 8]
+    table = np.hstack([x, y])
+    for name, header in (("shuffled.csv", [names[j] for j in order]),
+                         ("renamed.csv", ["z" + names[j] if j < 6 else names[j] for j in range(9)])):
+        cols = order if name == "shuffled.csv" else list(range(9))
+        lines = [",".join(header)] + [",".join(f"{row[j]:.6f}" if j < 6 else str(int(row[j])) for j in cols)
+                                      for row in table]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+    assert main(["pretrain", "--dataset.path", "a.csv", "--dataset.label_columns", "3", *VEC, "--run-dir", "pre"]) == 0
+    for data in ("a.csv", "shuffled.csv", "renamed.csv"):
+        assert main(["train", "--mode", "finetune", "--from", "pre", "--dataset.path", data, "--dataset.label_columns",
+                     "3", *VEC, "--run-dir", f"ft-{data}"]) == 0
+    own, shuffled = (np.load(tmp_path / f"ft-{d}" / "scores.npz") for d in ("a.csv", "shuffled.csv"))
+    np.testing.assert_allclose(shuffled["test_scores"], own["test_scores"], rtol=1e-5, atol=1e-6)
+    model = torch.load(tmp_path / "ft-shuffled.csv" / "model.pt", map_location="cpu", weights_only=False)
+    assert list(model["feature_names"]) == names[:6]  # predict then reads a CSV by these names, in this order
+    assert "note: the features are not named as those" not in (tmp_path / "ft-shuffled.csv" / "log.txt").read_text()
+    assert "they are matched by position" in (tmp_path / "ft-renamed.csv" / "log.txt").read_text()

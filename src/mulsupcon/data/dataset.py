@@ -8,7 +8,7 @@ array of shape (N, C, H, W) for images. Labels are always an (N, L) ``uint8`` mu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -209,6 +209,21 @@ class MultiLabelDataset:
             name=self.name,
         )
 
+    def with_columns(self, features: Optional[Sequence[int]] = None,
+                     labels: Optional[Sequence[int]] = None) -> "MultiLabelDataset":
+        """The feature and label columns at positions ``features`` / ``labels`` (None: all, as they are), in that
+        order, with their names: e.g. another file's columns put in a model's order (:func:`column_order`)."""
+        f = None if features is None else list(features)
+        lab = None if labels is None else list(labels)
+        return MultiLabelDataset(
+            features=self.features if f is None else self.features[:, f],
+            labels=self.labels if lab is None else self.labels[:, lab],
+            label_names=list(self.label_names) if lab is None else [self.label_names[j] for j in lab],
+            feature_names=list(self.feature_names) if f is None else [self.feature_names[j] for j in f],
+            source=self.source,
+            name=self.name,
+        )
+
     def dense_features(self, dtype: np.dtype = np.float32) -> np.ndarray:
         """Features as a dense array (sparse matrices densified)."""
         x = self.features.toarray() if self.is_sparse else np.asarray(self.features)
@@ -251,3 +266,14 @@ class Splits:
     test: MultiLabelDataset
     val: MultiLabelDataset | None = None
     info: dict = field(default_factory=dict)  # how the split was made (seed, indices file...)
+
+
+def column_order(have: Sequence[str], want: Sequence[str]) -> Optional[list[int]]:
+    """Positions in ``have`` of the names ``want``, in ``want``'s order, when ``have`` holds the same distinct
+    names in another order; None when the two are equal or are not one set (then nothing can be matched by
+    name)."""
+    have, want = list(have), list(want)
+    if have == want or len(have) != len(want) or set(have) != set(want) or len(set(want)) != len(want):
+        return None
+    position = {name: j for j, name in enumerate(have)}
+    return [position[name] for name in want]

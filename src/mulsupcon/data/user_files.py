@@ -40,7 +40,7 @@ from typing import Mapping, Optional, Sequence
 
 from .arff import missing_mode, read_arff
 from .catalogue import ReadOptions
-from .dataset import Matrix, MultiLabelDataset
+from .dataset import Matrix, MultiLabelDataset, column_order
 from .download import sha256_file as sha256_of
 from .formats import first_unrepresentable, one_hot_groups, open_npz, read_csv, read_hdf5, read_npz
 from .image_datasets import cache_images, embedded_metadata
@@ -297,32 +297,17 @@ def in_training_order(test: MultiLabelDataset, train: MultiLabelDataset, test_pa
     a file written by another tool may order its columns otherwise, and taken by position they would be
     silently wrong. Feature names that differ other than in order are an error, unless one part names none
     (``f0, f1, ...``: then only positions can match them); label names are checked by the caller."""
-    def order(what: str, have: list[str], want: list[str], unnamed: str) -> Optional[list[int]]:
-        if have == want:
-            return None
-        if len(have) != len(want):
-            raise ValueError(f"{test_path}: {len(have)} {what} columns, but {path} has {len(want)}")
-        if set(have) == set(want) and len(set(want)) == len(want):
-            position = {name: j for j, name in enumerate(have)}
-            return [position[name] for name in want]
-        if what == "feature" and unnamed not in (have, want):
-            missing = [n for n in want if n not in set(have)]
-            raise ValueError(f"{test_path}: feature columns {missing[:5]} of {path} are not in it "
-                             f"({len(missing)} of {len(want)}; it has {[n for n in have if n not in set(want)][:5]} "
-                             "instead)")
-        return None  # taken by position: one part names no features, or labels (checked by the caller)
-
-    features = order("feature", list(test.feature_names), list(train.feature_names),
-                     [f"f{j}" for j in range(len(test.feature_names))])
-    labels = order("label", list(test.label_names), list(train.label_names), [])
-    if features is None and labels is None:
-        return test
-    return MultiLabelDataset(
-        features=test.features if features is None else test.features[:, features],
-        labels=test.labels if labels is None else test.labels[:, labels],
-        label_names=test.label_names if labels is None else list(train.label_names),
-        feature_names=test.feature_names if features is None else list(train.feature_names),
-        source=test.source, name=test.name)
+    have, want = list(test.feature_names), list(train.feature_names)
+    if len(have) != len(want):
+        raise ValueError(f"{test_path}: {len(have)} feature columns, but {path} has {len(want)}")
+    features = column_order(have, want)
+    unnamed = [f"f{j}" for j in range(len(want))]
+    if features is None and have != want and unnamed not in (have, want):
+        missing = [n for n in want if n not in set(have)]
+        raise ValueError(f"{test_path}: feature columns {missing[:5]} of {path} are not in it ({len(missing)} of "
+                         f"{len(want)}; it has {[n for n in have if n not in set(want)][:5]} instead)")
+    labels = column_order(test.label_names, train.label_names)
+    return test if features is None and labels is None else test.with_columns(features, labels)
 
 
 def check_files_unchanged(saved: dict[str, str], now: dict[str, str], what: str) -> None:

@@ -198,7 +198,10 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
     with contextlib.ExitStack() as stack:  # restores what the run changes process-wide, however it ends
         flush = bool(cfg["cpu"]["flush_denormals"]) and device.type == "cpu"
         stack.enter_context(flush_denormals(flush))  # before the first parallel region (see pretrain)
-        data = as_prepared(data, cfg["dataset"])
+        # A pretrained backbone reads its inputs by position: data with its features in another order (a file
+        # written by another tool) is put in the backbone's order.
+        pretrained = backbone_source(from_run)[2] if from_run is not None and mode != "scratch" else {}
+        data = as_prepared(data, cfg["dataset"], feature_order=pretrained.get("feature_names") or None)
         if data.val is None:
             vf = float(cfg["dataset"].get("val_fraction") or 0.0)
             if vf > 0:
@@ -210,6 +213,10 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
         source = None if from_run is None else (str(Path(from_run).resolve()) if not isinstance(from_run, Mapping) else "in memory")
         split_info = dict(data.split_info, **({"pretrained_from": source} if source is not None else {}))
         run = stack.enter_context(open_run_dir(ctx, run_dir, cfg, split_info, mode, resume, quiet, echo))
+        backbone_features = list(pretrained.get("feature_names") or [])
+        if backbone_features and data.feature_names and backbone_features != data.feature_names:
+            run.log(f"note: the features are not named as those the backbone was pretrained on ({data.feature_names[:3]}... "
+                    f"against {backbone_features[:3]}...): they are matched by position")
 
         seed_everything(seed)
         model, meta = build_classifier(cfg, data, from_run if mode != "scratch" else None)

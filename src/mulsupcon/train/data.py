@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,7 +18,7 @@ import torch
 
 from mulsupcon.data import REGISTRY, ReadOptions, fit_standardizer, load_splits, register
 from mulsupcon.data.preprocess import FILL_STRATEGIES, MissingValuesFilled, column_fill_values, fill_missing
-from mulsupcon.data.dataset import MultiLabelDataset, RowSubset, Splits
+from mulsupcon.data.dataset import MultiLabelDataset, RowSubset, Splits, column_order
 from mulsupcon.data.image_datasets import HDF5_PREFIX, hdf5_folder_spec
 from mulsupcon.data.splits import SourceParts, make_splits
 from mulsupcon.data.user_files import read_dataset
@@ -374,31 +374,44 @@ def _filled_parts(parts: dict[str, Optional[MultiLabelDataset]], strategy: str) 
     return parts, fill
 
 
-def as_prepared(data: Any, ds_cfg: Mapping[str, Any]) -> "PreparedData":
+def as_prepared(data: Any, ds_cfg: Mapping[str, Any], feature_order: Optional[Sequence[str]] = None) -> "PreparedData":
     """What a training loop's ``data=`` may be, as :class:`PreparedData`: None (the config's dataset),
     PreparedData, Splits, SourceParts, or one MultiLabelDataset (``mulsupcon.data.from_arrays`` /
-    ``from_file``: test and validation rows carved by iterative stratification, fractions from ``ds_cfg``)."""
+    ``from_file``: test and validation rows carved by iterative stratification, fractions from ``ds_cfg``).
+    ``feature_order``: see :func:`prepare_data`; data already prepared in another order is refused."""
     if data is None:
-        return prepare_data(ds_cfg)
+        return prepare_data(ds_cfg, feature_order=feature_order)
     if isinstance(data, PreparedData):
+        if feature_order is not None and column_order(data.feature_names, feature_order) is not None:
+            raise ValueError(f"the data's features are the backbone's in another order ({data.feature_names[:5]}... "
+                             f"against {list(feature_order)[:5]}...): pass the Splits or the dataset, not "
+                             "PreparedData, so that they are put in the backbone's order before standardisation")
         return data
     if isinstance(data, Splits):
-        return prepare_data(ds_cfg, data)
+        return prepare_data(ds_cfg, data, feature_order=feature_order)
     if isinstance(data, MultiLabelDataset):
         data = SourceParts(train=data)
     if isinstance(data, SourceParts):
         splits = make_splits(data, dataset=str(ds_cfg["name"]), val_fraction=float(ds_cfg.get("val_fraction", 0.2)),
                              seed=int(ds_cfg.get("split_seed", 0)), test_fraction=float(ds_cfg.get("test_fraction", 0.2)),
                              stratify=True)
-        return prepare_data(ds_cfg, splits)
+        return prepare_data(ds_cfg, splits, feature_order=feature_order)
     raise TypeError(f"data must be PreparedData, Splits, SourceParts or a MultiLabelDataset, got {type(data).__name__}")
 
 
-def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None) -> PreparedData:
-    """Splits -> standardised in-memory sources (standardiser fitted on the training split only)."""
+def prepare_data(ds_cfg: Mapping[str, Any], splits: Optional[Splits] = None,
+                 feature_order: Optional[Sequence[str]] = None) -> PreparedData:
+    """Splits -> standardised in-memory sources (standardiser fitted on the training split only).
+
+    ``feature_order``: the feature names a pretrained backbone was trained on. Data holding the same names in
+    another order gets its columns put in that order (a backbone reads its inputs by position); other names
+    are left as they are."""
     if splits is None:
         splits = load_dataset_splits(ds_cfg)
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    order = None if feature_order is None else column_order(splits.train.feature_names, feature_order)
+    if order is not None:
+        parts = {k: (v.with_columns(features=order) if v is not None else None) for k, v in parts.items()}
     if ds_cfg.get("as_vectors") and splits.train.is_image:
         from mulsupcon.data.multidigits import to_vectors
 
