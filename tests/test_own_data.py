@@ -963,3 +963,47 @@ def test_finetuning_from_a_backbone_puts_new_data_in_its_feature_order(tmp_path,
     assert list(model["feature_names"]) == names[:6]  # predict then reads a CSV by these names, in this order
     assert "note: the features are not named as those" not in (tmp_path / "ft-shuffled.csv" / "log.txt").read_text()
     assert "they are matched by position" in (tmp_path / "ft-renamed.csv" / "log.txt").read_text()
+
+
+def test_predict_and_evaluate_match_an_npz_or_arff_files_columns_by_name(tmp_path, monkeypatch):
+    """`predict` / `evaluate --input` found a CSV's columns by name, but took an NPZ's (which may name its
+    features) and an ARFF's by position: a file with the columns in another order was scored wrongly without
+    a word. Oracle: the same rows in the model's order."""
+    from mulsupcon.cli import main
+    from mulsupcon.evaluate import evaluate_file
+    from mulsupcon.predict import load_run, read_inputs, read_labelled_inputs
+
+    monkeypatch.chdir(tmp_path)
+    x, y = _vectors(150)
+    names = ["a", "b", "c", "d", "e", "g"]
+    _write_csv(tmp_path / "train.csv", x[:100], y[:100])
+    assert main(["train", "--mode", "scratch", "--dataset.path", "train.csv", "--dataset.label_columns", "3", *VEC,
+                 "--run-dir", "r"]) == 0
+    model = load_run(tmp_path / "r")
+    f_order, l_order = [4, 0, 5, 2, 1, 3], [2, 0, 1]
+    np.savez(tmp_path / "in-order.npz", features=x[100:], labels=y[100:], feature_names=np.array(names),
+             label_names=np.array(LABELS))
+    np.savez(tmp_path / "shuffled.npz", features=x[100:, f_order], labels=y[100:, l_order],
+             feature_names=np.array([names[j] for j in f_order]), label_names=np.array([LABELS[j] for j in l_order]))
+    _write_arff(tmp_path / "in-order.arff", x[100:], y[100:])
+    arff = (tmp_path / "in-order.arff").read_text().splitlines()
+    head = [ln for ln in arff if ln.startswith("@attribute")]
+    rows = [ln.split(",") for ln in arff[arff.index("@data") + 1:] if ln.strip()]
+    (tmp_path / "shuffled.arff").write_text("\n".join(
+        [arff[0], *(head[j] for j in f_order), *head[6:], "@data", *(",".join([r[j] for j in f_order] + r[6:])
+                                                                      for r in rows)]) + "\n")
+    want = model.predict_proba(read_inputs(tmp_path / "in-order.npz", model)[0])
+    for name in ("shuffled.npz", "shuffled.arff", "in-order.arff"):
+        np.testing.assert_allclose(model.predict_proba(read_inputs(tmp_path / name, model)[0]), want, rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
+    xs, ys = read_labelled_inputs(tmp_path / "shuffled.npz", model)
+    np.testing.assert_array_equal(ys, y[100:])
+    assert evaluate_file(tmp_path / "r", tmp_path / "shuffled.npz") == evaluate_file(
+        tmp_path / "r", tmp_path / "in-order.npz").replace("in-order.npz", "shuffled.npz")
+    # an NPZ naming other features is refused; one naming none is taken by position
+    np.savez(tmp_path / "other.npz", features=x[100:], labels=y[100:], feature_names=np.array(list("uvwxyz")))
+    with pytest.raises(ValueError, match=r"other\.npz: feature columns \['a', 'b', 'c', 'd', 'e'\] of the model are "
+                                         r"not in it \(6 of 6; it has \['u', 'v', 'w', 'x', 'y'\] instead\)"):
+        read_inputs(tmp_path / "other.npz", model)
+    np.savez(tmp_path / "plain.npz", features=x[100:], labels=y[100:])
+    np.testing.assert_allclose(model.predict_proba(read_inputs(tmp_path / "plain.npz", model)[0]), want, rtol=1e-5)

@@ -26,8 +26,8 @@ import torch
 
 from mulsupcon.data import ReadOptions
 from mulsupcon.data.formats import CATEGORY_SEP, first_unrepresentable, one_hot_encode, one_hot_groups
-from mulsupcon.data.user_files import (IMAGE_SUFFIXES, TABLE_SUFFIXES, as_csv_hint, parse_column_names, parse_label_columns,
-                                       table_delimiter)
+from mulsupcon.data.user_files import (IMAGE_SUFFIXES, TABLE_SUFFIXES, as_csv_hint, feature_order, in_column_order,
+                                       parse_column_names, parse_label_columns, table_delimiter)
 from mulsupcon.io import atomic_write_text
 from mulsupcon.metrics import check_probability_threshold
 from mulsupcon.models import MultiLabelClassifier, build_backbone
@@ -291,7 +291,12 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
             key = next((k for k in ("features", "X") if k in z.files), None)
             if key is None:
                 raise ValueError(f"{path}: no 'features' (or 'X') array; found {z.files}")
-            return z[key], None
+            x = z[key]
+            if "feature_names" in z.files and not model.is_image:  # matched to the model's by name
+                order = feature_order([str(n) for n in z["feature_names"].tolist()], model.feature_names, path,
+                                      "the model")
+                x = x if order is None else x[:, order]
+            return x, None
     if suffix in (".h5", ".hdf5"):
         import h5py
 
@@ -307,7 +312,7 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
         ds_cfg = model.config.get("dataset", {})
         ds = read_arff(path, parse_label_columns(ds_cfg.get("label_columns")), xml=ds_cfg.get("xml"),
                        missing=missing_mode(model.allows_missing))
-        return ds.features, None
+        return in_column_order(ds, model.feature_names, ds.label_names, path, "the model").features, None
     raise ValueError(f"{path}: unknown input type {suffix!r}; expected .csv, .tsv, .npz, .h5/.hdf5, .arff "
                      f"or a folder of images{as_csv_hint(path)}")
 
@@ -377,6 +382,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     ds_cfg = model.config.get("dataset", {}) if suffix == ".arff" else {}  # which ARFF attributes are labels
     ds = from_file(path, label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"),
                    options=ReadOptions(allow_missing=model.allows_missing))
+    ds = in_column_order(ds, model.feature_names, model.label_names, path, "the model")  # by name, in any order
     names = list(ds.label_names)
     if names == default_label_names(ds.n_labels) and ds.n_labels == len(model.label_names):
         names = model.label_names  # a file that names no labels (HDF5, e.g. `mulsupcon embed`'s) is in the model's order

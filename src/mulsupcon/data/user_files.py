@@ -282,7 +282,7 @@ def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, la
             raise ValueError(f"{path} holds a test part already; drop --dataset.test_path or point --dataset.path "
                              f"at the training part alone")
         test = test_parts.train if test_parts.test is None else concat_datasets([test_parts.train, test_parts.test])
-        test = in_training_order(test, parts.train, test_path, path)
+        test = in_column_order(test, parts.train.feature_names, parts.train.label_names, test_path, str(path))
         if test.label_names != parts.train.label_names:
             raise ValueError(f"{test_path}: labels {test.label_names[:5]}... differ from those of {path} "
                              f"({parts.train.label_names[:5]}...)")
@@ -291,23 +291,32 @@ def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, la
     return parts, files
 
 
-def in_training_order(test: MultiLabelDataset, train: MultiLabelDataset, test_path: str | Path,
-                      path: str | Path) -> MultiLabelDataset:
-    """An official test part with its feature and label columns in the training part's order, matched by name:
-    a file written by another tool may order its columns otherwise, and taken by position they would be
-    silently wrong. Feature names that differ other than in order are an error, unless one part names none
-    (``f0, f1, ...``: then only positions can match them); label names are checked by the caller."""
-    have, want = list(test.feature_names), list(train.feature_names)
+def feature_order(have: Sequence[str], want: Sequence[str], source: str | Path, reference: str) -> Optional[list[int]]:
+    """Positions in ``have`` (a file's feature names) of ``want`` (the reference's: the training file's, or a
+    model's), when the file holds the same features in another order; None when they are in order, or when
+    either side names none (``f0, f1, ...``: then only positions can match them). Other names, or another
+    count, are an error: taken by position they would be silently wrong."""
+    have, want = list(have), list(want)
     if len(have) != len(want):
-        raise ValueError(f"{test_path}: {len(have)} feature columns, but {path} has {len(want)}")
-    features = column_order(have, want)
+        raise ValueError(f"{source}: {len(have)} feature columns, but {reference} has {len(want)}")
+    order = column_order(have, want)
     unnamed = [f"f{j}" for j in range(len(want))]
-    if features is None and have != want and unnamed not in (have, want):
+    if order is None and have != want and unnamed not in (have, want):
         missing = [n for n in want if n not in set(have)]
-        raise ValueError(f"{test_path}: feature columns {missing[:5]} of {path} are not in it ({len(missing)} of "
+        raise ValueError(f"{source}: feature columns {missing[:5]} of {reference} are not in it ({len(missing)} of "
                          f"{len(want)}; it has {[n for n in have if n not in set(want)][:5]} instead)")
-    labels = column_order(test.label_names, train.label_names)
-    return test if features is None and labels is None else test.with_columns(features, labels)
+    return order
+
+
+def in_column_order(ds: MultiLabelDataset, feature_names: Sequence[str], label_names: Sequence[str],
+                    source: str | Path, reference: str) -> MultiLabelDataset:
+    """``ds`` (read from ``source``) with its feature and label columns in the order of ``feature_names`` and
+    ``label_names`` (``reference``'s: an official test file against its training file, a labelled file against
+    a model), matched by name (:func:`feature_order`); label names that differ other than in order are left
+    for the caller to refuse."""
+    features = feature_order(ds.feature_names, feature_names, source, reference)
+    labels = column_order(ds.label_names, label_names)
+    return ds if features is None and labels is None else ds.with_columns(features, labels)
 
 
 def check_files_unchanged(saved: dict[str, str], now: dict[str, str], what: str) -> None:
