@@ -98,9 +98,10 @@ def backbone_source(from_run: str | Path | Mapping[str, Any]) -> tuple[Optional[
 
 
 def load_backbone_weights(backbone: nn.Module, from_run: str | Path | Mapping[str, Any],
-                          input_shape: Sequence[int]) -> dict:
-    """Load a pretrained backbone (see :func:`backbone_source`) into ``backbone``."""
-    path, _, state = backbone_source(from_run)
+                          input_shape: Sequence[int], *, source: Optional[tuple] = None) -> dict:
+    """Load a pretrained backbone (see :func:`backbone_source`; ``source``: its result, already loaded) into
+    ``backbone``."""
+    path, _, state = source or backbone_source(from_run)
     saved_shape = tuple(state.get("input_shape", ()))
     # An image backbone pools globally, so another image side is transfer (the paper's setting); only
     # the channels must match. Vectors must have the same features.
@@ -113,18 +114,20 @@ def load_backbone_weights(backbone: nn.Module, from_run: str | Path | Mapping[st
     return state
 
 
-def build_classifier(cfg: Mapping[str, Any], data: PreparedData, from_run: Optional[str | Path | Mapping[str, Any]]
-                     ) -> tuple[MultiLabelClassifier, dict]:
-    """Backbone (pretrained when ``from_run``) + a fresh linear layer for this dataset's labels."""
+def build_classifier(cfg: Mapping[str, Any], data: PreparedData, from_run: Optional[str | Path | Mapping[str, Any]],
+                     *, source: Optional[tuple] = None) -> tuple[MultiLabelClassifier, dict]:
+    """Backbone (pretrained when ``from_run``; ``source``: :func:`backbone_source`'s result, already loaded) + a
+    fresh linear layer for this dataset's labels."""
     model_cfg = dict(cfg["model"])
     meta: dict = {}
     if from_run is not None:
-        path, arch, state = backbone_source(from_run)
+        source = source or backbone_source(from_run)
+        path, arch, state = source
         model_cfg.update(arch)  # the architecture is the pretrained one
         meta = {"source": str(path) if path is not None else "in memory", "dataset": state.get("dataset"), "label_names": state.get("label_names")}
     backbone = build_backbone(model_cfg, data.input_shape)
     if from_run is not None:
-        load_backbone_weights(backbone, from_run, data.input_shape)
+        load_backbone_weights(backbone, from_run, data.input_shape, source=source)
     return MultiLabelClassifier(backbone, data.n_labels), meta
 
 
@@ -200,7 +203,8 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
         stack.enter_context(flush_denormals(flush))  # before the first parallel region (see pretrain)
         # A pretrained backbone reads its inputs by position: data with its features in another order (a file
         # written by another tool) is put in the backbone's order.
-        pretrained = backbone_source(from_run)[2] if from_run is not None and mode != "scratch" else {}
+        loaded = backbone_source(from_run) if from_run is not None and mode != "scratch" else None  # read once
+        pretrained = loaded[2] if loaded is not None else {}
         data = as_prepared(data, cfg["dataset"], feature_order=pretrained.get("feature_names") or None)
         if data.val is None:
             vf = float(cfg["dataset"].get("val_fraction") or 0.0)
@@ -219,7 +223,7 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
                     f"against {backbone_features[:3]}...): they are matched by position")
 
         seed_everything(seed)
-        model, meta = build_classifier(cfg, data, from_run if mode != "scratch" else None)
+        model, meta = build_classifier(cfg, data, from_run if mode != "scratch" else None, source=loaded)
         model = ctx.maybe_sync_bn(model.to(device))
         channels_last = data.is_image and bool(c["channels_last"]) and device.type == "cuda"
         if channels_last:
