@@ -275,6 +275,10 @@ def _names_other_data(ds: dict, overrides: dict[str, Any]) -> bool:
     return "dataset.name" in overrides and overrides["dataset.name"] != ds.get("name")
 
 
+class DataPathNotFound(FileNotFoundError):
+    """The config's ``dataset.path`` does not exist (the error then says which config file set it)."""
+
+
 def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[dict] = None,
              command: Optional[str] = None) -> dict:
     """The run's config: ``base`` (a saved run's) or ``--config`` (default: the one for ``command``'s data,
@@ -303,10 +307,10 @@ def _resolve(args: argparse.Namespace, extra: Sequence[str], *, base: Optional[d
     try:
         cfg = load_config(args.config or _default_config(command or args.command, overrides), overrides)
         if cfg["dataset"]["path"] and not Path(cfg["dataset"]["path"]).exists():
-            raise FileNotFoundError(f"dataset path not found: {cfg['dataset']['path']}")
-    except FileNotFoundError as err:
+            raise DataPathNotFound(f"dataset path not found: {cfg['dataset']['path']}")
+    except DataPathNotFound as err:
         source = getattr(args, "config_file", None)
-        if source is None or "dataset.path" in split_overrides(extra) or not str(err).startswith("dataset path not found"):
+        if source is None or "dataset.path" in split_overrides(extra):
             raise
         # The path came from a config file: it is read from the working directory, as a flag's would be.
         raise FileNotFoundError(f"{err} (set in {source}; a path in a config file is relative to the working "
@@ -326,7 +330,7 @@ def _default_config(command: str, overrides: dict[str, Any]) -> Optional[str]:
         from mulsupcon.data.user_files import guess_kind
 
         if not Path(str(path)).expanduser().exists():
-            raise FileNotFoundError(f"dataset path not found: {path}")
+            raise DataPathNotFound(f"dataset path not found: {path}")
         return "images" if guess_kind(Path(str(path)).expanduser(), overrides.get("dataset.labels")) == "image" else "vectors"
     from mulsupcon.data.image_datasets import HDF5_PREFIX
 
