@@ -777,7 +777,8 @@ def test_runs_lists_each_run_with_its_state_and_test_metrics(small_setup, tmp_pa
 def test_run_json_keeps_the_command_and_software_and_a_resume_with_other_software_warns(small_setup, tmp_path,
                                                                                          monkeypatch):
     """run.json names the command and the versions a run was made with; resuming under another torch (or
-    mulsupcon, numpy, Python) goes on with a warning, kept in run.json, since rounding may then differ."""
+    mulsupcon, numpy, Python) goes on with a warning, kept in run.json, since rounding may then differ. A
+    scratch run given a pretraining run (for its data and model) does not record it as pretrained from it."""
     import copy
 
     from mulsupcon.train.classify import classify
@@ -789,6 +790,9 @@ def test_run_json_keeps_the_command_and_software_and_a_resume_with_other_softwar
     c["classify"]["mode"] = "scratch"
     classify(c, tmp_path / "r", quiet=True, data=data, stop_after_epochs=2)
     info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert "pretrained_from" not in json.loads((tmp_path / "r" / "split.json").read_text())
+    classify(c, tmp_path / "from", quiet=True, data=data, from_run=root / "pre", stop_after_epochs=1)
+    assert "pretrained_from" not in json.loads((tmp_path / "from" / "split.json").read_text())  # scratch: not used
     import torch as _torch
 
     assert info["software"] == software_versions() and info["software"]["torch"] == _torch.__version__

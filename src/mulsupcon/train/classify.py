@@ -214,7 +214,9 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
             raise ValueError("classification needs a validation split for model selection: set dataset.val_fraction > 0")
         ctx.check_divisible(min(int(c["batch_size"]), data.train.n), "classify.batch_size")  # before any file is written
         # Absolute, so that `train --resume` finds the pretrained run from any working directory.
-        source = None if from_run is None else (str(Path(from_run).resolve()) if not isinstance(from_run, Mapping) else "in memory")
+        # (a scratch run given --from takes only the run's data and model: nothing was pretrained for it)
+        source = None if from_run is None or mode == "scratch" else (
+            str(Path(from_run).resolve()) if not isinstance(from_run, Mapping) else "in memory")
         split_info = dict(data.split_info, **({"pretrained_from": source} if source is not None else {}))
         run = stack.enter_context(open_run_dir(ctx, run_dir, cfg, split_info, mode, resume, quiet, echo))
         backbone_features = list(pretrained.get("feature_names") or [])
