@@ -283,7 +283,7 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
         _, data, _ = read_table(path, delimiter=table_delimiter(path), columns=model.feature_names,
                                 whose="model's feature", allow_missing=model.allows_missing,
                                 missing_hint=model.missing_hint, categories=model.categories)
-        return data.astype(np.float32), None
+        return data, None
     if suffix == ".npz":
         from mulsupcon.data.formats import open_npz
 
@@ -370,7 +370,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
                                       categories=model.categories)
         fields = [row[0] for row in read_text_columns(path, column, delimiter=delimiter)]
         _, y = label_matrix(fields, sep, model.label_names, where=[f"{path}:{n}" for n in line_of])
-        return data.astype(np.float32), y
+        return data, y
     if suffix in TABLE_SUFFIXES:
         n_feat = len(model.feature_names)
         _, data, line_of = read_table(path, delimiter=delimiter,
@@ -378,7 +378,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
                                       allow_missing=model.allows_missing, missing_hint=model.missing_hint,
                                       labels=model.label_names, categories=model.categories)
         y = label_columns_checked(data[:, n_feat:], model.label_names, [f"{path}:{n}" for n in line_of])
-        return data[:, :n_feat].astype(np.float32), y
+        return np.ascontiguousarray(data[:, :n_feat]), y
     ds_cfg = model.config.get("dataset", {}) if suffix == ".arff" else {}  # which ARFF attributes are labels
     ds = from_file(path, label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"),
                    options=ReadOptions(allow_missing=model.allows_missing))

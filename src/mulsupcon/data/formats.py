@@ -67,7 +67,10 @@ def first_unrepresentable(x: np.ndarray, *, allow_nan: bool = False) -> Optional
     """(row, column) of the first value of a 2-D array that is NaN (unless ``allow_nan``: a missing
     value), infinite or beyond float32's range (training on it gives NaN scores far from the cause), or
     None when every value is fine."""
-    bad = ~(np.abs(x) <= _FLOAT32_MAX)  # also true for NaN
+    if x.dtype == np.float32:  # holds nothing beyond its range: only the flags, not a float copy of x
+        bad = ~np.isfinite(x)
+    else:
+        bad = ~(np.abs(x) <= _FLOAT32_MAX)  # also true for NaN
     if allow_nan:
         bad &= ~np.isnan(x)
     if not bad.any():
@@ -299,7 +302,9 @@ def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int, l
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:  # a legacy 8-bit encoding (as for ARFF): only names can hold such bytes
             text = raw.decode("latin-1")
+    del raw  # a large file is held at most twice at a time (bytes and text, then text and lines)
     lines = text.splitlines()
+    del text
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if first is None:
         raise DataFormatError(f"{source}: the file is empty")
@@ -308,8 +313,8 @@ def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int, l
         # which separator the file uses.
         delimiter = next((d for d in (";", "\t") if d in lines[first]), ",")
     if delimiter != ",":  # one field syntax below: commas (no field may then hold a comma)
-        if "," in text:
-            k = next(i for i, ln in enumerate(lines) if "," in ln)
+        k = next((i for i, ln in enumerate(lines) if "," in ln), None)
+        if k is not None:
             raise DataFormatError(f"{source}:{k + 1}: a {delimiter!r}-separated file that also contains commas "
                                   "(numbers must use '.' as the decimal mark)")
         lines = [ln.replace(delimiter, ",") for ln in lines]
@@ -382,7 +387,7 @@ def one_hot_groups(feature_names: Sequence[str], categorical: Sequence[str]) -> 
 def one_hot_encode(fields: Sequence[str], column: str, where: Sequence[str], *,
                    values: Optional[Sequence[str]] = None, allow_missing: bool = False,
                    missing_hint: str = MISSING_HINT) -> tuple[list[str], np.ndarray]:
-    """One text column as one-hot columns: ``(its values (K), (N, K) float64)``.
+    """One text column as one-hot columns: ``(its values (K), (N, K) float32)``.
 
     Args:
         fields: the column's text on each row (N); surrounding blanks are ignored, case is kept.
@@ -411,7 +416,7 @@ def one_hot_encode(fields: Sequence[str], column: str, where: Sequence[str], *,
             warnings.warn(f"categorical column {column!r} has {len(values)} distinct values in {len(text)} rows, one "
                           "feature each: an id or free text belongs in dataset.ignore_columns", stacklevel=3)
     index = {v: k for k, v in enumerate(values)}
-    out = np.zeros((len(text), len(values)), dtype=np.float64)
+    out = np.zeros((len(text), len(values)), dtype=np.float32)
     unknown = []
     for i, t in enumerate(text):
         if missing[i]:
@@ -433,14 +438,21 @@ def _data_fields(lines: list[str], first: int) -> list[list[str]]:
     return list(csv.reader([ln for ln in lines[first + 1:] if ln.strip()]))
 
 
+# Rows parsed per block in the bulk path: a block's float64 buffer holds about this many values (32 MB),
+# so reading a file costs its text and the float32 result, not a float64 copy (or two) of the whole table.
+BLOCK_VALUES = 1 << 22
+
+
 def _parse_rows(source: str, lines: list[str], first: int, header: list[str], use: list[int],
                 labels: Optional[set[int]] = None, allow_missing: bool = False,
                 missing_hint: str = MISSING_HINT, training: Optional[bool] = None) -> tuple[np.ndarray, np.ndarray]:
     """The numbers of columns ``use`` of every non-blank line after the header: ``(data (N, len(use))
-    float64, the file line of each row (N,))``. ``labels`` (positions) shape the error messages, are never
-    missing and may hold true / false. With ``allow_missing`` a missing feature value
-    (:data:`MISSING_MARKERS`) is read as NaN; else its error adds ``missing_hint``. ``training`` (default:
-    whether ``labels`` are given): a text feature's error says how to leave its column out of training."""
+    float32, the file line of each row (N,))``. Each field is parsed as a float64 and rounded once to
+    float32. ``labels`` (positions) shape the error messages, are never missing and may hold true / false.
+    With ``allow_missing`` a missing feature value (:data:`MISSING_MARKERS`) is read as NaN; else its error
+    adds ``missing_hint``. ``training`` (default: whether ``labels`` are given): a text feature's error says
+    how to leave its column out of training. A value beyond float32's range (or inf, or NaN where nothing
+    may be missing) is an error naming its line, column and text."""
     training = labels is not None if training is None else training
     n_col = len(header)
     body = lines[first + 1:]
@@ -448,10 +460,11 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
     if not keep:
         raise DataFormatError(f"{source}: no data rows after the header (line {first + 1})")
     rows_text = [body[i] for i in keep]
-    # Bulk path: plain numeric fields; anything else falls back to a per-field parse that
-    # names the offending line and column.
-    data = None
-    if not any('"' in ln for ln in lines):
+    data = np.empty((len(rows_text), len(use)), dtype=np.float32)
+    # Bulk path: plain numeric fields, parsed by numpy block by block; anything else falls back to a
+    # per-field parse that names the offending line and column.
+    bulk = not any('"' in ln for ln in lines)
+    if bulk:
         counts = np.fromiter((r.count(",") + 1 for r in rows_text), dtype=np.int64, count=len(rows_text))
         wrong = counts != n_col
         if wrong.any():
@@ -459,14 +472,20 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
             raise DataFormatError(
                 f"{source}:{first + 2 + keep[k]}: expected {n_col} fields (as in the header), found {counts[k]}"
             )
-        try:
-            flat = np.fromstring(",".join(rows_text), dtype=np.float64, sep=",")
-            if flat.size == n_col * len(rows_text):
-                data = flat.reshape(len(rows_text), n_col)[:, use]
-        except ValueError:
-            data = None
-    if data is None:
-        data = np.zeros((len(rows_text), len(use)), dtype=np.float64)
+        step = max(1, BLOCK_VALUES // n_col)
+        for start in range(0, len(rows_text), step):
+            block = rows_text[start:start + step]
+            try:
+                flat = np.fromstring(",".join(block), dtype=np.float64, sep=",")
+            except ValueError:  # a field numpy cannot parse (text, an empty field)
+                bulk = False
+                break
+            if flat.size != n_col * len(block):  # the same, where numpy only warns and stops early
+                bulk = False
+                break
+            with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf, reported below
+                data[start:start + len(block)] = flat.reshape(len(block), n_col)[:, use]
+    if not bulk:
         for k, fields in enumerate(csv.reader(rows_text)):
             where = f"{source}:{first + 2 + keep[k]}"
             if len(fields) != n_col:
@@ -474,7 +493,8 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
             for i, j in enumerate(use):
                 v = fields[j]
                 try:
-                    data[k, i] = float(v)
+                    with np.errstate(over="ignore"):
+                        data[k, i] = float(v)
                 except ValueError:
                     is_label = labels is not None and j in labels
                     if is_label and v.strip().lower() in BOOLEAN_LABELS:  # pandas writes bool columns so
@@ -508,8 +528,9 @@ def _parse_rows(source: str, lines: list[str], first: int, header: list[str], us
         hint = ""
         if np.isnan(data[r, c]):
             hint = " (labels cannot be missing)" if labels and use[c] in labels else f" (a missing value? {missing_hint})"
+        text = next(csv.reader([rows_text[r]]))[use[c]].strip()  # as written: float32 shows 1e39 as inf
         raise DataFormatError(
-            f"{source}:{line_of[r]}: value {data[r, c]:g} in column {header[use[c]]!r} is not a finite number "
+            f"{source}:{line_of[r]}: value {text} in column {header[use[c]]!r} is not a finite number "
             "that float32 can hold" + hint
         )
     return data, line_of
@@ -540,7 +561,7 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
                whose: str = "requested", allow_missing: bool = False, missing_hint: str = MISSING_HINT,
                labels: Sequence[str] = (), categories: Optional[Mapping[str, Sequence[str]]] = None
                ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """A delimited file with a header row and numeric rows: ``(header, data (N, C) float64, the file line
+    """A delimited file with a header row and numeric rows: ``(header, data (N, C) float32, the file line
     of each row (N,))``. Errors name the line and column.
 
     Args:
@@ -571,7 +592,7 @@ def read_table(path: PathType, *, delimiter: str = ",", columns: Optional[Sequen
     encoded = {c: one_hot_encode([r[j] for r in rows], c, where, values=categories[c], allow_missing=allow_missing,
                                  missing_hint=missing_hint)[1]
                for c, j in zip(text_columns, column_positions(header, text_columns, source, whose))}
-    out = np.empty((len(rows), len(wanted)), dtype=np.float64)
+    out = np.empty((len(rows), len(wanted)), dtype=np.float32)
     position = {n: i for i, n in enumerate(plain)}
     for i, n in enumerate(wanted):
         out[:, i] = encoded[made[n][0]][:, made[n][1]] if n in made else data[:, position[n]]
@@ -629,7 +650,7 @@ def _with_one_hot(source: str, lines: list[str], first: int, header: list[str], 
                   categories: Optional[Mapping[str, Sequence[str]]], allow_missing: bool) -> tuple[np.ndarray, list[str]]:
     """The features of columns ``feat`` in file order: ``numeric`` (N, numeric columns of ``feat``) as
     read, and each column of ``categorical`` (positions) one-hot encoded into columns named
-    ``COLUMN=VALUE``: ``(x (N, F) float64, names (F))``. ``categories``: each categorical column's values
+    ``COLUMN=VALUE``: ``(x (N, F) float32, names (F))``. ``categories``: each categorical column's values
     from training (a test file, prediction); default: those of this file."""
     if not categorical:
         return numeric, [header[j] for j in feat]
@@ -719,14 +740,14 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
         if not names:
             raise DataFormatError(f"{source}: column {header[lab[0]]!r} lists no label on any row")
         x, feature_names = features(data, line_of)
-        return MultiLabelDataset(features=x.astype(np.float32), labels=y, label_names=names,
+        return MultiLabelDataset(features=np.ascontiguousarray(x), labels=y, label_names=names,
                                  feature_names=feature_names, source=source, name=name or _default_name(path))
     data, line_of = _parse_rows(source, lines, first, header, numeric + lab, labels=set(lab),
                                 allow_missing=allow_missing)
     y = label_columns_checked(data[:, len(numeric):], [header[j] for j in lab], [f"{source}:{n}" for n in line_of])
     x, feature_names = features(data[:, :len(numeric)], line_of)
     return MultiLabelDataset(
-        features=x.astype(np.float32),
+        features=np.ascontiguousarray(x),  # the feature columns of the rows read, without the labels
         labels=y,
         label_names=[header[j] for j in lab],
         feature_names=feature_names,
