@@ -229,8 +229,47 @@ def test_a_classification_run_continues_for_longer_on_resume(small_setup, tmp_pa
         classify(other, tmp_path / "r", resume=True, quiet=True, data=data)
     more = copy.deepcopy(cfg)
     more["pretrain"]["epochs"] = 3
-    with pytest.raises(ValueError, match=r"pretrain.epochs: saved 2 vs now 3"):
+    with pytest.raises(ValueError, match=r"pretrain.epochs: saved 2 vs now 3\); pretrain.scheduler cosine spans the "
+                                         r"run's whole length"):
         pretrain(more, root / "pre", resume=True, quiet=True, data=data)
+
+
+@pytest.mark.parametrize("scheduler", ["constant", "cosine_restarts"])
+def test_a_pretraining_run_grows_on_resume_where_its_schedule_allows(small_setup, tmp_path, scheduler):
+    """With learning rates that do not depend on the run's length, `pretrain --resume --pretrain.epochs N`
+    continues a finished run to the backbone a run started with N gives, bit for bit, and keeps the shorter
+    run's backbone beside it."""
+    import copy
+
+    from mulsupcon.train.pretrain import pretrain
+
+    cfg, data, _ = small_setup
+    short = copy.deepcopy(cfg)
+    short["pretrain"].update(scheduler=scheduler, restart_epochs=1, epochs=2)
+    pretrain(short, tmp_path / "r", quiet=True, data=data)
+    first = load_checkpoint(tmp_path / "r" / "backbone.pt")["backbone"]
+    longer = copy.deepcopy(short)
+    longer["pretrain"]["epochs"] = 3
+    pretrain(longer, tmp_path / "r", resume=True, quiet=True, data=data)
+    pretrain(longer, tmp_path / "fresh", quiet=True, data=data)
+    grown, fresh = (load_checkpoint(tmp_path / d / "backbone.pt")["backbone"] for d in ("r", "fresh"))
+    kept = load_checkpoint(tmp_path / "r" / "backbone-2-epochs.pt")["backbone"]
+    for k in fresh:
+        torch.testing.assert_close(grown[k], fresh[k], rtol=0, atol=0)
+        torch.testing.assert_close(kept[k], first[k], rtol=0, atol=0)
+    assert any(not torch.equal(first[k], fresh[k]) for k in fresh)  # the third epoch changed the weights
+    log = (tmp_path / "r" / "log.txt").read_text()
+    assert "continued for longer (pretrain.epochs: saved 2 vs now 3)" in log and "backbone-2-epochs.pt" in log
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["pretrain"]["epochs"] == 3
+    assert len(json.loads((tmp_path / "r" / "history.json").read_text())) == 3
+    shorter = copy.deepcopy(longer)
+    shorter["pretrain"]["epochs"] = 2
+    with pytest.raises(ValueError, match=r"pretrain.epochs may grow on --resume, not shrink \(saved 3, now 2\)"):
+        pretrain(shorter, tmp_path / "r", resume=True, quiet=True, data=data)
+    other = copy.deepcopy(longer)
+    other["pretrain"]["lr"] = 0.5
+    with pytest.raises(ValueError, match=r"differs from the saved one \(pretrain.lr: saved [^)]*\)$"):
+        pretrain(other, tmp_path / "r", resume=True, quiet=True, data=data)
 
 
 def test_probe_keeps_backbone_and_its_statistics_frozen(small_setup):

@@ -151,8 +151,15 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
         start_epoch, history = 0, []
         if resume and run.has_checkpoint("last"):
             start_epoch, history = restore(run, moco, optimizer, scaler, device)
+            longer = "pretrain.epochs:" in run.extended
             run.log(f"resumed from {run.checkpoint('last')} at epoch {start_epoch}/{epochs}"
-                    + (f"; classification settings saved for `train --from` ({run.extended})" if run.extended else ""))
+                    + (f", continued for longer ({run.extended})" if longer else
+                       f"; classification settings saved for `train --from` ({run.extended})" if run.extended else ""))
+            done = run.path / "backbone.pt" if run.writes_files else None
+            if longer and done is not None and done.is_file():  # the shorter run's result is not overwritten
+                kept = done.with_name(f"backbone-{start_epoch}-epochs.pt")
+                done.replace(kept)
+                run.log(f"the backbone after {start_epoch} epochs is kept as {kept}")
         elif resume:
             run.log("no checkpoint yet: starting from the beginning")
         if start_epoch == 0:

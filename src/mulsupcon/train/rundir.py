@@ -104,12 +104,22 @@ class RunDir:
             if saved.is_file():
                 if not resume:
                     raise ValueError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --run-dir")
-                # A classification run may be continued for longer (its schedule does not depend on the cap); a
+                # A run may be continued for longer where its schedule does not depend on its length: a
+                # classification run (plateau or constant), a pretraining run without the one-cosine schedule. A
                 # pretraining run does not use the classify section, kept only as `train --from`'s starting point.
-                longer = EXTENDABLE if kind != "pretrain" else ()
-                detail = config_differences(run.path, cfg, ignore=longer or ("classify",))
+                if kind == "pretrain":
+                    longer = () if cfg["pretrain"]["scheduler"] == "cosine" else PRETRAIN_EXTENDABLE
+                    ignore = ("classify", *longer)
+                else:
+                    longer = ignore = EXTENDABLE
+                detail = config_differences(run.path, cfg, ignore=ignore)
                 if detail:
-                    raise ValueError(f"cannot resume {run.path}: the config differs from the saved one ({detail})")
+                    hint = ""
+                    if kind == "pretrain" and any(f"{k}:" in detail for k in PRETRAIN_EXTENDABLE):
+                        hint = ("; pretrain.scheduler cosine spans the run's whole length, so a longer run has other "
+                                "learning rates from its first step: start a new run (with cosine_restarts or constant, "
+                                "a pretraining run may grow on --resume)")
+                    raise ValueError(f"cannot resume {run.path}: the config differs from the saved one ({detail}){hint}")
                 run.extended = config_differences(run.path, cfg)
                 if run.extended:
                     before = yaml.safe_load(saved.read_text()) or {}
@@ -349,6 +359,8 @@ def default_run_dir(kind: str, cfg: Mapping[str, Any], root: str | Path = "runs"
 
 # What `--resume` of a classification run may change: it then goes on for longer, or stops later.
 EXTENDABLE = ("classify.epochs", "classify.early_stop_patience")
+# ... and of a pretraining run whose learning rates do not depend on its length (not pretrain.scheduler cosine).
+PRETRAIN_EXTENDABLE = ("pretrain.epochs",)
 
 
 def config_differences(run_dir: str | Path, cfg: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> str:
