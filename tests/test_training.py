@@ -795,6 +795,14 @@ def test_runs_lists_each_run_with_its_state_and_test_metrics(small_setup, tmp_pa
     assert rows[1][5:11] == [f"{paper[m]:.3f}" for m in ("mAP", "hamming_accuracy", "example_f1", "macro_f1",
                                                          "micro_f1", "precision_at_1")]
     assert rows[0][5] == "-" and rows[2][5] == "-"
+    # --json: the same runs, every protocol unrounded
+    assert main(["runs", str(tmp_path / "runs"), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in records] == [row[0] for row in rows]
+    assert [r["state"] for r in records] == ["finished", "finished", "stopped"]
+    assert [r["epochs_run"] for r in records] == [2, 6, 2] and records[1]["best_epoch"] == saved["best_epoch"]
+    assert records[1]["protocols"] == saved["protocols"] and records[0]["protocols"] == records[2]["protocols"] == {}
+    assert records[0]["best_epoch"] is None and records[1]["dataset"] == "multidigits" and records[1]["pid"] is None
     # a folder whose lock another process holds is training now (the lock is the run's own, as a run takes it)
     lock = FileLock(str(tmp_path / "runs" / "stopped" / ".lock"))
     lock.acquire()
@@ -803,6 +811,8 @@ def test_runs_lists_each_run_with_its_state_and_test_metrics(small_setup, tmp_pa
         assert lock_holder(tmp_path / "runs" / "stopped") == "4242"
         assert main(["runs", str(tmp_path / "runs" / "stopped")]) == 0
         assert "| training (pid 4242) |" in capsys.readouterr().out
+        assert main(["runs", str(tmp_path / "runs" / "stopped"), "--json"]) == 0
+        assert [(r["state"], r["pid"]) for r in json.loads(capsys.readouterr().out)] == [("training", "4242")]
     finally:
         lock.release()
     assert lock_holder(tmp_path / "runs" / "stopped") is None  # released (a killed run leaves .lock.owner behind)

@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to look, subfolders included (default: runs)")
     p.add_argument("--protocol", choices=("paper", "validation", "fixed"), default="validation",
                    help="whose test metrics to show (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per run, with the test "
+                   "metrics of every protocol, unrounded")
 
     p = sub.add_parser("datasets", help="list, describe and download datasets")
     dsub = p.add_subparsers(dest="datasets_command", metavar="ACTION")
@@ -570,9 +572,9 @@ def _dispatch(args, extra, argv, parser) -> int:
         return 0
 
     if cmd == "runs":
-        from mulsupcon.evaluate import runs_table
+        from mulsupcon.evaluate import run_records, runs_table
 
-        print(runs_table(args.folders, protocol=args.protocol))
+        print(json.dumps(run_records(args.folders), indent=1) if args.json else runs_table(args.folders, protocol=args.protocol))
         return 0
 
     if cmd == "evaluate":

@@ -4,7 +4,7 @@ needed), or on a new labelled file with its model."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -182,45 +182,64 @@ def find_runs(roots: Sequence[str | Path]) -> list[Path]:
     return sorted(found, key=lambda p: ((read_json_file(p / "run.json") or {}).get("created", ""), str(p)))
 
 
-def runs_table(roots: Sequence[str | Path], protocol: str = "validation") -> str:
-    """One Markdown row per run below ``roots``: kind, dataset, state (finished, training now with its pid,
-    or stopped after epoch k, with the command that continues it), best epoch / epochs run (as of the last
-    checkpoint), the test metrics under ``protocol`` (classification runs) and when it was made. For
-    choosing among runs."""
+def run_records(roots: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One record per run below ``roots`` (:func:`find_runs`, oldest first): ``run`` (its folder), ``kind``,
+    ``dataset``, ``state`` (``finished``, ``training``, ``stopped`` or ``not started``: killed before its first
+    checkpoint), ``pid`` (the process training it now, else None), ``epochs_run`` (as of the last checkpoint),
+    ``best_epoch`` (a classification run's, else None), ``protocols`` (its test metrics by threshold protocol,
+    as in its ``metrics.json``; empty for pretraining or an unfinished run) and ``created``."""
     import yaml
 
-    from mulsupcon.tables import METRIC_LABELS, METRIC_ORDER, format_value, markdown_table
     from mulsupcon.train.rundir import lock_holder, read_json_file
 
-    runs = find_runs(roots)
-    if not runs:
-        return f"no runs in {', '.join(map(str, roots))} (a run folder holds run.json and config.yaml)"
-    header = ["run", "kind", "dataset", "state", "epochs (best / run)", *(METRIC_LABELS.get(m, m) for m in METRIC_ORDER),
-              "made"]
-    body = []
-    for run in runs:
+    records = []
+    for run in find_runs(roots):
         info = read_json_file(run / "run.json") or {}
         kind = str(info.get("kind", "-"))
         try:
             dataset = str((yaml.safe_load((run / "config.yaml").read_text()) or {})["dataset"]["name"])
         except (OSError, KeyError, TypeError, yaml.YAMLError):
-            dataset = "-"
+            dataset = None
         history = read_json_file(run / "history.json")
-        ran = len(history) if isinstance(history, list) else 0
         metrics = read_json_file(run / "metrics.json") or {}
         holder = lock_holder(run)
         if holder is not None:
-            state = f"training (pid {holder})"
+            state = "training"
         elif (run / ("backbone.pt" if kind == "pretrain" else "model.pt")).is_file():
             state = "finished"
         elif (run / "checkpoints" / "last.pt").is_file():
-            state = f"stopped after epoch {ran}: --resume --run-dir {run}"
+            state = "stopped"
         else:  # killed before its first checkpoint (or failed before training)
-            state = f"stopped before its first checkpoint: --resume --run-dir {run} starts it again"
-        best = metrics.get("best_epoch")
-        epochs = f"{best if best is not None else '-'} / {ran}" if kind != "pretrain" else f"- / {ran}"
-        scores = metrics.get("protocols", {}).get(protocol, {})
-        body.append([str(run), kind, dataset, state, epochs, *(format_value(scores.get(m)) for m in METRIC_ORDER),
-                     str(info.get("created", "-"))])
+            state = "not started"
+        records.append({"run": str(run), "kind": kind, "dataset": dataset, "state": state, "pid": holder,
+                        "epochs_run": len(history) if isinstance(history, list) else 0,
+                        "best_epoch": metrics.get("best_epoch") if kind != "pretrain" else None,
+                        "protocols": dict(metrics.get("protocols", {})), "created": info.get("created")})
+    return records
+
+
+def runs_table(roots: Sequence[str | Path], protocol: str = "validation") -> str:
+    """:func:`run_records` as one Markdown row per run: kind, dataset, state (finished, training now with its
+    pid, or stopped after epoch k, with the command that continues it), best epoch / epochs run, the test
+    metrics under ``protocol`` (classification runs) and when it was made. For choosing among runs."""
+    from mulsupcon.tables import METRIC_LABELS, METRIC_ORDER, format_value, markdown_table
+
+    records = run_records(roots)
+    if not records:
+        return f"no runs in {', '.join(map(str, roots))} (a run folder holds run.json and config.yaml)"
+    header = ["run", "kind", "dataset", "state", "epochs (best / run)", *(METRIC_LABELS.get(m, m) for m in METRIC_ORDER),
+              "made"]
+    state = {
+        "finished": lambda r: "finished",
+        "training": lambda r: f"training (pid {r['pid']})",
+        "stopped": lambda r: f"stopped after epoch {r['epochs_run']}: --resume --run-dir {r['run']}",
+        "not started": lambda r: f"stopped before its first checkpoint: --resume --run-dir {r['run']} starts it again",
+    }
+    body = []
+    for r in records:
+        best = r["best_epoch"] if r["best_epoch"] is not None else "-"
+        scores = r["protocols"].get(protocol, {})
+        body.append([r["run"], r["kind"], r["dataset"] or "-", state[r["state"]](r), f"{best} / {r['epochs_run']}",
+                     *(format_value(scores.get(m)) for m in METRIC_ORDER), str(r["created"] or "-")])
     title = f"runs, test metrics under the {protocol} protocol"
     return markdown_table(header, body, title, [False] * 5 + [True] * len(METRIC_ORDER) + [False])
