@@ -204,7 +204,7 @@ def test_a_long_run_of_short_epochs_logs_one_in_every_epochs_over_100(tmp_path):
     assert written == [250]  # checkpoint_every auto: 500 steps between checkpoints, and one after the last epoch
 
 
-def test_an_explicit_epoch_count_is_not_bounded_by_the_default_steps():
+def test_an_explicit_epoch_count_is_not_bounded_by_the_default_steps(tmp_path):
     base = load_config("vectors")
     assert (base["pretrain"]["min_steps"], base["pretrain"]["max_steps"]) == (3000, 20000)
     assert base["pretrain"]["weight_decay"] == 1e-4 and load_config("yeast")["pretrain"]["weight_decay"] == 0.0
@@ -212,6 +212,13 @@ def test_an_explicit_epoch_count_is_not_bounded_by_the_default_steps():
     assert mine["pretrain"]["epochs"] == 2 and mine["pretrain"]["min_steps"] is None and mine["pretrain"]["max_steps"] is None
     both = load_config("vectors", {"pretrain.epochs": 2, "pretrain.min_steps": 10})
     assert both["pretrain"]["min_steps"] == 10 and both["pretrain"]["max_steps"] is None
+    # the same rule for a file layered on a base
+    (tmp_path / "mine.yaml").write_text("base: vectors\npretrain: {epochs: 2, max_steps: 50}\n")
+    (tmp_path / "other.yaml").write_text("base: vectors\npretrain: {lr: 1.0e-3}\n")
+    mine = load_config(tmp_path / "mine.yaml")
+    assert (mine["pretrain"]["epochs"], mine["pretrain"]["min_steps"], mine["pretrain"]["max_steps"]) == (2, None, 50)
+    assert (load_config(tmp_path / "other.yaml")["pretrain"]["min_steps"], load_config(tmp_path / "mine.yaml", {
+        "pretrain.epochs": 3})["pretrain"]["max_steps"]) == (3000, None)
     # The paper's configs keep their schedule in epochs.
     for name in ("yeast", "scene", "delicious", "yeast-authors"):
         cfg = load_config(name)

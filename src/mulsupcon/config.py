@@ -14,7 +14,7 @@ import difflib
 import re
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Mapping
+from typing import IO, Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -248,14 +248,23 @@ def _layered(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     return deep_merge(cfg, _epochs_as_given(data), where=str(path))
 
 
+def _bounds_cleared(given: Sequence[str]) -> dict[str, None]:
+    """The step bounds that dotted keys ``given`` clear: ``pretrain.min_steps``/``max_steps`` (those not given
+    themselves) when ``pretrain.epochs`` is given, as ``{key: None}``. An explicit number of epochs is run as
+    given: the bounds adapt a config's OWN epochs to the data's size; they do not overrule a later file or flag.
+    The one rule for files layered on a base and for overrides."""
+    if "pretrain.epochs" not in given:
+        return {}
+    return {bound: None for bound in ("pretrain.min_steps", "pretrain.max_steps") if bound not in given}
+
+
 def _epochs_as_given(update: Mapping[str, Any]) -> dict[str, Any]:
-    """``update`` with ``pretrain.min_steps``/``max_steps`` cleared when it sets ``pretrain.epochs`` but not
-    them: an explicit number of epochs is run as given. The step bounds adapt a config's OWN epochs to the
-    data's size; they do not overrule a later file or flag."""
+    """A file's ``update`` (nested sections) with the step bounds it clears (:func:`_bounds_cleared`)."""
     pre = update.get("pretrain")
-    if not isinstance(pre, Mapping) or "epochs" not in pre:
+    if not isinstance(pre, Mapping):
         return dict(update)
-    return {**update, "pretrain": {"min_steps": None, "max_steps": None, **pre}}
+    cleared = _bounds_cleared([f"pretrain.{k}" for k in pre])
+    return {**update, "pretrain": {**{k.split(".")[1]: v for k, v in cleared.items()}, **pre}}
 
 
 def own_config_flags(source: str | Path) -> dict[str, Any] | None:
@@ -295,9 +304,7 @@ def load_config(source: str | Path | None = None, overrides: Mapping[str, Any] |
     """
     cfg = copy.deepcopy(DEFAULTS) if source is None else _layered(config_path(source))
     overrides = dict(overrides or {})
-    if "pretrain.epochs" in overrides:  # run as given (see _epochs_as_given)
-        for bound in ("pretrain.min_steps", "pretrain.max_steps"):
-            overrides.setdefault(bound, None)
+    overrides = {**_bounds_cleared(list(overrides)), **overrides}  # explicit epochs are run as given
     for dotted, value in overrides.items():
         set_dotted(cfg, dotted, value)
     resolve_paths(cfg)
