@@ -302,6 +302,53 @@ def test_classification_mixed_precision_settings_and_the_cpu_path() -> None:
         torch.testing.assert_close(states[1]["model"][key], value, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_the_mixed_precision_steps_run_under_cpu_autocast(monkeypatch, dtype) -> None:
+    """The code paths that `amp` takes on a GPU (autocast around the encoders, the float32 losses outside it,
+    the loss scaler's scale / step / update with float16), run here under the CPU's autocast with a live
+    CPU scaler, since CI has no GPU: pretraining and finetuning end finite, their losses within a few percent
+    of float32's, and the keys the queue received are float32."""
+    import numpy as np
+
+    from mulsupcon.config import load_config
+    from mulsupcon.data import from_arrays
+    from mulsupcon.train import classify as classify_module
+    from mulsupcon.train import pretrain as pretrain_module
+    from mulsupcon.train.rundir import RunDir
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 12)).astype(np.float32)
+    data = from_arrays(x, np.stack([x[:, 0] > 0, x[:, 1] > 0, x[:, 2] > 0.5], 1).astype(np.uint8))
+    cfg = load_config("vectors", {"model.hidden": [32, 32], "model.head_hidden": 32, "model.embed_dim": 16,
+                                  "pretrain.epochs": 3, "pretrain.batch_size": 32, "pretrain.queue_size": 64,
+                                  "classify.epochs": 3, "classify.mode": "finetune", "device": "cpu"})
+    runs = {}
+    for amp in (None, dtype):
+        scaler_on = amp == torch.float16
+        fake = lambda setting, device, key, amp=amp, on=scaler_on: (amp, torch.amp.GradScaler("cpu", enabled=on))
+        monkeypatch.setattr(pretrain_module, "mixed_precision", fake)
+        monkeypatch.setattr(classify_module, "mixed_precision", fake)
+        pre, ft = RunDir.in_memory(), RunDir.in_memory()
+        pretrain_module.pretrain(cfg, pre, data=data, quiet=True, echo=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 3 epochs on noise-free toy labels: the guard's divergence note
+            results = classify_module.classify(cfg, ft, from_run=pre.files["backbone.pt"], data=data, quiet=True,
+                                               echo=False)
+        moco_state = pre.files["checkpoints/last.pt"]["model"]
+        queue = {k: v for k, v in moco_state.items() if "queue" in k}
+        assert queue and all(v.dtype not in (torch.float16, torch.bfloat16) for v in queue.values())
+        runs[amp] = (pre.history, ft.history, results, pre.files["checkpoints/last.pt"], ft.files["checkpoints/last.pt"])
+    (pre32, ft32, res32, *_), (pre_amp, ft_amp, res_amp, *last) = runs[None], runs[dtype]
+    for a, b in zip(pre32 + ft32, pre_amp + ft_amp):
+        loss = "loss" if "loss" in a else "train_loss"
+        assert np.isfinite(b[loss]) and abs(b[loss] - a[loss]) <= 0.05 * abs(a[loss]), (a, b)
+    assert abs(res_amp["protocols"]["fixed"]["mAP"] - res32["protocols"]["fixed"]["mAP"]) < 0.05
+    # and autocast did compute in the lower precision, in both loops
+    assert pre_amp[-1]["loss"] != pre32[-1]["loss"] and ft_amp[-1]["train_loss"] != ft32[-1]["train_loss"]
+    if dtype == torch.float16:  # the scalers ran, and their states are kept for a resume
+        assert all(state["scaler"]["scale"] > 0 for state in last)
+
+
 def test_env_reports_versions_devices_packages_and_the_data_home(tmp_path, capsys) -> None:
     """`mulsupcon env`: what a bug report needs, each line checked against its source (a data home with one
     registered dataset's files counts one)."""
