@@ -131,6 +131,42 @@ def _own_csv(path, n=160, seed=0):
     path.write_text("\n".join(rows) + "\n")
 
 
+def test_a_forest_beyond_the_memory_is_not_run_and_the_report_says_why(tmp_path, monkeypatch):
+    """A 500-tree forest keeps a value per label at every node (85 GB on delicious): where its bound exceeds
+    the available memory, the harness skips it with the reason instead of being killed by the system, writes
+    no cell, and the same command runs it where the memory is there. The bound holds for a fitted forest."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from mulsupcon import benchmark
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 5)), (rng.random((300, 12)) < 0.3).astype(int)
+    forest = RandomForestClassifier(n_estimators=4, random_state=0).fit(x, y)
+    held = sum(t.tree_.value.nbytes for t in forest.estimators_)
+    assert 0.5 * benchmark.forest_bytes(300, 12, trees=4) <= held <= benchmark.forest_bytes(300, 12, trees=4)
+    assert benchmark.available_memory() is None or benchmark.available_memory() > 2**20
+
+    csv = tmp_path / "data.csv"
+    _own_csv(csv)
+    options = {**FAST, "dataset.label_columns": 3}
+    work, out = tmp_path / "w", tmp_path / "b.md"
+    monkeypatch.setattr(benchmark, "available_memory", lambda: 2**20)  # 1 MB
+    lines: list[str] = []
+    benchmark.benchmark_vectors([f"mine={csv}"], [0], ["logistic-regression", "random-forest"], work=work, out=out,
+                                overrides=options, say=lines.append)
+    assert lines[1].startswith("[2/2] mine random-forest seed 0: not run: 500 fully grown trees on ")
+    need = benchmark.forest_bytes(json.loads((work / "cells" / "mine" / "shape.json").read_text())["train"], 3)
+    assert f"may need up to {need / 2**20:.0f} MB (a value per label at every node), and 1 MB are available" in lines[1]
+    assert not (work / "cells" / "mine" / "random-forest-seed0.json").exists()
+    assert "`random-forest on mine`: not run: 500 fully grown trees" in out.read_text()
+    monkeypatch.setattr(benchmark, "available_memory", lambda: None)  # unknown: not checked
+    lines.clear()
+    benchmark.benchmark_vectors([f"mine={csv}"], [0], ["logistic-regression", "random-forest"], work=work, out=out,
+                                overrides=options, say=lines.append)
+    assert [line.split(":")[0] for line in lines] == ["[2/2] mine random-forest seed 0"]
+    assert (work / "cells" / "mine" / "random-forest-seed0.json").is_file() and "not run" not in out.read_text()
+
+
 def test_own_files_join_the_benchmark_as_name_equals_path(tmp_path):
     """`--datasets mine=data.csv` runs on the rows `mulsupcon train --dataset.path data.csv` would use, records
     the file's sha256, and refuses to continue when the file has changed since."""
@@ -491,7 +527,7 @@ def test_boomer_is_left_out_of_the_default_methods_unless_an_interpreter_is_give
     from mulsupcon import benchmark
 
     seen = []
-    monkeypatch.setattr(benchmark, "write_report", lambda work, out, datasets, seeds, methods, *a: seen.append(methods))
+    monkeypatch.setattr(benchmark, "write_report", lambda work, out, datasets, seeds, methods, *a, **k: seen.append(methods))
     benchmark.benchmark_vectors([], [0], work=tmp_path / "w", out=tmp_path / "b.md")
     benchmark.benchmark_vectors([], [0], work=tmp_path / "w", out=tmp_path / "b.md", boomer="python3")
     assert "boomer" not in seen[0] and "boomer" in seen[1]
