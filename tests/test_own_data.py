@@ -687,7 +687,7 @@ def test_unreadable_or_missing_images_are_refused_unless_skipped(tmp_path):
     from mulsupcon.data.catalogue import ReadOptions
     from mulsupcon.data.download import MissingDataError
     from mulsupcon.data.user_files import read_dataset
-    from mulsupcon.train.data import read_options
+    from mulsupcon.train.dataset_section import read_options
 
     names, labels = _images(tmp_path / "imgs", 8, seed=7)
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")

@@ -629,7 +629,7 @@ def _dispatch(args, extra, argv, parser) -> int:
             print(dataset_info(args.name, data_home=home))
         elif args.datasets_command == "check":
             from mulsupcon.data.listing import describe_splits
-            from mulsupcon.train.data import load_dataset_splits
+            from mulsupcon.train.dataset_section import load_dataset_splits
 
             cfg = _resolve(args, extra, command="train")
             if not cfg["dataset"]["path"]:

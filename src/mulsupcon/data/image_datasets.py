@@ -30,7 +30,7 @@ Both reach the loaders as :class:`~.catalogue.ReadOptions` (``load_splits(..., o
 
 Embedded features: ``hdf5_folder_spec(path)`` is the entry of a folder holding ``train.hdf5``,
 ``val.hdf5`` (optional) and ``test.hdf5`` (``feature`` (N, D) float32, ``target`` (N, L)) under the
-name ``hdf5:<absolute path>``; ``train.data.load_dataset_splits`` does it by itself for such names.
+name ``hdf5:<absolute path>``; ``train.dataset_section.load_dataset_splits`` does it by itself for such names.
 """
 
 from __future__ import annotations

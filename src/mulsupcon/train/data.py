@@ -16,12 +16,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from mulsupcon.data import REGISTRY, ReadOptions, fit_standardizer, load_splits, register
-from mulsupcon.data.preprocess import FILL_STRATEGIES, MissingValuesFilled, column_fill_values, fill_missing
+from mulsupcon.data import fit_standardizer
+from mulsupcon.data.preprocess import MissingValuesFilled, column_fill_values, fill_missing
 from mulsupcon.data.dataset import MultiLabelDataset, RowSubset, Splits, column_order
-from mulsupcon.data.image_datasets import HDF5_PREFIX, hdf5_folder_spec
 from mulsupcon.data.splits import SourceParts, make_splits
-from mulsupcon.data.user_files import read_dataset
+from mulsupcon.train.dataset_section import load_dataset_splits, missing_policy
 
 
 class TensorSource:
@@ -294,57 +293,6 @@ class PreparedData:
         return {"input_shape": list(self.input_shape), "is_image": self.is_image, "feature_names": list(self.feature_names),
                 "label_names": list(self.label_names), "standardizer": {"mean": self.train.mean, "std": self.train.std},
                 "missing_fill": None if self.missing_fill is None else torch.from_numpy(self.missing_fill)}
-
-
-def load_dataset_splits(ds_cfg: Mapping[str, Any]) -> Splits:
-    """The splits named by a config's ``dataset`` section: the one place a config becomes data.
-
-    ``name`` (a registered dataset, or ``hdf5:/folder`` for the embedded features ``mulsupcon embed``
-    writes), ``val_fraction`` and ``split_seed``; for image sets read from files ``image_size`` and
-    ``cache_dir``.
-    """
-    name = str(ds_cfg["name"])
-    options = read_options(ds_cfg)
-    if ds_cfg.get("path"):
-        parts, files = read_dataset(ds_cfg["path"], test_path=ds_cfg.get("test_path"),
-                                    label_columns=ds_cfg.get("label_columns"), xml=ds_cfg.get("xml"),
-                                    labels=ds_cfg.get("labels"), test_labels=ds_cfg.get("test_labels"), options=options,
-                                    ignore_columns=ds_cfg.get("ignore_columns"), label_sep=ds_cfg.get("label_sep"),
-                                    categorical_columns=ds_cfg.get("categorical_columns"))
-        splits = make_splits(parts, dataset=name, val_fraction=float(ds_cfg.get("val_fraction", 0.2)),
-                             seed=int(ds_cfg.get("split_seed", 0)), test_fraction=float(ds_cfg.get("test_fraction", 0.2)),
-                             stratify=True)
-        splits.info.update(path=str(ds_cfg["path"]), files=files)
-        return splits
-    if name.startswith(HDF5_PREFIX) and name not in REGISTRY:
-        spec = hdf5_folder_spec(name[len(HDF5_PREFIX):])  # registered under the folder's absolute path
-        register(spec, overwrite=True)
-        name = spec.name
-    return load_splits(name, val_fraction=float(ds_cfg.get("val_fraction", 0.2)), seed=int(ds_cfg.get("split_seed", 0)),
-                       options=options)
-
-
-def read_options(ds_cfg: Mapping[str, Any]) -> ReadOptions:
-    """The image size, cache folder, missing-value policy and ``skip_corrupt`` of a config's ``dataset`` section."""
-    size = ds_cfg.get("image_size")
-    if size is not None and (isinstance(size, bool) or int(size) != size or int(size) < 1):
-        raise ValueError(f"dataset.image_size must be a positive integer or null, got {size!r}")
-    cache = ds_cfg.get("cache_dir")
-    return ReadOptions(None if size is None else int(size), None if cache is None else str(cache),
-                       allow_missing=missing_policy(ds_cfg) != "error", skip_corrupt=bool(ds_cfg.get("skip_corrupt")))
-
-
-MISSING_POLICIES = ("error",) + FILL_STRATEGIES
-
-
-def missing_policy(ds_cfg: Mapping[str, Any]) -> str:
-    """``dataset.missing``: ``"error"`` (a missing feature value is refused, naming its line and column),
-    or how to fill it: ``"mean"``, ``"median"`` or ``"most_frequent"`` of the training rows' column (as
-    scikit-learn's ``SimpleImputer(strategy=...)``)."""
-    policy = ds_cfg.get("missing", "error")
-    if policy not in MISSING_POLICIES:
-        raise ValueError(f"dataset.missing must be one of {', '.join(MISSING_POLICIES)}, got {policy!r}")
-    return str(policy)
 
 
 _FILL_WORDS = {"mean": "column mean", "median": "column median", "most_frequent": "most frequent value of the column"}
