@@ -38,8 +38,8 @@ from filelock import FileLock, Timeout
 from mulsupcon.config import DEFAULTS, flatten, save_config
 from mulsupcon.data.user_files import check_files_unchanged
 from mulsupcon.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text, check_folder_path
-from mulsupcon.train.checkpoint import load_checkpoint
-from mulsupcon.train.runtime import software_versions
+# train.checkpoint and train.runtime import torch: they are imported where a run trains or loads a checkpoint,
+# so that listing and checking runs (`mulsupcon runs`, `evaluate RUN`) answer without torch's two seconds.
 
 if TYPE_CHECKING:
     from mulsupcon.train.distributed import DistContext
@@ -89,6 +89,8 @@ class RunDir:
              resume: bool, is_main: bool = True, quiet: bool = False, echo: bool = True) -> "RunDir":
         """Lock ``path`` and write ``config.yaml``, ``split.json`` and ``run.json`` (a new run), or check that
         the saved config matches ``cfg`` (``resume``). A folder holding another run is refused unless resumed."""
+        from mulsupcon.train.runtime import software_versions
+
         run = cls(path, is_main=is_main, quiet=quiet, echo=echo)
         if not is_main:
             return run
@@ -210,6 +212,8 @@ class RunDir:
 
     def load_checkpoint(self, name: str, map_location: Any = "cpu") -> dict:
         """``checkpoints/<name>.pt`` read back (a copy of the in-memory one for a run without a folder)."""
+        from mulsupcon.train.checkpoint import load_checkpoint
+
         if self.path is None:
             return copy.deepcopy(self.files[f"checkpoints/{name}.pt"])
         return load_checkpoint(self.checkpoint(name), map_location=map_location)
