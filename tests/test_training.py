@@ -795,13 +795,15 @@ def test_runs_lists_each_run_with_its_state_and_test_metrics(small_setup, tmp_pa
     assert rows[1][5:11] == [f"{paper[m]:.3f}" for m in ("mAP", "hamming_accuracy", "example_f1", "macro_f1",
                                                          "micro_f1", "precision_at_1")]
     assert rows[0][5] == "-" and rows[2][5] == "-"
-    # listing runs and evaluating one from its saved scores need no torch (2 s and 650 MB to import)
+    # listing runs, evaluating one from its saved scores and plotting its curves need no torch (2 s and 650 MB)
+    done = str(tmp_path / "runs" / "a" / "done")
     code = ("import sys; from mulsupcon.cli import main; "
-            f"codes = main(['runs', {str(tmp_path / 'runs')!r}]), main(['evaluate', {str(tmp_path / 'runs' / 'a' / 'done')!r}]); "
+            f"codes = main(['runs', {str(tmp_path / 'runs')!r}]), main(['evaluate', {done!r}]), "
+            f"main(['plot', 'curves', {done!r}, '--out', {str(tmp_path / 'c.png')!r}]); "
             "print(codes, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert str(tmp_path / "runs" / "stopped") in out and "| test, validation protocol | " in out
-    assert out.strip().splitlines()[-1] == "(0, 0) False"
+    assert out.strip().splitlines()[-1] == "(0, 0, 0) False" and (tmp_path / "c.png").is_file()
     # --json: the same runs, every protocol unrounded
     assert main(["runs", str(tmp_path / "runs"), "--json"]) == 0
     records = json.loads(capsys.readouterr().out)

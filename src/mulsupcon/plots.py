@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
-import torch
 
 
 def class_similarity(embeddings: np.ndarray, labels: np.ndarray, temperature: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
@@ -28,6 +27,8 @@ def class_similarity(embeddings: np.ndarray, labels: np.ndarray, temperature: fl
         (C, C) matrix (rows of classes without single-label samples, and their columns, are NaN;
         the softmax runs over the defined classes only), and (C,) counts of samples averaged.
     """
+    import torch  # here, not at the top: `plot curves` reads JSON and needs no torch
+
     emb = torch.as_tensor(np.asarray(embeddings), dtype=torch.float64)
     lab = np.asarray(labels).astype(bool)
     if emb.shape[0] != lab.shape[0]:
@@ -51,6 +52,8 @@ def class_similarity(embeddings: np.ndarray, labels: np.ndarray, temperature: fl
 
 def run_embeddings(run: str | Path, split: str = "test") -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """Backbone embeddings (N, D) and labels (N, C) of a run's dataset split, label names, run kind."""
+    import torch
+
     from mulsupcon.models import build_backbone
     from mulsupcon.train.checkpoint import load_checkpoint
     from mulsupcon.train.data import ImageViews, prepare_data
