@@ -86,7 +86,7 @@ def _vector_features(x: np.ndarray, source: str, what: str, allow_missing: bool 
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataFormatError(f"{source}: {what} has non-numeric dtype {x.dtype}")
     with np.errstate(over="ignore"):  # a value beyond float32's range becomes inf, reported below
-        x32 = x.astype(np.float32)
+        x32 = x.astype(np.float32, copy=False)  # a fresh array read from a file: a float32 one is kept as is
     where = first_unrepresentable(x32, allow_nan=allow_missing)
     if where is not None:
         r, c = where
