@@ -270,6 +270,15 @@ def test_a_pretraining_run_grows_on_resume_where_its_schedule_allows(small_setup
     other["pretrain"]["lr"] = 0.5
     with pytest.raises(ValueError, match=r"differs from the saved one \(pretrain.lr: saved [^)]*\)$"):
         pretrain(other, tmp_path / "r", resume=True, quiet=True, data=data)
+    # where pretrain.max_steps caps the run at the epochs it has done, nothing is added, and the log says why
+    capped = copy.deepcopy(short)
+    capped["pretrain"]["max_steps"] = 2 * cfg["pretrain"]["steps_per_epoch"]
+    pretrain(capped, tmp_path / "c", quiet=True, data=data)
+    capped["pretrain"]["epochs"] = 3
+    pretrain(capped, tmp_path / "c", resume=True, quiet=True, data=data)
+    assert "caps pretrain.epochs 3 at 2 epochs, which the run has done" in (tmp_path / "c" / "log.txt").read_text()
+    assert not (tmp_path / "c" / "backbone-2-epochs.pt").exists()
+    assert len(json.loads((tmp_path / "c" / "history.json").read_text())) == 2
 
 
 def test_probe_keeps_backbone_and_its_statistics_frozen(small_setup):

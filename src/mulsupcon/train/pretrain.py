@@ -155,8 +155,11 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
             run.log(f"resumed from {run.checkpoint('last')} at epoch {start_epoch}/{epochs}"
                     + (f", continued for longer ({run.extended})" if longer else
                        f"; classification settings saved for `train --from` ({run.extended})" if run.extended else ""))
+            if longer and epochs <= start_epoch:  # the step bounds still give the epochs already run
+                run.log(f"note: pretrain.max_steps {p['max_steps']} caps pretrain.epochs {p['epochs']} at {epochs} epochs, "
+                        "which the run has done; the step bounds cannot change on --resume: a longer run is a new run")
             done = run.path / "backbone.pt" if run.writes_files else None
-            if longer and done is not None and done.is_file():  # the shorter run's result is not overwritten
+            if longer and epochs > start_epoch and done is not None and done.is_file():  # the shorter run's is kept
                 kept = done.with_name(f"backbone-{start_epoch}-epochs.pt")
                 done.replace(kept)
                 run.log(f"the backbone after {start_epoch} epochs is kept as {kept}")
