@@ -349,12 +349,13 @@ def available_memory() -> Optional[int]:
 
 
 def forest_too_large(n_rows: int, n_labels: int, available: Optional[int]) -> Optional[str]:
-    """Why a 500-tree forest on ``n_rows`` training rows with ``n_labels`` labels is not fitted (its
+    """Why a forest of :data:`FOREST_TREES` trees on ``n_rows`` training rows with ``n_labels`` labels is not fitted (its
     :func:`forest_bytes` bound exceeds ``available`` bytes), or None when it fits or memory is unknown. A
     forest beyond the memory would be killed by the system, the whole benchmark with it."""
     need = forest_bytes(n_rows, n_labels)
     if available is None or need <= available:
         return None
+
     def size(b: int) -> str:
         return f"{b / 2**30:.1f} GB" if b >= 2**30 else f"{b / 2**20:.0f} MB"
 
