@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import pytest
@@ -318,6 +319,87 @@ def test_evaluate_on_a_new_labelled_file_matches_the_runs_own_test_metrics(tmp_p
     (tmp_path / "bad.csv").write_text(lines[0].replace("cat", "kat") + "\n" + lines[1] + "\n")
     proc = _cli("evaluate", "r", "--input", "bad.csv", cwd=tmp_path, ok=False)
     assert proc.returncode == 2 and "label column(s) ['cat'] are not in the header" in proc.stderr
+
+
+def _write_xy(tmp_path: Path, stem: str, x: np.ndarray, y: np.ndarray, *, ids: Optional[list[str]] = None,
+              label_order: Sequence[int] = (0, 1, 2), tags: bool = False) -> tuple[Path, Path]:
+    """Features and labels in files of their own (``STEM-X.csv``, ``STEM-Y.csv``), row for row, each with an
+    ``id`` column first; the label file holds 0/1 columns in ``label_order``, or with ``tags`` one column
+    listing the names (``cat;fish``)."""
+    ids = ids or [f"r{i}" for i in range(len(x))]
+    xp, yp = tmp_path / f"{stem}-X.csv", tmp_path / f"{stem}-Y.csv"
+    xp.write_text("\n".join(["id,a,b,c,d,e,g"] + [f"{i}," + ",".join(f"{v:.6f}" for v in r) for i, r in zip(ids, x)]) + "\n")
+    if tags:
+        rows = ["id,tags"] + [f"{i}," + ";".join(LABELS[j] for j in range(3) if r[j]) for i, r in zip(ids, y)]
+    else:
+        rows = ["id," + ",".join(LABELS[j] for j in label_order)]
+        rows += [f"{i}," + ",".join(str(int(r[j])) for j in label_order) for i, r in zip(ids, y)]
+    yp.write_text("\n".join(rows) + "\n")
+    return xp, yp
+
+
+def test_features_and_labels_in_files_of_their_own_are_read_as_one_file(tmp_path):
+    """Oracle: X.csv + Y.csv (`--dataset.labels`, row for row, an id in both) give the arrays, split and test
+    metrics of the one file holding both, for 0/1 label columns in another order and for a column of names;
+    rows paired wrongly (another count, or ids that differ) are an error naming them."""
+    from mulsupcon.data import from_file
+    from mulsupcon.train.dataset_section import load_dataset_splits
+
+    x, y = _vectors(150)
+    _write_csv(tmp_path / "both.csv", x, y)
+    both = {"path": str(tmp_path / "both.csv"), "label_columns": "cat,dog,fish", "name": "t"}
+    xp, yp = _write_xy(tmp_path, "d", x, y, label_order=(2, 0, 1))
+    _, tp = _write_xy(tmp_path, "t", x, y, tags=True)
+    one = load_dataset_splits(both)
+    for pair in ({"labels": str(yp), "label_columns": "cat,dog,fish"}, {"labels": str(tp), "label_sep": ";"}):
+        two = load_dataset_splits({"path": str(xp), "ignore_columns": "id", "name": "t", **pair})
+        for part in ("train", "val", "test"):
+            a, b = getattr(one, part), getattr(two, part)
+            np.testing.assert_array_equal(np.asarray(a.features), np.asarray(b.features))
+            np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
+            assert a.label_names == b.label_names == LABELS and b.feature_names == list("abcdeg")
+        assert set(two.info["files"]) == {str(xp), str(tmp_path / Path(pair["labels"]).name)}
+    # without label_columns, every column of the label file but the ignored ones is a label, in its order
+    assert from_file(xp, labels=yp, ignore_columns="id").label_names == ["fish", "cat", "dog"]
+
+    # the same pair through the command line, an official test pair too; evaluate takes such a pair as well
+    _write_csv(tmp_path / "train.csv", x[:100], y[:100])
+    _write_csv(tmp_path / "test.csv", x[100:], y[100:])
+    _write_xy(tmp_path, "tr", x[:100], y[:100])
+    _write_xy(tmp_path, "te", x[100:], y[100:], label_order=(1, 2, 0))
+    _cli("train", "--mode", "scratch", "--dataset.path", "train.csv", "--dataset.test_path", "test.csv",
+         "--dataset.label_columns", "3", *VEC, "--run-dir", "one", cwd=tmp_path)
+    _cli("train", "--mode", "scratch", "--dataset.path", "tr-X.csv", "--dataset.labels", "tr-Y.csv",
+         "--dataset.test_path", "te-X.csv", "--dataset.test_labels", "te-Y.csv", "--dataset.ignore_columns", "id",
+         *VEC, "--run-dir", "two", cwd=tmp_path)
+    metrics = [json.loads((tmp_path / r / "metrics.json").read_text())["protocols"] for r in ("one", "two")]
+    assert metrics[0] == metrics[1]
+    own = json.loads(_cli("evaluate", "one", "--json", cwd=tmp_path).stdout)["protocols"]
+    pair = json.loads(_cli("evaluate", "two", "--input", "te-X.csv", "--label-file", "te-Y.csv", "--json",
+                           cwd=tmp_path).stdout)["protocols"]
+    assert pair == own
+
+    # pairs that do not go row for row, and options that do not fit
+    short = tmp_path / "short-Y.csv"
+    short.write_text("\n".join(yp.read_text().splitlines()[:-1]) + "\n")
+    with pytest.raises(DataFormatError, match=r"short-Y\.csv: 149 rows of labels, but .*d-X\.csv has 150 rows of "
+                                              r"features; the two files go row for row"):
+        from_file(xp, labels=short, ignore_columns="id")
+    shuffled_x, shuffled_y = _write_xy(tmp_path, "s", x, y, ids=[f"r{i}" for i in range(150)])
+    lines = shuffled_y.read_text().splitlines()
+    lines[5], lines[6] = lines[6], lines[5]  # rows 5 and 6 of the label file swapped
+    shuffled_y.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"row 5: id is 'r4' in .*s-X\.csv but 'r5' in .*s-Y\.csv; the files"):
+        from_file(shuffled_x, labels=shuffled_y, ignore_columns="id")
+    with pytest.raises(ValueError, match=r"te-X\.csv: a test file of features needs its own label file: add "
+                                         r"--dataset.test_labels FILE"):
+        load_dataset_splits({"path": str(tmp_path / "tr-X.csv"), "labels": str(tmp_path / "tr-Y.csv"),
+                             "test_path": str(tmp_path / "te-X.csv"), "ignore_columns": "id", "name": "t"})
+    np.savez(tmp_path / "d.npz", features=x, labels=y)
+    with pytest.raises(ValueError, match=r"d\.npz is a \.npz file, which holds its labels itself"):
+        from_file(tmp_path / "d.npz", labels=yp)
+    with pytest.raises(ValueError, match=r"the ignored column\(s\) \['nope'\] are not in the header"):
+        from_file(xp, labels=yp, ignore_columns="id,nope")
 
 
 def test_evaluate_per_label_gives_the_numbers_of_predict_labels(tmp_path):

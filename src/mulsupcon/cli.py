@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "own test split")
     p.add_argument("--label-file", default=None, metavar="FILE",
                    help="with --input FOLDER of images: their label file, as training reads it (default: "
-                        "FOLDER/labels.csv)")
+                        "FOLDER/labels.csv); with --input FILE.csv of features only: the CSV/TSV of their labels, "
+                        "row for row")
     p.add_argument("--per-label", action="store_true",
                    help="also a table of each label: training and evaluated positives, AP, and precision / recall / "
                         "F1 at the run's threshold (those of predict --labels)")
@@ -585,7 +586,8 @@ def _dispatch(args, extra, argv, parser) -> int:
                                 labels=args.label_file, per_label=args.per_label, as_json=args.json))
         else:
             if args.label_file is not None:
-                parser.error("--label-file goes with --input FOLDER (images to score with their labels)")
+                parser.error("--label-file goes with --input (a folder of images, or a CSV of features, to score "
+                             "with their labels)")
             print(evaluate_run(args.run, protocols=args.protocol, threshold=args.threshold, per_label=args.per_label,
                                as_json=args.json))
         return 0

@@ -37,8 +37,9 @@ DEFAULTS: dict[str, Any] = {
         "categorical_columns": None,  # CSV/TSV: text feature columns ("color,city"), one-hot encoded as COLUMN=VALUE
         "label_sep": None,  # CSV/TSV (or an image label CSV): labels listed by name in one column, separated by this (";", space)
         "xml": None,  # Mulan ARFF: the label XML file
-        "labels": None,  # image folder: the label CSV (file name, then one 0/1 column per label, or a list column) or JSON
-        "test_labels": None,  # image folder: the label file of the test_path folder (same format as `labels`)
+        "labels": None,  # image folder: the label CSV (file name, then one 0/1 column per label, or a list column) or JSON;
+        # a CSV/TSV of features: the CSV/TSV of their labels, row for row
+        "test_labels": None,  # the label file of the test_path folder or file (same format as `labels`)
         "test_fraction": 0.2,  # carved as test (iterative stratification) when `path` has no test part
         "val_fraction": 0.2,  # carved from the official training split, seeded by split_seed
         "split_seed": 0,

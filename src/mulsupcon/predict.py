@@ -323,7 +323,9 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     ``(x (N, F) or uint8 (N, 3, S, S), y (N, L) uint8)``.
 
     CSV/TSV: the model's feature and label columns, found by name in any order (other columns are not
-    read); a model trained on labels listed by name (``dataset.label_sep``) reads its label column so.
+    read); a model trained on labels listed by name (``dataset.label_sep``) reads its label column so. With
+    ``labels`` (a CSV/TSV of labels only, row for row), every feature column of ``path`` and the model's label
+    columns of ``labels``, as training reads such a pair (an ignored column in both must match row by row).
     NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label names
     must be the model's, and a file that names none (HDF5) is taken in the model's label order. An
     image folder: its label file ``labels`` (default ``FOLDER/labels.csv``), in the formats training
@@ -343,14 +345,28 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     if model.is_image:
         names, y, label_file = labelled_image_folder(path, model, labels)
         return decode_images(path, names, _stored_image_size(model), listed_in=label_file), y
-    if labels is not None:
-        raise ValueError(f"a label file (--label-file {labels}) goes with a folder of images; this model takes vectors, "
-                         f"whose labels are columns of {path.name}")
     if not path.is_file():
         raise FileNotFoundError(f"input not found: {path}")
     suffix = format_suffix(path)
     delimiter = table_delimiter(path)
     sep = parse_label_sep(model.config.get("dataset", {}).get("label_sep"))
+    if labels is not None:  # features and labels in files of their own, row for row, read as training reads them
+        if suffix not in TABLE_SUFFIXES:
+            raise ValueError(f"a label file (--label-file {labels}) goes with a folder of images or a CSV/TSV file of "
+                             f"features; {path.name} holds its labels itself")
+        from mulsupcon.data.formats import read_csv
+
+        label_file = Path(labels).expanduser()
+        if not label_file.is_file():
+            raise FileNotFoundError(f"label file not found: {label_file}")
+        ds_cfg = model.config.get("dataset", {})
+        ds = read_csv(path, parse_label_columns(ds_cfg.get("label_columns")) if sep is not None else model.label_names,
+                      ignore_columns=parse_column_names(ds_cfg.get("ignore_columns"), "ignore_columns"), label_sep=sep,
+                      label_names=model.label_names if sep is not None else None, delimiter=delimiter,
+                      allow_missing=model.allows_missing, categorical_columns=list(model.categories),
+                      categories=model.categories, label_path=label_file, label_delimiter=table_delimiter(label_file))
+        ds = in_column_order(ds, model.feature_names, model.label_names, path, "the model")
+        return np.asarray(ds.features), np.asarray(ds.labels, dtype=np.uint8)
     if suffix in TABLE_SUFFIXES and sep is not None:
         column = parse_label_columns(model.config["dataset"].get("label_columns"))
         if not isinstance(column, list):  # "the last column": this file is read as the training file was

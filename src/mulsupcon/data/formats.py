@@ -675,11 +675,74 @@ def _with_one_hot(source: str, lines: list[str], first: int, header: list[str], 
     return np.hstack(blocks), names
 
 
+def _label_table(table: tuple[str, list[str], int, list[str]], label_columns: Sequence[str] | int | None,
+                 label_sep: Optional[str], label_names: Optional[Sequence[str]],
+                 ignore_columns: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The labels of a file of labels only (``Y.csv``; ``table`` as :func:`_table_lines` gives it):
+    ``(names (L), labels (N, L) uint8)``. ``label_columns``: names of its label columns, N (the last N), or
+    None: every column but ``ignore_columns``. With ``label_sep`` the one label column lists names."""
+    source, lines, first, header = table
+    ignored = set(column_positions(header, ignore_columns, source, "ignored"))
+    kept = [j for j in range(len(header)) if j not in ignored]
+    if label_columns is None:
+        lab = kept
+    elif isinstance(label_columns, (int, np.integer)) and not isinstance(label_columns, bool):
+        if not 1 <= int(label_columns) <= len(kept):
+            raise ValueError(f"{source}: label_columns={label_columns} but the label file has {len(kept)} columns "
+                             "(not counting ignored ones)")
+        lab = kept[len(kept) - int(label_columns):]
+    else:
+        lab = _label_indices(header, label_columns, source)
+    if not lab:
+        raise DataFormatError(f"{source}: no label column (every column is ignored)")
+    if label_sep is not None:
+        if len(lab) != 1:
+            raise ValueError(f"{source}: with dataset.label_sep the label file has one column that lists the labels "
+                             f"(or dataset.label_columns names it); found {len(lab)}: {[header[j] for j in lab][:5]}")
+        rows = _data_fields(lines, first)
+        where = [f"{source}:{i + 1}" for i in range(first + 1, len(lines)) if lines[i].strip()]
+        names, y = label_matrix([r[lab[0]] for r in rows], label_sep, label_names, where=where)
+        if not names:
+            raise DataFormatError(f"{source}: column {header[lab[0]]!r} lists no label on any row")
+        return names, y
+    data, line_of = _parse_rows(source, lines, first, header, lab, labels=set(lab))
+    names = [header[j] for j in lab]
+    return names, label_columns_checked(data, names, [f"{source}:{n}" for n in line_of])
+
+
+def _rows_agree(features: tuple[str, list[str], int, list[str]], labels: tuple[str, list[str], int, list[str]],
+                n_features: int, n_labels: int, shared: Sequence[str]) -> None:
+    """A file of features and a file of labels go row for row: the same number of data rows, and in each
+    column both hold (``shared``: an id the run ignores) the same value on every row; else an error naming
+    the first row that differs, so that files sorted differently are not paired silently."""
+    if n_features != n_labels:
+        raise DataFormatError(f"{labels[0]}: {n_labels} rows of labels, but {features[0]} has {n_features} rows of "
+                              "features; the two files go row for row")
+    for name in shared:
+        (a_src, *_), (b_src, *_) = features, labels
+        a, b = (_column_text(t, name) for t in (features, labels))
+        wrong = next((k for k, (u, v) in enumerate(zip(a, b)) if u != v), None)
+        if wrong is not None:
+            raise DataFormatError(f"row {wrong + 1}: {name} is {a[wrong]!r} in {a_src} but {b[wrong]!r} in {b_src}; "
+                                  "the files of features and labels must list the same rows in the same order")
+
+
+def _column_text(table: tuple[str, list[str], int, list[str]], name: str) -> list[str]:
+    """The text of column ``name`` on every data row of ``table`` (as :func:`_table_lines` gives it)."""
+    _, lines, first, header = table
+    j = header.index(name)
+    body = [ln for ln in lines[first + 1:] if ln.strip()]
+    if any('"' in ln for ln in body):
+        return [fields[j].strip() for fields in csv.reader(body)]
+    return [ln.split(",", j + 1)[j].strip() for ln in body]  # up to the column: a wide file is not split whole
+
+
 def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_columns: Sequence[str] = (),
              label_sep: Optional[str] = None, label_names: Optional[Sequence[str]] = None,
              name: str = "", delimiter: str = ",", allow_missing: bool = False,
              categorical_columns: Sequence[str] = (),
-             categories: Optional[Mapping[str, Sequence[str]]] = None) -> MultiLabelDataset:
+             categories: Optional[Mapping[str, Sequence[str]]] = None,
+             label_path: Optional[PathType] = None, label_delimiter: str = ",") -> MultiLabelDataset:
     """Read a comma- (or ``delimiter``-) separated file with a header row; every value read must be numeric,
     but in ``categorical_columns``.
 
@@ -700,6 +763,10 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
             column per value, named ``COLUMN=VALUE`` (values sorted; :func:`one_hot_encode`).
         categories: each categorical column's values, fixed (a test file read with its training file's
             values: another value gets all zeros, with a warning); default: the values of this file.
+        label_path: the labels in a file of their own (``Y.csv`` beside ``X.csv``; separated by
+            ``label_delimiter``), row for row: every column of ``path`` not ignored is then a feature, and
+            ``label_columns`` picks the label file's columns (None: all of them). ``ignore_columns`` applies to
+            both files; an ignored column that both have (an id) must hold the same value on every row.
 
     Returns:
         MultiLabelDataset: features (N, F) float32 (the other columns in file order), labels (N, L) uint8.
@@ -710,13 +777,22 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
     """
     path = Path(path)
     source, lines, first, header = _table_lines(path, delimiter)
+    label_table = None if label_path is None else _table_lines(Path(label_path), label_delimiter)
+    label_ignored: list[str] = []  # with a label file: its ignored columns, and those both files have (an id)
+    shared_ignored: list[str] = []
+    if label_table is not None:  # an ignored column may be in either file, or in both
+        label_ignored = [c for c in ignore_columns if c in label_table[3]]
+        shared_ignored = [c for c in label_ignored if c in header]
+        absent = [c for c in ignore_columns if c not in header and c not in label_ignored]
+        column_positions(header, absent, f"{source} and {label_table[0]}", "ignored")  # names them, if any
+        ignore_columns = [c for c in ignore_columns if c in header]
     ignored = set(column_positions(header, ignore_columns, source, "ignored"))
     if isinstance(label_columns, (list, tuple)):
         both = [c for c in label_columns if c in ignore_columns]
         if both:
             raise ValueError(f"{source}: column(s) {both} are named both as labels and as ignored")
     kept = [j for j in range(len(header)) if j not in ignored]
-    lab = [kept[i] for i in _label_indices([header[j] for j in kept], label_columns, source)]
+    lab = [] if label_path is not None else [kept[i] for i in _label_indices([header[j] for j in kept], label_columns, source)]
     feat = [j for j in kept if j not in set(lab)]
     cat = set(column_positions(header, categorical_columns, source, "categorical"))
     for others, what in ((ignored, "ignored"), (set(lab), "label columns")):
@@ -728,6 +804,13 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
     def features(data: np.ndarray, line_of: np.ndarray) -> tuple[np.ndarray, list[str]]:
         return _with_one_hot(source, lines, first, header, feat, data, line_of, cat, categories, allow_missing)
 
+    if label_table is not None:
+        data, line_of = _parse_rows(source, lines, first, header, numeric, labels=set(), allow_missing=allow_missing)
+        names, y = _label_table(label_table, label_columns, label_sep, label_names, label_ignored)
+        _rows_agree((source, lines, first, header), label_table, len(line_of), len(y), shared_ignored)
+        x, feature_names = features(data, line_of)
+        return MultiLabelDataset(features=np.ascontiguousarray(x), labels=y, label_names=names,
+                                 feature_names=feature_names, source=source, name=name or _default_name(path))
     if label_sep is not None:
         if len(lab) != 1:
             raise ValueError(f"{source}: with dataset.label_sep, dataset.label_columns names the one column that "

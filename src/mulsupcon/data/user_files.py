@@ -15,6 +15,11 @@ path                                 read as
 ``*.arff`` (``.gz``, ``.bz2``)       Mulan ARFF with ``xml`` (the label XML), MEKA ARFF (``-C n``
                                      in the relation name), or ``label_columns`` = N (the last N)
 ``*.h5`` / ``*.hdf5``                ``feature``/``target`` (vectors) or ``Image``/``target``
+``*.csv`` / ``*.tsv`` + ``labels``   features and labels in files of their own, row for row: every
+                                     column of the file is a feature; ``labels`` (a CSV/TSV) holds one
+                                     0/1 column per label (``label_columns`` picks some) or, with
+                                     ``label_sep``, one column of names; an ``ignore_columns`` column in
+                                     both (an id) must match row by row
 folder + ``labels`` (a CSV)          images: first column the file name relative to the folder,
                                      then one 0/1 column per label (header: the label names), or
                                      ``filename,labels`` with ``;``-separated names (``label_sep``:
@@ -149,10 +154,11 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
             raise ValueError(f"{path}: dataset.ignore_columns and dataset.label_sep apply to a CSV file (or an image "
                              "folder's label file, --dataset.labels FILE.csv)")
         return _read_folder(path, labels, options, part, ignored, sep, label_names)
-    if labels is not None:
-        raise ValueError(f"dataset.labels names an image label file; {path} is a file, not a folder of images")
     name = path.name.split(".")[0]
     suffix = format_suffix(path)
+    if labels is not None and suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"dataset.labels names the label file of a folder of images or of a CSV/TSV file of features; "
+                         f"{path} is a {suffix or 'other'} file, which holds its labels itself (drop the option)")
     columns = parse_label_columns(label_columns)
     for key, given in (("ignore_columns", ignored), ("label_sep", sep is not None), ("categorical_columns", categorical)):
         if given and suffix not in TABLE_SUFFIXES:
@@ -160,13 +166,18 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     if columns is not None and suffix in (".npz", ".h5", ".hdf5"):  # their labels are an array of their own
         raise ValueError(f"{path}: dataset.label_columns applies to CSV/TSV and ARFF files; a {suffix} file holds "
                          "its labels in an array of their own (drop the option)")
+    label_file = None if labels is None else Path(labels).expanduser().resolve()
     if suffix in TABLE_SUFFIXES:
-        if columns is None:
+        if columns is None and label_file is None:
             raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... "
-                             f"(their names in the header) or --dataset.label_columns N (the last N columns)")
+                             f"(their names in the header) or --dataset.label_columns N (the last N columns); or, "
+                             f"with the labels in a file of their own, --dataset.labels FILE.csv")
+        if label_file is not None and not label_file.is_file():
+            raise FileNotFoundError(f"label file not found: {label_file}")
         ds = read_csv(path, columns, ignore_columns=ignored, label_sep=sep, label_names=label_names, name=name,
                       delimiter=table_delimiter(path), allow_missing=options.allow_missing,
-                      categorical_columns=categorical, categories=categories)
+                      categorical_columns=categorical, categories=categories, label_path=label_file,
+                      label_delimiter=table_delimiter(label_file) if label_file is not None else ",")
     elif suffix == ".npz":
         ds = read_npz(path, name=name, allow_missing=options.allow_missing)
     elif suffix == ".arff":
@@ -178,6 +189,8 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
         raise ValueError(f"{path}: unknown file type {suffix!r}; expected .csv, .tsv, .npz, .arff, .h5/.hdf5 "
                          f"(or a folder of images with --dataset.labels FILE.csv){as_csv_hint(path)}")
     files = {str(path): sha256_of(path)}
+    if label_file is not None:
+        files[str(label_file)] = sha256_of(label_file)
     if xml:
         files[str(Path(xml).expanduser().resolve())] = sha256_of(Path(xml).expanduser())
     return SourceParts(train=ds), files
@@ -253,10 +266,12 @@ def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, la
     prediction.
     """
     if test_labels is not None and (labels is None or test_path is None):
-        raise ValueError("dataset.test_labels is the label file of the test image folder: it goes with "
-                         "dataset.test_path and dataset.labels")
-    if labels is not None and test_path is not None and test_labels is None and Path(test_path).is_dir():
-        raise ValueError(f"{test_path}: a test folder of images needs its own label file: add --dataset.test_labels FILE")
+        raise ValueError("dataset.test_labels is the label file of the test part (a folder of images, or a file of "
+                         "features): it goes with dataset.test_path and dataset.labels")
+    if labels is not None and test_path is not None and test_labels is None:
+        what = "a test folder of images" if Path(test_path).is_dir() else "a test file of features"
+        raise ValueError(f"{test_path}: {what} needs its own label file: add --dataset.test_labels FILE (as the "
+                         "training part has --dataset.labels)")
 
     categorical = parse_column_names(categorical_columns, "categorical_columns")
 
