@@ -378,6 +378,10 @@ def test_features_and_labels_in_files_of_their_own_are_read_as_one_file(tmp_path
     pair = json.loads(_cli("evaluate", "two", "--input", "te-X.csv", "--label-file", "te-Y.csv", "--json",
                            cwd=tmp_path).stdout)["protocols"]
     assert pair == own
+    np.save(tmp_path / "te-X.npy", x[100:])  # np.save'd arrays: taken by position
+    np.save(tmp_path / "te-Y.npy", y[100:])
+    assert json.loads(_cli("evaluate", "one", "--input", "te-X.npy", "--label-file", "te-Y.npy", "--json",
+                           cwd=tmp_path).stdout)["protocols"] == own
 
     # pairs that do not go row for row, and options that do not fit
     short = tmp_path / "short-Y.csv"
@@ -400,6 +404,40 @@ def test_features_and_labels_in_files_of_their_own_are_read_as_one_file(tmp_path
         from_file(tmp_path / "d.npz", labels=yp)
     with pytest.raises(ValueError, match=r"the ignored column\(s\) \['nope'\] are not in the header"):
         from_file(xp, labels=yp, ignore_columns="id,nope")
+
+
+def test_npy_features_and_labels_saved_apart_are_read_as_one_npz(tmp_path):
+    """Oracle: X.npy + Y.npy (`np.save`, `--dataset.labels Y.npy`) give the arrays and split of the same arrays
+    in one .npz; a lone .npy, rows that do not pair, images and object arrays are errors that say what to do."""
+    from mulsupcon.data import from_file
+    from mulsupcon.train.dataset_section import load_dataset_splits
+
+    x, y = _vectors(120)
+    np.savez(tmp_path / "both.npz", features=x, labels=y)
+    np.save(tmp_path / "X.npy", x.astype(np.float64))
+    np.save(tmp_path / "Y.npy", y)
+    one = load_dataset_splits({"path": str(tmp_path / "both.npz"), "name": "t"})
+    two = load_dataset_splits({"path": str(tmp_path / "X.npy"), "labels": str(tmp_path / "Y.npy"), "name": "t"})
+    for part in ("train", "val", "test"):
+        a, b = getattr(one, part), getattr(two, part)
+        np.testing.assert_array_equal(np.asarray(a.features), np.asarray(b.features))
+        np.testing.assert_array_equal(np.asarray(a.labels), np.asarray(b.labels))
+        assert (a.label_names, a.feature_names) == (b.label_names, b.feature_names)
+    assert set(two.info["files"]) == {str(tmp_path / "X.npy"), str(tmp_path / "Y.npy")}
+    with pytest.raises(ValueError, match=r"X\.npy: an \.npy file holds one array; give the labels' \.npy with "
+                                         r"--dataset.labels Y\.npy"):
+        from_file(tmp_path / "X.npy")
+    np.save(tmp_path / "short.npy", y[:-1])
+    with pytest.raises(DataFormatError, match=r"short\.npy: 119 rows of labels, but .*X\.npy has 120 rows"):
+        from_file(tmp_path / "X.npy", labels=tmp_path / "short.npy")
+    np.save(tmp_path / "img.npy", np.zeros((4, 3, 8, 8), np.uint8))
+    with pytest.raises(DataFormatError, match=r"img\.npy: features must be a 2-D \(N, F\) array, got shape"):
+        from_file(tmp_path / "img.npy", labels=tmp_path / "Y.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}] * 120), allow_pickle=True)
+    with pytest.raises(DataFormatError, match=r"obj\.npy: holds Python objects \(dtype=object\), which are not read"):
+        from_file(tmp_path / "X.npy", labels=tmp_path / "obj.npy")
+    with pytest.raises(ValueError, match=r"the labels of an \.npy file of features are an \.npy file too"):
+        from_file(tmp_path / "X.npy", labels=tmp_path / "both.npz")
 
 
 def test_evaluate_per_label_gives_the_numbers_of_predict_labels(tmp_path):

@@ -297,6 +297,10 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
                                       "the model")
                 x = x if order is None else x[:, order]
             return x, None
+    if suffix == ".npy":  # one array (np.save), in the model's feature order: it names no columns
+        from mulsupcon.data.formats import read_npy
+
+        return read_npy(path), None
     if suffix in (".h5", ".hdf5"):
         import h5py
 
@@ -350,10 +354,18 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     suffix = format_suffix(path)
     delimiter = table_delimiter(path)
     sep = parse_label_sep(model.config.get("dataset", {}).get("label_sep"))
+    if labels is not None and suffix == ".npy":  # X.npy and Y.npy, row for row, taken by position
+        from mulsupcon.data.formats import read_npy_pair
+
+        ds = read_npy_pair(path, Path(labels).expanduser(), allow_missing=model.allows_missing)
+        ds = in_column_order(ds, model.feature_names, ds.label_names, path, "the model")  # the count is checked
+        if ds.n_labels != len(model.label_names):
+            raise ValueError(f"{labels}: {ds.n_labels} label columns, but the model has {len(model.label_names)}")
+        return np.asarray(ds.features), np.asarray(ds.labels, dtype=np.uint8)
     if labels is not None:  # features and labels in files of their own, row for row, read as training reads them
         if suffix not in TABLE_SUFFIXES:
-            raise ValueError(f"a label file (--label-file {labels}) goes with a folder of images or a CSV/TSV file of "
-                             f"features; {path.name} holds its labels itself")
+            raise ValueError(f"a label file (--label-file {labels}) goes with a folder of images or a CSV/TSV or .npy "
+                             f"file of features; {path.name} holds its labels itself")
         from mulsupcon.data.formats import read_csv
 
         label_file = Path(labels).expanduser()

@@ -37,7 +37,7 @@ import numpy as np
 from mulsupcon.data.arff import _FLOAT32_MAX, MISSING_HINT, DataFormatError, PathType, _default_name, read_bytes
 from mulsupcon.data.dataset import MultiLabelDataset
 
-__all__ = ["read_hdf5", "read_npz", "read_csv", "read_table", "read_text_columns", "text_rows", "column_positions",
+__all__ = ["read_hdf5", "read_npz", "read_npy", "read_npy_pair", "read_csv", "read_table", "read_text_columns", "text_rows", "column_positions",
            "multi_hot", "label_matrix", "default_label_names", "label_columns_checked", "open_npz", "one_hot_encode", "one_hot_groups"]
 
 
@@ -267,6 +267,43 @@ def read_npz(path: PathType, *, name: str = "", allow_missing: bool = False) -> 
         source=source,
         name=name or _default_name(path),
     )
+
+
+def read_npy(path: PathType) -> np.ndarray:
+    """The one array of an ``.npy`` file (``np.save``), read without pickle; a damaged file or an array of
+    Python objects is an error naming the file."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{path}: the file is empty (0 bytes); expected an .npy array")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except _NPZ_ERRORS as exc:
+        why = ("holds Python objects (dtype=object), which are not read (loading them would run pickle)"
+               if "allow_pickle" in str(exc) else f"is not a readable .npy file ({type(exc).__name__}: {exc})")
+        raise DataFormatError(f"{path}: {why}") from exc
+    if not isinstance(a, np.ndarray):
+        raise DataFormatError(f"{path}: holds an .npz archive of named arrays; name it .npz")
+    return a
+
+
+def read_npy_pair(path: PathType, label_path: PathType, *, name: str = "",
+                  allow_missing: bool = False) -> MultiLabelDataset:
+    """Features and labels saved apart with ``np.save`` (``X.npy``, ``Y.npy``), row for row: features (N, F)
+    float32, named ``f0 ...`` (taken by position), labels (N, L) uint8 0/1, named ``label0 ...``. NaN
+    features are missing values, refused unless ``allow_missing``."""
+    path, label_path = Path(path), Path(label_path)
+    x = read_npy(path)
+    if x.ndim != 2:
+        raise DataFormatError(f"{path}: features must be a 2-D (N, F) array, got shape {x.shape} (images: save them "
+                              "with their labels in an .npz, np.savez(path, features=X, labels=Y))")
+    feats = _vector_features(x, str(path), "features", allow_missing)
+    y = _check_labels(read_npy(label_path), str(label_path), "labels")
+    if len(y) != len(feats):
+        raise DataFormatError(f"{label_path}: {len(y)} rows of labels, but {path} has {len(feats)} rows of features; "
+                              "the two files go row for row")
+    return MultiLabelDataset(features=feats, labels=y, label_names=default_label_names(y.shape[1]),
+                             feature_names=_names(None, feats.shape[1], "f", str(path), "feature names"),
+                             source=str(path), name=name or _default_name(path))
 
 
 def _label_indices(header: Sequence[str], label_columns: Sequence[str] | int, source: str) -> list[int]:

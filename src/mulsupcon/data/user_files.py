@@ -10,6 +10,8 @@ path                                 read as
                                      ``ignore_columns`` names columns not read (an id, text);
                                      ``categorical_columns``: text features, one-hot encoded;
                                      ``label_sep``: one label column lists names (``cat;dog``)
+``*.npy`` + ``labels`` (``.npy``)    two ``np.save`` arrays, features (N, F) and 0/1 labels (N, L),
+                                     row for row
 ``*.npz``                            arrays ``features``/``X`` and ``labels``/``Y`` (optional
                                      ``label_names``, ``feature_names``; 4-D uint8 = images)
 ``*.arff`` (``.gz``, ``.bz2``)       Mulan ARFF with ``xml`` (the label XML), MEKA ARFF (``-C n``
@@ -47,7 +49,7 @@ from .arff import missing_mode, read_arff
 from .catalogue import ReadOptions
 from .dataset import Matrix, MultiLabelDataset, column_order
 from .download import sha256_file as sha256_of
-from .formats import first_unrepresentable, one_hot_groups, open_npz, read_csv, read_hdf5, read_npz
+from .formats import first_unrepresentable, one_hot_groups, open_npz, read_csv, read_hdf5, read_npy_pair, read_npz
 from .image_datasets import cache_images, embedded_metadata
 from .image_layouts import coco_layout, read_coco, read_image_folder, read_voc
 from .splits import SourceParts, concat_datasets
@@ -156,9 +158,9 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
         return _read_folder(path, labels, options, part, ignored, sep, label_names)
     name = path.name.split(".")[0]
     suffix = format_suffix(path)
-    if labels is not None and suffix not in TABLE_SUFFIXES:
-        raise ValueError(f"dataset.labels names the label file of a folder of images or of a CSV/TSV file of features; "
-                         f"{path} is a {suffix or 'other'} file, which holds its labels itself (drop the option)")
+    if labels is not None and suffix not in (*TABLE_SUFFIXES, ".npy"):
+        raise ValueError(f"dataset.labels names the label file of a folder of images, or of a CSV/TSV or .npy file of "
+                         f"features; {path} is a {suffix or 'other'} file, which holds its labels itself (drop the option)")
     columns = parse_label_columns(label_columns)
     for key, given in (("ignore_columns", ignored), ("label_sep", sep is not None), ("categorical_columns", categorical)):
         if given and suffix not in TABLE_SUFFIXES:
@@ -180,13 +182,22 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
                       label_delimiter=table_delimiter(label_file) if label_file is not None else ",")
     elif suffix == ".npz":
         ds = read_npz(path, name=name, allow_missing=options.allow_missing)
+    elif suffix == ".npy":
+        if label_file is None:
+            raise ValueError(f"{path}: an .npy file holds one array; give the labels' .npy with --dataset.labels "
+                             "Y.npy (row for row), or save both in one .npz: np.savez('data.npz', features=X, labels=Y)")
+        if format_suffix(label_file) != ".npy":
+            raise ValueError(f"{label_file}: the labels of an .npy file of features are an .npy file too")
+        if not label_file.is_file():
+            raise FileNotFoundError(f"label file not found: {label_file}")
+        ds = read_npy_pair(path, label_file, name=name, allow_missing=options.allow_missing)
     elif suffix == ".arff":
         ds = read_arff(path, columns, name=name, xml=Path(xml).expanduser().resolve() if xml else None,
                        missing=missing_mode(options.allow_missing))
     elif suffix in (".h5", ".hdf5"):
         ds = read_hdf5(path, name=name, allow_missing=options.allow_missing)
     else:
-        raise ValueError(f"{path}: unknown file type {suffix!r}; expected .csv, .tsv, .npz, .arff, .h5/.hdf5 "
+        raise ValueError(f"{path}: unknown file type {suffix!r}; expected .csv, .tsv, .npz, .npy (+ labels), .arff, .h5/.hdf5 "
                          f"(or a folder of images with --dataset.labels FILE.csv){as_csv_hint(path)}")
     files = {str(path): sha256_of(path)}
     if label_file is not None:
