@@ -298,9 +298,7 @@ def read_npy_pair(path: PathType, label_path: PathType, *, name: str = "",
                               "with their labels in an .npz, np.savez(path, features=X, labels=Y))")
     feats = _vector_features(x, str(path), "features", allow_missing)
     y = _check_labels(read_npy(label_path), str(label_path), "labels")
-    if len(y) != len(feats):
-        raise DataFormatError(f"{label_path}: {len(y)} rows of labels, but {path} has {len(feats)} rows of features; "
-                              "the two files go row for row")
+    _row_counts_agree(str(path), str(label_path), len(feats), len(y))
     return MultiLabelDataset(features=feats, labels=y, label_names=default_label_names(y.shape[1]),
                              feature_names=_names(None, feats.shape[1], "f", str(path), "feature names"),
                              source=str(path), name=name or _default_name(path))
@@ -747,14 +745,19 @@ def _label_table(table: tuple[str, list[str], int, list[str]], label_columns: Se
     return names, label_columns_checked(data, names, [f"{source}:{n}" for n in line_of])
 
 
+def _row_counts_agree(features: str, labels: str, n_features: int, n_labels: int) -> None:
+    """A file of features and a file of labels (named ``features``, ``labels``) hold as many rows."""
+    if n_features != n_labels:
+        raise DataFormatError(f"{labels}: {n_labels} rows of labels, but {features} has {n_features} rows of features; "
+                              "the two files go row for row")
+
+
 def _rows_agree(features: tuple[str, list[str], int, list[str]], labels: tuple[str, list[str], int, list[str]],
                 n_features: int, n_labels: int, shared: Sequence[str]) -> None:
     """A file of features and a file of labels go row for row: the same number of data rows, and in each
     column both hold (``shared``: an id the run ignores) the same value on every row; else an error naming
     the first row that differs, so that files sorted differently are not paired silently."""
-    if n_features != n_labels:
-        raise DataFormatError(f"{labels[0]}: {n_labels} rows of labels, but {features[0]} has {n_features} rows of "
-                              "features; the two files go row for row")
+    _row_counts_agree(features[0], labels[0], n_features, n_labels)
     for name in shared:
         (a_src, *_), (b_src, *_) = features, labels
         a, b = (_column_text(t, name) for t in (features, labels))
