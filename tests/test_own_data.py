@@ -378,6 +378,8 @@ def test_features_and_labels_in_files_of_their_own_are_read_as_one_file(tmp_path
     pair = json.loads(_cli("evaluate", "two", "--input", "te-X.csv", "--label-file", "te-Y.csv", "--json",
                            cwd=tmp_path).stdout)["protocols"]
     assert pair == own
+    alone = _cli("evaluate", "two", "--input", "te-X.csv", cwd=tmp_path, ok=False)  # the labels left behind
+    assert alone.returncode == 2 and "labels kept in a file of their own go with --label-file FILE" in alone.stderr
     np.save(tmp_path / "te-X.npy", x[100:])  # np.save'd arrays: taken by position
     np.save(tmp_path / "te-Y.npy", y[100:])
     assert json.loads(_cli("evaluate", "one", "--input", "te-X.npy", "--label-file", "te-Y.npy", "--json",

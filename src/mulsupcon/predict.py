@@ -337,6 +337,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     ``ignore_columns``; only the model's labels may occur.
     """
     from mulsupcon.data.formats import (
+        DataFormatError,
         default_label_names,
         label_columns_checked,
         label_matrix,
@@ -401,10 +402,15 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
         return data, y
     if suffix in TABLE_SUFFIXES:
         n_feat = len(model.feature_names)
-        _, data, line_of = read_table(path, delimiter=delimiter,
-                                      columns=model.feature_names + model.label_names, whose="model's feature or label",
-                                      allow_missing=model.allows_missing, missing_hint=model.missing_hint,
-                                      labels=model.label_names, categories=model.categories)
+        try:
+            _, data, line_of = read_table(path, delimiter=delimiter,
+                                          columns=model.feature_names + model.label_names, whose="model's feature or label",
+                                          allow_missing=model.allows_missing, missing_hint=model.missing_hint,
+                                          labels=model.label_names, categories=model.categories)
+        except DataFormatError as err:
+            if "not in the header" not in str(err):
+                raise
+            raise DataFormatError(f"{err}; labels kept in a file of their own go with --label-file FILE") from None
         y = label_columns_checked(data[:, n_feat:], model.label_names, [f"{path}:{n}" for n in line_of])
         return np.ascontiguousarray(data[:, :n_feat]), y
     ds_cfg = model.config.get("dataset", {}) if suffix == ".arff" else {}  # which ARFF attributes are labels
