@@ -384,9 +384,10 @@ def test_features_and_labels_in_files_of_their_own_are_read_as_one_file(tmp_path
     np.save(tmp_path / "te-Y.npy", y[100:])
     assert json.loads(_cli("evaluate", "one", "--input", "te-X.npy", "--label-file", "te-Y.npy", "--json",
                            cwd=tmp_path).stdout)["protocols"] == own
-    for name in ("test.csv", "te-X.npy"):  # predict takes an .npy of rows, by position
+    np.save(tmp_path / "rows.npy", np.loadtxt(tmp_path / "test.csv", delimiter=",", skiprows=1)[:, :6])
+    for name in ("test.csv", "rows.npy"):  # predict takes an .npy of rows, by position (the CSV's values)
         _cli("predict", "one", "--input", name, "--out", f"{name}.pred.csv", cwd=tmp_path)
-    assert (tmp_path / "te-X.npy.pred.csv").read_text() == (tmp_path / "test.csv.pred.csv").read_text()
+    assert (tmp_path / "rows.npy.pred.csv").read_text() == (tmp_path / "test.csv.pred.csv").read_text()
 
     # pairs that do not go row for row, and options that do not fit
     short = tmp_path / "short-Y.csv"
