@@ -338,6 +338,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     """
     from mulsupcon.data.formats import (
         DataFormatError,
+        MissingColumns,
         default_label_names,
         label_columns_checked,
         label_matrix,
@@ -407,8 +408,8 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
                                           columns=model.feature_names + model.label_names, whose="model's feature or label",
                                           allow_missing=model.allows_missing, missing_hint=model.missing_hint,
                                           labels=model.label_names, categories=model.categories)
-        except DataFormatError as err:
-            if "not in the header" not in str(err):
+        except MissingColumns as err:
+            if not set(err.missing) & set(model.label_names):
                 raise
             raise DataFormatError(f"{err}; labels kept in a file of their own go with --label-file FILE") from None
         y = label_columns_checked(data[:, n_feat:], model.label_names, [f"{path}:{n}" for n in line_of])

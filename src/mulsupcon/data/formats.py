@@ -375,15 +375,23 @@ def _table_lines(path: PathType, delimiter: str) -> tuple[str, list[str], int, l
     return source, lines, first, header
 
 
+class MissingColumns(DataFormatError):
+    """Columns asked for by name are not in a table's header; ``missing`` names them."""
+
+    def __init__(self, message: str, missing: Sequence[str]) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
+
+
 def column_positions(header: Sequence[str], names: Sequence[str], source: str, whose: str) -> list[int]:
-    """Positions of ``names`` in ``header``; an error lists those that are missing."""
+    """Positions of ``names`` in ``header``; :class:`MissingColumns` lists those that are missing."""
     position = {h: j for j, h in reversed(list(enumerate(header)))}  # a name's first column
     missing = [c for c in names if c not in position]
     if missing:
         wanted = set(names)
-        raise DataFormatError(f"{source}: the {whose} column(s) {list(missing[:5])} are not in the header "
-                              f"({len(missing)} of {len(names)} missing; the header: {list(header[:10])})"
-                              + _spelled_otherwise(missing[:5], [h for h in header if h not in wanted]))
+        raise MissingColumns(f"{source}: the {whose} column(s) {list(missing[:5])} are not in the header "
+                             f"({len(missing)} of {len(names)} missing; the header: {list(header[:10])})"
+                             + _spelled_otherwise(missing[:5], [h for h in header if h not in wanted]), missing)
     return [position[c] for c in names]
 
 
