@@ -742,15 +742,24 @@ def _label_table(table: tuple[str, list[str], int, list[str]], label_columns: Se
         if len(lab) != 1:
             raise ValueError(f"{source}: with dataset.label_sep the label file has one column that lists the labels "
                              f"(or dataset.label_columns names it); found {len(lab)}: {[header[j] for j in lab][:5]}")
-        rows = _data_fields(lines, first)
-        where = [f"{source}:{i + 1}" for i in range(first + 1, len(lines)) if lines[i].strip()]
-        names, y = label_matrix([r[lab[0]] for r in rows], label_sep, label_names, where=where)
-        if not names:
-            raise DataFormatError(f"{source}: column {header[lab[0]]!r} lists no label on any row")
-        return names, y
+        return _listed_labels(table, lab[0], label_sep, label_names)
     data, line_of = _parse_rows(source, lines, first, header, lab, labels=set(lab))
     names = [header[j] for j in lab]
     return names, label_columns_checked(data, names, [f"{source}:{n}" for n in line_of])
+
+
+def _listed_labels(table: tuple[str, list[str], int, list[str]], j: int, label_sep: str,
+                   label_names: Optional[Sequence[str]]) -> tuple[list[str], np.ndarray]:
+    """Column ``j`` of ``table`` (as :func:`_table_lines` gives it) lists each row's label names separated by
+    ``label_sep``: ``(names (L), labels (N, L) uint8)`` (:func:`label_matrix`; ``label_names`` fixes them)."""
+    source, lines, first, header = table
+    if not label_sep:
+        raise ValueError(f"{source}: dataset.label_sep is empty; give the string between label names (';')")
+    where = [f"{source}:{i + 1}" for i in range(first + 1, len(lines)) if lines[i].strip()]
+    names, y = label_matrix([fields[j] for fields in _data_fields(lines, first)], label_sep, label_names, where=where)
+    if not names:
+        raise DataFormatError(f"{source}: column {header[j]!r} lists no label on any row")
+    return names, y
 
 
 def _row_counts_agree(features: str, labels: str, n_features: int, n_labels: int) -> None:
@@ -863,13 +872,8 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
         if len(lab) != 1:
             raise ValueError(f"{source}: with dataset.label_sep, dataset.label_columns names the one column that "
                              f"lists the labels; got {len(lab)} columns")
-        if not label_sep:
-            raise ValueError(f"{source}: dataset.label_sep is empty; give the string between label names (';')")
         data, line_of = _parse_rows(source, lines, first, header, numeric, labels=set(), allow_missing=allow_missing)
-        names, y = label_matrix([fields[lab[0]] for fields in _data_fields(lines, first)], label_sep, label_names,
-                                where=[f"{source}:{n}" for n in line_of])
-        if not names:
-            raise DataFormatError(f"{source}: column {header[lab[0]]!r} lists no label on any row")
+        names, y = _listed_labels((source, lines, first, header), lab[0], label_sep, label_names)
         x, feature_names = features(data, line_of)
         return MultiLabelDataset(features=np.ascontiguousarray(x), labels=y, label_names=names,
                                  feature_names=feature_names, source=source, name=name or _default_name(path))
