@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="threshold of the fixed protocol")
     p.add_argument("--input", default=None, metavar="FILE",
                    help="a new labelled vector file (CSV/TSV: the training file's feature and label columns, by "
-                        "name; NPZ, HDF5, ARFF), or a folder of images: score the run's model on it instead of its "
+                        "name; NPZ, HDF5, ARFF, svmlight), or a folder of images: score the run's model on it instead of its "
                         "own test split")
     p.add_argument("--label-file", default=None, metavar="FILE",
                    help="with --input FOLDER of images: their label file, as training reads it (default: "

@@ -26,6 +26,7 @@ import torch
 
 from mulsupcon.data import ReadOptions
 from mulsupcon.data.formats import CATEGORY_SEP, first_unrepresentable, one_hot_encode, one_hot_groups
+from mulsupcon.data.svmlight import is_svmlight
 from mulsupcon.data.user_files import (IMAGE_SUFFIXES, TABLE_SUFFIXES, as_csv_hint, feature_order, in_column_order,
                                        parse_column_names, parse_label_columns, table_delimiter)
 from mulsupcon.io import atomic_write_text
@@ -236,7 +237,8 @@ class TrainedModel:
         """Inputs from a file or folder in the training formats: ``(x, image file names or None)``.
 
         Vectors: CSV/TSV (columns found by the training feature names, in any order; label columns and
-        others are ignored), NPZ (``features``/``X``), HDF5 (``feature``), ARFF (read as in training).
+        others are ignored), NPZ (``features``/``X``), HDF5 (``feature``), ARFF (read as in training),
+        svmlight (features by index, below the model's count; the label ids are not used).
         Images: a folder (every image file in it, sorted by name, or those listed in the first column of
         a ``labels.csv`` there), an HDF5 ``Image`` or NPZ array.
         """
@@ -273,9 +275,14 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
         names = image_folder_names(path)
         return decode_images(path, names, _stored_image_size(model)), names
     suffix = format_suffix(path)
-    if model.is_image and suffix in (*TABLE_SUFFIXES, ".arff"):
+    svm = is_svmlight(path)
+    if model.is_image and (suffix in (*TABLE_SUFFIXES, ".arff") or svm):
         raise ValueError(f"{path}: this model is for images; --input takes a folder of images (or an HDF5 / NPZ "
                          "array of them), not a table")
+    if svm:  # features by index; the label ids are not used
+        from mulsupcon.data.svmlight import read_svmlight_features
+
+        return read_svmlight_features(path, len(model.feature_names), allow_missing=model.allows_missing), None
     if suffix in TABLE_SUFFIXES:
         from mulsupcon.data.formats import read_table
 
@@ -317,7 +324,7 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
         ds = read_arff(path, parse_label_columns(ds_cfg.get("label_columns")), xml=ds_cfg.get("xml"),
                        missing=missing_mode(model.allows_missing))
         return in_column_order(ds, model.feature_names, ds.label_names, path, "the model").features, None
-    raise ValueError(f"{path}: unknown input type {suffix!r}; expected .csv, .tsv, .npz, .h5/.hdf5, .arff "
+    raise ValueError(f"{path}: unknown input type {suffix!r}; expected .csv, .tsv, .npz, .h5/.hdf5, .arff, .svm/.libsvm "
                      f"or a folder of images{as_csv_hint(path)}")
 
 
@@ -330,7 +337,8 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     read); a model trained on labels listed by name (``dataset.label_sep``) reads its label column so. With
     ``labels`` (a CSV/TSV of labels only, row for row), every feature column of ``path`` and the model's label
     columns of ``labels``, as training reads such a pair (an ignored column in both must match row by row).
-    NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label names
+    svmlight: the rows' label ids must be the model's, the feature indices below its feature count (sparse rows
+    stay a CSR matrix). NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label names
     must be the model's, and a file that names none (HDF5) is taken in the model's label order. An
     image folder: its label file ``labels`` (default ``FOLDER/labels.csv``), in the formats training
     reads (one 0/1 column per label, a column listing names, or JSON), with the run's ``label_sep`` and
@@ -356,6 +364,14 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     suffix = format_suffix(path)
     delimiter = table_delimiter(path)
     sep = parse_label_sep(model.config.get("dataset", {}).get("label_sep"))
+    if is_svmlight(path):  # the model's label ids and feature count
+        if labels is not None:
+            raise ValueError(f"{path.name} holds its labels itself (the ids that start each row): drop --label-file")
+        from mulsupcon.data.svmlight import read_svmlight
+
+        ds = read_svmlight(path, label_names=model.label_names, n_features=len(model.feature_names), whose="the model",
+                           allow_missing=model.allows_missing)
+        return ds.features, ds.labels  # sparse rows stay so: scored a batch at a time
     if labels is not None and suffix == ".npy":  # X.npy and Y.npy, row for row, taken by position
         from mulsupcon.data.formats import read_npy_pair
 
@@ -569,7 +585,7 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
     kept = None
     if keep:
         suffix = format_suffix(Path(input_path))
-        if suffix not in TABLE_SUFFIXES:
+        if suffix not in TABLE_SUFFIXES or is_svmlight(input_path):
             raise ValueError(f"--keep copies columns of a CSV or TSV input; {input_path} is not one")
         clash = sorted(set(keep) & set(columns))
         if clash:

@@ -62,7 +62,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Sequence, Union
+from typing import BinaryIO, Sequence, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -76,6 +76,8 @@ __all__ = [
     "read_arff",
     "read_mulan_xml",
     "read_bytes",
+    "open_binary",
+    "format_suffix",
     "ArffAttribute",
     "ArffHeader",
     "parse_arff_header",
@@ -89,6 +91,14 @@ class DataFormatError(ValueError):
 
 
 # ----------------------------------------------------------------------------- file access
+_MAGIC = ((b"\x1f\x8b", gzip), (b"BZh", bz2), (b"\xfd7zXZ\x00", lzma))  # how each compression starts
+
+
+def _compression(head: bytes):
+    """The module (gzip, bz2, lzma) that decompresses a file starting with ``head``, or None."""
+    return next((module for magic, module in _MAGIC if head.startswith(magic)), None)
+
+
 def read_bytes(path: PathType) -> bytes:
     """Whole content of ``path``, decompressed when it is gzip, bzip2 or xz.
 
@@ -101,26 +111,48 @@ def read_bytes(path: PathType) -> bytes:
     """
     path = Path(path)
     raw = path.read_bytes()
+    module = _compression(raw[:6])
     try:
-        if raw[:2] == b"\x1f\x8b":
-            return gzip.decompress(raw)
-        if raw[:3] == b"BZh":
-            return bz2.decompress(raw)
-        if raw[:6] == b"\xfd7zXZ\x00":
-            return lzma.decompress(raw)
+        if module is not None:
+            return module.decompress(raw)
     except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
         raise DataFormatError(f"{path}: cannot decompress ({type(exc).__name__}: {exc})") from exc
-    if path.suffix.lower() in (".gz", ".bz2", ".xz") and raw:
+    _check_named_compression(path, raw)
+    return raw
+
+
+def open_binary(path: PathType) -> BinaryIO:
+    """``path`` opened for reading bytes, line by line, decompressed on the fly when it is gzip, bzip2 or
+    xz (recognised as :func:`read_bytes` does): for files too large to hold whole."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(6)
+    module = _compression(head)
+    if module is None:
+        _check_named_compression(path, head)
+        return open(path, "rb")
+    return module.open(path, "rb")
+
+
+def format_suffix(path: Path) -> str:
+    """The suffix that names a file's format, past a compression suffix: ``data.csv.gz`` -> ``.csv``."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2", ".xz"):
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _check_named_compression(path: Path, head: bytes) -> None:
+    if path.suffix.lower() in (".gz", ".bz2", ".xz") and head:
         raise DataFormatError(
             f"{path}: the name ends in '{path.suffix}' but the content is not {path.suffix[1:]}-compressed"
         )
-    return raw
 
 
 def _default_name(path: Path) -> str:
     """File name without data/compression suffixes: ``yeast-train.arff.bz2`` -> ``yeast-train``."""
     name = path.name
-    for suffix in (".gz", ".bz2", ".xz", ".arff", ".csv", ".npz", ".hdf5", ".h5"):
+    for suffix in (".gz", ".bz2", ".xz", ".arff", ".csv", ".npz", ".hdf5", ".h5", ".svm", ".svmlight", ".libsvm", ".txt"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name

@@ -17,6 +17,9 @@ path                                 read as
 ``*.arff`` (``.gz``, ``.bz2``)       Mulan ARFF with ``xml`` (the label XML), MEKA ARFF (``-C n``
                                      in the relation name), or ``label_columns`` = N (the last N)
 ``*.h5`` / ``*.hdf5``                ``feature``/``target`` (vectors) or ``Image``/``target``
+``*.svm`` / ``*.libsvm``, ``*.txt``  svmlight / LIBSVM multi-label rows (``3,17 0:0.5 7:1``), with or
+                                     without the Extreme Classification Repository's header ``N F L``
+                                     (a ``.txt`` file whose first line looks so; :mod:`.svmlight`)
 ``*.csv`` / ``*.tsv`` + ``labels``   features and labels in files of their own, row for row: every
                                      column of the file is a feature; ``labels`` (a CSV/TSV) holds one
                                      0/1 column per label (``label_columns`` picks some) or, with
@@ -45,7 +48,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from .arff import missing_mode, read_arff
+from .arff import format_suffix, missing_mode, read_arff
 from .catalogue import ReadOptions
 from .dataset import Matrix, MultiLabelDataset, column_order
 from .download import sha256_file as sha256_of
@@ -53,17 +56,9 @@ from .formats import first_unrepresentable, one_hot_groups, open_npz, read_csv, 
 from .image_datasets import cache_images, embedded_metadata
 from .image_layouts import coco_layout, read_coco, read_image_folder, read_voc
 from .splits import SourceParts, concat_datasets
+from .svmlight import ids_in_order, is_svmlight, read_svmlight
 
-_COMPRESSED = (".gz", ".bz2", ".xz")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def format_suffix(path: Path) -> str:
-    """``data.csv.gz`` -> ``.csv``."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSED:
-        suffixes = suffixes[:-1]
-    return suffixes[-1] if suffixes else ""
 
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")  # read as a delimited table with a header row
@@ -131,14 +126,16 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
               labels: Optional[str | Path] = None, options: ReadOptions = ReadOptions(),
               part: str = "train", ignore_columns: object = None, label_sep: object = None,
               label_names: Optional[Sequence[str]] = None, categorical_columns: object = None,
-              categories: Optional[Mapping[str, Sequence[str]]] = None) -> tuple[SourceParts, dict[str, str]]:
+              categories: Optional[Mapping[str, Sequence[str]]] = None,
+              n_features: Optional[int] = None) -> tuple[SourceParts, dict[str, str]]:
     """The dataset at ``path`` (see the module docstring) as its parts, and {file: sha256} of what was read.
 
     ``ignore_columns`` (CSV/TSV only): columns that are neither features nor labels (an id, text).
     ``categorical_columns`` (CSV/TSV only): text feature columns to one-hot encode; ``categories`` fixes
     their values (a test file read with its training file's; see :func:`~.formats.read_csv`).
     ``label_sep`` (CSV/TSV only): the one label column lists label names separated by it; ``label_names``
-    then fixes the label columns (see :func:`~.formats.read_csv`).
+    then fixes the label columns (see :func:`~.formats.read_csv`). An svmlight file takes ``label_names``
+    (ids) and ``n_features`` too (see :func:`~.svmlight.read_svmlight`).
 
     ``part`` names the cache files of images (``"train"``, ``"test"``). A folder in COCO or VOC layout
     that holds a test part too gives ``SourceParts(train, test)``; everything else gives ``train`` only.
@@ -158,6 +155,8 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
         return _read_folder(path, labels, options, part, ignored, sep, label_names)
     name = path.name.split(".")[0]
     suffix = format_suffix(path)
+    if is_svmlight(path):
+        suffix = ".svm"  # (a .txt file in this format is not a table)
     if labels is not None and suffix not in (*TABLE_SUFFIXES, ".npy"):
         raise ValueError(f"dataset.labels names the label file of a folder of images, or of a CSV/TSV or .npy file of "
                          f"features; {path} is a {suffix or 'other'} file, which holds its labels itself (drop the option)")
@@ -165,11 +164,14 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     for key, given in (("ignore_columns", ignored), ("label_sep", sep is not None), ("categorical_columns", categorical)):
         if given and suffix not in TABLE_SUFFIXES:
             raise ValueError(f"{path}: dataset.{key} applies to CSV/TSV files, not {suffix or 'this file'}")
-    if columns is not None and suffix in (".npz", ".h5", ".hdf5"):  # their labels are an array of their own
+    if columns is not None and suffix in (".npz", ".h5", ".hdf5", ".svm"):  # their labels are held apart
         raise ValueError(f"{path}: dataset.label_columns applies to CSV/TSV and ARFF files; a {suffix} file holds "
-                         "its labels in an array of their own (drop the option)")
+                         "its labels apart from its features (drop the option)")
     label_file = None if labels is None else Path(labels).expanduser().resolve()
-    if suffix in TABLE_SUFFIXES:
+    if suffix == ".svm":
+        ds = read_svmlight(path, name=name, label_names=label_names, n_features=n_features,
+                           whose="the pair of files (training and test)", allow_missing=options.allow_missing)
+    elif suffix in TABLE_SUFFIXES:
         if columns is None and label_file is None:
             raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... "
                              f"(their names in the header) or --dataset.label_columns N (the last N columns); or, "
@@ -197,7 +199,8 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
     elif suffix in (".h5", ".hdf5"):
         ds = read_hdf5(path, name=name, allow_missing=options.allow_missing)
     else:
-        raise ValueError(f"{path}: unknown file type {suffix!r}; expected .csv, .tsv, .npz, .npy (+ labels), .arff, .h5/.hdf5 "
+        raise ValueError(f"{path}: unknown file type {suffix!r}; expected .csv, .tsv, .npz, .npy (+ labels), .arff, .h5/.hdf5, "
+                         ".svm/.libsvm "
                          f"(or a folder of images with --dataset.labels FILE.csv){as_csv_hint(path)}")
     files = {str(path): sha256_of(path)}
     if label_file is not None:
@@ -286,17 +289,27 @@ def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, la
 
     categorical = parse_column_names(categorical_columns, "categorical_columns")
 
-    def read(where: str | Path, part: str = "train", names: Optional[Sequence[str]] = None):
+    def read(where: str | Path, part: str = "train", names: Optional[Sequence[str]] = None,
+             n_features: Optional[int] = None):
         values = one_hot_groups(parts.train.feature_names, categorical) if part == "test" and categorical else None
         return read_path(where, label_columns=label_columns, xml=xml, labels=test_labels if part == "test" else labels,
                          options=options, part=part, ignore_columns=ignore_columns, label_sep=label_sep,
-                         label_names=names, categorical_columns=categorical, categories=values)
+                         label_names=names, categorical_columns=categorical, categories=values, n_features=n_features)
 
     parts, files = read(path)
     if test_path is not None:
         test_parts, test_files = read(test_path, "test")
         train_names, test_names = parts.train.label_names, test_parts.train.label_names
-        if (label_sep is not None or labels is not None) and train_names != test_names:
+        if is_svmlight(path) and is_svmlight(test_path):
+            # Without a header, each file has the label ids and the feature indices it holds: both are read
+            # with those of the two together.
+            names = ids_in_order(set(train_names) | set(test_names))
+            width = max(parts.train.n_features, test_parts.train.n_features)
+            if (names, width) != (train_names, parts.train.n_features):
+                parts, files = read(path, names=names, n_features=width)
+            if (names, width) != (test_names, test_parts.train.n_features):
+                test_parts, test_files = read(test_path, "test", names, width)
+        elif (label_sep is not None or labels is not None) and train_names != test_names:
             # Names listed by row: both files are read with all names (the training file's order when it
             # has them all, as a one-hot header fixes it).
             names = train_names if set(test_names) <= set(train_names) else sorted(set(train_names) | set(test_names))
