@@ -1133,3 +1133,30 @@ def test_predict_and_evaluate_match_an_npz_or_arff_files_columns_by_name(tmp_pat
         read_inputs(tmp_path / "other.npz", model)
     np.savez(tmp_path / "plain.npz", features=x[100:], labels=y[100:])
     np.testing.assert_allclose(model.predict_proba(read_inputs(tmp_path / "plain.npz", model)[0]), want, rtol=1e-5)
+
+
+def test_predict_top_writes_each_rows_most_probable_labels(tmp_path):
+    """Oracle: the probabilities `predict` writes, ranked by NumPy. `--top K` writes label_1, p_1, ...,
+    most probable first; K above the label count gives them all; a predictions file of another kind may be
+    replaced, a file that is not one may not; --top with --labels is refused."""
+    x, y = _vectors(120)
+    _write_csv(tmp_path / "train.csv", x, y)
+    _cli("train", "--mode", "scratch", "--dataset.path", "train.csv", "--dataset.label_columns", "3", *VEC,
+         "--run-dir", "r", cwd=tmp_path)
+    _cli("predict", "r", "--input", "train.csv", "--out", "p.csv", cwd=tmp_path)
+    proba = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    for k, out in ((2, "p.csv"), (5, "p.csv")):  # p.csv: a predictions file of this model, replaced
+        _cli("predict", "r", "--input", "train.csv", "--out", out, "--top", str(k), "--keep", "a", cwd=tmp_path)
+        lines = (tmp_path / out).read_text().splitlines()
+        shown = min(k, 3)
+        assert lines[0].split(",") == ["a"] + [c for i in range(1, shown + 1) for c in (f"label_{i}", f"p_{i}")]
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :shown]
+        for row, fields in zip(range(len(proba)), (ln.split(",")[1:] for ln in lines[1:])):
+            assert fields[0::2] == [LABELS[j] for j in order[row]]
+            np.testing.assert_allclose([float(v) for v in fields[1::2]], proba[row, order[row]], rtol=1e-5)
+    (tmp_path / "mine.csv").write_text("a,b\n1,2\n")
+    bad = _cli("predict", "r", "--input", "train.csv", "--out", "mine.csv", "--top", "1", cwd=tmp_path, ok=False)
+    assert "--out mine.csv exists and is not a predictions file of this model" in bad.stderr
+    assert (tmp_path / "mine.csv").read_text() == "a,b\n1,2\n"
+    bad = _cli("predict", "r", "--input", "train.csv", "--out", "t.csv", "--top", "1", "--labels", cwd=tmp_path, ok=False)
+    assert "--labels and --top: give one of them" in bad.stderr

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="write 0/1 at this fixed threshold")
     p.add_argument("--embeddings", action="store_true",
                    help="write the backbone's features (emb0, emb1, ...) instead; a pretraining run gives only these")
+    p.add_argument("--top", type=int, default=None, metavar="K",
+                   help="write each row's K most probable labels instead, most probable first: columns label_1, "
+                        "p_1, ..., label_K, p_K (for data with many labels)")
     p.add_argument("--device", default="cpu")
 
     p = sub.add_parser("export", help="a trained run as TorchScript, a torch.export program or ONNX (raw rows -> "
@@ -596,7 +599,7 @@ def _dispatch(args, extra, argv, parser) -> int:
         from mulsupcon.predict import predict_file
 
         out = predict_file(args.run, args.input, args.out, labels=args.labels, threshold=args.threshold,
-                           device=args.device, keep=args.keep, embeddings=args.embeddings)
+                           device=args.device, keep=args.keep, embeddings=args.embeddings, top=args.top)
         if str(out) != "-":  # "-" wrote the CSV itself to standard output
             print(out)
         return 0

@@ -513,20 +513,36 @@ def decode_images(folder: Path, names: Sequence[str], size: int, listed_in: Opti
     return out
 
 
-def write_predictions(out: str | Path, values: np.ndarray, label_names: Sequence[str],
+def top_labels(proba: np.ndarray, label_names: Sequence[str], k: int) -> tuple[list[str], list[list[str]]]:
+    """Each row's ``k`` most probable labels, most probable first (ties in label order): the columns
+    ``label_1, p_1, ..., label_k, p_k`` and one row of cells per row of ``proba`` (N, L). ``k`` above L gives L."""
+    if k < 1:
+        raise ValueError(f"--top {k}: give the number of labels to write per row, 1 or more")
+    k = min(k, len(label_names))
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    names = np.asarray(label_names, dtype=object)
+    rows = [[cell for j in ranks for cell in (names[j], f"{float(p[j]):.6g}")] for p, ranks in zip(proba, order)]
+    return [c for i in range(1, k + 1) for c in (f"label_{i}", f"p_{i}")], rows
+
+
+def write_predictions(out: str | Path, values: np.ndarray | Sequence[Sequence[str]], label_names: Sequence[str],
                       files: Optional[Sequence[str]] = None, labels: bool = False,
                       kept: Optional[tuple[Sequence[str], Sequence[Sequence[str]]]] = None) -> Path:
     """CSV: a header of the label names, one row per input row (atomic write; ``out="-"``: standard output).
 
-    ``values`` (N, L). Leading columns: ``file`` for images (``files``, N names), and ``kept`` = (names,
-    N rows of fields) copied from the input.
+    ``values``: (N, L) numbers, or N rows of cells already written out (as :func:`top_labels` gives them),
+    under the columns ``label_names``. Leading columns: ``file`` for images (``files``, N names), and ``kept``
+    = (names, N rows of fields) copied from the input.
     """
     lead_names = (["file"] if files is not None else []) + (list(kept[0]) if kept is not None else [])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(lead_names + list(label_names))
     for i, row in enumerate(values):
-        cells = [str(int(v)) for v in row] if labels else [f"{float(v):.6g}" for v in row]
+        if not isinstance(values, np.ndarray):
+            cells = list(row)
+        else:
+            cells = [str(int(v)) for v in row] if labels else [f"{float(v):.6g}" for v in row]
         lead = ([files[i]] if files is not None else []) + (list(kept[1][i]) if kept is not None else [])
         writer.writerow(lead + cells)
     if str(out) == "-":
@@ -542,9 +558,20 @@ def write_predictions(out: str | Path, values: np.ndarray, label_names: Sequence
     return out
 
 
+def _ends_as_predict_writes(header: Sequence[str], label_names: Sequence[str]) -> bool:
+    """Whether a CSV header ends as ``predict`` writes one for a model of these labels: the label names,
+    ``label_1, p_1, ...`` (``--top``) or ``emb0, emb1, ...`` (``--embeddings``)."""
+    if list(header[-len(label_names):]) == list(label_names):
+        return True
+    top = [c for i in range(1, len(header) // 2 + 1) for c in (f"label_{i}", f"p_{i}")]
+    ranked = next((k for k in range(len(top), 0, -2) if list(header[-k:]) == top[:k]), 0)
+    embedded = next((k for k in range(len(header), 0, -1) if list(header[-k:]) == [f"emb{j}" for j in range(k)]), 0)
+    return bool(ranked or embedded)
+
+
 def check_predictions_overwritable(out: str | Path, input_path: str | Path, label_names: Sequence[str]) -> None:
     """Refuse an ``out`` that is the input itself, or an existing file that is not a predictions CSV of these
-    labels (its header ends with the label names): a mistyped --out must not replace the user's data."""
+    labels (:func:`_ends_as_predict_writes`): a mistyped --out must not replace the user's data."""
     out, source = Path(out).expanduser(), Path(input_path).expanduser()
     if str(out) == "-" or not out.exists() or not out.is_file():  # "-": standard output; /dev/null, a pipe: streams
         return
@@ -552,24 +579,27 @@ def check_predictions_overwritable(out: str | Path, input_path: str | Path, labe
         raise ValueError(f"--out {out} is the input file; it would be overwritten. Choose another --out")
     with open(out, encoding="utf-8", errors="replace", newline="") as f:
         header = next(csv.reader(f), [])
-    if header[-len(label_names):] != list(label_names):
+    if not _ends_as_predict_writes(header, label_names):
         raise FileExistsError(f"--out {out} exists and is not a predictions file of this model (its header does not "
-                              f"end with the {len(label_names)} label names); it would be overwritten. Choose another "
-                              "--out or move the file away")
+                              f"end with the {len(label_names)} label names, label_1, p_1, ... or emb0, emb1, ...); it "
+                              "would be overwritten. Choose another --out or move the file away")
 
 
 def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, labels: bool = False,
                  threshold: Optional[float] = None, device: str = "cpu", keep: Sequence[str] = (),
-                 image_chunk: int = 1024, embeddings: bool = False) -> Path:
+                 image_chunk: int = 1024, embeddings: bool = False, top: Optional[int] = None) -> Path:
     """``mulsupcon predict``: probabilities (or 0/1 with ``labels`` / a ``threshold``) of every input row, or
     with ``embeddings`` its backbone features (columns ``emb0`` ... ``emb{D-1}``; a pretraining run gives only
-    these); ``keep``: columns of a CSV/TSV input copied as they are before the label columns (an id);
-    ``image_chunk``: images of a folder decoded and scored at a time; ``out="-"`` writes to standard output."""
+    these), or with ``top`` = K its K most probable labels (:func:`top_labels`); ``keep``: columns of a CSV/TSV
+    input copied as they are before the label columns (an id); ``image_chunk``: images of a folder decoded and
+    scored at a time; ``out="-"`` writes to standard output."""
     from mulsupcon.data.user_files import format_suffix
 
-    if embeddings and (labels or threshold is not None):
-        raise ValueError("--embeddings writes the backbone's features; --labels and --threshold apply to label "
-                         "probabilities: give one or the other")
+    given = [flag for flag, on in (("--embeddings", embeddings), ("--labels", labels),
+                                   ("--threshold", threshold is not None), ("--top", top is not None)) if on]
+    if len(given) > 1 and given != ["--labels", "--threshold"]:
+        raise ValueError(f"{' and '.join(given)}: give one of them (--embeddings writes the backbone's features, "
+                         "--labels / --threshold 0/1 labels, --top the most probable labels)")
 
     if str(out) != "-":  # a file: checked before any work, as scoring a large folder first would be wasted
         if Path(out).is_dir():
@@ -581,7 +611,9 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
     if not embeddings:
         model.require_classifier()  # before reading the input
     columns = [f"emb{j}" for j in range(int(model.backbone.out_dim))] if embeddings else model.label_names
-    check_predictions_overwritable(out, input_path, columns)
+    check_predictions_overwritable(out, input_path, model.label_names if model.has_classifier else columns)
+    if top is not None:
+        columns = top_labels(np.zeros((0, len(columns))), columns, top)[0]
     kept = None
     if keep:
         suffix = format_suffix(Path(input_path))
@@ -607,6 +639,8 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
     else:
         x, files = model.read_input(input_path)
         values = scored_as_read(x, scored, input_path)
+    if top is not None:
+        values = top_labels(values, model.label_names, top)[1]
     return write_predictions(out, values, columns, files, labels=binary, kept=kept)
 
 
