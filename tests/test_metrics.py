@@ -163,6 +163,37 @@ def test_hand_computed_precision_at_1_ties_and_empty_rows() -> None:
     assert precision_at_1(s, y) == pytest.approx(2 / 4)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_precision_and_ndcg_at_k_against_a_loop_and_sklearn(seed: int) -> None:
+    """Oracles: P@k by a loop over rows; nDCG@k by scikit-learn's `ndcg_score` (no ties in the scores; a row
+    without a true label counts 0 in both); k = 1 equals precision_at_1; k outside 1..C is named."""
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(seed)
+    s = rng.random((200, 12))
+    y = (rng.random((200, 12)) < 0.2).astype(np.uint8)
+    y[:5] = 0
+    for k in (1, 3, 5, 12):
+        loop = np.mean([y[i, np.argsort(-s[i])[:k]].sum() / k for i in range(len(s))])
+        assert M.precision_at_k(s, y, k) == pytest.approx(loop, abs=1e-12)
+        assert M.ndcg_at_k(s, y, k) == pytest.approx(ndcg_score(y, s, k=k), abs=1e-12)
+    assert M.precision_at_k(s, y, 1) == precision_at_1(s, y)
+    assert M.ranked_at(s, y, [1, 3]) == {"P@1": M.precision_at_k(s, y, 1), "P@3": M.precision_at_k(s, y, 3),
+                                         "nDCG@1": M.ndcg_at_k(s, y, 1), "nDCG@3": M.ndcg_at_k(s, y, 3)}
+    for bad in (0, 13):
+        with pytest.raises(ValueError, match=rf"k must be an integer from 1 to the number of labels \(12\), got {bad}"):
+            M.precision_at_k(s, y, bad)
+
+
+def test_hand_computed_ndcg_at_2() -> None:
+    s = np.array([[0.9, 0.8, 0.1], [0.9, 0.8, 0.1]])
+    y = np.array([[0, 1, 1], [1, 0, 0]])
+    # row 0: the true label at rank 2 -> (1/log2 3) / (1 + 1/log2 3); row 1: at rank 1 of 1 true -> 1
+    want = ((1 / np.log2(3)) / (1 + 1 / np.log2(3)) + 1) / 2
+    assert M.ndcg_at_k(s, y, 2) == pytest.approx(want)
+    assert M.precision_at_k(s, y, 2) == pytest.approx((1 / 2 + 1 / 2) / 2)
+
+
 def test_a_cut_on_probabilities_must_lie_in_0_1() -> None:
     from mulsupcon.metrics import check_probability_threshold
 

@@ -180,6 +180,12 @@ def test_an_svmlight_pair_trains_evaluates_and_predicts_as_the_same_rows_in_csv(
     out = json.loads(_cli("evaluate", "svm", "--input", "te.svm", "--json", cwd=tmp_path).stdout)
     for metric, value in by_svm["protocols"]["validation"].items():
         assert out["protocols"]["validation"][metric] == pytest.approx(value, abs=1e-6), metric
+    ranked = json.loads(_cli("evaluate", "svm", "--at", "2", "1", "--json", cwd=tmp_path).stdout)["ranked"]
+    z = np.load(tmp_path / "svm" / "scores.npz")  # P@k by a loop over the run's own test scores
+    s, t = z["test_scores"], z["test_targets"]
+    assert ranked["P@1"] == pytest.approx(by_svm["protocols"]["validation"]["precision_at_1"])
+    assert ranked["P@2"] == pytest.approx(np.mean([t[i, np.argsort(-s[i])[:2]].mean() for i in range(len(s))]))
+    assert list(ranked) == ["P@1", "P@2", "nDCG@1", "nDCG@2"]
     _cli("predict", "svm", "--input", "te.svm", "--out", "p1.csv", cwd=tmp_path)
     _cli("predict", "csv", "--input", "te.csv", "--out", "p2.csv", cwd=tmp_path)
     assert (tmp_path / "p1.csv").read_text() == (tmp_path / "p2.csv").read_text()

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --input FOLDER of images: their label file, as training reads it (default: "
                         "FOLDER/labels.csv); with --input FILE.csv of features only: the CSV/TSV of their labels, "
                         "row for row")
+    p.add_argument("--at", type=int, nargs="+", default=(), metavar="K",
+                   help="also P@K and nDCG@K for each K (each row's K best-scored labels; the measures of extreme "
+                        "multi-label classification, with predict --top K)")
     p.add_argument("--per-label", action="store_true",
                    help="also a table of each label: training and evaluated positives, AP, and precision / recall / "
                         "F1 at the run's threshold (those of predict --labels)")
@@ -586,13 +589,13 @@ def _dispatch(args, extra, argv, parser) -> int:
 
         if args.input is not None:
             print(evaluate_file(args.run, args.input, protocols=args.protocol, threshold=args.threshold,
-                                labels=args.label_file, per_label=args.per_label, as_json=args.json))
+                                labels=args.label_file, per_label=args.per_label, as_json=args.json, at=args.at))
         else:
             if args.label_file is not None:
                 parser.error("--label-file goes with --input (a folder of images, or a CSV of features, to score "
                              "with their labels)")
             print(evaluate_run(args.run, protocols=args.protocol, threshold=args.threshold, per_label=args.per_label,
-                               as_json=args.json))
+                               as_json=args.json, at=args.at))
         return 0
 
     if cmd == "predict":

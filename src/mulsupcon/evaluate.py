@@ -10,12 +10,13 @@ import numpy as np
 
 
 def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, threshold: float = 0.5,
-                 per_label: bool = False, as_json: bool = False) -> str:
+                 per_label: bool = False, as_json: bool = False, at: Sequence[int] = ()) -> str:
     """Metrics of a run's best checkpoint on test, under each protocol, as a Markdown table.
 
     Uses ``scores.npz`` written by :func:`mulsupcon.train.classify.classify` (test and validation
     probabilities of the checkpoint chosen on validation). ``per_label``: then a table of each label's
-    numbers (:func:`per_label_report`). ``as_json``: the same numbers as JSON (:func:`json_report`).
+    numbers (:func:`per_label_report`). ``at``: then P@k and nDCG@k for each k (:func:`ranked_report`).
+    ``as_json``: the same numbers as JSON (:func:`json_report`).
     """
     from mulsupcon.metrics import check_probability_threshold, evaluate
     from mulsupcon.tables import metrics_table
@@ -25,6 +26,7 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
     run = Path(run)
     check_classification_run(run, "scores.npz", "evaluate it")
     z = np.load(run / "scores.npz")
+    ranked = ranked_numbers(z["test_scores"], z["test_targets"], cutoffs(at, z["test_scores"].shape[1]))
     results = {}
     for protocol in protocols or ("paper", "validation", "fixed"):
         kwargs = {}
@@ -39,9 +41,10 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
         state = load_checkpoint(run / "model.pt")
     if as_json:
         return json_report(str(run), "test", z["test_scores"], z["test_targets"], results, state["label_names"],
-                           float(state["threshold"]) if per_label else None, state.get("train_positives"))
+                           float(state["threshold"]) if per_label else None, state.get("train_positives"), ranked)
     rows = {f"test, {protocol} protocol": m for protocol, m in results.items()}
     out = metrics_table(rows, title=f"{run.name}") + labels_without_positives_note(z["test_targets"], "test rows")
+    out += ranked_report(ranked, "test")
     if per_label:
         out += "\n\n" + per_label_report(z["test_scores"], z["test_targets"], state["label_names"], float(state["threshold"]),
                                          state.get("train_positives"), f"{run.name}, test rows")
@@ -50,14 +53,15 @@ def evaluate_run(run: str | Path, protocols: Optional[Sequence[str]] = None, thr
 
 def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequence[str]] = None,
                   threshold: float = 0.5, labels: Optional[str | Path] = None, per_label: bool = False,
-                  as_json: bool = False) -> str:
+                  as_json: bool = False, at: Sequence[int] = ()) -> str:
     """Metrics of a run's model on a new labelled vector file, or a folder of images with their label file
     ``labels`` (default ``path/labels.csv``), under each protocol, as Markdown.
 
     ``run`` is a run folder or its ``model.pt`` alone. The validation protocol applies the thresholds
     that the run's validation split chose (kept in ``model.pt``), exactly as for its own test split; the
     paper protocol picks them on ``path`` itself. ``per_label``: then a table of each label's numbers
-    (:func:`per_label_report`). ``as_json``: the same numbers as JSON (:func:`json_report`).
+    (:func:`per_label_report`). ``at``: then P@k and nDCG@k for each k (:func:`ranked_report`). ``as_json``:
+    the same numbers as JSON (:func:`json_report`).
     """
     from mulsupcon.metrics import check_probability_threshold, evaluate
     from mulsupcon.predict import (labelled_image_folder, load_run, read_labelled_inputs, score_image_folder,
@@ -68,6 +72,7 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
     run = Path(run)
     model = load_run(run)
     model.require_classifier()  # before reading the input
+    ks = cutoffs(at, len(model.label_names))
     if model.is_image and Path(path).expanduser().is_dir():  # scored a chunk of images at a time
         folder = Path(path).expanduser()
         names, y, label_file = labelled_image_folder(folder, model, labels)
@@ -79,17 +84,45 @@ def evaluate_file(run: str | Path, path: str | Path, protocols: Optional[Sequenc
     for protocol in protocols or ("paper", "validation", "fixed"):
         kwargs = {"val_thresholds": model.thresholds} if protocol == "validation" else {}
         results[protocol] = evaluate(scores, y, protocol=protocol, threshold=threshold, **kwargs)
+    ranked = ranked_numbers(scores, y, ks)
     if as_json:
         return json_report(str(run), str(path), scores, y, results, model.label_names,
-                           model.threshold if per_label else None, model.train_positives)
+                           model.threshold if per_label else None, model.train_positives, ranked)
     rows = {f"{Path(path).name}, {protocol} protocol": m for protocol, m in results.items()}
     name = run.name if run.is_dir() else str(run)
     out = (metrics_table(rows, title=f"{name} on {Path(path).name} ({len(y)} rows)")
-           + labels_without_positives_note(y, "rows", model.label_names))
+           + labels_without_positives_note(y, "rows", model.label_names) + ranked_report(ranked, Path(path).name))
     if per_label:
         out += "\n\n" + per_label_report(scores, y, model.label_names, model.threshold, model.train_positives,
                                          f"{name} on {Path(path).name}")
     return out
+
+
+def cutoffs(at: Sequence[int], n_labels: int) -> list[int]:
+    """The k of ``evaluate --at``, sorted, once each; each must be 1 to the number of labels."""
+    bad = [k for k in at if not 1 <= k <= n_labels]
+    if bad:
+        raise ValueError(f"--at {bad[0]}: k is the number of best-scored labels per row, from 1 to {n_labels} (the model's labels)")
+    return sorted(set(at))
+
+
+def ranked_numbers(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int]) -> Optional[dict[str, float]]:
+    """``{"P@k": ..., "nDCG@k": ...}`` of (N, L) ``scores`` for each k of ``ks`` (None without any)."""
+    from mulsupcon.metrics import ranked_at
+
+    return ranked_at(scores, targets, ks) if ks else None
+
+
+def ranked_report(ranked: Optional[dict[str, float]], rows: str) -> str:
+    """The table of :func:`ranked_numbers` under the metrics table ("" without any). These measures of
+    extreme multi-label classification need no threshold: they read each row's best-scored labels."""
+    if ranked is None:
+        return ""
+    from mulsupcon.tables import metrics_table
+
+    return "\n\n" + metrics_table({rows: ranked}, metrics=list(ranked), title=(
+        "each row's best-scored labels (P@k: the fraction of its k best that are true; nDCG@k: the same weighted by "
+        "rank, over the best its true labels allow)"))
 
 
 def per_label_report(scores: np.ndarray, targets: np.ndarray, names: Sequence[str], threshold: float,
@@ -117,13 +150,14 @@ def per_label_report(scores: np.ndarray, targets: np.ndarray, names: Sequence[st
 
 
 def json_report(run: str, rows: str, scores: np.ndarray, targets: np.ndarray, results: dict[str, dict],
-                names: Sequence[str], threshold: Optional[float], train_positives: Optional[Sequence[int]]) -> str:
+                names: Sequence[str], threshold: Optional[float], train_positives: Optional[Sequence[int]],
+                ranked: Optional[dict[str, float]] = None) -> str:
     """The numbers of :func:`evaluate_run` / :func:`evaluate_file` as JSON, for scripts: ``run``, ``rows`` (which
     rows: 'test' or the input file), ``n_rows``, ``labels``, ``protocols`` (protocol -> the six metrics and their
     thresholds, as the run's ``metrics.json``), ``labels_without_positives`` (their AP is undefined and left out
     of mAP) and, when ``threshold`` is given, ``per_label`` (label -> training positives, positives, AP, precision,
-    recall, F1 at ``threshold``, as :func:`per_label_report`; AP is null without a positive). ``scores`` and
-    ``targets``: (N, L)."""
+    recall, F1 at ``threshold``, as :func:`per_label_report`; AP is null without a positive), and ``ranked``
+    (P@k, nDCG@k) when given. ``scores`` and ``targets``: (N, L)."""
     import json
 
     from mulsupcon.metrics import per_label_metrics
@@ -131,6 +165,8 @@ def json_report(run: str, rows: str, scores: np.ndarray, targets: np.ndarray, re
     names = [str(n) for n in names]
     out: dict = {"run": run, "rows": rows, "n_rows": int(len(targets)), "labels": names, "protocols": results,
                  "labels_without_positives": [n for n, k in zip(names, np.asarray(targets).sum(axis=0)) if k == 0]}
+    if ranked is not None:
+        out["ranked"] = ranked
     if threshold is not None:
         m = per_label_metrics(scores, targets, threshold)
         out["threshold"] = float(threshold)

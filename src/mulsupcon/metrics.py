@@ -66,6 +66,9 @@ __all__ = [
     "macro_f1",
     "micro_f1",
     "precision_at_1",
+    "precision_at_k",
+    "ndcg_at_k",
+    "ranked_at",
     "binarize",
 ]
 
@@ -271,6 +274,59 @@ def precision_at_1(scores: Any, targets: Any) -> float:
     _check_same_shape(s, y, "scores", "targets")
     top = np.argmax(s, axis=1)  # first maximum -> lowest index on ties
     return float(y[np.arange(s.shape[0]), top].mean())
+
+
+def _top_k(s: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """(N, k) 0/1: whether each row's k best-scored labels, best first, are true (ties: lowest index first,
+    as in :func:`precision_at_1`)."""
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= s.shape[1]:
+        raise ValueError(f"k must be an integer from 1 to the number of labels ({s.shape[1]}), got {k!r}")
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(y, order, axis=1).astype(np.float64)
+
+
+def precision_at_k(scores: Any, targets: Any, k: int) -> float:
+    """P@k of extreme multi-label classification: the fraction of each row's k best-scored labels that are
+    true, averaged over rows (ties: lowest class index first; ``k = 1`` is :func:`precision_at_1`).
+
+    Args:
+        scores: (N, C) real scores.
+        targets: (N, C) in {0, 1}; a row with no true label counts as 0.
+        k: 1 to C.
+    Returns:
+        float in [0, 1].
+    """
+    s = _as_scores(scores, "scores")
+    y = _as_binary(targets, "targets")
+    _check_same_shape(s, y, "scores", "targets")
+    return float(_top_k(s, y, k).mean())
+
+
+def ndcg_at_k(scores: Any, targets: Any, k: int) -> float:
+    """nDCG@k: each row's true labels among its k best-scored, weighted by 1 / log2(rank + 1), over the
+    best weight its true labels could reach in k places (Jarvelin and Kekalainen; the extreme-classification
+    measure), averaged over rows.
+
+    Args:
+        scores: (N, C) real scores.
+        targets: (N, C) in {0, 1}; a row with no true label counts as 0 (as scikit-learn's ``ndcg_score``).
+        k: 1 to C.
+    Returns:
+        float in [0, 1].
+    """
+    s = _as_scores(scores, "scores")
+    y = _as_binary(targets, "targets")
+    _check_same_shape(s, y, "scores", "targets")
+    weights = 1.0 / np.log2(np.arange(2, k + 2))
+    gain = _top_k(s, y, k) @ weights
+    best = np.concatenate([[0.0], np.cumsum(weights)])[np.minimum(y.sum(axis=1), k)]
+    return float(np.divide(gain, best, out=np.zeros_like(gain), where=best > 0).mean())
+
+
+def ranked_at(scores: Any, targets: Any, ks: Sequence[int]) -> dict[str, float]:
+    """``{"P@k": ..., "nDCG@k": ...}`` for each k of ``ks`` (P@k for every k first), of (N, C) scores."""
+    return {**{f"P@{k}": precision_at_k(scores, targets, k) for k in ks},
+            **{f"nDCG@{k}": ndcg_at_k(scores, targets, k) for k in ks}}
 
 
 # --------------------------------------------------------------------------------------------------
