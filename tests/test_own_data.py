@@ -341,7 +341,8 @@ def _write_xy(tmp_path: Path, stem: str, x: np.ndarray, y: np.ndarray, *, ids: O
 def test_features_and_labels_in_files_of_their_own_are_read_as_one_file(tmp_path):
     """Oracle: X.csv + Y.csv (`--dataset.labels`, row for row, an id in both) give the arrays, split and test
     metrics of the one file holding both, for 0/1 label columns in another order and for a column of names;
-    rows paired wrongly (another count, or ids that differ) are an error naming them."""
+    a label file in another order is paired by the id; rows that cannot be paired (another count, an id
+    twice or missing) are an error naming them."""
     from mulsupcon.data import from_file
     from mulsupcon.train.dataset_section import load_dataset_splits
 
@@ -395,12 +396,25 @@ def test_features_and_labels_in_files_of_their_own_are_read_as_one_file(tmp_path
     with pytest.raises(DataFormatError, match=r"short-Y\.csv: 149 rows of labels, but .*d-X\.csv has 150 rows of "
                                               r"features; the two files go row for row"):
         from_file(xp, labels=short, ignore_columns="id")
+    # a label file in another order is paired by the id both files hold (oracle: the file in order)
     shuffled_x, shuffled_y = _write_xy(tmp_path, "s", x, y, ids=[f"r{i}" for i in range(150)])
-    lines = shuffled_y.read_text().splitlines()
-    lines[5], lines[6] = lines[6], lines[5]  # rows 5 and 6 of the label file swapped
-    shuffled_y.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataFormatError, match=r"row 5: id is 'r4' in .*s-X\.csv but 'r5' in .*s-Y\.csv; the files"):
-        from_file(shuffled_x, labels=shuffled_y, ignore_columns="id")
+    head, *rows = shuffled_y.read_text().splitlines()
+    order = np.random.default_rng(3).permutation(150)
+    shuffled_y.write_text("\n".join([head] + [rows[k] for k in order]) + "\n")
+    with pytest.warns(UserWarning, match=r"s-Y\.csv lists the rows of .*s-X\.csv in another order: paired by id"):
+        paired = from_file(shuffled_x, labels=shuffled_y, ignore_columns="id")
+    ox, oy = _write_xy(tmp_path, "o", x, y, ids=[f"r{i}" for i in range(150)])
+    in_order = from_file(ox, labels=oy, ignore_columns="id")
+    np.testing.assert_array_equal(paired.labels, in_order.labels)
+    np.testing.assert_array_equal(paired.features, in_order.features)
+    for k, message in ((1, r"s-Y\.csv: id 'r\d+' is on rows \d+ and 2, and the two files list their rows in different "
+                           r"orders, so they cannot be paired by it"),
+                       (None, r"s-X\.csv: row \d+: id 'r\d+' has no row in .*s-Y\.csv")):
+        broken = list(rows[j] for j in order)
+        broken[1] = (broken[0] if k == 1 else "nobody" + broken[1][broken[1].index(","):])
+        shuffled_y.write_text("\n".join([head] + broken) + "\n")
+        with pytest.raises(DataFormatError, match=message):
+            from_file(shuffled_x, labels=shuffled_y, ignore_columns="id")
     with pytest.raises(ValueError, match=r"te-X\.csv: a test file of features needs its own label file: add "
                                          r"--dataset.test_labels FILE"):
         load_dataset_splits({"path": str(tmp_path / "tr-X.csv"), "labels": str(tmp_path / "tr-Y.csv"),

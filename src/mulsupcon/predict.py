@@ -336,7 +336,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
     CSV/TSV: the model's feature and label columns, found by name in any order (other columns are not
     read); a model trained on labels listed by name (``dataset.label_sep``) reads its label column so. With
     ``labels`` (a CSV/TSV of labels only, row for row), every feature column of ``path`` and the model's label
-    columns of ``labels``, as training reads such a pair (an ignored column in both must match row by row).
+    columns of ``labels``, as training reads such a pair (an ignored column in both, an id, pairs the rows).
     svmlight: the rows' label ids must be the model's, the feature indices below its feature count (sparse rows
     stay a CSR matrix). NPZ, HDF5, ARFF: read as in training (the run's ``label_columns`` and ``xml``); their label names
     must be the model's, and a file that names none (HDF5) is taken in the model's label order. An

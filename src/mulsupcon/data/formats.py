@@ -769,19 +769,43 @@ def _row_counts_agree(features: str, labels: str, n_features: int, n_labels: int
                               "the two files go row for row")
 
 
-def _rows_agree(features: tuple[str, list[str], int, list[str]], labels: tuple[str, list[str], int, list[str]],
-                n_features: int, n_labels: int, shared: Sequence[str]) -> None:
-    """A file of features and a file of labels go row for row: the same number of data rows, and in each
-    column both hold (``shared``: an id the run ignores) the same value on every row; else an error naming
-    the first row that differs, so that files sorted differently are not paired silently."""
+def _paired_rows(features: tuple[str, list[str], int, list[str]], labels: tuple[str, list[str], int, list[str]],
+                 n_features: int, n_labels: int, shared: Sequence[str]) -> Optional[np.ndarray]:
+    """How a file of features and a file of labels pair their rows: None where they go row for row, else
+    the label file's row for each row of features.
+
+    They must hold as many data rows. The columns both hold (``shared``: an id the run ignores) must give
+    the same rows: on the same line of both (row for row), or in another order, each value once in each
+    file (then paired by it, with a warning). Otherwise an error names the first id that breaks the
+    pairing, so that two files sorted differently are never paired by position."""
     _row_counts_agree(features[0], labels[0], n_features, n_labels)
-    for name in shared:
-        (a_src, *_), (b_src, *_) = features, labels
-        a, b = (_column_text(t, name) for t in (features, labels))
-        wrong = next((k for k, (u, v) in enumerate(zip(a, b)) if u != v), None)
-        if wrong is not None:
-            raise DataFormatError(f"row {wrong + 1}: {name} is {a[wrong]!r} in {a_src} but {b[wrong]!r} in {b_src}; "
-                                  "the files of features and labels must list the same rows in the same order")
+    if not shared:
+        return None
+    (a_src, *_), (b_src, *_) = features, labels
+    a, b = (list(zip(*(_column_text(t, name) for name in shared))) for t in (features, labels))
+    if a == b:
+        return None
+    what = shared[0] if len(shared) == 1 else "(" + ", ".join(shared) + ")"
+
+    def shown(key: tuple[str, ...]) -> str:
+        return repr(key[0]) if len(key) == 1 else repr(key)
+
+    rows: dict[tuple[str, ...], int] = {}
+    for src, keys in ((a_src, a), (b_src, b)):
+        rows.clear()
+        for k, key in enumerate(keys):
+            if key in rows:
+                raise DataFormatError(f"{src}: {what} {shown(key)} is on rows {rows[key] + 1} and {k + 1}, and the two "
+                                      f"files list their rows in different orders, so they cannot be paired by it")
+            rows[key] = k
+    lacking = next((k for k, key in enumerate(a) if key not in rows), None)  # rows: those of the label file
+    if lacking is not None:
+        raise DataFormatError(f"{a_src}: row {lacking + 1}: {what} {shown(a[lacking])} has no row in {b_src} (the files "
+                              "of features and labels must hold the same rows)")
+    import warnings
+
+    warnings.warn(f"{b_src} lists the rows of {a_src} in another order: paired by {what}")
+    return np.array([rows[key] for key in a], dtype=np.int64)
 
 
 def _column_text(table: tuple[str, list[str], int, list[str]], name: str) -> list[str]:
@@ -823,7 +847,8 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
         label_path: the labels in a file of their own (``Y.csv`` beside ``X.csv``; separated by
             ``label_delimiter``), row for row: every column of ``path`` not ignored is then a feature, and
             ``label_columns`` picks the label file's columns (None: all of them). ``ignore_columns`` applies to
-            both files; an ignored column that both have (an id) must hold the same value on every row.
+            both files; an ignored column that both have (an id) pairs the rows: row for row, or by its value
+            when the files list them in different orders (:func:`_paired_rows`).
 
     Returns:
         MultiLabelDataset: features (N, F) float32 (the other columns in file order), labels (N, L) uint8.
@@ -864,7 +889,8 @@ def read_csv(path: PathType, label_columns: Sequence[str] | int, *, ignore_colum
     if label_table is not None:
         data, line_of = _parse_rows(source, lines, first, header, numeric, labels=set(), allow_missing=allow_missing)
         names, y = _label_table(label_table, label_columns, label_sep, label_names, label_ignored)
-        _rows_agree((source, lines, first, header), label_table, len(line_of), len(y), shared_ignored)
+        order = _paired_rows((source, lines, first, header), label_table, len(line_of), len(y), shared_ignored)
+        y = y if order is None else y[order]
         x, feature_names = features(data, line_of)
         return MultiLabelDataset(features=np.ascontiguousarray(x), labels=y, label_names=names,
                                  feature_names=feature_names, source=source, name=name or _default_name(path))

@@ -24,7 +24,7 @@ path                                 read as
                                      column of the file is a feature; ``labels`` (a CSV/TSV) holds one
                                      0/1 column per label (``label_columns`` picks some) or, with
                                      ``label_sep``, one column of names; an ``ignore_columns`` column in
-                                     both (an id) must match row by row
+                                     both (an id) pairs the rows, in any order
 folder + ``labels`` (a CSV)          images: first column the file name relative to the folder,
                                      then one 0/1 column per label (header: the label names), or
                                      ``filename,labels`` with ``;``-separated names (``label_sep``:
