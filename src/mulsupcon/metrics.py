@@ -276,49 +276,33 @@ def precision_at_1(scores: Any, targets: Any) -> float:
     return float(y[np.arange(s.shape[0]), top].mean())
 
 
-def _top_k(s: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-    """(N, k) 0/1: whether each row's k best-scored labels, best first, are true (ties: lowest index first,
-    as in :func:`precision_at_1`)."""
+def _top_k(scores: Any, targets: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(hits, y)``: hits (N, k) 0/1, whether each row's k best-scored labels, best first, are true (ties:
+    lowest index first, as in :func:`precision_at_1`); y the (N, C) targets, checked."""
+    s = _as_scores(scores, "scores")
+    y = _as_binary(targets, "targets")
+    _check_same_shape(s, y, "scores", "targets")
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= s.shape[1]:
         raise ValueError(f"k must be an integer from 1 to the number of labels ({s.shape[1]}), got {k!r}")
     order = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(y, order, axis=1).astype(np.float64)
+    return np.take_along_axis(y, order, axis=1).astype(np.float64), y
 
 
 def precision_at_k(scores: Any, targets: Any, k: int) -> float:
     """P@k of extreme multi-label classification: the fraction of each row's k best-scored labels that are
     true, averaged over rows (ties: lowest class index first; ``k = 1`` is :func:`precision_at_1`).
-
-    Args:
-        scores: (N, C) real scores.
-        targets: (N, C) in {0, 1}; a row with no true label counts as 0.
-        k: 1 to C.
-    Returns:
-        float in [0, 1].
-    """
-    s = _as_scores(scores, "scores")
-    y = _as_binary(targets, "targets")
-    _check_same_shape(s, y, "scores", "targets")
-    return float(_top_k(s, y, k).mean())
+    ``scores`` (N, C) real, ``targets`` (N, C) in {0, 1} (a row with no true label counts as 0), ``k`` 1 to C."""
+    return float(_top_k(scores, targets, k)[0].mean())
 
 
 def ndcg_at_k(scores: Any, targets: Any, k: int) -> float:
     """nDCG@k: each row's true labels among its k best-scored, weighted by 1 / log2(rank + 1), over the
     best weight its true labels could reach in k places (Jarvelin and Kekalainen; the extreme-classification
-    measure), averaged over rows.
-
-    Args:
-        scores: (N, C) real scores.
-        targets: (N, C) in {0, 1}; a row with no true label counts as 0 (as scikit-learn's ``ndcg_score``).
-        k: 1 to C.
-    Returns:
-        float in [0, 1].
-    """
-    s = _as_scores(scores, "scores")
-    y = _as_binary(targets, "targets")
-    _check_same_shape(s, y, "scores", "targets")
+    measure), averaged over rows. ``scores`` (N, C) real, ``targets`` (N, C) in {0, 1} (a row with no true
+    label counts as 0, as in scikit-learn's ``ndcg_score``), ``k`` 1 to C."""
+    hits, y = _top_k(scores, targets, k)
     weights = 1.0 / np.log2(np.arange(2, k + 2))
-    gain = _top_k(s, y, k) @ weights
+    gain = hits @ weights
     best = np.concatenate([[0.0], np.cumsum(weights)])[np.minimum(y.sum(axis=1), k)]
     return float(np.divide(gain, best, out=np.zeros_like(gain), where=best > 0).mean())
 
