@@ -1015,9 +1015,9 @@ def test_column_options_for_formats_without_columns_are_refused(tmp_path):
     from mulsupcon.data.user_files import read_path
 
     np.savez(tmp_path / "d.npz", features=np.random.rand(6, 2), labels=np.eye(6, 2, dtype=np.uint8))
-    with pytest.raises(ValueError, match=r"d\.npz: dataset\.label_columns applies to CSV/TSV and ARFF files"):
+    with pytest.raises(ValueError, match=r"d\.npz: dataset\.label_columns applies to CSV/TSV, Parquet and ARFF files"):
         read_path(tmp_path / "d.npz", label_columns=2)
-    with pytest.raises(ValueError, match=r"d\.npz: dataset\.ignore_columns applies to CSV/TSV files"):
+    with pytest.raises(ValueError, match=r"d\.npz: dataset\.ignore_columns applies to CSV/TSV and Parquet files"):
         read_path(tmp_path / "d.npz", ignore_columns="id")
     assert read_path(tmp_path / "d.npz")[0].train.n_samples == 6
 
@@ -1037,7 +1037,7 @@ def test_npz_that_is_not_damaged_but_unreadable_says_why(tmp_path):
     assert read_npz(tmp_path / "str.npz").label_names == ["a", "b", "c"]  # what the message advises works
 
 
-@pytest.mark.parametrize("name, reader", [("d.parquet", "read_parquet"), ("d.xlsx", "read_excel"), ("d.feather", "read_feather")])
+@pytest.mark.parametrize("name, reader", [("d.xlsx", "read_excel"), ("d.feather", "read_feather"), ("d.json", "read_json")])
 def test_a_table_format_we_do_not_read_says_how_to_make_a_csv(tmp_path, name, reader):
     from mulsupcon.data.user_files import read_dataset
 

@@ -27,8 +27,8 @@ import torch
 from mulsupcon.data import ReadOptions
 from mulsupcon.data.formats import CATEGORY_SEP, first_unrepresentable, one_hot_encode, one_hot_groups
 from mulsupcon.data.svmlight import is_svmlight
-from mulsupcon.data.user_files import (IMAGE_SUFFIXES, TABLE_SUFFIXES, as_csv_hint, feature_order, in_column_order,
-                                       parse_column_names, parse_label_columns, table_delimiter)
+from mulsupcon.data.user_files import (IMAGE_SUFFIXES, TABLE_SUFFIXES, as_csv_hint, feature_order, format_suffix,
+                                       in_column_order, parse_column_names, parse_label_columns, table_delimiter)
 from mulsupcon.io import atomic_write_text
 from mulsupcon.metrics import check_probability_threshold
 from mulsupcon.models import MultiLabelClassifier, build_backbone
@@ -264,8 +264,6 @@ def load_run(run: str | Path, device: str = "cpu") -> TrainedModel:
 # ----------------------------------------------------------------------------- reading inputs
 def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[list[str]]]:
     """See :meth:`TrainedModel.read_input`."""
-    from mulsupcon.data.user_files import format_suffix
-
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"input not found: {path}")
@@ -276,13 +274,17 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
         return decode_images(path, names, _stored_image_size(model)), names
     suffix = format_suffix(path)
     svm = is_svmlight(path)
-    if model.is_image and (suffix in (*TABLE_SUFFIXES, ".arff") or svm):
+    if model.is_image and (suffix in (*TABLE_SUFFIXES, ".arff", ".parquet") or svm):
         raise ValueError(f"{path}: this model is for images; --input takes a folder of images (or an HDF5 / NPZ "
                          "array of them), not a table")
     if svm:  # features by index; the label ids are not used
         from mulsupcon.data.svmlight import read_svmlight_features
 
         return read_svmlight_features(path, len(model.feature_names), allow_missing=model.allows_missing), None
+    if suffix == ".parquet":  # a DataFrame: the model finds its columns by name (as a CSV's)
+        from mulsupcon.data.parquet import read_frame
+
+        return read_frame(path), None
     if suffix in TABLE_SUFFIXES:
         from mulsupcon.data.formats import read_table
 
@@ -324,7 +326,8 @@ def read_inputs(path: str | Path, model: TrainedModel) -> tuple[Any, Optional[li
         ds = read_arff(path, parse_label_columns(ds_cfg.get("label_columns")), xml=ds_cfg.get("xml"),
                        missing=missing_mode(model.allows_missing))
         return in_column_order(ds, model.feature_names, ds.label_names, path, "the model").features, None
-    raise ValueError(f"{path}: unknown input type {suffix!r}; expected .csv, .tsv, .npz, .h5/.hdf5, .arff, .svm/.libsvm "
+    raise ValueError(f"{path}: unknown input type {suffix!r}; expected .csv, .tsv, .npz, .h5/.hdf5, .arff, .svm/.libsvm, "
+                     ".parquet "
                      f"or a folder of images{as_csv_hint(path)}")
 
 
@@ -353,7 +356,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
         read_table,
         read_text_columns,
     )
-    from mulsupcon.data.user_files import format_suffix, from_file, parse_label_sep
+    from mulsupcon.data.user_files import from_file, parse_label_sep
 
     path = Path(path).expanduser()
     if model.is_image:
@@ -372,6 +375,10 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
         ds = read_svmlight(path, label_names=model.label_names, n_features=len(model.feature_names), whose="the model",
                            allow_missing=model.allows_missing)
         return ds.features, ds.labels  # sparse rows stay so: scored a batch at a time
+    if suffix == ".parquet":
+        if labels is not None:
+            raise ValueError(f"{path.name} holds its labels itself: drop --label-file")
+        return parquet_labelled(path, model)
     if labels is not None and suffix == ".npy":  # X.npy and Y.npy, row for row, taken by position
         from mulsupcon.data.formats import read_npy_pair
 
@@ -442,6 +449,39 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
                          f"{model.label_names[:5]}... ({ds.n_labels} against {len(model.label_names)})")
     features = ds.features.toarray() if sp.issparse(ds.features) else np.asarray(ds.features)
     return features, np.asarray(ds.labels, dtype=np.uint8)
+
+
+def parquet_labelled(path: Path, model: TrainedModel) -> tuple[Any, np.ndarray]:
+    """A Parquet file's rows (a DataFrame; the model reads its feature columns by name) and labels (N, L)
+    uint8: its columns of the model's label names, or the one column that lists them, as in training."""
+    from mulsupcon.data.formats import label_matrix, multi_hot
+    from mulsupcon.data.parquet import is_list_column, label_block, read_frame, text_of
+    from mulsupcon.data.user_files import parse_label_sep
+
+    frame = read_frame(path)
+    where = [f"{path}: row {i + 1}" for i in range(len(frame))]
+    ds_cfg = model.config.get("dataset", {})
+    sep = parse_label_sep(ds_cfg.get("label_sep"))
+    column = parse_label_columns(ds_cfg.get("label_columns"))
+    listing = column[0] if isinstance(column, list) and len(column) == 1 and column[0] not in model.label_names else None
+    if listing is not None:  # one column listed each row's label names in training
+        if listing not in frame.columns:
+            raise ValueError(f"{path}: no column {listing!r}, which lists the labels (as in training)")
+        values = frame[listing]
+        if is_list_column(values):
+            _, y = multi_hot([[text_of(x).strip() for x in (v if v is not None else ()) if text_of(x).strip()]
+                              for v in values], model.label_names, where=where)
+        elif sep is not None:
+            _, y = label_matrix([text_of(v) for v in values], sep, model.label_names, where=where)
+        else:
+            raise ValueError(f"{path}: column {listing!r} held lists of label names in training; here it holds "
+                             f"{values.dtype} values")
+        return frame, y
+    lacking = [n for n in model.label_names if n not in frame.columns]
+    if lacking:
+        raise ValueError(f"{path}: no label column {lacking[0]!r} ({len(lacking)} of the model's {len(model.label_names)} "
+                         "labels are missing)")
+    return frame, label_block(frame[model.label_names], where)
 
 
 def labelled_image_folder(folder: Path, model: TrainedModel,
@@ -593,8 +633,6 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
     these), or with ``top`` = K its K most probable labels (:func:`top_labels`); ``keep``: columns of a CSV/TSV
     input copied as they are before the label columns (an id); ``image_chunk``: images of a folder decoded and
     scored at a time; ``out="-"`` writes to standard output."""
-    from mulsupcon.data.user_files import format_suffix
-
     given = [flag for flag, on in (("--embeddings", embeddings), ("--labels", labels),
                                    ("--threshold", threshold is not None), ("--top", top is not None)) if on]
     if len(given) > 1 and given != ["--labels", "--threshold"]:
@@ -617,14 +655,12 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
     kept = None
     if keep:
         suffix = format_suffix(Path(input_path))
-        if suffix not in TABLE_SUFFIXES or is_svmlight(input_path):
-            raise ValueError(f"--keep copies columns of a CSV or TSV input; {input_path} is not one")
+        if (suffix not in TABLE_SUFFIXES and suffix != ".parquet") or is_svmlight(input_path):
+            raise ValueError(f"--keep copies columns of a CSV, TSV or Parquet input; {input_path} is not one")
         clash = sorted(set(keep) & set(columns))
         if clash:
             raise ValueError(f"--keep {clash}: the output already has a column of that name")
-        from mulsupcon.data.formats import read_text_columns
-
-        kept = (list(keep), read_text_columns(input_path, keep, delimiter=table_delimiter(Path(input_path))))
+        kept = (list(keep), kept_columns(Path(input_path), keep))
     binary = labels or threshold is not None
 
     def scored(x: Any) -> np.ndarray:
@@ -642,6 +678,21 @@ def predict_file(run: str | Path, input_path: str | Path, out: str | Path, *, la
     if top is not None:
         values = top_labels(values, model.label_names, top)[1]
     return write_predictions(out, values, columns, files, labels=binary, kept=kept)
+
+
+def kept_columns(path: Path, names: Sequence[str]) -> list[list[str]]:
+    """The text of the columns ``names`` on every row of a CSV/TSV or Parquet file (``predict --keep``)."""
+    from mulsupcon.data.formats import MissingColumns, read_text_columns
+
+    if format_suffix(path) != ".parquet":
+        return read_text_columns(path, names, delimiter=table_delimiter(path))
+    from mulsupcon.data.parquet import read_frame, text_of
+
+    frame = read_frame(path)
+    lacking = [n for n in names if n not in frame.columns]
+    if lacking:
+        raise MissingColumns(f"{path}: no column {lacking[0]!r} to keep (its columns: {list(frame.columns)[:10]})", lacking)
+    return [[text_of(v) for v in row] for row in frame[list(names)].itertuples(index=False)]
 
 
 def scored_as_read(x: Any, score: Callable[[Any], np.ndarray], path: str | Path) -> np.ndarray:

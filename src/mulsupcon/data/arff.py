@@ -152,7 +152,8 @@ def _check_named_compression(path: Path, head: bytes) -> None:
 def _default_name(path: Path) -> str:
     """File name without data/compression suffixes: ``yeast-train.arff.bz2`` -> ``yeast-train``."""
     name = path.name
-    for suffix in (".gz", ".bz2", ".xz", ".arff", ".csv", ".npz", ".hdf5", ".h5", ".svm", ".svmlight", ".libsvm", ".txt"):
+    for suffix in (".gz", ".bz2", ".xz", ".arff", ".csv", ".npz", ".hdf5", ".h5", ".svm", ".svmlight", ".libsvm", ".txt",
+                   ".parquet"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name

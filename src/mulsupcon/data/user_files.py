@@ -17,6 +17,8 @@ path                                 read as
 ``*.arff`` (``.gz``, ``.bz2``)       Mulan ARFF with ``xml`` (the label XML), MEKA ARFF (``-C n``
                                      in the relation name), or ``label_columns`` = N (the last N)
 ``*.h5`` / ``*.hdf5``                ``feature``/``target`` (vectors) or ``Image``/``target``
+``*.parquet``                        a table, read as a CSV with the same options (``mulsupcon[parquet]``;
+                                     :mod:`.parquet`); a label column of lists needs no ``label_sep``
 ``*.svm`` / ``*.libsvm``, ``*.txt``  svmlight / LIBSVM multi-label rows (``3,17 0:0.5 7:1``), with or
                                      without the Extreme Classification Repository's header ``N F L``
                                      (a ``.txt`` file whose first line looks so; :mod:`.svmlight`)
@@ -162,15 +164,23 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
                          f"features; {path} is a {suffix or 'other'} file, which holds its labels itself (drop the option)")
     columns = parse_label_columns(label_columns)
     for key, given in (("ignore_columns", ignored), ("label_sep", sep is not None), ("categorical_columns", categorical)):
-        if given and suffix not in TABLE_SUFFIXES:
-            raise ValueError(f"{path}: dataset.{key} applies to CSV/TSV files, not {suffix or 'this file'}")
+        if given and suffix not in (*TABLE_SUFFIXES, ".parquet"):
+            raise ValueError(f"{path}: dataset.{key} applies to CSV/TSV and Parquet files, not {suffix or 'this file'}")
     if columns is not None and suffix in (".npz", ".h5", ".hdf5", ".svm"):  # their labels are held apart
-        raise ValueError(f"{path}: dataset.label_columns applies to CSV/TSV and ARFF files; a {suffix} file holds "
+        raise ValueError(f"{path}: dataset.label_columns applies to CSV/TSV, Parquet and ARFF files; a {suffix} file holds "
                          "its labels apart from its features (drop the option)")
     label_file = None if labels is None else Path(labels).expanduser().resolve()
     if suffix == ".svm":
         ds = read_svmlight(path, name=name, label_names=label_names, n_features=n_features,
                            whose="the pair of files (training and test)", allow_missing=options.allow_missing)
+    elif suffix == ".parquet":
+        if columns is None:
+            raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... or "
+                             "--dataset.label_columns N (the last N columns)")
+        from .parquet import read_parquet
+
+        ds = read_parquet(path, columns, ignore_columns=ignored, categorical_columns=categorical, categories=categories,
+                          label_sep=sep, label_names=label_names, allow_missing=options.allow_missing, name=name)
     elif suffix in TABLE_SUFFIXES:
         if columns is None and label_file is None:
             raise ValueError(f"{path}: say which columns are labels: --dataset.label_columns NAME1,NAME2,... "
@@ -200,7 +210,7 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
         ds = read_hdf5(path, name=name, allow_missing=options.allow_missing)
     else:
         raise ValueError(f"{path}: unknown file type {suffix!r}; expected .csv, .tsv, .npz, .npy (+ labels), .arff, .h5/.hdf5, "
-                         ".svm/.libsvm "
+                         ".svm/.libsvm, .parquet "
                          f"(or a folder of images with --dataset.labels FILE.csv){as_csv_hint(path)}")
     files = {str(path): sha256_of(path)}
     if label_file is not None:
@@ -309,7 +319,8 @@ def read_dataset(path: str | Path, *, test_path: Optional[str | Path] = None, la
                 parts, files = read(path, names=names, n_features=width)
             if (names, width) != (test_names, test_parts.train.n_features):
                 test_parts, test_files = read(test_path, "test", names, width)
-        elif (label_sep is not None or labels is not None) and train_names != test_names:
+        elif (label_sep is not None or labels is not None or format_suffix(Path(path)) == ".parquet") and \
+                train_names != test_names:  # (a Parquet column of lists lists names without label_sep)
             # Names listed by row: both files are read with all names (the training file's order when it
             # has them all, as a one-hot header fixes it).
             names = train_names if set(test_names) <= set(train_names) else sorted(set(train_names) | set(test_names))
@@ -370,10 +381,10 @@ def check_files_unchanged(saved: dict[str, str], now: dict[str, str], what: str)
 
 
 def as_csv_hint(path: str | Path) -> str:
-    """For a table format we do not read (Parquet, Excel, Feather, JSON, pickle): the pandas line that saves
-    it as CSV, as '; ...' to end an error message; else ""."""
+    """For a table format we do not read (Excel, Feather, JSON, pickle): the pandas line that saves it as CSV,
+    as '; ...' to end an error message; else ""."""
     suffix = format_suffix(Path(path))
-    readers = {".parquet": "parquet", ".feather": "feather", ".xlsx": "excel", ".xls": "excel", ".json": "json",
+    readers = {".feather": "feather", ".xlsx": "excel", ".xls": "excel", ".json": "json",
                ".pkl": "pickle", ".pickle": "pickle"}
     if suffix not in readers:
         return ""
