@@ -128,6 +128,12 @@ def test_a_parquet_run_trains_evaluates_and_predicts_as_its_csv(tmp_path):
             assert out["protocols"]["validation"][metric] == pytest.approx(value, abs=1e-6), metric
     assert (tmp_path / "p-parquet.csv").read_text() == (tmp_path / "p-csv.csv").read_text()
     assert (tmp_path / "p-csv.csv").read_text().startswith("id,cat,dog,fish\nr160,")
+    from mulsupcon import load_run  # a null of pandas' nullable integers is a missing value, named as one
+
+    rows = frame.iloc[160:].reset_index(drop=True).astype({"b": "Int64"})
+    rows.loc[3, "b"] = pd.NA
+    with pytest.raises(ValueError, match=r"input holds nan at row 3, column 1 \('b'\).*dataset.missing"):
+        load_run(tmp_path / "parquet").predict_proba(rows)
 
 
 def test_evaluate_reads_a_column_of_lists_as_training_did(tmp_path):

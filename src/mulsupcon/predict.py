@@ -151,7 +151,9 @@ class TrainedModel:
         for j, f in enumerate(self.feature_names):
             if f in have:
                 try:
-                    out[:, j] = np.asarray(table[f].to_numpy(), dtype=np.float64)
+                    column = table[f]  # a null of pandas' nullable types (Int64, boolean) as NaN, a missing value
+                    out[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan) if hasattr(column, "to_numpy") \
+                        else np.asarray(column, dtype=np.float64)
                 except (TypeError, ValueError):
                     raise ValueError(f"column {f!r} holds values that are not numbers (e.g. {table[f].iloc[0]!r}); "
                                      "the model reads it as a number") from None

@@ -36,6 +36,8 @@ def read_frame(path: PathType) -> Any:
         raise ImportError(f"{path}: reading Parquet needs pandas and pyarrow: pip install 'mulsupcon[parquet]'") from None
     try:
         frame = pd.read_parquet(path)
+    except MemoryError:
+        raise
     except Exception as err:  # OSError, and pyarrow's own (ArrowInvalid, ...), which share no base with ours
         raise DataFormatError(f"{path}: cannot be read as Parquet ({type(err).__name__}: {err})") from None
     frame.columns = [str(c) for c in frame.columns]
