@@ -693,7 +693,8 @@ def test_load_run_says_what_a_folder_is_and_inputs_must_be_numbers(small_setup, 
     np.testing.assert_allclose(table.view((float, width)), backbone.transform(raw[:5]), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"pretraining run's backbone"):
         predict_file(root / "pre", tmp_path / "rows.npz", tmp_path / "p.csv")
-    with pytest.raises(ValueError, match=r"--embeddings writes the backbone's features; --labels and --threshold"):
+    with pytest.raises(ValueError, match=r"--embeddings and --labels: give one of them \(--embeddings writes the "
+                                         r"backbone's features, --labels / --threshold 0/1 labels"):
         predict_file(root / "pre", tmp_path / "rows.npz", tmp_path / "p.csv", embeddings=True, labels=True)
     with pytest.raises(FileNotFoundError, match=r"nope: no such run folder$"):
         load_run(tmp_path / "nope")
