@@ -215,3 +215,32 @@ def test_real_sets_written_as_svmlight_read_as_their_arff(tmp_path):
         np.testing.assert_array_equal(dense(again.features), dense(ds.features))
         np.testing.assert_array_equal(again.labels, ds.labels)
         assert again.label_names == [str(i) for i in range(ds.n_labels)]
+
+
+def test_datasets_check_names_the_features_that_never_vary(tmp_path):
+    """Oracle: a loop over the columns (min == max over the rows, NaN left out), dense and CSR alike; the
+    empty column 0 of a 1-based file is named by `datasets check`."""
+    from mulsupcon.cli import main
+    from mulsupcon.data.listing import constant_features
+
+    rng = np.random.default_rng(0)
+    x = np.where(rng.random((30, 8)) < 0.3, rng.integers(1, 4, (30, 8)), 0).astype(np.float64)
+    x[:, 2] = 0
+    x[:, 5] = 3
+    x[:, 6] = np.nan
+    x[4, 7] = np.nan
+    x[:, 7] = np.where(np.isnan(x[:, 7]), np.nan, 1.0)
+    x[:, 0] = np.where(np.arange(30) == 3, np.nan, 0.0)
+    values = [x[:, j][~np.isnan(x[:, j])] for j in range(8)]
+    loop = [j for j, v in enumerate(values) if v.size == 0 or v.min() == v.max()]
+    assert list(constant_features(x)) == loop == [0, 2, 5, 6, 7]
+    assert list(constant_features(sp.csr_matrix(x))) == [0, 2, 5, 6, 7]
+    x_, y = _sparse()
+    dump_svmlight_file(x_, y, tmp_path / "one.libsvm", multilabel=True, zero_based=False)
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["datasets", "check", "--dataset.path", str(tmp_path / "one.libsvm")]) == 0
+    assert "of the 41 features never vary in the training part (f0" in out.getvalue()

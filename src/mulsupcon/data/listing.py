@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -121,6 +122,30 @@ def dataset_info(name: str, data_home: str | Path | None = None, *, describe: bo
     return "\n".join(lines)
 
 
+def constant_features(x: Any) -> np.ndarray:
+    """The columns of (N, F) dense or CSR features that hold one value on every row (NaN, a missing value,
+    not counted), in order."""
+    if sp.issparse(x):
+        x = sp.csr_matrix(x)
+        present = np.bincount(x.indices, minlength=x.shape[1])
+        data = x.data
+        lo = np.full(x.shape[1], np.inf)
+        hi = np.full(x.shape[1], -np.inf)
+        finite = ~np.isnan(data)
+        np.minimum.at(lo, x.indices[finite], data[finite])
+        np.maximum.at(hi, x.indices[finite], data[finite])
+        implicit = present < x.shape[0]  # the column holds an implicit 0 on some row
+        lo = np.where(implicit, np.minimum(lo, 0.0), lo)
+        hi = np.where(implicit, np.maximum(hi, 0.0), hi)
+        return np.flatnonzero(~(hi > lo))
+    x = np.asarray(x, dtype=np.float64)
+    if not x.size:
+        return np.zeros(0, np.int64)
+    with warnings.catch_warnings():  # a column of NaN only: "All-NaN slice"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.flatnonzero(~(np.nanmax(x, axis=0) > np.nanmin(x, axis=0)))
+
+
 def describe_splits(splits: Splits, ds_cfg: Mapping[str, Any]) -> str:
     """What training would get from a config's ``dataset`` section (``mulsupcon datasets check --dataset.path
     FILE``): the files read, the features (one-hot groups named), how the parts were made, each part's
@@ -147,6 +172,11 @@ def describe_splits(splits: Splits, ds_cfg: Mapping[str, Any]) -> str:
         lines.append(f"  --- {label} ---")
         lines.extend("  " + ln for ln in part.describe().splitlines())
     if not train.is_image:  # labels without a training positive are named by the split's own warning
+        constant = constant_features(train.features)
+        if len(constant):
+            shown = ", ".join(train.feature_names[j] for j in constant[:5]) + (", ..." if len(constant) > 5 else "")
+            lines.append(f"  {len(constant)} of the {train.n_features} features never vary in the training part ({shown}): "
+                         "they carry nothing to learn (a 1-based svmlight file's f0 is one)")
         values = train.features.data if sp.issparse(train.features) else np.asarray(train.features)
         n_missing = int(np.isnan(values).sum())
         if n_missing:
