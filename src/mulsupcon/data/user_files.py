@@ -132,10 +132,10 @@ def read_path(path: str | Path, *, label_columns: object = None, xml: Optional[s
               n_features: Optional[int] = None) -> tuple[SourceParts, dict[str, str]]:
     """The dataset at ``path`` (see the module docstring) as its parts, and {file: sha256} of what was read.
 
-    ``ignore_columns`` (CSV/TSV only): columns that are neither features nor labels (an id, text).
-    ``categorical_columns`` (CSV/TSV only): text feature columns to one-hot encode; ``categories`` fixes
+    ``ignore_columns`` (CSV/TSV and Parquet): columns that are neither features nor labels (an id, text).
+    ``categorical_columns`` (CSV/TSV and Parquet): text feature columns to one-hot encode; ``categories`` fixes
     their values (a test file read with its training file's; see :func:`~.formats.read_csv`).
-    ``label_sep`` (CSV/TSV only): the one label column lists label names separated by it; ``label_names``
+    ``label_sep`` (CSV/TSV and Parquet): the one label column lists label names separated by it; ``label_names``
     then fixes the label columns (see :func:`~.formats.read_csv`). An svmlight file takes ``label_names``
     (ids) and ``n_features`` too (see :func:`~.svmlight.read_svmlight`).
 
