@@ -382,3 +382,17 @@ def test_env_reports_versions_devices_packages_and_the_data_home(tmp_path, capsy
         assert any(line.startswith("optional") and f"{name}: {'installed' if found else 'not installed'}" in line
                    for line in out), name
     assert out[-1].startswith(f"data home   {tmp_path} (exists; 1 of the ")
+
+
+def test_a_note_says_how_to_size_an_image_run_for_the_cpu():
+    """Images of 128 px or more on the CPU get the README's CPU-sized flags; vectors, small images and a GPU
+    get no note."""
+    from mulsupcon.train.runtime import CPU_IMAGE_SIDE, cpu_image_note
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    note = cpu_image_note((3, 224, 224), cpu, "resnet50")
+    assert note.startswith("note: resnet50 on 224x224 images is meant for a GPU")
+    assert "--model.backbone resnet18 --model.small_input true --dataset.image_size 32" in note
+    assert cpu_image_note((3, CPU_IMAGE_SIDE, CPU_IMAGE_SIDE), cpu, "resnet18") is not None
+    for shape, device in (((3, 32, 32), cpu), ((3, CPU_IMAGE_SIDE - 1, 224), cpu), ((103,), cpu), ((3, 224, 224), gpu)):
+        assert cpu_image_note(shape, device, "resnet50") is None, (shape, device)

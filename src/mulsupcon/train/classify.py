@@ -55,6 +55,7 @@ from mulsupcon.train.guard import DivergenceGuard, classification_divergence
 from mulsupcon.train.optim import make_optimizer
 from mulsupcon.train.rundir import RunDir, check_finished, format_seconds, open_run_dir
 from mulsupcon.train.runtime import (
+    cpu_image_note,
     cpu_threads,
     denormals_flushed,
     flush_denormals,
@@ -277,6 +278,9 @@ def classify(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *,
                        if data.is_image else "")
                     + (f", mixed precision {str(amp_dtype).replace('torch.', '')}" if amp_dtype is not None else "")
                     + (", channels_last" if channels_last else ""))
+            note = cpu_image_note(data.input_shape, device, str(cfg["model"].get("backbone", "")))
+            if note is not None:
+                run.log(note)
             if fit_head:  # the fitted linear layer is the first candidate checkpoint ("epoch 0")
                 _, _, val_loss = score_split(model, data.val, device, loss_fn=loss_fn, view=eval_view)
                 best = {"epoch": 0, "score": selection_score({"val_loss": val_loss, "val_mAP": fit["val_mAP"]}, c["select_by"]),

@@ -42,6 +42,7 @@ from mulsupcon.train.guard import DivergenceGuard, feature_spread, pretraining_c
 from mulsupcon.train.optim import make_optimizer, scheduled_epochs, scheduled_factor, set_lr
 from mulsupcon.train.rundir import RunDir, format_seconds, open_run_dir
 from mulsupcon.train.runtime import (
+    cpu_image_note,
     cpu_threads,
     denormals_flushed,
     flush_denormals,
@@ -185,6 +186,9 @@ def pretrain(cfg: Mapping[str, Any], run_dir: str | Path | RunDir, *, resume: bo
                     "has been level with or below BCE from scratch on the benchmark's data sets, and a random forest "
                     f"often beats both (README, 'When to use it'); `{benchmark_command(cfg['dataset'], in_memory=in_memory)}` "
                     "compares them on yours")
+        note = cpu_image_note(data.input_shape, device, str(cfg["model"].get("backbone", "")))
+        if note is not None and start_epoch == 0:
+            run.log(note)
         if float(p["temperature"]) < 0.01 and start_epoch == 0:
             run.warn(f"pretrain.temperature {p['temperature']} is far below the usual 0.05-0.5: the scores are divided "
                      f"by it, and the softmax saturates or overflows")
