@@ -271,9 +271,9 @@ def test_csv_with_categorical_columns_trains_predicts_and_evaluates(tmp_path):
     with pytest.raises(DataFormatError, match=r"row 0: empty field in the categorical column 'color'"):
         model.predict_proba(table.assign(color=None))
     # A column of codes that pandas holds as floats (1.0, as a column with a gap is read) is the CSV's 1.
-    from mulsupcon.predict import _category_text
+    from mulsupcon.data.formats import cell_text
 
-    assert [_category_text(v) for v in (1.0, 2.5, 3, "L", None)] == ["1", "2.5", "3", "L", ""]
+    assert [cell_text(v) for v in (1.0, 2.5, 3, "L", None)] == ["1", "2.5", "3", "L", ""]
     # A value training never saw is encoded as none of the known ones, and said.
     (tmp_path / "new.csv").write_text("size,c,b,a,color\nL,0.1,0.2,0.3,red\nXL,0.1,0.2,0.3,red\n")
     proc = _cli("predict", "r", "--input", "new.csv", "--out", "q.csv", cwd=tmp_path)

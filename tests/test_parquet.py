@@ -156,3 +156,12 @@ def test_evaluate_reads_a_column_of_lists_as_training_did(tmp_path):
     odd.to_parquet(tmp_path / "odd.parquet", index=False)
     bad = _cli("evaluate", "r", "--input", "odd.parquet", cwd=tmp_path, ok=False)
     assert "odd.parquet: row 3: label 'owl' is not among the 3 labels" in bad.stderr
+
+
+def test_a_cell_is_the_same_text_in_training_and_in_prediction():
+    """A categorical cell of a float column (pandas reads codes with a gap as 1.0, NaN) is encoded by
+    training from a Parquet file as prediction encodes a DataFrame's: whole floats as integers, nulls empty."""
+    from mulsupcon.data.formats import cell_text
+
+    assert [cell_text(v) for v in (1.0, 2.5, float("nan"), None, pd.NA, pd.NaT, "red", 3)] == \
+        ["1", "2.5", "", "", "", "", "red", "3"]

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 
 from mulsupcon.data import ReadOptions
-from mulsupcon.data.formats import CATEGORY_SEP, first_unrepresentable, one_hot_encode, one_hot_groups
+from mulsupcon.data.formats import CATEGORY_SEP, cell_text, first_unrepresentable, one_hot_encode, one_hot_groups
 from mulsupcon.data.svmlight import is_svmlight
 from mulsupcon.data.user_files import (IMAGE_SUFFIXES, TABLE_SUFFIXES, as_csv_hint, feature_order, format_suffix,
                                        in_column_order, parse_column_names, parse_label_columns, table_delimiter)
@@ -35,16 +35,6 @@ from mulsupcon.models import MultiLabelClassifier, build_backbone
 from mulsupcon.train.checkpoint import load_checkpoint
 from mulsupcon.train.data import ImageViews
 from mulsupcon.train.runtime import resolve_device
-
-
-def _category_text(value: Any) -> str:
-    """A table cell of a categorical column as the text a CSV holds: None is missing, and a whole float is
-    written as an integer (pandas reads a column of codes 1, 2 with a gap as floats 1.0, 2.0 and NaN)."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 class TrainedModel:
@@ -144,7 +134,7 @@ class TrainedModel:
                              + ("; the model was trained on an unnamed array: pass table.to_numpy() to give the columns "
                                 "by position" if unnamed else ""))
         where = [f"row {i}" for i in range(len(table))]
-        encoded = {c: one_hot_encode([_category_text(v) for v in table[c].tolist()], c, where,
+        encoded = {c: one_hot_encode([cell_text(v) for v in table[c].tolist()], c, where,
                                      values=values, allow_missing=self.allows_missing, missing_hint=self.missing_hint)[1]
                    for c, values in self.categories.items() if c in have}
         out = np.empty((len(table), len(self.feature_names)), dtype=np.float64)
@@ -456,8 +446,7 @@ def read_labelled_inputs(path: str | Path, model: TrainedModel,
 def parquet_labelled(path: Path, model: TrainedModel) -> tuple[Any, np.ndarray]:
     """A Parquet file's rows (a DataFrame; the model reads its feature columns by name) and labels (N, L)
     uint8: its columns of the model's label names, or the one column that lists them, as in training."""
-    from mulsupcon.data.formats import label_matrix, multi_hot
-    from mulsupcon.data.parquet import is_list_column, label_block, read_frame, text_of
+    from mulsupcon.data.parquet import label_block, listed_labels, read_frame
     from mulsupcon.data.user_files import parse_label_sep
 
     frame = read_frame(path)
@@ -469,16 +458,7 @@ def parquet_labelled(path: Path, model: TrainedModel) -> tuple[Any, np.ndarray]:
     if listing is not None:  # one column listed each row's label names in training
         if listing not in frame.columns:
             raise ValueError(f"{path}: no column {listing!r}, which lists the labels (as in training)")
-        values = frame[listing]
-        if is_list_column(values):
-            _, y = multi_hot([[text_of(x).strip() for x in (v if v is not None else ()) if text_of(x).strip()]
-                              for v in values], model.label_names, where=where)
-        elif sep is not None:
-            _, y = label_matrix([text_of(v) for v in values], sep, model.label_names, where=where)
-        else:
-            raise ValueError(f"{path}: column {listing!r} held lists of label names in training; here it holds "
-                             f"{values.dtype} values")
-        return frame, y
+        return frame, listed_labels(frame[listing], sep, model.label_names, where)[1]
     lacking = [n for n in model.label_names if n not in frame.columns]
     if lacking:
         raise ValueError(f"{path}: no label column {lacking[0]!r} ({len(lacking)} of the model's {len(model.label_names)} "
@@ -688,13 +668,13 @@ def kept_columns(path: Path, names: Sequence[str]) -> list[list[str]]:
 
     if format_suffix(path) != ".parquet":
         return read_text_columns(path, names, delimiter=table_delimiter(path))
-    from mulsupcon.data.parquet import read_frame, text_of
+    from mulsupcon.data.parquet import read_frame
 
     frame = read_frame(path)
     lacking = [n for n in names if n not in frame.columns]
     if lacking:
         raise MissingColumns(f"{path}: no column {lacking[0]!r} to keep (its columns: {list(frame.columns)[:10]})", lacking)
-    return [[text_of(v) for v in row] for row in frame[list(names)].itertuples(index=False)]
+    return [[cell_text(v) for v in row] for row in frame[list(names)].itertuples(index=False)]
 
 
 def scored_as_read(x: Any, score: Callable[[Any], np.ndarray], path: str | Path) -> np.ndarray:

@@ -38,7 +38,7 @@ from mulsupcon.data.arff import _FLOAT32_MAX, MISSING_HINT, DataFormatError, Pat
 from mulsupcon.data.dataset import MultiLabelDataset
 
 __all__ = ["read_hdf5", "read_npz", "read_npy", "read_npy_pair", "read_csv", "read_table", "read_text_columns", "text_rows", "column_positions",
-           "multi_hot", "label_matrix", "default_label_names", "label_columns_checked", "open_npz", "one_hot_encode", "one_hot_groups"]
+           "multi_hot", "label_matrix", "cell_text", "default_label_names", "label_columns_checked", "open_npz", "one_hot_encode", "one_hot_groups"]
 
 
 def _check_labels(y: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -413,6 +413,19 @@ def _spelled_otherwise(missing: Sequence[str], spare: Sequence[str]) -> str:
 CATEGORY_SEP = "="
 # A categorical column with more values than this, most of them on one row each, is probably an id.
 _MANY_CATEGORIES = 50
+
+
+def cell_text(value: object) -> str:
+    """A table cell (a pandas or Parquet value) as the text a CSV holds: a null, NaN or NaT is "" (missing),
+    and a whole float is written as an integer (pandas reads a column of codes 1, 2 with a gap as floats 1.0,
+    2.0 and NaN), so that training and prediction encode the same cell the same way."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if np.isnan(value) else (str(int(value)) if value.is_integer() else str(value))
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing markers, without importing pandas
+        return ""
+    return str(value)
 
 
 def one_hot_groups(feature_names: Sequence[str], categorical: Sequence[str]) -> dict[str, list[str]]:

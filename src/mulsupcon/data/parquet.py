@@ -21,10 +21,10 @@ import numpy as np
 
 from mulsupcon.data.arff import DataFormatError, PathType, _default_name
 from mulsupcon.data.dataset import MultiLabelDataset
-from mulsupcon.data.formats import (CATEGORY_SEP, _label_indices, column_positions, first_unrepresentable,
+from mulsupcon.data.formats import (CATEGORY_SEP, _label_indices, cell_text, column_positions, first_unrepresentable,
                                     label_columns_checked, label_matrix, multi_hot, one_hot_encode)
 
-__all__ = ["read_frame", "read_parquet", "is_list_column", "text_of", "label_block"]
+__all__ = ["read_frame", "read_parquet", "is_list_column", "listed_labels", "label_block"]
 
 
 def read_frame(path: PathType) -> Any:
@@ -50,18 +50,17 @@ def is_list_column(column: Any) -> bool:
     return isinstance(first, (list, tuple, np.ndarray))
 
 
-def text_of(value: Any) -> str:
-    """A cell as text; a null or NaN is "" (a missing value, as an empty CSV field)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    try:
-        import pandas as pd
-
-        if value is pd.NA or value is pd.NaT:
-            return ""
-    except ImportError:
-        pass
-    return str(value)
+def listed_labels(column: Any, label_sep: Optional[str], label_names: Optional[Sequence[str]],
+                  where: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """A column that lists each row's label names, as lists or as text separated by ``label_sep``:
+    ``(names (L), labels (N, L) uint8)`` (``label_names`` fixes them; another name is an error at its row)."""
+    if is_list_column(column):
+        rows = [[t for t in (cell_text(x).strip() for x in (v if v is not None else ())) if t] for v in column]
+        return multi_hot(rows, label_names, where=where)
+    if label_sep is None:
+        raise DataFormatError(f"{where[0]}: the label column holds {column.dtype} values, not lists of names; give "
+                              "--dataset.label_sep for names separated by it")
+    return label_matrix([cell_text(v) for v in column], label_sep, label_names, where=where)
 
 
 def _numbers(column: Any, name: str, where: Sequence[str]) -> np.ndarray:
@@ -71,7 +70,7 @@ def _numbers(column: Any, name: str, where: Sequence[str]) -> np.ndarray:
 
     if getattr(column.dtype, "kind", "O") in "biuf":  # pandas' nullable Int64 and boolean too
         return column.to_numpy(dtype=np.float64, na_value=np.nan)
-    text = [text_of(v).strip() for v in column]
+    text = [cell_text(v).strip() for v in column]
     numbers = pd.to_numeric(pd.Series(text, dtype=object).replace("", None), errors="coerce").to_numpy(np.float64)
     bad = next((i for i, (t, v) in enumerate(zip(text, numbers)) if t and np.isnan(v) and t.lower() != "nan"), None)
     if bad is not None:
@@ -123,12 +122,7 @@ def read_parquet(path: PathType, label_columns: Sequence[str] | int, *, ignore_c
         if len(lab) != 1:
             raise ValueError(f"{source}: with dataset.label_sep, dataset.label_columns names the one column that lists "
                              f"the labels; got {len(lab)} columns")
-        column = frame.iloc[:, lab[0]]
-        if listed:
-            rows = [[text_of(x).strip() for x in (v if v is not None else ()) if text_of(x).strip()] for v in column]
-            names, y = multi_hot(rows, label_names, where=where)
-        else:
-            names, y = label_matrix([text_of(v) for v in column], label_sep, label_names, where=where)
+        names, y = listed_labels(frame.iloc[:, lab[0]], label_sep, label_names, where)
     else:
         names = [header[j] for j in lab]
         y = label_block(frame.iloc[:, lab], where)
@@ -137,7 +131,7 @@ def read_parquet(path: PathType, label_columns: Sequence[str] | int, *, ignore_c
     for j in (j for j in kept if j not in lab):
         column = frame.iloc[:, j]
         if j in categorical:
-            values, encoded = one_hot_encode([text_of(v) for v in column], header[j], where, allow_missing=allow_missing,
+            values, encoded = one_hot_encode([cell_text(v) for v in column], header[j], where, allow_missing=allow_missing,
                                              values=None if categories is None else categories[header[j]])
             blocks.append(encoded)
             made += [f"{header[j]}{CATEGORY_SEP}{v}" for v in values]
